@@ -1,0 +1,9 @@
+"""REST routers under /api/v1: parse, authorize, delegate to services, serialize."""
+
+from fastapi import APIRouter
+
+from app.api import endpoints, tokens
+
+router = APIRouter(prefix="/api/v1")
+router.include_router(endpoints.router)
+router.include_router(tokens.router)

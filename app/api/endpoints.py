@@ -1,0 +1,62 @@
+"""/api/v1/endpoints: the endpoint registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app.deps import BoxDep, EditorDep, ReaderDep, SessionDep
+from app.schemas import EndpointCreate, EndpointRead, EndpointUpdate, ErrorBody, Page
+from app.services import endpoints
+
+router = APIRouter(
+    prefix="/endpoints",
+    tags=["endpoints"],
+    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+
+
+@router.get("")
+async def list_endpoints(
+    session: SessionDep,
+    _: ReaderDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    tag: Annotated[str | None, Query(max_length=40)] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Match name or model")] = None,
+) -> Page[EndpointRead]:
+    rows, total = await endpoints.list_page(session, limit=limit, offset=offset, tag=tag, q=q)
+    return Page[EndpointRead](
+        items=[endpoints.to_read(row) for row in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if offset + limit < total else None,
+    )
+
+
+@router.post("", status_code=201, responses={409: {"model": ErrorBody}})
+async def create_endpoint(body: EndpointCreate, session: SessionDep, box: BoxDep, user: EditorDep) -> EndpointRead:
+    return endpoints.to_read(await endpoints.create(session, data=body, box=box, by=user.user_id))
+
+
+@router.get("/{endpoint_id}", responses={404: {"model": ErrorBody}})
+async def read_endpoint(endpoint_id: int, session: SessionDep, _: ReaderDep) -> EndpointRead:
+    return endpoints.to_read(await endpoints.get(session, endpoint_id))
+
+
+@router.patch("/{endpoint_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+async def update_endpoint(
+    endpoint_id: int, body: EndpointUpdate, session: SessionDep, box: BoxDep, _: EditorDep
+) -> EndpointRead:
+    return endpoints.to_read(await endpoints.update(session, endpoint_id=endpoint_id, data=body, box=box))
+
+
+@router.delete("/{endpoint_id}", status_code=204, responses={404: {"model": ErrorBody}})
+async def delete_endpoint(endpoint_id: int, session: SessionDep, _: EditorDep) -> Response:
+    await endpoints.delete(session, endpoint_id=endpoint_id)
+    return Response(status_code=204)

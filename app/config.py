@@ -1,0 +1,199 @@
+"""Settings: one object, read from ``SMARTBENCH_*`` environment variables and ``.env``.
+
+Secrets are never given defaults. In development (the default), a missing secret key or
+encryption key is generated once and kept in ``<data_dir>/secrets.json`` (mode 0600), so the
+embedded default needs no set-up. In production both must be given explicitly, or start-up
+fails: several workers on several machines must share them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRETS_FILE = "secrets.json"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "smartbench"
+
+
+class ConfigError(RuntimeError):
+    """Settings that cannot be used; the message says which and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SMARTBENCH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    database_echo: bool = False
+
+    # Sessions and CSRF tokens are HMAC'd with this key.
+    secret_key: SecretStr | None = None
+    # Endpoint API keys are encrypted with these: "kid:base64key,kid2:base64key"; the first encrypts.
+    encryption_keys: SecretStr | None = None
+
+    admin_user: str = "admin"
+    admin_password: SecretStr | None = None
+    public_read: bool = False
+    session_max_age_s: int = 14 * 24 * 3600
+    cookie_secure: bool | None = None  # None: secure cookies when the request came over https
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        # Accept the URLs people paste; always drive PostgreSQL through psycopg 3.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+        return value
+
+    @field_validator("admin_user")
+    @classmethod
+    def _admin_user(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("SMARTBENCH_ADMIN_USER must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_missing_secrets_in_production(self) -> Settings:
+        if self.env == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("SMARTBENCH_SECRET_KEY", self.secret_key),
+                    ("SMARTBENCH_ENCRYPTION_KEYS", self.encryption_keys),
+                    ("SMARTBENCH_DATABASE_URL", self.database_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "production settings need " + ", ".join(missing) + " (see README, 'Configuration')"
+                )
+            if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("SMARTBENCH_SECRET_KEY must be at least 32 characters")
+        return self
+
+    # -- derived values -------------------------------------------------------------------------
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'smartbench.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @cached_property
+    def _generated(self) -> dict[str, str]:
+        """Secrets kept in the data directory when the environment gives none (development)."""
+        path = self.data_dir / SECRETS_FILE
+        if path.exists():
+            data: dict[str, str] = json.loads(path.read_text())
+        else:
+            data = {}
+        changed = False
+        if "secret_key" not in data:
+            data["secret_key"] = secrets.token_urlsafe(48)
+            changed = True
+        if "encryption_keys" not in data:
+            data["encryption_keys"] = new_encryption_key_entry()
+            changed = True
+        if changed:
+            write_secrets_file(path, data)
+        return data
+
+    def session_secret(self) -> bytes:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        return self._generated["secret_key"].encode()
+
+    def encryption_keyring(self) -> list[tuple[str, bytes]]:
+        """The encryption keys, active key first, as (key id, 32-byte key)."""
+        raw = (
+            self.encryption_keys.get_secret_value()
+            if self.encryption_keys is not None
+            else self._generated["encryption_keys"]
+        )
+        return parse_keyring(raw)
+
+    @property
+    def keys_from_file(self) -> bool:
+        return self.encryption_keys is None
+
+    def rotate_file_key(self) -> str:
+        """Add a new active key to the data-directory keyring; returns its id."""
+        if not self.keys_from_file:
+            raise ConfigError(
+                "encryption keys come from SMARTBENCH_ENCRYPTION_KEYS: put a new key first in that "
+                "variable, restart, then run `smartbench keys reencrypt`"
+            )
+        data = dict(self._generated)
+        entry = new_encryption_key_entry()
+        data["encryption_keys"] = entry + "," + data["encryption_keys"]
+        write_secrets_file(self.data_dir / SECRETS_FILE, data)
+        self.__dict__.pop("_generated", None)
+        return entry.split(":", 1)[0]
+
+
+def new_encryption_key_entry() -> str:
+    kid = secrets.token_hex(4)
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return f"{kid}:{key}"
+
+
+def parse_keyring(raw: str) -> list[tuple[str, bytes]]:
+    ring: list[tuple[str, bytes]] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        kid, sep, encoded = part.partition(":")
+        if not sep or not kid or not kid.isalnum():
+            raise ConfigError("encryption keys look like 'kid:base64key,kid2:base64key'")
+        try:
+            key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except ValueError as exc:
+            raise ConfigError(f"encryption key {kid!r} is not valid base64") from exc
+        if len(key) != 32:
+            raise ConfigError(f"encryption key {kid!r} must decode to 32 bytes, not {len(key)}")
+        ring.append((kid, key))
+    if not ring:
+        raise ConfigError("no encryption key configured")
+    if len({kid for kid, _ in ring}) != len(ring):
+        raise ConfigError("encryption key ids must be unique")
+    return ring
+
+
+def write_secrets_file(path: Path, data: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)

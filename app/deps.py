@@ -1,0 +1,138 @@
+"""FastAPI dependencies shared by the REST and HTML routers: the unit of work, the clock, the
+secret box, and who is asking (with the role and CSRF checks that every write passes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import CsrfFailed, Forbidden, Unauthorized
+from app.models import Role
+from app.security.crypto import SecretBox
+from app.security.csrf import ANON_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, csrf_valid, same_origin
+from app.services import auth
+
+Clock = Callable[[], datetime]
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One unit of work per request: commit after the handler, roll back on error. Used with
+    scope="function" so the commit happens before the response is sent and its failure is seen."""
+    async with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_clock(request: Request) -> datetime:
+    clock: Clock = request.app.state.clock
+    return clock()
+
+
+def get_box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+NowDep = Annotated[datetime, Depends(get_clock)]
+BoxDep = Annotated[SecretBox, Depends(get_box)]
+
+
+async def get_principal(request: Request, session: SessionDep, now: NowDep) -> auth.Principal | None:
+    """The user behind a Bearer token or a session cookie, or None."""
+    if hasattr(request.state, "principal"):
+        principal: auth.Principal | None = request.state.principal
+        return principal
+    principal = None
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("use 'Authorization: Bearer <token>'")
+        principal = await auth.resolve_token(session, token=value.strip(), now=now)
+        if principal is None:
+            raise Unauthorized("this API token is unknown, revoked or expired")
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            principal = await auth.resolve_session(session, token=cookie, now=now)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[auth.Principal | None, Depends(get_principal)]
+
+
+async def check_csrf(request: Request, principal: auth.Principal | None, settings: Settings) -> None:
+    """Refuse a cross-site or token-less unsafe request that rides on a browser cookie."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    if principal is not None and principal.via == "token":
+        return  # a bearer token is not sent by browsers on their own: no CSRF exposure
+    if not same_origin(
+        request.headers.get("origin"), request.headers.get("referer"), request.headers.get("host"), request.url.scheme
+    ):
+        raise CsrfFailed("cross-site request refused")
+    binding = principal.session_token if principal is not None else request.cookies.get(ANON_COOKIE)
+    presented = request.headers.get(CSRF_HEADER)
+    if presented is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(CSRF_FIELD)
+        presented = value if isinstance(value, str) else None
+    if not csrf_valid(settings.session_secret(), binding, presented):
+        raise CsrfFailed("the form expired or did not come from this site; reload the page and try again")
+
+
+async def require_reader(request: Request, principal: PrincipalDep, settings: SettingsDep) -> auth.Principal | None:
+    if principal is None and not settings.public_read:
+        raise Unauthorized("log in to see this")
+    return principal
+
+
+def _require(role: Role) -> Callable[..., object]:
+    async def dependency(request: Request, principal: PrincipalDep, settings: SettingsDep) -> auth.Principal:
+        if principal is None:
+            raise Unauthorized("log in or send an API token to change anything")
+        await check_csrf(request, principal, settings)
+        if principal.read_only:
+            raise Forbidden("this API token is read-only")
+        if not principal.can(role):
+            raise Forbidden(f"this needs the {role.value} role; you are {principal.role.value}")
+        return principal
+
+    return dependency
+
+
+async def require_login(principal: PrincipalDep) -> auth.Principal:
+    if principal is None:
+        raise Unauthorized("log in or send an API token")
+    return principal
+
+
+LoggedInDep = Annotated[auth.Principal, Depends(require_login)]
+ReaderDep = Annotated[auth.Principal | None, Depends(require_reader)]
+ViewerWriteDep = Annotated[auth.Principal, Depends(_require(Role.viewer))]  # any role; never a read-only token
+EditorDep = Annotated[auth.Principal, Depends(_require(Role.editor))]
+AdminDep = Annotated[auth.Principal, Depends(_require(Role.admin))]

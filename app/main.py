@@ -1,0 +1,166 @@
+"""create_app(settings): the FastAPI application. Its lifespan owns every resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import __version__
+from app.api import router as api_router
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.deps import Clock, system_clock
+from app.errors import AppError, Unauthorized
+from app.paths import resource_dir
+from app.schemas import Health
+from app.security.crypto import SecretBox
+from app.web import router as web_router
+from app.web.templating import render_error
+
+log = logging.getLogger("smartbench")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+# Swagger UI and Plotly set inline style attributes; scripts stay same-origin only.
+CSP_RELAXED_STYLE = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response (pure ASGI: no buffering of streams)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        csp = CSP_RELAXED_STYLE if path.startswith("/docs") else CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in (
+                    (b"content-security-policy", csp.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                ):
+                    if name not in present:
+                        headers.append((name, value))
+                if path.startswith("/api/") and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="smartbench",
+        version=__version__,
+        description="Probes LLM inference endpoints and keeps their SMART scorecards and cost history.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.secret_box = SecretBox(settings.encryption_keyring())
+
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static/vendor/swagger", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"))
+    app.mount("/static", StaticFiles(directory=resource_dir("static")), name="static")
+    app.include_router(api_router)
+    app.include_router(web_router)
+    _install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            async with request.app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: database unreachable: %s", type(exc).__name__)
+            body = Health(status="error", database="error", version=__version__, detail=type(exc).__name__)
+            return JSONResponse(body.model_dump(), status_code=503)
+        return JSONResponse(Health(status="ok", database="ok", version=__version__).model_dump())
+
+    return app
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> Response:
+        if _wants_json(request):
+            headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+            return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+        return render_error(request, exc.status_code, exc.message, login_redirect=isinstance(exc, Unauthorized))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        fields: dict[str, str] = {}
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            key = ".".join(loc) or "body"
+            msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            if err.get("type") == "extra_forbidden":
+                msg = "unknown field"
+            fields.setdefault(key, msg)
+        body = {"error": {"code": "validation_failed", "message": "the request is not valid", "fields": fields}}
+        if _wants_json(request):
+            return JSONResponse(body, status_code=422)
+        return render_error(request, 422, "The request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            message = "nothing here"
+        if _wants_json(request):
+            return JSONResponse(
+                {"error": {"code": code, "message": message}}, status_code=exc.status_code, headers=exc.headers
+            )
+        return render_error(request, exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        if _wants_json(request):
+            return JSONResponse({"error": {"code": "internal", "message": "internal error"}}, status_code=500)
+        return render_error(request, 500, "Something went wrong on our side. The error was logged.")

@@ -1,0 +1,411 @@
+"""SQLAlchemy ORM tables: the data model of the whole product.
+
+Endpoint → (Profile, Schedule) → Run → RunStep (summary statistics as real columns)
+                                      → RequestSample (one row per request; the source of truth)
+User → WebSession, ApiToken.
+
+Timestamps are timezone-aware UTC. Relationships are ``lazy="raise"``: under AsyncSession an
+implicit load must fail loudly, not issue a hidden query.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on every backend (SQLite stores naive text; we restore UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Role(enum.StrEnum):
+    viewer = "viewer"
+    editor = "editor"
+    admin = "admin"
+
+    @property
+    def rank(self) -> int:
+        return {"viewer": 0, "editor": 1, "admin": 2}[self.value]
+
+
+class ApiFlavor(enum.StrEnum):
+    chat = "chat"
+    completions = "completions"
+
+
+class RunStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    interrupted = "interrupted"
+    cancelled = "cancelled"
+    skipped_overlap = "skipped_overlap"
+
+
+# ---------------------------------------------------------------------------------------------
+# People and credentials
+# ---------------------------------------------------------------------------------------------
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.viewer.value)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A server-side browser session. The cookie holds a random token; we keep its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+
+class ApiToken(Base):
+    """A bearer token for automation. Stored as SHA-256 (tokens are 256-bit random)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+
+# ---------------------------------------------------------------------------------------------
+# What is measured
+# ---------------------------------------------------------------------------------------------
+
+
+class Endpoint(Base):
+    __tablename__ = "endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    base_url: Mapped[str] = mapped_column(String(500))
+    model: Mapped[str] = mapped_column(String(200))
+    api_flavor: Mapped[str] = mapped_column(String(16), default=ApiFlavor.chat.value)
+    # "sb1:<kid>:<base64 nonce+ciphertext>"; never leaves the server.
+    api_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    api_key_last4: Mapped[str | None] = mapped_column(String(4))
+
+    # Self-hosted cost and power inputs.
+    gpu_model: Mapped[str | None] = mapped_column(String(100))
+    gpu_count: Mapped[int | None] = mapped_column(Integer)
+    price_per_gpu_hour: Mapped[float | None] = mapped_column(Float)
+    overhead_per_hour: Mapped[float | None] = mapped_column(Float)
+    watts_per_gpu: Mapped[float | None] = mapped_column(Float)
+    # Hosted, per-token priced APIs.
+    input_price_per_million: Mapped[float | None] = mapped_column(Float)
+    output_price_per_million: Mapped[float | None] = mapped_column(Float)
+
+    # Declared (and later detected) serving stack.
+    engine: Mapped[str | None] = mapped_column(String(50))
+    engine_version: Mapped[str | None] = mapped_column(String(50))
+    quantization: Mapped[str | None] = mapped_column(String(50))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    metrics_url: Mapped[str | None] = mapped_column(String(500))  # Prometheus/DCGM scrape target
+    tokenizer: Mapped[str | None] = mapped_column(String(500))  # local HF tokenizer path or tiktoken name
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class Profile(Base):
+    """A workload profile: token lengths, load pattern, bounds, warm-up and SLO."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str | None] = mapped_column(Text)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    input_tokens_mean: Mapped[int] = mapped_column(Integer)
+    input_tokens_spread: Mapped[float] = mapped_column(Float, default=0.0)  # relative std-dev
+    output_tokens_mean: Mapped[int] = mapped_column(Integer)
+    output_tokens_spread: Mapped[float] = mapped_column(Float, default=0.0)
+
+    load_mode: Mapped[str] = mapped_column(String(16), default="concurrency")  # concurrency | rate
+    load_levels: Mapped[list[float]] = mapped_column(JSON)
+    arrival: Mapped[str] = mapped_column(String(16), default="poisson")  # poisson | constant
+    max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    requests_per_step: Mapped[int | None] = mapped_column(Integer)
+    duration_per_step_s: Mapped[float | None] = mapped_column(Float)
+    warmup_requests: Mapped[int] = mapped_column(Integer, default=0)
+
+    slo_ttft_ms: Mapped[float | None] = mapped_column(Float)
+    slo_tpot_ms: Mapped[float | None] = mapped_column(Float)
+    slo_e2e_ms: Mapped[float | None] = mapped_column(Float)
+    slo_percentile: Mapped[float] = mapped_column(Float, default=99.0)
+    target_price_per_million: Mapped[float | None] = mapped_column(Float)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Schedule(Base):
+    __tablename__ = "schedules"
+    __table_args__ = (UniqueConstraint("endpoint_id", "profile_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    interval_s: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    offset_s: Mapped[float] = mapped_column(Float, default=0.0)  # stable per-endpoint spread
+    catchup_window_s: Mapped[int | None] = mapped_column(Integer)
+    next_run_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_run_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    endpoint: Mapped[Endpoint] = relationship(lazy="raise")
+    profile: Mapped[Profile] = relationship(lazy="raise")
+
+
+class Run(Base):
+    """One probe of one endpoint with one profile, with the inputs snapshotted at run time."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_endpoint_id_created_at", "endpoint_id", "created_at"),
+        Index("ix_runs_status_created_at", "status", "created_at"),
+        # A schedule slot runs at most once.
+        UniqueConstraint("schedule_id", "scheduled_for"),
+        # At most one running probe per endpoint: two would disturb each other's numbers.
+        Index(
+            "uq_runs_one_running_per_endpoint",
+            "endpoint_id",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="SET NULL"))
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    profile_name: Mapped[str] = mapped_column(String(64))
+    profile_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cost_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    endpoint_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # detected engine, client
+
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.queued.value)
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual|api|schedule|import|cli
+    source: Mapped[str] = mapped_column(String(32), default="smartbench")  # or aiperf, vllm, ...
+    scheduled_for: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    endpoint: Mapped[Endpoint] = relationship(lazy="raise")
+    steps: Mapped[list[RunStep]] = relationship(
+        lazy="raise", order_by="RunStep.step_index", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class RunStep(Base):
+    """One load level of a run. Summary statistics are real columns for fast trend queries;
+    they are derived from the step's RequestSample rows and can be recomputed."""
+
+    __tablename__ = "run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "step_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int | None] = mapped_column(Integer)
+    request_rate: Mapped[float | None] = mapped_column(Float)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+
+    requests_sent: Mapped[int] = mapped_column(Integer, default=0)
+    requests_completed: Mapped[int] = mapped_column(Integer, default=0)
+    requests_failed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    ttft_ms_mean: Mapped[float | None] = mapped_column(Float)
+    ttft_ms_p50: Mapped[float | None] = mapped_column(Float)
+    ttft_ms_p90: Mapped[float | None] = mapped_column(Float)
+    ttft_ms_p95: Mapped[float | None] = mapped_column(Float)
+    ttft_ms_p99: Mapped[float | None] = mapped_column(Float)
+    ttft_ms_min: Mapped[float | None] = mapped_column(Float)
+    ttft_ms_max: Mapped[float | None] = mapped_column(Float)
+    ttfat_ms_mean: Mapped[float | None] = mapped_column(Float)
+    ttfat_ms_p50: Mapped[float | None] = mapped_column(Float)
+    ttfat_ms_p90: Mapped[float | None] = mapped_column(Float)
+    ttfat_ms_p95: Mapped[float | None] = mapped_column(Float)
+    ttfat_ms_p99: Mapped[float | None] = mapped_column(Float)
+    ttfat_ms_min: Mapped[float | None] = mapped_column(Float)
+    ttfat_ms_max: Mapped[float | None] = mapped_column(Float)
+    itl_ms_mean: Mapped[float | None] = mapped_column(Float)
+    itl_ms_p50: Mapped[float | None] = mapped_column(Float)
+    itl_ms_p90: Mapped[float | None] = mapped_column(Float)
+    itl_ms_p95: Mapped[float | None] = mapped_column(Float)
+    itl_ms_p99: Mapped[float | None] = mapped_column(Float)
+    itl_ms_min: Mapped[float | None] = mapped_column(Float)
+    itl_ms_max: Mapped[float | None] = mapped_column(Float)
+    tpot_ms_mean: Mapped[float | None] = mapped_column(Float)
+    tpot_ms_p50: Mapped[float | None] = mapped_column(Float)
+    tpot_ms_p90: Mapped[float | None] = mapped_column(Float)
+    tpot_ms_p95: Mapped[float | None] = mapped_column(Float)
+    tpot_ms_p99: Mapped[float | None] = mapped_column(Float)
+    tpot_ms_min: Mapped[float | None] = mapped_column(Float)
+    tpot_ms_max: Mapped[float | None] = mapped_column(Float)
+    e2e_ms_mean: Mapped[float | None] = mapped_column(Float)
+    e2e_ms_p50: Mapped[float | None] = mapped_column(Float)
+    e2e_ms_p90: Mapped[float | None] = mapped_column(Float)
+    e2e_ms_p95: Mapped[float | None] = mapped_column(Float)
+    e2e_ms_p99: Mapped[float | None] = mapped_column(Float)
+    e2e_ms_min: Mapped[float | None] = mapped_column(Float)
+    e2e_ms_max: Mapped[float | None] = mapped_column(Float)
+
+    input_tokens_mean: Mapped[float | None] = mapped_column(Float)
+    output_tokens_mean: Mapped[float | None] = mapped_column(Float)
+    input_tokens_per_s: Mapped[float | None] = mapped_column(Float)
+    output_tokens_per_s: Mapped[float | None] = mapped_column(Float)
+    total_tokens_per_s: Mapped[float | None] = mapped_column(Float)
+    requests_per_s: Mapped[float | None] = mapped_column(Float)
+    tokens_per_s_per_user_p50: Mapped[float | None] = mapped_column(Float)
+    goodput_requests_per_s: Mapped[float | None] = mapped_column(Float)
+    slo_attainment: Mapped[float | None] = mapped_column(Float)
+
+    token_count_source: Mapped[str | None] = mapped_column(String(16))  # usage | tokenizer | estimated
+    itl_basis: Mapped[str | None] = mapped_column(String(8))  # token | chunk
+    client_bound: Mapped[bool] = mapped_column(Boolean, default=False)
+    osl_mismatch_pct: Mapped[float | None] = mapped_column(Float)
+    usage_tokenizer_diff_pct: Mapped[float | None] = mapped_column(Float)
+
+    cost_per_million_output_tokens: Mapped[float | None] = mapped_column(Float)
+    cost_per_million_tokens: Mapped[float | None] = mapped_column(Float)
+    cost_per_million_good_tokens: Mapped[float | None] = mapped_column(Float)
+    cost_per_million_tokens_blended: Mapped[float | None] = mapped_column(Float)
+    tokens_per_joule: Mapped[float | None] = mapped_column(Float)
+    energy_joules: Mapped[float | None] = mapped_column(Float)
+    energy_source: Mapped[str | None] = mapped_column(String(16))  # measured | declared
+
+    # The full summary object of DESIGN's run-summary JSON, as computed.
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RequestSample(Base):
+    """One request as the probe saw it. Offsets are milliseconds from the step's first send;
+    per-chunk arrival offsets and token counts are packed arrays (little-endian float32 / uint16)."""
+
+    __tablename__ = "request_samples"
+    __table_args__ = (
+        # Idempotent writes: a retried batch cannot duplicate a sample.
+        UniqueConstraint("run_id", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    warmup: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    sent_offset_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    ttfat_ms: Mapped[float | None] = mapped_column(Float)
+    e2e_ms: Mapped[float | None] = mapped_column(Float)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    requested_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    tokenizer_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    chunk_offsets: Mapped[bytes | None] = mapped_column(LargeBinary)
+    chunk_tokens: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_detail: Mapped[str | None] = mapped_column(String(500))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    retry_after_s: Mapped[float | None] = mapped_column(Float)

@@ -1,0 +1,245 @@
+"""Pydantic request/response shapes (XCreate, XUpdate, XRead), apart from the ORM tables."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+T = TypeVar("T")
+
+ENGINES = ("vllm", "sglang", "tensorrt-llm", "nim", "dynamo", "tgi", "llama.cpp", "ollama", "hosted-api", "other")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-/]*$")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    fields: dict[str, str] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The shape of every API error."""
+
+    error: ErrorDetail
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+def normalise_http_url(value: str, *, what: str = "URL") -> str:
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"enter an http:// or https:// {what}, for example http://10.0.0.5:8000/v1")
+    if parts.username or parts.password:
+        raise ValueError("put credentials in the API key field, not in the URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"the {what} must not have a query string or fragment")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"the {what} has an invalid port") from exc
+    if len(value) > 500:
+        raise ValueError(f"the {what} is longer than 500 characters")
+    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
+
+
+class EndpointFields(BaseModel):
+    """Fields shared by create and update; each validated on its own."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Name | None = None
+    base_url: str | None = None
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    api_flavor: Literal["chat", "completions"] | None = None
+    api_key: SecretStr | None = None
+    gpu_model: ShortText | None = None
+    gpu_count: int | None = Field(default=None, ge=1, le=100_000)
+    price_per_gpu_hour: float | None = Field(default=None, ge=0, le=10_000)
+    overhead_per_hour: float | None = Field(default=None, ge=0, le=1_000_000)
+    watts_per_gpu: float | None = Field(default=None, gt=0, le=10_000)
+    input_price_per_million: float | None = Field(default=None, ge=0, le=10_000)
+    output_price_per_million: float | None = Field(default=None, ge=0, le=10_000)
+    engine: ShortText | None = None
+    quantization: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    tags: list[str] | None = None
+    metrics_url: str | None = None
+    tokenizer: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    enabled: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_RE.match(value):
+            raise ValueError("use letters, digits, spaces, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_http_url(value, what="base URL")
+
+    @field_validator("metrics_url")
+    @classmethod
+    def _metrics_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return normalise_http_url(value, what="metrics URL")
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().strip()
+        if len(raw) > 4096:
+            raise ValueError("the API key is longer than 4096 characters")
+        if any(ch in raw for ch in "\r\n\x00"):
+            raise ValueError("the API key must be a single line")
+        return SecretStr(raw)
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        value = value.lower()
+        if value not in ENGINES:
+            raise ValueError("choose one of: " + ", ".join(ENGINES))
+        return value
+
+    @field_validator("quantization", "gpu_model", "tokenizer", "description")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned: list[str] = []
+        for tag in value:
+            tag = tag.strip()
+            if not tag:
+                continue
+            if len(tag) > 40 or not TAG_RE.match(tag):
+                raise ValueError(f"tag {tag[:40]!r}: use up to 40 letters, digits and . _ : - /")
+            if tag not in cleaned:
+                cleaned.append(tag)
+        if len(cleaned) > 20:
+            raise ValueError("at most 20 tags")
+        return cleaned
+
+
+class EndpointCreate(EndpointFields):
+    name: Name
+    base_url: str
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    api_flavor: Literal["chat", "completions"] = "chat"
+    tags: list[str] | None = Field(default_factory=list)
+
+
+class EndpointUpdate(EndpointFields):
+    """Partial update: omitted fields stay. ``api_key``: omit to keep, ``""`` or null to remove."""
+
+
+class EndpointRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    base_url: str
+    model: str
+    api_flavor: str
+    api_key_set: bool
+    api_key_last4: str | None
+    gpu_model: str | None
+    gpu_count: int | None
+    price_per_gpu_hour: float | None
+    overhead_per_hour: float | None
+    watts_per_gpu: float | None
+    input_price_per_million: float | None
+    output_price_per_million: float | None
+    engine: str | None
+    engine_version: str | None
+    quantization: str | None
+    tags: list[str]
+    metrics_url: str | None
+    tokenizer: str | None
+    description: str | None
+    enabled: bool
+    pricing: Literal["gpu_hour", "per_token", "none"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    read_only: bool = False
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    prefix: str
+    read_only: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenRead):
+    token: str = Field(description="Shown once; only its hash is stored.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "error"]
+    database: Literal["ok", "error"]
+    version: str
+    detail: str | None = None
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """Pydantic errors as {field: message}, worded for people."""
+    out: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ()) if not isinstance(part, int)]
+        field = loc[0] if loc else "__all__"
+        message = str(err.get("msg", "invalid value"))
+        message = message.removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field"
+        elif err.get("type") == "missing":
+            message = "this field is required"
+        out.setdefault(field, message)
+    return out
+
+
+def dump_unset(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(exclude_unset=True)

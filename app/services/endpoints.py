@@ -1,0 +1,184 @@
+"""The endpoint registry: create, read, list, update, delete; API keys sealed at rest."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.models import Endpoint
+from app.schemas import EndpointCreate, EndpointRead, EndpointUpdate
+from app.security.crypto import SecretBox
+
+PRICING_FIELDS = ("gpu_count", "price_per_gpu_hour", "input_price_per_million", "output_price_per_million")
+
+
+def to_read(endpoint: Endpoint) -> EndpointRead:
+    return EndpointRead.model_validate(
+        {
+            **{col: getattr(endpoint, col) for col in EndpointRead.model_fields if hasattr(endpoint, col)},
+            "api_key_set": endpoint.api_key_encrypted is not None,
+            "tags": list(endpoint.tags or []),
+            "pricing": pricing_kind(endpoint),
+        }
+    )
+
+
+def pricing_kind(endpoint: Endpoint) -> str:
+    if endpoint.price_per_gpu_hour is not None and endpoint.gpu_count:
+        return "gpu_hour"
+    if endpoint.input_price_per_million is not None and endpoint.output_price_per_million is not None:
+        return "per_token"
+    return "none"
+
+
+def pricing_problems(values: dict[str, Any]) -> dict[str, str]:
+    """Cost inputs that cannot price a run, as {field: message}."""
+    problems: dict[str, str] = {}
+    gpu_hour = values.get("price_per_gpu_hour") is not None
+    per_token = values.get("input_price_per_million") is not None or values.get("output_price_per_million") is not None
+    if gpu_hour and per_token:
+        problems["price_per_gpu_hour"] = (
+            "choose one pricing: per GPU-hour (self-hosted) or per million tokens (hosted API), not both"
+        )
+    if gpu_hour and not values.get("gpu_count"):
+        problems["gpu_count"] = "give the GPU count so the hourly cost can be computed"
+    if values.get("overhead_per_hour") is not None and not gpu_hour:
+        problems["overhead_per_hour"] = "overhead applies to self-hosted pricing: give a price per GPU-hour too"
+    if per_token:
+        for field in ("input_price_per_million", "output_price_per_million"):
+            if values.get(field) is None:
+                problems[field] = "give both the input and the output price per million tokens"
+    if values.get("watts_per_gpu") is not None and not values.get("gpu_count"):
+        problems.setdefault("gpu_count", "give the GPU count so energy can be computed from watts per GPU")
+    return problems
+
+
+async def get(session: AsyncSession, endpoint_id: int) -> Endpoint:
+    endpoint = await session.get(Endpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"endpoint {endpoint_id} does not exist")
+    return endpoint
+
+
+async def get_by_name(session: AsyncSession, name: str) -> Endpoint:
+    endpoint = await session.scalar(select(Endpoint).where(Endpoint.name == name))
+    if endpoint is None:
+        raise NotFound(f"no endpoint is named {name!r}")
+    return endpoint
+
+
+async def list_page(
+    session: AsyncSession, *, limit: int = 50, offset: int = 0, tag: str | None = None, q: str | None = None
+) -> tuple[list[Endpoint], int]:
+    query = select(Endpoint)
+    if q:
+        like = f"%{q.lower()}%"
+        query = query.where(func.lower(Endpoint.name).like(like) | func.lower(Endpoint.model).like(like))
+    rows = list((await session.scalars(query.order_by(Endpoint.name, Endpoint.id))).all())
+    if tag:
+        # Tags are a JSON list; filter in Python to keep one query shape on SQLite and PostgreSQL.
+        rows = [row for row in rows if tag in (row.tags or [])]
+    return rows[offset : offset + limit], len(rows)
+
+
+async def _ensure_unique_name(session: AsyncSession, name: str, exclude_id: int | None = None) -> None:
+    query = select(Endpoint.id).where(func.lower(Endpoint.name) == name.lower())
+    if exclude_id is not None:
+        query = query.where(Endpoint.id != exclude_id)
+    if await session.scalar(query) is not None:
+        raise ValidationFailed(
+            "an endpoint with this name already exists", fields={"name": f"{name!r} is already registered"}
+        )
+
+
+def _set_key(endpoint: Endpoint, box: SecretBox, key: str | None) -> None:
+    if key:
+        endpoint.api_key_encrypted = box.encrypt(key)
+        endpoint.api_key_last4 = key[-4:] if len(key) >= 12 else None
+    else:
+        endpoint.api_key_encrypted = None
+        endpoint.api_key_last4 = None
+
+
+async def create(session: AsyncSession, *, data: EndpointCreate, box: SecretBox, by: int | None) -> Endpoint:
+    values = data.model_dump(exclude={"api_key"})
+    problems = pricing_problems(values)
+    if problems:
+        raise ValidationFailed("the cost inputs are incomplete", fields=problems)
+    await _ensure_unique_name(session, data.name)
+    endpoint = Endpoint(**{k: v for k, v in values.items() if v is not None}, created_by_id=by)
+    endpoint.tags = values.get("tags") or []
+    _set_key(endpoint, box, data.api_key.get_secret_value() if data.api_key else None)
+    session.add(endpoint)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent insert of the same name
+        raise Conflict(f"an endpoint named {data.name!r} already exists") from exc
+    return endpoint
+
+
+async def update(session: AsyncSession, *, endpoint_id: int, data: EndpointUpdate, box: SecretBox) -> Endpoint:
+    endpoint = await get(session, endpoint_id)
+    changes = data.model_dump(exclude_unset=True, exclude={"api_key"})
+    for required in ("name", "base_url", "model", "api_flavor"):
+        if required in changes and changes[required] is None:
+            raise ValidationFailed("required field cleared", fields={required: "this field is required"})
+    merged = {col: getattr(endpoint, col) for col in EndpointCreate.model_fields if hasattr(endpoint, col)}
+    merged.update(changes)
+    problems = pricing_problems(merged)
+    if problems:
+        raise ValidationFailed("the cost inputs are incomplete", fields=problems)
+    if "name" in changes:
+        await _ensure_unique_name(session, changes["name"], exclude_id=endpoint.id)
+
+    old_host = _host(endpoint.base_url)
+    for field, value in changes.items():
+        if field == "tags":
+            value = value or []
+        setattr(endpoint, field, value)
+
+    if "api_key" in data.model_fields_set:
+        _set_key(endpoint, box, data.api_key.get_secret_value() if data.api_key else None)
+    elif endpoint.api_key_encrypted is not None and _host(endpoint.base_url) != old_host:
+        # A key must never be sent to a host it was not given for.
+        _set_key(endpoint, box, None)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("an endpoint with this name already exists") from exc
+    return endpoint
+
+
+async def delete(session: AsyncSession, *, endpoint_id: int) -> None:
+    endpoint = await get(session, endpoint_id)
+    await session.delete(endpoint)
+    await session.flush()
+
+
+def decrypt_key(endpoint: Endpoint, box: SecretBox) -> str | None:
+    """For the probe only: the plaintext key, never to be rendered or logged."""
+    if endpoint.api_key_encrypted is None:
+        return None
+    return box.decrypt(endpoint.api_key_encrypted)
+
+
+async def reencrypt_keys(session: AsyncSession, *, box: SecretBox) -> int:
+    """Re-seal every stored API key with the active key; returns how many changed."""
+    changed = 0
+    for endpoint in (await session.scalars(select(Endpoint).where(Endpoint.api_key_encrypted.is_not(None)))).all():
+        assert endpoint.api_key_encrypted is not None
+        if box.needs_reencrypt(endpoint.api_key_encrypted):
+            endpoint.api_key_encrypted = box.encrypt(box.decrypt(endpoint.api_key_encrypted))
+            changed += 1
+    await session.flush()
+    return changed
+
+
+def _host(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return (parts.scheme, (parts.hostname or "").lower(), parts.port)

@@ -1,0 +1,121 @@
+"""Endpoint registry pages: list, register, view, edit, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from app.deps import BoxDep, EditorDep, ReaderDep, SessionDep
+from app.errors import ValidationFailed
+from app.schemas import ENGINES, EndpointCreate, EndpointUpdate, field_errors
+from app.services import endpoints
+from app.web.forms import endpoint_form_values, endpoint_payload, form_str
+from app.web.templating import render
+
+router = APIRouter(prefix="/endpoints")
+
+PAGE_SIZE = 50
+
+
+def _form_context(values: dict[str, str], errors: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"values": values, "errors": errors, "engines": [(engine, engine) for engine in ENGINES], **extra}
+
+
+@router.get("", name="endpoints_list")
+async def list_page(request: Request, session: SessionDep, _: ReaderDep, page: int = 1, q: str = "") -> HTMLResponse:
+    page = max(page, 1)
+    rows, total = await endpoints.list_page(session, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, q=q[:100] or None)
+    return render(
+        request,
+        "endpoints/list.html",
+        {
+            "endpoints": [endpoints.to_read(row) for row in rows],
+            "total": total,
+            "page": page,
+            "pages": max(1, -(-total // PAGE_SIZE)),
+            "q": q[:100],
+        },
+    )
+
+
+@router.get("/new", name="endpoint_new")
+async def new_page(request: Request, _: EditorDep) -> HTMLResponse:
+    return render(request, "endpoints/form.html", _form_context({"api_flavor": "chat"}, {}, endpoint=None))
+
+
+@router.post("/new")
+async def create(request: Request, session: SessionDep, box: BoxDep, user: EditorDep) -> Response:
+    form = await request.form()
+    values = endpoint_form_values(form)
+    payload, errors = endpoint_payload(values)
+    api_key = form_str(form, "api_key").strip()
+    if api_key:
+        payload["api_key"] = api_key
+    if not errors:
+        try:
+            data = EndpointCreate.model_validate(payload)
+            created = await endpoints.create(session, data=data, box=box, by=user.user_id)
+            return RedirectResponse(request.url_for("endpoint_detail", endpoint_id=created.id).path, status_code=303)
+        except ValidationError as exc:
+            errors = field_errors(exc)
+        except ValidationFailed as exc:
+            errors = exc.fields or {"__all__": exc.message}
+    if api_key and "api_key" not in errors:
+        errors["api_key"] = "for your safety the key was not kept: enter it again"
+    return render(request, "endpoints/form.html", _form_context(values, errors, endpoint=None), status_code=400)
+
+
+@router.get("/{endpoint_id}", name="endpoint_detail")
+async def detail(request: Request, endpoint_id: int, session: SessionDep, _: ReaderDep) -> HTMLResponse:
+    endpoint = endpoints.to_read(await endpoints.get(session, endpoint_id))
+    return render(request, "endpoints/detail.html", {"endpoint": endpoint})
+
+
+@router.get("/{endpoint_id}/edit", name="endpoint_edit")
+async def edit_page(request: Request, endpoint_id: int, session: SessionDep, _: EditorDep) -> HTMLResponse:
+    endpoint = endpoints.to_read(await endpoints.get(session, endpoint_id))
+    values = {
+        key: "" if value is None else (", ".join(value) if key == "tags" else str(value))
+        for key, value in endpoint.model_dump().items()
+    }
+    return render(request, "endpoints/form.html", _form_context(values, {}, endpoint=endpoint))
+
+
+@router.post("/{endpoint_id}/edit")
+async def edit(request: Request, endpoint_id: int, session: SessionDep, box: BoxDep, _: EditorDep) -> Response:
+    current = await endpoints.get(session, endpoint_id)
+    form = await request.form()
+    values = endpoint_form_values(form)
+    payload, errors = endpoint_payload(values)
+    api_key = form_str(form, "api_key").strip()
+    if api_key:
+        payload["api_key"] = api_key
+    elif form.get("remove_api_key") == "on":
+        payload["api_key"] = None
+    if not errors:
+        try:
+            data = EndpointUpdate.model_validate(payload)
+            await endpoints.update(session, endpoint_id=endpoint_id, data=data, box=box)
+            return RedirectResponse(request.url_for("endpoint_detail", endpoint_id=endpoint_id).path, status_code=303)
+        except ValidationError as exc:
+            errors = field_errors(exc)
+        except ValidationFailed as exc:
+            errors = exc.fields or {"__all__": exc.message}
+    if api_key and "api_key" not in errors:
+        errors["api_key"] = "for your safety the new key was not kept: enter it again"
+    await session.refresh(current)
+    return render(
+        request,
+        "endpoints/form.html",
+        _form_context(values, errors, endpoint=endpoints.to_read(current)),
+        status_code=400,
+    )
+
+
+@router.post("/{endpoint_id}/delete", name="endpoint_delete")
+async def delete(request: Request, endpoint_id: int, session: SessionDep, _: EditorDep) -> RedirectResponse:
+    await endpoints.delete(session, endpoint_id=endpoint_id)
+    return RedirectResponse(request.url_for("endpoints_list").path, status_code=303)

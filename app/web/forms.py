@@ -1,0 +1,57 @@
+"""Turning submitted HTML forms into the dicts our pydantic schemas validate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import FormData
+
+MAX_FIELD = 10_000
+
+
+def form_str(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value[:MAX_FIELD] if isinstance(value, str) else ""
+
+
+def endpoint_form_values(form: FormData) -> dict[str, str]:
+    """What the user typed, to re-fill the form (never the API key)."""
+    fields = (
+        "name", "base_url", "api_flavor", "model", "gpu_model", "gpu_count", "price_per_gpu_hour",
+        "overhead_per_hour", "watts_per_gpu", "input_price_per_million", "output_price_per_million",
+        "engine", "quantization", "tags", "metrics_url", "tokenizer", "description",
+    )  # fmt: skip
+    return {field: form_str(form, field) for field in fields}
+
+
+NUMERIC = {
+    "gpu_count": int,
+    "price_per_gpu_hour": float,
+    "overhead_per_hour": float,
+    "watts_per_gpu": float,
+    "input_price_per_million": float,
+    "output_price_per_million": float,
+}
+
+
+def endpoint_payload(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Form strings to schema input: blanks become None, numbers parsed, tags split on commas."""
+    payload: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field, raw in values.items():
+        raw = raw.strip()
+        if field == "tags":
+            payload[field] = [t for t in (part.strip() for part in raw.split(",")) if t]
+        elif field in NUMERIC:
+            if not raw:
+                payload[field] = None
+                continue
+            try:
+                payload[field] = NUMERIC[field](raw.replace("_", ""))
+            except ValueError:
+                errors[field] = "enter a whole number" if NUMERIC[field] is int else "enter a number"
+        elif field in ("name", "base_url", "model", "api_flavor"):
+            payload[field] = raw
+        else:
+            payload[field] = raw or None
+    return payload, errors

@@ -1,0 +1,92 @@
+"""Jinja2 rendering with what every page needs: the principal, a CSRF token, navigation."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+
+from app import __version__
+from app.config import Settings
+from app.paths import resource_dir
+from app.security.csrf import ANON_COOKIE, csrf_token
+from app.security.tokens import new_session_token
+
+templates = Jinja2Templates(directory=str(resource_dir("templates")))
+templates.env.globals["version"] = __version__
+
+
+@pass_context
+def _url_for(context: Any, name: str, /, **path_params: Any) -> str:
+    """Site-relative links: correct behind any proxy, whatever Host the request carried."""
+    request: Request = context["request"]
+    return request.url_for(name, **path_params).path
+
+
+templates.env.globals["url_for"] = _url_for
+
+
+def cookie_secure(request: Request, settings: Settings) -> bool:
+    if settings.cookie_secure is not None:
+        return settings.cookie_secure
+    return request.url.scheme == "https"
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, *, status_code: int = 200
+) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    principal = getattr(request.state, "principal", None)
+    new_anon: str | None = None
+    if principal is not None and principal.session_token:
+        binding = principal.session_token
+    else:
+        binding = request.cookies.get(ANON_COOKIE) or ""
+        if not binding:
+            binding = new_anon = new_session_token()
+    ctx = {
+        "principal": principal,
+        "csrf_token": csrf_token(settings.session_secret(), binding),
+        "public_read": settings.public_read,
+        **(context or {}),
+    }
+    response = templates.TemplateResponse(request, template, ctx, status_code=status_code)
+    if new_anon:
+        response.set_cookie(
+            ANON_COOKIE, new_anon, httponly=True, samesite="lax", secure=cookie_secure(request, settings), path="/"
+        )
+    response.headers.setdefault("cache-control", "no-store")
+    return response
+
+
+def render_error(request: Request, status_code: int, message: str, *, login_redirect: bool = False) -> Response:
+    if login_redirect and request.method == "GET":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    titles = {
+        401: "Log in needed",
+        403: "Not allowed",
+        404: "Not found",
+        405: "Method not allowed",
+        409: "Conflict",
+        422: "Invalid request",
+        500: "Server error",
+        503: "Unavailable",
+    }
+    return render(
+        request,
+        "error.html",
+        {"status_code": status_code, "title": titles.get(status_code, "Error"), "message": message},
+        status_code=status_code,
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site relative paths: never an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
