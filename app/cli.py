@@ -33,8 +33,8 @@ cli.add_typer(user_cli, name="user")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(keys_cli, name="keys")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -98,7 +98,7 @@ def serve(
     port = port or settings.port
     _upgrade(settings)
 
-    async def first_admin(session):  # type: ignore[no-untyped-def]
+    async def first_admin(session):
         pw = settings.admin_password.get_secret_value() if settings.admin_password else None
         return await users.ensure_first_admin(session, username=settings.admin_user, password=pw)
 
@@ -166,7 +166,7 @@ def user_create(
     settings = _settings()
     _upgrade(settings)
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session):
         return await users.create(session, username=username, password=password, role=Role(role))
 
     try:
@@ -195,7 +195,7 @@ def token_create(
     settings = _settings()
     _upgrade(settings)
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session):
         if user:
             owner = await users.get_by_name(session, user)
         else:
@@ -213,7 +213,9 @@ def token_create(
         owner_name, token = asyncio.run(_with_session(settings, work))
     except AppError as exc:
         raise _fail(exc.message) from None
-    err.print(f"token {name!r} for {owner_name} ({'read-only' if read_only else 'read and write'}); shown once:")
+    err.print(
+        f"token {name!r} for {owner_name} ({'read-only' if read_only else 'read and write'}); shown once:"
+    )
     print(token)
 
 
@@ -242,7 +244,7 @@ def _reencrypt(settings: Settings) -> None:
     _upgrade(settings)
     box = SecretBox(settings.encryption_keyring())
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session):
         return await endpoints.reencrypt_keys(session, box=box)
 
     try:

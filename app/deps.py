@@ -91,7 +91,10 @@ async def check_csrf(request: Request, principal: auth.Principal | None, setting
     if principal is not None and principal.via == "token":
         return  # a bearer token is not sent by browsers on their own: no CSRF exposure
     if not same_origin(
-        request.headers.get("origin"), request.headers.get("referer"), request.headers.get("host"), request.url.scheme
+        request.headers.get("origin"),
+        request.headers.get("referer"),
+        request.headers.get("host"),
+        request.url.scheme,
     ):
         raise CsrfFailed("cross-site request refused")
     binding = principal.session_token if principal is not None else request.cookies.get(ANON_COOKIE)
@@ -105,7 +108,9 @@ async def check_csrf(request: Request, principal: auth.Principal | None, setting
         raise CsrfFailed("the form expired or did not come from this site; reload the page and try again")
 
 
-async def require_reader(request: Request, principal: PrincipalDep, settings: SettingsDep) -> auth.Principal | None:
+async def require_reader(
+    request: Request, principal: PrincipalDep, settings: SettingsDep
+) -> auth.Principal | None:
     if principal is None and not settings.public_read:
         raise Unauthorized("log in to see this")
     return principal
@@ -133,6 +138,8 @@ async def require_login(principal: PrincipalDep) -> auth.Principal:
 
 LoggedInDep = Annotated[auth.Principal, Depends(require_login)]
 ReaderDep = Annotated[auth.Principal | None, Depends(require_reader)]
-ViewerWriteDep = Annotated[auth.Principal, Depends(_require(Role.viewer))]  # any role; never a read-only token
+ViewerWriteDep = Annotated[
+    auth.Principal, Depends(_require(Role.viewer))
+]  # any role; never a read-only token
 EditorDep = Annotated[auth.Principal, Depends(_require(Role.editor))]
 AdminDep = Annotated[auth.Principal, Depends(_require(Role.admin))]

@@ -99,7 +99,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.secret_box = SecretBox(settings.encryption_keyring())
 
     app.add_middleware(SecurityHeaders)
-    app.mount("/static/vendor/swagger", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"))
+    app.mount(
+        "/static/vendor/swagger", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static")
+    )
     app.mount("/static", StaticFiles(directory=resource_dir("static")), name="static")
     app.include_router(api_router)
     app.include_router(web_router)
@@ -129,7 +131,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if _wants_json(request):
             headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
             return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
-        return render_error(request, exc.status_code, exc.message, login_redirect=isinstance(exc, Unauthorized))
+        return render_error(
+            request, exc.status_code, exc.message, login_redirect=isinstance(exc, Unauthorized)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -141,10 +145,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             if err.get("type") == "extra_forbidden":
                 msg = "unknown field"
             fields.setdefault(key, msg)
-        body = {"error": {"code": "validation_failed", "message": "the request is not valid", "fields": fields}}
+        body = {
+            "error": {"code": "validation_failed", "message": "the request is not valid", "fields": fields}
+        }
         if _wants_json(request):
             return JSONResponse(body, status_code=422)
-        return render_error(request, 422, "The request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()))
+        return render_error(
+            request, 422, "The request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items())
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -154,13 +162,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             message = "nothing here"
         if _wants_json(request):
             return JSONResponse(
-                {"error": {"code": code, "message": message}}, status_code=exc.status_code, headers=exc.headers
+                {"error": {"code": code, "message": message}},
+                status_code=exc.status_code,
+                headers=exc.headers,
             )
         return render_error(request, exc.status_code, message)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        log.error(
+            "unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+        )
         if _wants_json(request):
             return JSONResponse({"error": {"code": "internal", "message": "internal error"}}, status_code=500)
         return render_error(request, 500, "Something went wrong on our side. The error was logged.")

@@ -19,7 +19,18 @@ from pydantic import (
 
 T = TypeVar("T")
 
-ENGINES = ("vllm", "sglang", "tensorrt-llm", "nim", "dynamo", "tgi", "llama.cpp", "ollama", "hosted-api", "other")
+ENGINES = (
+    "vllm",
+    "sglang",
+    "tensorrt-llm",
+    "nim",
+    "dynamo",
+    "tgi",
+    "llama.cpp",
+    "ollama",
+    "hosted-api",
+    "other",
+)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-/]*$")
 
@@ -72,7 +83,9 @@ class EndpointFields(BaseModel):
 
     name: Name | None = None
     base_url: str | None = None
-    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = (
+        None
+    )
     api_flavor: Literal["chat", "completions"] | None = None
     api_key: SecretStr | None = None
     gpu_model: ShortText | None = None

@@ -40,7 +40,9 @@ async def list_endpoints(
 
 
 @router.post("", status_code=201, responses={409: {"model": ErrorBody}})
-async def create_endpoint(body: EndpointCreate, session: SessionDep, box: BoxDep, user: EditorDep) -> EndpointRead:
+async def create_endpoint(
+    body: EndpointCreate, session: SessionDep, box: BoxDep, user: EditorDep
+) -> EndpointRead:
     return endpoints.to_read(await endpoints.create(session, data=body, box=box, by=user.user_id))
 
 

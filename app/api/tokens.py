@@ -19,7 +19,9 @@ async def list_tokens(session: SessionDep, user: LoggedInDep) -> list[TokenRead]
 
 
 @router.post("", status_code=201)
-async def create_token(body: TokenCreate, session: SessionDep, now: NowDep, user: ViewerWriteDep) -> TokenCreated:
+async def create_token(
+    body: TokenCreate, session: SessionDep, now: NowDep, user: ViewerWriteDep
+) -> TokenCreated:
     # A token can never do more than its owner; a read-only token never writes.
     row, token = await auth.create_token(
         session, user_id=user.user_id, name=body.name, read_only=body.read_only, now=now
@@ -29,4 +31,6 @@ async def create_token(body: TokenCreate, session: SessionDep, now: NowDep, user
 
 @router.delete("/{token_id}", responses={404: {"model": ErrorBody}})
 async def revoke_token(token_id: int, session: SessionDep, now: NowDep, user: ViewerWriteDep) -> TokenRead:
-    return TokenRead.model_validate(await auth.revoke_token(session, token_id=token_id, principal=user, now=now))
+    return TokenRead.model_validate(
+        await auth.revoke_token(session, token_id=token_id, principal=user, now=now)
+    )

@@ -98,7 +98,9 @@ async def list_tokens(session: AsyncSession, *, user_id: int | None = None) -> l
     return list((await session.scalars(query)).all())
 
 
-async def revoke_token(session: AsyncSession, *, token_id: int, principal: Principal, now: datetime) -> ApiToken:
+async def revoke_token(
+    session: AsyncSession, *, token_id: int, principal: Principal, now: datetime
+) -> ApiToken:
     row = await session.get(ApiToken, token_id)
     if row is None or (row.user_id != principal.user_id and principal.role is not Role.admin):
         raise NotFound(f"token {token_id} does not exist")
@@ -111,7 +113,9 @@ async def revoke_token(session: AsyncSession, *, token_id: int, principal: Princ
 async def resolve_token(session: AsyncSession, *, token: str, now: datetime) -> Principal | None:
     row = (
         await session.execute(
-            select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == token_hash(token))
+            select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == token_hash(token))
         )
     ).one_or_none()
     if row is None:

@@ -40,7 +40,10 @@ def pricing_problems(values: dict[str, Any]) -> dict[str, str]:
     """Cost inputs that cannot price a run, as {field: message}."""
     problems: dict[str, str] = {}
     gpu_hour = values.get("price_per_gpu_hour") is not None
-    per_token = values.get("input_price_per_million") is not None or values.get("output_price_per_million") is not None
+    per_token = (
+        values.get("input_price_per_million") is not None
+        or values.get("output_price_per_million") is not None
+    )
     if gpu_hour and per_token:
         problems["price_per_gpu_hour"] = (
             "choose one pricing: per GPU-hour (self-hosted) or per million tokens (hosted API), not both"
@@ -48,7 +51,9 @@ def pricing_problems(values: dict[str, Any]) -> dict[str, str]:
     if gpu_hour and not values.get("gpu_count"):
         problems["gpu_count"] = "give the GPU count so the hourly cost can be computed"
     if values.get("overhead_per_hour") is not None and not gpu_hour:
-        problems["overhead_per_hour"] = "overhead applies to self-hosted pricing: give a price per GPU-hour too"
+        problems["overhead_per_hour"] = (
+            "overhead applies to self-hosted pricing: give a price per GPU-hour too"
+        )
     if per_token:
         for field in ("input_price_per_million", "output_price_per_million"):
             if values.get(field) is None:
@@ -122,7 +127,9 @@ async def create(session: AsyncSession, *, data: EndpointCreate, box: SecretBox,
     return endpoint
 
 
-async def update(session: AsyncSession, *, endpoint_id: int, data: EndpointUpdate, box: SecretBox) -> Endpoint:
+async def update(
+    session: AsyncSession, *, endpoint_id: int, data: EndpointUpdate, box: SecretBox
+) -> Endpoint:
     endpoint = await get(session, endpoint_id)
     changes = data.model_dump(exclude_unset=True, exclude={"api_key"})
     for required in ("name", "base_url", "model", "api_flavor"):
@@ -170,7 +177,9 @@ def decrypt_key(endpoint: Endpoint, box: SecretBox) -> str | None:
 async def reencrypt_keys(session: AsyncSession, *, box: SecretBox) -> int:
     """Re-seal every stored API key with the active key; returns how many changed."""
     changed = 0
-    for endpoint in (await session.scalars(select(Endpoint).where(Endpoint.api_key_encrypted.is_not(None)))).all():
+    for endpoint in (
+        await session.scalars(select(Endpoint).where(Endpoint.api_key_encrypted.is_not(None)))
+    ).all():
         assert endpoint.api_key_encrypted is not None
         if box.needs_reencrypt(endpoint.api_key_encrypted):
             endpoint.api_key_encrypted = box.encrypt(box.decrypt(endpoint.api_key_encrypted))

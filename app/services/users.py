@@ -81,7 +81,9 @@ async def set_password(session: AsyncSession, *, user: User, password: str) -> N
     await session.flush()
 
 
-async def ensure_first_admin(session: AsyncSession, *, username: str, password: str | None) -> FirstAdmin | None:
+async def ensure_first_admin(
+    session: AsyncSession, *, username: str, password: str | None
+) -> FirstAdmin | None:
     """Create the first admin when there are no users. Returns what to tell the operator, once."""
     if await session.scalar(select(func.count(User.id))):
         return None

@@ -29,7 +29,11 @@ async def login(
 ) -> Response:
     await check_csrf(request, None if principal is None else principal, settings)
     form = await request.form()
-    username, password, target = form_str(form, "username"), form_str(form, "password"), form_str(form, "next")
+    username, password, target = (
+        form_str(form, "username"),
+        form_str(form, "password"),
+        form_str(form, "next"),
+    )
     user = await users.authenticate(session, username=username, password=password, now=now)
     if user is None:
         return render(
@@ -42,7 +46,11 @@ async def login(
     if old:
         await auth.end_session(session, token=old, now=now)
     token = await auth.start_session(
-        session, user=user, now=now, max_age_s=settings.session_max_age_s, user_agent=request.headers.get("user-agent")
+        session,
+        user=user,
+        now=now,
+        max_age_s=settings.session_max_age_s,
+        user_agent=request.headers.get("user-agent"),
     )
     response = RedirectResponse(
         "/account/password" if user.must_change_password else safe_next(target), status_code=303
@@ -60,7 +68,9 @@ async def login(
 
 
 @router.post("/logout", name="logout")
-async def logout(request: Request, session: SessionDep, now: NowDep, settings: SettingsDep, principal: PrincipalDep) -> Response:
+async def logout(
+    request: Request, session: SessionDep, now: NowDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
     await check_csrf(request, principal, settings)
     token = request.cookies.get(SESSION_COOKIE)
     if token:
@@ -93,7 +103,10 @@ async def change_password(request: Request, user: ViewerWriteDep, session: Sessi
             errors["new"] = exc.fields.get("password", exc.message)
     if errors:
         return render(
-            request, "account/password.html", {"errors": errors, "forced": account.must_change_password}, status_code=400
+            request,
+            "account/password.html",
+            {"errors": errors, "forced": account.must_change_password},
+            status_code=400,
         )
     return render(request, "account/password.html", {"errors": {}, "forced": False, "changed": True})
 
@@ -101,11 +114,15 @@ async def change_password(request: Request, user: ViewerWriteDep, session: Sessi
 @router.get("/settings/tokens", name="tokens_page")
 async def tokens_page(request: Request, user: LoggedInDep, session: SessionDep) -> HTMLResponse:
     rows = await auth.list_tokens(session, user_id=user.user_id)
-    return render(request, "settings/tokens.html", {"tokens": rows, "errors": {}, "created": None, "name": ""})
+    return render(
+        request, "settings/tokens.html", {"tokens": rows, "errors": {}, "created": None, "name": ""}
+    )
 
 
 @router.post("/settings/tokens")
-async def create_token(request: Request, user: ViewerWriteDep, session: SessionDep, now: NowDep) -> HTMLResponse:
+async def create_token(
+    request: Request, user: ViewerWriteDep, session: SessionDep, now: NowDep
+) -> HTMLResponse:
     form = await request.form()
     name = form_str(form, "name").strip()
     read_only = form.get("read_only") == "on"
@@ -114,7 +131,9 @@ async def create_token(request: Request, user: ViewerWriteDep, session: SessionD
         errors["name"] = "give the token a name of 1 to 100 characters"
     created = None
     if not errors:
-        _, created = await auth.create_token(session, user_id=user.user_id, name=name, read_only=read_only, now=now)
+        _, created = await auth.create_token(
+            session, user_id=user.user_id, name=name, read_only=read_only, now=now
+        )
     rows = await auth.list_tokens(session, user_id=user.user_id)
     return render(
         request,
@@ -125,6 +144,8 @@ async def create_token(request: Request, user: ViewerWriteDep, session: SessionD
 
 
 @router.post("/settings/tokens/{token_id}/revoke", name="revoke_token")
-async def revoke_token(token_id: int, user: ViewerWriteDep, session: SessionDep, now: NowDep) -> RedirectResponse:
+async def revoke_token(
+    token_id: int, user: ViewerWriteDep, session: SessionDep, now: NowDep
+) -> RedirectResponse:
     await auth.revoke_token(session, token_id=token_id, principal=user, now=now)
     return RedirectResponse("/settings/tokens", status_code=303)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.deps import BoxDep, EditorDep, ReaderDep, SessionDep
 from app.errors import ValidationFailed
@@ -20,14 +20,32 @@ router = APIRouter(prefix="/endpoints")
 PAGE_SIZE = 50
 
 
+S = TypeVar("S", bound=BaseModel)
+
+
+def _validate(
+    schema: type[S], payload: dict[str, Any], parse_errors: dict[str, str]
+) -> tuple[S | None, dict[str, str]]:
+    """Validate everything at once, so that every wrong field gets its message in one round."""
+    try:
+        data = schema.model_validate({k: v for k, v in payload.items() if k not in parse_errors})
+    except ValidationError as exc:
+        return None, {**field_errors(exc), **parse_errors}
+    return (None, parse_errors) if parse_errors else (data, {})
+
+
 def _form_context(values: dict[str, str], errors: dict[str, str], **extra: Any) -> dict[str, Any]:
     return {"values": values, "errors": errors, "engines": [(engine, engine) for engine in ENGINES], **extra}
 
 
 @router.get("", name="endpoints_list")
-async def list_page(request: Request, session: SessionDep, _: ReaderDep, page: int = 1, q: str = "") -> HTMLResponse:
+async def list_page(
+    request: Request, session: SessionDep, _: ReaderDep, page: int = 1, q: str = ""
+) -> HTMLResponse:
     page = max(page, 1)
-    rows, total = await endpoints.list_page(session, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, q=q[:100] or None)
+    rows, total = await endpoints.list_page(
+        session, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, q=q[:100] or None
+    )
     return render(
         request,
         "endpoints/list.html",
@@ -54,18 +72,20 @@ async def create(request: Request, session: SessionDep, box: BoxDep, user: Edito
     api_key = form_str(form, "api_key").strip()
     if api_key:
         payload["api_key"] = api_key
-    if not errors:
+    data, errors = _validate(EndpointCreate, payload, errors)
+    if data is not None:
         try:
-            data = EndpointCreate.model_validate(payload)
             created = await endpoints.create(session, data=data, box=box, by=user.user_id)
-            return RedirectResponse(request.url_for("endpoint_detail", endpoint_id=created.id).path, status_code=303)
-        except ValidationError as exc:
-            errors = field_errors(exc)
+            return RedirectResponse(
+                request.url_for("endpoint_detail", endpoint_id=created.id).path, status_code=303
+            )
         except ValidationFailed as exc:
             errors = exc.fields or {"__all__": exc.message}
     if api_key and "api_key" not in errors:
         errors["api_key"] = "for your safety the key was not kept: enter it again"
-    return render(request, "endpoints/form.html", _form_context(values, errors, endpoint=None), status_code=400)
+    return render(
+        request, "endpoints/form.html", _form_context(values, errors, endpoint=None), status_code=400
+    )
 
 
 @router.get("/{endpoint_id}", name="endpoint_detail")
@@ -85,7 +105,9 @@ async def edit_page(request: Request, endpoint_id: int, session: SessionDep, _: 
 
 
 @router.post("/{endpoint_id}/edit")
-async def edit(request: Request, endpoint_id: int, session: SessionDep, box: BoxDep, _: EditorDep) -> Response:
+async def edit(
+    request: Request, endpoint_id: int, session: SessionDep, box: BoxDep, _: EditorDep
+) -> Response:
     current = await endpoints.get(session, endpoint_id)
     form = await request.form()
     values = endpoint_form_values(form)
@@ -95,13 +117,13 @@ async def edit(request: Request, endpoint_id: int, session: SessionDep, box: Box
         payload["api_key"] = api_key
     elif form.get("remove_api_key") == "on":
         payload["api_key"] = None
-    if not errors:
+    data, errors = _validate(EndpointUpdate, payload, errors)
+    if data is not None:
         try:
-            data = EndpointUpdate.model_validate(payload)
             await endpoints.update(session, endpoint_id=endpoint_id, data=data, box=box)
-            return RedirectResponse(request.url_for("endpoint_detail", endpoint_id=endpoint_id).path, status_code=303)
-        except ValidationError as exc:
-            errors = field_errors(exc)
+            return RedirectResponse(
+                request.url_for("endpoint_detail", endpoint_id=endpoint_id).path, status_code=303
+            )
         except ValidationFailed as exc:
             errors = exc.fields or {"__all__": exc.message}
     if api_key and "api_key" not in errors:

@@ -50,7 +50,10 @@ def endpoint_payload(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, 
                 payload[field] = NUMERIC[field](raw.replace("_", ""))
             except ValueError:
                 errors[field] = "enter a whole number" if NUMERIC[field] is int else "enter a number"
-        elif field in ("name", "base_url", "model", "api_flavor"):
+        elif field == "api_flavor":
+            if raw:
+                payload[field] = raw
+        elif field in ("name", "base_url", "model"):
             payload[field] = raw
         else:
             payload[field] = raw or None

@@ -57,13 +57,20 @@ def render(
     response = templates.TemplateResponse(request, template, ctx, status_code=status_code)
     if new_anon:
         response.set_cookie(
-            ANON_COOKIE, new_anon, httponly=True, samesite="lax", secure=cookie_secure(request, settings), path="/"
+            ANON_COOKIE,
+            new_anon,
+            httponly=True,
+            samesite="lax",
+            secure=cookie_secure(request, settings),
+            path="/",
         )
     response.headers.setdefault("cache-control", "no-store")
     return response
 
 
-def render_error(request: Request, status_code: int, message: str, *, login_redirect: bool = False) -> Response:
+def render_error(
+    request: Request, status_code: int, message: str, *, login_redirect: bool = False
+) -> Response:
     if login_redirect and request.method == "GET":
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)

@@ -1,0 +1,61 @@
+"""House rules checked on every run: lint, format, types, and the layering of DESIGN.md."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_ruff_lint_and_format() -> None:
+    lint = run(str(BIN / "ruff"), "check", ".")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = run(str(BIN / "ruff"), "format", "--check", ".")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_mypy() -> None:
+    result = run(str(BIN / "mypy"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pure_packages_import_no_database_or_web() -> None:
+    """probe/, simulator/ and scoring/ never import the database or the web layer."""
+    forbidden = (
+        "app.db",
+        "app.models",
+        "app.web",
+        "app.api",
+        "app.services",
+        "app.deps",
+        "sqlalchemy",
+        "fastapi",
+    )
+    for package in ("probe", "simulator", "scoring"):
+        for path in (ROOT / "app" / package).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for name in names:
+                    assert not name.startswith(forbidden), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_routers_hold_no_queries() -> None:
+    """Routers parse, delegate and shape the answer: no SQL in app/api or app/web."""
+    for folder in ("api", "web"):
+        for path in (ROOT / "app" / folder).rglob("*.py"):
+            source = path.read_text()
+            for needle in ("select(", "session.execute(", "session.scalar", "from sqlalchemy import"):
+                assert needle not in source, f"{path.relative_to(ROOT)} contains {needle!r}"
