@@ -7,7 +7,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -124,6 +124,139 @@ def serve(
         out.print("Reads are public (SMARTBENCH_PUBLIC_READ); every write needs a login or a token.")
     sys.stdout.flush()
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=False)
+
+
+@cli.command()
+def simulate(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 9000,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    preset: Annotated[str, typer.Option(help="fixed, zero, h100-fp8-70b, b200-nvfp4-70b or l4-8b")] = "fixed",
+    model: Annotated[str | None, typer.Option(help="Model name to serve (default: sim)")] = None,
+    ttft_ms: Annotated[float | None, typer.Option(help="fixed mode: time to first token")] = None,
+    itl_ms: Annotated[float | None, typer.Option(help="fixed mode: delay between tokens")] = None,
+    tokens_per_chunk: Annotated[
+        int | None, typer.Option(help="tokens per SSE chunk (speculative decoding)")
+    ] = None,
+    reasoning_tokens: Annotated[
+        int | None, typer.Option(help="tokens sent as reasoning_content first")
+    ] = None,
+    error_rate: Annotated[float | None, typer.Option(help="fraction of requests answered 500")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="batching: max sequences per step")] = None,
+    base_ms: Annotated[float | None, typer.Option(help="batching: decode step base time")] = None,
+    per_seq_ms: Annotated[float | None, typer.Option(help="batching: step time per running sequence")] = None,
+    prefill_rate: Annotated[float | None, typer.Option(help="batching: prefill tokens per second")] = None,
+    natural_output_tokens: Annotated[
+        int | None, typer.Option(help="stop after this many unless ignore_eos")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="require this bearer key", envvar="SMARTBENCH_SIM_API_KEY")
+    ] = None,
+) -> None:
+    """A standalone simulated OpenAI-compatible endpoint."""
+    from app.simulator import preset as get_preset
+    from app.simulator.server import serve_forever
+
+    try:
+        config = get_preset(preset).with_overrides(
+            model=model,
+            ttft_ms=ttft_ms,
+            itl_ms=itl_ms,
+            tokens_per_chunk=tokens_per_chunk,
+            reasoning_tokens=reasoning_tokens,
+            error_rate=error_rate,
+            max_batch=max_batch,
+            base_ms=base_ms,
+            per_seq_ms=per_seq_ms,
+            prefill_tokens_per_s=prefill_rate,
+            natural_output_tokens=natural_output_tokens,
+            api_key=api_key,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+
+    def ready(sim: Any) -> None:
+        out.print(f"simulator {config.name} ({config.mode}) serving model {config.model!r} at {sim.base_url}")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(serve_forever(config, host, port, ready))
+    except OSError as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _levels(raw: str, kind: type) -> tuple[float, ...]:
+    try:
+        values = tuple(kind(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise _fail(f"{raw!r} is not a comma-separated list of numbers", 2) from None
+    if not values or any(v <= 0 for v in values):
+        raise _fail("load levels must be positive", 2)
+    return values
+
+
+@cli.command()
+def probe(
+    base_url: Annotated[str, typer.Option(help="OpenAI-compatible root, e.g. http://host:8000/v1")],
+    model: Annotated[str, typer.Option(help="Model name")],
+    api: Annotated[str, typer.Option(help="chat or completions")] = "chat",
+    api_key: Annotated[str | None, typer.Option(help="Bearer key", envvar="SMARTBENCH_PROBE_API_KEY")] = None,
+    concurrency: Annotated[str | None, typer.Option(help="Closed loop: levels, e.g. 1,8,64")] = None,
+    rate: Annotated[str | None, typer.Option(help="Open loop: requests/s levels, e.g. 2,8")] = None,
+    arrival: Annotated[str, typer.Option(help="poisson or constant (with --rate)")] = "poisson",
+    max_concurrency: Annotated[int | None, typer.Option(help="Cap in-flight requests (with --rate)")] = None,
+    requests: Annotated[int | None, typer.Option(help="Requests per step")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds per step")] = None,
+    warmup: Annotated[int, typer.Option(help="Warm-up requests per step, excluded")] = 0,
+    input_tokens: Annotated[int, typer.Option(help="Prompt length in tokens")] = 128,
+    output_tokens: Annotated[int, typer.Option(help="Output length in tokens")] = 128,
+    profile: Annotated[str | None, typer.Option(help="Workload profile name (recorded with the run)")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="tokenizer.json path or tiktoken:<encoding>")] = None,
+    slo_ttft_ms: Annotated[float | None, typer.Option(help="SLO on TTFT (ms)")] = None,
+    slo_tpot_ms: Annotated[float | None, typer.Option(help="SLO on TPOT (ms)")] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the run summary JSON to PATH, or - for stdout")
+    ] = None,
+    timeout_connect: Annotated[float, typer.Option(help="Seconds to connect")] = 10.0,
+    timeout_ttft: Annotated[float, typer.Option(help="Seconds to the first token")] = 60.0,
+    timeout_idle: Annotated[float, typer.Option(help="Longest gap between reads (s)")] = 30.0,
+    timeout_total: Annotated[float, typer.Option(help="Seconds for a whole request")] = 600.0,
+) -> None:
+    """Run one benchmark now: progress bar, result table, optional JSON summary."""
+    from app.probe.console import run_probe_command
+
+    if concurrency and rate:
+        raise _fail("give --concurrency or --rate, not both", 2)
+    if api not in ("chat", "completions"):
+        raise _fail("--api must be chat or completions", 2)
+    if arrival not in ("poisson", "constant"):
+        raise _fail("--arrival must be poisson or constant", 2)
+    if requests is None and duration is None:
+        requests = 64
+    code = run_probe_command(
+        base_url=base_url,
+        model=model,
+        api=api,
+        api_key=api_key,
+        mode="rate" if rate else "concurrency",
+        levels=_levels(rate, float) if rate else _levels(concurrency or "1", int),
+        arrival=arrival,
+        max_concurrency=max_concurrency,
+        requests=requests,
+        duration=duration,
+        warmup=warmup,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        profile=profile,
+        tokenizer=tokenizer,
+        slo_ttft_ms=slo_ttft_ms,
+        slo_tpot_ms=slo_tpot_ms,
+        json_out=json_out,
+        timeouts=(timeout_connect, timeout_ttft, timeout_idle, timeout_total),
+        console=err if json_out == "-" else out,
+    )
+    raise typer.Exit(code)
 
 
 @db_cli.command("upgrade")

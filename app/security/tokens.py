@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-API_TOKEN_PREFIX = "sbt_"  # noqa: S105 (a prefix, not a secret)
+API_TOKEN_PREFIX = "sbt_"
 
 
 def new_session_token() -> str:

@@ -1,0 +1,376 @@
+"""One streaming request, timed per DESIGN, every failure classified.
+
+Hot path: aiohttp's stream reader, a bytes-level SSE parse, orjson, and per read one
+perf_counter_ns() and a list append. Deadlines (first token, idle gap, total) use a single
+timer per request that re-arms itself only when it fires early, not one timer per read."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from app.probe.sse import LineTooLong, SSEParser
+from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
+
+perf_ns = time.perf_counter_ns
+
+
+class _Deadline(Exception):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+async def _stamp_sent(_session: object, ctx: Any, _params: object) -> None:
+    """TTFT counts from the moment the request leaves: aiohttp calls this just before it writes
+    the body (headers go out with it). Stamping earlier would charge the client's own queueing
+    (coroutines of a burst waiting for their turn) to the server."""
+    sample = ctx.trace_request_ctx
+    if sample is not None:
+        sample.sent_ns = perf_ns()
+
+
+def _tracing() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(_stamp_sent)
+    return trace
+
+
+def make_session(concurrency: int, timeouts: Timeouts) -> aiohttp.ClientSession:
+    """A client whose connection pool is sized to the load: no request waits for a socket."""
+    connector = aiohttp.TCPConnector(
+        limit=max(1, concurrency),
+        limit_per_host=max(1, concurrency),
+        ttl_dns_cache=300,
+        enable_cleanup_closed=True,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+        raise_for_status=False,
+        trace_configs=[_tracing()],
+    )
+
+
+def headers_for(target: Target) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "Accept-Encoding": "identity",
+        "User-Agent": "smartbench-probe",
+    }
+    if target.api_key:
+        headers["Authorization"] = f"Bearer {target.api_key}"
+    return headers
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return text or "(empty body)"
+    if isinstance(obj, dict):
+        err = obj.get("error", obj)
+        if isinstance(err, dict):
+            return str(err.get("message") or err)[:200]
+        return str(err)[:200]
+    return str(obj)[:200]
+
+
+async def stream_request(
+    session: aiohttp.ClientSession,
+    target: Target,
+    body: bytes,
+    sample: Sample,
+    *,
+    timeouts: Timeouts,
+    limits: Limits = Limits(),
+    headers: dict[str, str] | None = None,
+    keep_text: bool = False,
+) -> Sample:
+    """Send one request and fill `sample`. Never raises for a server's misbehaviour; re-raises
+    only a real cancellation (after recording it as `cancelled`)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    fired: list[str] = []
+    state = {"last_read": 0, "content": False}
+    handle: asyncio.TimerHandle | None = None
+
+    sample.sent_ns = sent = perf_ns()
+    ttft_limit = sent + int(min(timeouts.ttft, timeouts.total) * 1e9)
+    total_limit = sent + int(timeouts.total * 1e9)
+    idle_ns = int(timeouts.idle * 1e9)
+
+    def check() -> None:
+        nonlocal handle
+        now = perf_ns()
+        if not state["content"]:
+            limit, kind = (
+                ttft_limit,
+                (ErrorKind.timeout_ttft if timeouts.ttft < timeouts.total else ErrorKind.timeout_total),
+            )
+        else:
+            idle_limit = int(state["last_read"]) + idle_ns
+            limit, kind = (
+                (idle_limit, ErrorKind.timeout_idle)
+                if idle_limit < total_limit
+                else (total_limit, ErrorKind.timeout_total)
+            )
+        if now >= limit:
+            fired.append(kind.value)
+            task.cancel()
+        else:
+            handle = loop.call_later((limit - now) / 1e9, check)
+
+    handle = loop.call_later(min(timeouts.ttft, timeouts.total), check)
+    response_started = False
+    try:
+        async with session.post(
+            target.url,
+            data=body,
+            headers=headers or headers_for(target),
+            allow_redirects=False,
+            trace_request_ctx=sample,
+        ) as resp:
+            response_started = True
+            sample.http_status = resp.status
+            if resp.status != 200:
+                await _record_http_error(resp, sample, limits)
+                return sample
+            ctype = resp.headers.get("Content-Type", "")
+            if not ctype.startswith("text/event-stream"):
+                raw = await resp.content.read(limits.max_error_body_bytes)
+                kind = "JSON" if "json" in ctype else (ctype.split(";")[0] or "a body without a content type")
+                sample.error_kind = ErrorKind.protocol_error
+                sample.error_detail = f"{kind} where a stream was asked for: {_error_message(raw)}"[:500]
+                return sample
+            await _read_stream(resp, sample, state, limits, keep_text)
+    except asyncio.CancelledError:
+        if fired and task.uncancel() == 0:
+            _fail(sample, fired[0], "deadline reached")
+        else:
+            _fail(sample, ErrorKind.cancelled, "the probe was cancelled")
+            raise
+    except _Deadline as exc:
+        _fail(sample, exc.kind, f"the body exceeded {limits.max_body_bytes} bytes")
+    except _ProtocolError:
+        _fail(sample, ErrorKind.protocol_error, "protocol error")
+    except _Truncated:
+        _fail(sample, ErrorKind.truncated, "the stream ended before a finish_reason or [DONE]")
+    except LineTooLong as exc:
+        _fail(sample, ErrorKind.too_large, str(exc))
+    except aiohttp.ConnectionTimeoutError:
+        _fail(sample, ErrorKind.timeout_connect, f"no connection within {timeouts.connect:g} s")
+    except aiohttp.ClientConnectorError as exc:
+        _fail(sample, ErrorKind.connect_error, f"cannot connect: {exc.os_error.strerror or exc.os_error}")
+    except (
+        aiohttp.ClientPayloadError,
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientOSError,
+        ConnectionError,
+    ) as exc:
+        if response_started or sample.chunk_ns:
+            _fail(sample, ErrorKind.truncated, f"the stream broke: {type(exc).__name__}")
+        else:
+            _fail(sample, ErrorKind.connect_error, f"the connection failed: {type(exc).__name__}")
+    except aiohttp.ClientResponseError as exc:
+        _fail(sample, ErrorKind.protocol_error, f"malformed HTTP response: {exc.message}"[:500])
+    except aiohttp.ClientError as exc:
+        _fail(sample, ErrorKind.protocol_error, f"{type(exc).__name__}: {exc}"[:500])
+    finally:
+        if handle is not None:
+            handle.cancel()
+        sample.end_ns = perf_ns()
+    return sample
+
+
+def _fail(sample: Sample, kind: str, detail: str) -> None:
+    if sample.error_kind is None:
+        sample.error_kind = kind
+        sample.error_detail = detail[:500]
+
+
+async def _record_http_error(resp: aiohttp.ClientResponse, sample: Sample, limits: Limits) -> None:
+    status = resp.status
+    try:
+        raw = await resp.content.read(limits.max_error_body_bytes)
+    except aiohttp.ClientError:
+        raw = b""
+    if status in (401, 403):
+        sample.error_kind = ErrorKind.auth_error
+    else:
+        sample.error_kind = f"http_{status}"
+    if status == 429:
+        sample.retry_after_s = parse_retry_after(resp.headers.get("Retry-After"))
+    detail = _error_message(raw)
+    if 300 <= status < 400:
+        detail = f"redirect to {resp.headers.get('Location', '?')} (not followed)"
+    sample.error_detail = f"HTTP {status}: {detail}"[:500]
+
+
+async def _read_stream(
+    resp: aiohttp.ClientResponse, sample: Sample, state: dict[str, Any], limits: Limits, keep_text: bool
+) -> None:
+    parser = SSEParser(limits.max_line_bytes)
+    feed = parser.feed
+    readany = resp.content.readany
+    loads = orjson.loads
+    chunk_ns = sample.chunk_ns
+    chunk_events: list[int] = []
+    chunk_usage: list[int] = []
+    chars = sample.chunk_chars
+    texts: list[str] = []
+    received = 0
+    max_body = limits.max_body_bytes
+    done = False
+    usage_seen: int | None = None  # completion_tokens of the latest usage
+    prev_usage = 0
+    finish: str | None = None
+    while True:
+        data = await readany()
+        now = perf_ns()
+        if not data:
+            events = parser.close()
+            if not events:
+                break
+        else:
+            state["last_read"] = now
+            received += len(data)
+            if received > max_body:
+                # Decide the kind now: closing the flooded connection may raise something else.
+                _fail(sample, ErrorKind.too_large, f"the body exceeded {max_body} bytes")
+                raise _Deadline(ErrorKind.too_large)
+            try:
+                events = feed(data)
+            except LineTooLong as exc:
+                _fail(sample, ErrorKind.too_large, str(exc))
+                raise
+        n_content = 0
+        n_chars = 0
+        usage_tokens = 0
+        for payload in events:
+            if payload == b"[DONE]":
+                done = True
+                continue
+            try:
+                obj = loads(payload)
+            except orjson.JSONDecodeError:
+                _fail(
+                    sample,
+                    ErrorKind.protocol_error,
+                    "invalid JSON in a data line: " + payload[:80].decode("utf-8", "replace"),
+                )
+                raise _ProtocolError() from None
+            if not isinstance(obj, dict):
+                _fail(sample, ErrorKind.protocol_error, "a data line is not a JSON object")
+                raise _ProtocolError()
+            if "error" in obj:
+                _fail(
+                    sample, ErrorKind.protocol_error, "error inside a 200 stream: " + _error_message(payload)
+                )
+                raise _ProtocolError()
+            usage = obj.get("usage")
+            if usage:
+                ct = usage.get("completion_tokens")
+                if isinstance(ct, int):
+                    usage_seen = ct
+                pt = usage.get("prompt_tokens")
+                if isinstance(pt, int):
+                    sample.input_tokens = pt
+                details = usage.get("completion_tokens_details")
+                if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+                    sample.reasoning_tokens = details["reasoning_tokens"]
+            choices = obj.get("choices")
+            if not choices:
+                continue
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta is not None:
+                answer = delta.get("content")
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                tools = delta.get("tool_calls")
+            else:
+                answer = choice.get("text")
+                reasoning = tools = None
+            if answer or reasoning or tools:
+                n_content += 1
+                if sample.first_content_ns is None:
+                    sample.first_content_ns = now
+                    state["content"] = True
+                if answer and sample.first_answer_ns is None:
+                    sample.first_answer_ns = now
+                piece = (reasoning or "") + (answer or "")
+                n_chars += len(piece)
+                if keep_text:
+                    texts.append(piece)
+                if usage_seen is not None and usage:
+                    usage_tokens += usage_seen - prev_usage
+                    prev_usage = usage_seen
+            reason = choice.get("finish_reason")
+            if reason:
+                finish = reason
+        if n_content:
+            chunk_ns.append(now)
+            chunk_events.append(n_content)
+            chunk_usage.append(usage_tokens)
+            chars.append(n_chars)
+            sample.last_content_ns = now
+        if not data:
+            break
+    sample.finish_reason = finish
+    if keep_text:
+        sample.text = "".join(texts)
+    _resolve_tokens(sample, chunk_events, chunk_usage, usage_seen)
+    if not done and finish is None:
+        raise _Truncated()
+
+
+class _ProtocolError(Exception):
+    pass
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _resolve_tokens(
+    sample: Sample, events: list[int], usage_per_chunk: list[int], usage_total: int | None
+) -> None:
+    """Output tokens and tokens per chunk, from the best source available."""
+    total_events = sum(events)
+    if usage_total is not None:
+        sample.output_tokens = usage_total
+        sample.token_source = "usage"
+        if sum(usage_per_chunk) == usage_total and usage_total > 0 and all(u > 0 for u in usage_per_chunk):
+            sample.chunk_tokens = usage_per_chunk  # continuous usage: exact tokens per chunk
+        elif usage_total == total_events:
+            sample.chunk_tokens = events  # one token per SSE event
+    else:
+        # No usage: assume one token per SSE event until a tokenizer says otherwise.
+        sample.output_tokens = total_events
+        sample.token_source = "estimated"

@@ -1,0 +1,148 @@
+"""`smartbench probe` in a terminal: a progress bar while it runs, a table at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.probe.runner import Prober, Workload, run_summary
+from app.probe.stats import SLO
+from app.probe.types import Target, Timeouts
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def result_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"smartbench probe · {summary['status']}", show_lines=False)
+    for column in (
+        "load", "sent", "ok", "failed", "TTFT p50", "TTFT p99", "ITL p50", "TPOT p50", "E2E p99",
+        "out tok/s", "req/s", "tok/s/user", "flags",
+    ):  # fmt: skip
+        table.add_column(column, justify="right")
+    for step in summary["steps"]:
+        load = f"c={step['concurrency']}" if step["request_rate"] is None else f"{step['request_rate']:g}/s"
+        flags = []
+        quality = step["quality"]
+        if quality["client_bound"]:
+            flags.append("client-bound")
+        if quality["osl_mismatch_flag"]:
+            flags.append(f"OSL {quality['osl_mismatch_pct']:+.0f}%")
+        if step["itl_basis"] == "chunk":
+            flags.append("ITL per chunk")
+        if step["requests"]["errors"]:
+            flags.append(", ".join(f"{k}×{v}" for k, v in step["requests"]["errors"].items()))
+        table.add_row(
+            load,
+            str(step["requests"]["sent"]),
+            str(step["requests"]["completed"]),
+            str(step["requests"]["failed"]),
+            _fmt(step["ttft_ms"]["p50"]),
+            _fmt(step["ttft_ms"]["p99"]),
+            _fmt(step["itl_ms"]["p50"], 2),
+            _fmt(step["tpot_ms"]["p50"], 2),
+            _fmt(step["e2e_ms"]["p99"]),
+            _fmt(step["output_tokens_per_s"], 0),
+            _fmt(step["requests_per_s"], 2),
+            _fmt(step["tokens_per_s_per_user"]["p50"], 1),
+            " ".join(flags),
+        )
+    table.caption = "latencies in ms; TTFT, ITL, TPOT as smartbench defines them (docs/DESIGN.md)"
+    return table
+
+
+def run_probe_command(
+    *,
+    base_url: str,
+    model: str,
+    api: str,
+    api_key: str | None,
+    mode: str,
+    levels: tuple[float, ...],
+    arrival: str,
+    max_concurrency: int | None,
+    requests: int | None,
+    duration: float | None,
+    warmup: int,
+    input_tokens: int,
+    output_tokens: int,
+    profile: str | None,
+    tokenizer: str | None,
+    slo_ttft_ms: float | None,
+    slo_tpot_ms: float | None,
+    json_out: str | None,
+    timeouts: tuple[float, float, float, float],
+    console: Console,
+) -> int:
+    workload = Workload(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        mode=mode,
+        levels=levels,
+        arrival=arrival,
+        max_concurrency=max_concurrency,
+        requests_per_step=requests,
+        duration_per_step_s=duration,
+        warmup_requests=warmup,
+        slo=SLO(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms),
+    )
+    try:
+        prober = Prober(
+            Target(base_url.rstrip("/"), model, api, api_key),
+            workload,
+            timeouts=Timeouts(*timeouts),
+            tokenizer=tokenizer,
+        )
+    except ValueError as exc:
+        console.print(f"[red]smartbench:[/red] {exc}")
+        return 2
+    planned = None if requests is None else requests + warmup
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks = {
+            i: bar.add_task(
+                f"c={int(lv)}" if mode == "concurrency" else f"{lv:g} req/s", total=planned, start=False
+            )
+            for i, lv in enumerate(levels)
+        }
+
+        def progress(step: int, done: int, total: int | None) -> None:
+            bar.start_task(tasks[step])
+            bar.update(tasks[step], completed=done)
+
+        result = asyncio.run(prober.run(progress))
+    summary = run_summary(result, endpoint=base_url, profile=profile)
+    if result.preflight is None:
+        console.print(f"[red]smartbench: cannot probe:[/red] {result.error}")
+        _write_json(summary, json_out)
+        return 3
+    console.print(result_table(summary))
+    for note in result.preflight.notes:
+        console.print(f"note: {note}")
+    _write_json(summary, json_out)
+    return 0 if result.status == "succeeded" else 1
+
+
+def _write_json(summary: dict[str, Any], json_out: str | None) -> None:
+    if not json_out:
+        return
+    data = orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
+    if json_out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Path(json_out).write_bytes(data)

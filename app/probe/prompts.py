@@ -1,0 +1,260 @@
+"""Synthetic prompts of a target input length, and request bodies.
+
+Exact with a configured tokenizer (HF `tokenizers` from a local tokenizer.json, or a tiktoken
+encoding); otherwise calibrated against the server: two tiny requests of known word counts give
+tokens = a x words + b (b is the chat template's overhead), and prompts are sized from that line.
+Every prompt starts with a unique prefix so prefix caching cannot flatter the numbers."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "it",
+    "for",
+    "on",
+    "was",
+    "with",
+    "as",
+    "be",
+    "at",
+    "by",
+    "this",
+    "had",
+    "not",
+    "are",
+    "but",
+    "from",
+    "or",
+    "have",
+    "an",
+    "they",
+    "which",
+    "one",
+    "you",
+    "were",
+    "all",
+    "we",
+    "her",
+    "she",
+    "there",
+    "would",
+    "their",
+    "will",
+    "when",
+    "who",
+    "him",
+    "been",
+    "has",
+    "more",
+    "if",
+    "no",
+    "out",
+    "do",
+    "so",
+    "can",
+    "what",
+    "up",
+    "said",
+    "about",
+    "other",
+    "into",
+    "than",
+    "its",
+    "time",
+    "only",
+    "could",
+    "new",
+    "them",
+    "man",
+    "some",
+    "these",
+    "then",
+    "two",
+    "first",
+    "may",
+    "any",
+    "like",
+    "now",
+    "my",
+    "such",
+    "make",
+    "over",
+    "our",
+    "even",
+    "most",
+    "me",
+    "state",
+    "after",
+    "also",
+    "made",
+    "many",
+    "did",
+    "must",
+    "before",
+    "back",
+    "see",
+    "through",
+    "way",
+    "where",
+    "get",
+    "much",
+    "go",
+    "well",
+    "your",
+    "know",
+    "should",
+    "down",
+    "work",
+    "year",
+    "because",
+    "come",
+    "people",
+    "just",
+]
+
+
+class Tokenizer(Protocol):
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+
+@dataclass
+class HFTokenizer:
+    name: str
+    _tok: Any
+
+    def count(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+
+@dataclass
+class TiktokenTokenizer:
+    name: str
+    _enc: Any
+
+    def count(self, text: str) -> int:
+        return len(self._enc.encode(text, disallowed_special=()))
+
+
+def load_tokenizer(spec: str) -> Tokenizer:
+    """`spec` is a local tokenizer.json (or a directory holding one), or `tiktoken:<encoding>`."""
+    if spec.startswith("tiktoken:"):
+        try:
+            import tiktoken
+        except ImportError as exc:
+            raise ValueError("tiktoken is not installed: pip install tiktoken") from exc
+        name = spec.split(":", 1)[1]
+        return TiktokenTokenizer(spec, tiktoken.get_encoding(name))
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        raise ValueError(
+            f"no tokenizer at {spec} (give a tokenizer.json, its directory, or tiktoken:<encoding>)"
+        )
+    try:
+        from tokenizers import Tokenizer as HFTok
+    except ImportError as exc:
+        raise ValueError("HF tokenizers is not installed: pip install tokenizers") from exc
+    return HFTokenizer(str(path), HFTok.from_file(str(path)))
+
+
+@dataclass
+class Calibration:
+    """Prompt tokens as the server counts them: tokens = slope x words + intercept."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    source: str = "assumed"  # assumed | server | tokenizer
+
+    def words_for(self, tokens: int) -> int:
+        return max(1, round((tokens - self.intercept) / max(self.slope, 1e-6)))
+
+    @classmethod
+    def from_points(cls, w1: int, t1: int, w2: int, t2: int) -> Calibration:
+        if w2 == w1 or t2 <= t1:
+            return cls(1.0, float(t1 - w1), "server")
+        slope = (t2 - t1) / (w2 - w1)
+        return cls(slope, t1 - slope * w1, "server")
+
+
+class PromptFactory:
+    def __init__(
+        self, seed: int = 0, tokenizer: Tokenizer | None = None, calibration: Calibration | None = None
+    ):
+        self.rng = random.Random(seed)
+        self.tokenizer = tokenizer
+        self.calibration = calibration or Calibration()
+
+    def words(self, n: int, seq: int) -> str:
+        head = [f"r{seq}", *self.rng.choices(WORDS, k=3)]  # unique prefix: no prefix-cache hits
+        body = self.rng.choices(WORDS, k=max(0, n - len(head)))
+        return " ".join((head + body)[: max(1, n)])
+
+    def prompt(self, tokens: int, seq: int) -> str:
+        if self.tokenizer is not None:
+            return self._exact(tokens, seq)
+        return self.words(self.calibration.words_for(tokens), seq)
+
+    def _exact(self, tokens: int, seq: int) -> str:
+        assert self.tokenizer is not None
+        text = self.words(tokens, seq)
+        # Words are mostly one token each; trim or pad until the tokenizer agrees.
+        for _ in range(8):
+            count = self.tokenizer.count(text)
+            if count == tokens:
+                break
+            parts = text.split(" ")
+            if count > tokens:
+                parts = parts[: max(1, len(parts) - (count - tokens))]
+            else:
+                parts += self.rng.choices(WORDS, k=tokens - count)
+            text = " ".join(parts)
+        return text
+
+
+def sample_length(rng: random.Random, mean: int, spread: float) -> int:
+    """A length with relative standard deviation `spread` (0 = exactly `mean`)."""
+    if spread <= 0:
+        return max(1, mean)
+    return max(1, round(rng.gauss(mean, mean * spread)))
+
+
+@dataclass(frozen=True)
+class BodyOptions:
+    pin_output: bool = True  # ignore_eos + min_tokens where the server accepts them
+    continuous_usage: bool = True
+    include_usage: bool = True
+
+
+def request_body(
+    api: str, model: str, prompt: str, max_tokens: int, options: BodyOptions, *, stream: bool = True
+) -> bytes:
+    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "stream": stream, "temperature": 0.0}
+    if api == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    if stream and options.include_usage:
+        stream_options: dict[str, bool] = {"include_usage": True}
+        if options.continuous_usage:
+            stream_options["continuous_usage_stats"] = True
+        body["stream_options"] = stream_options
+    if options.pin_output:
+        body["ignore_eos"] = True
+        body["min_tokens"] = max_tokens
+    return orjson.dumps(body)

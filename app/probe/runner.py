@@ -1,0 +1,470 @@
+"""Load patterns and whole runs: preflight, closed-loop concurrency and open-loop request-rate
+steps, sweeps, warm-up, 429 back-off, and the client_bound check.
+
+client_bound: a load generator that falls behind reports its own limits as the server's. Every
+step runs a small lag monitor (a 20 ms ticker; when the event loop is saturated its wake-ups come
+late) and, in open loop, measures how late each request left against its scheduled arrival. Lag
+beyond the thresholds below raises the flag, with the figures, on the step."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import numpy as np
+import orjson
+
+from app.probe.client import headers_for, make_session, stream_request
+from app.probe.prompts import (
+    BodyOptions,
+    Calibration,
+    PromptFactory,
+    load_tokenizer,
+    request_body,
+    sample_length,
+)
+from app.probe.stats import SLO, summarize_step
+from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
+
+LOOP_LAG_LIMIT_MS = 5.0
+DISPATCH_LAG_LIMIT_MS = 5.0
+TICK_S = 0.02
+
+Progress = Callable[[int, int, int | None], None]  # step index, requests done, requests planned
+
+
+class ProbeError(Exception):
+    """The target cannot be measured at all (unreachable, rejects the key, unknown model)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    input_tokens: int = 128
+    input_spread: float = 0.0
+    output_tokens: int = 128
+    output_spread: float = 0.0
+    mode: str = "concurrency"  # concurrency | rate
+    levels: tuple[float, ...] = (1,)
+    arrival: str = "poisson"  # poisson | constant
+    max_concurrency: int | None = None
+    requests_per_step: int | None = 64
+    duration_per_step_s: float | None = None
+    warmup_requests: int = 0
+    slo: SLO = field(default_factory=SLO)
+    seed: int = 0
+
+
+@dataclass
+class Preflight:
+    options: BodyOptions
+    calibration: Calibration
+    server: str | None
+    notes: list[str]
+
+
+@dataclass
+class StepResult:
+    index: int
+    concurrency: int | None
+    request_rate: float | None
+    samples: list[Sample]
+    summary: dict[str, Any]
+
+
+@dataclass
+class RunResult:
+    started_at: datetime
+    finished_at: datetime
+    status: str
+    steps: list[StepResult]
+    preflight: Preflight | None
+    error: str | None = None
+
+
+class LagMonitor:
+    """Measures how late the event loop wakes a 20 ms ticker, and the probe's CPU share."""
+
+    def __init__(self) -> None:
+        self.lags_ms: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+        self._cpu0 = 0.0
+        self._wall0 = 0.0
+        self.cpu_share = 0.0
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        expected = loop.time() + TICK_S
+        while True:
+            await asyncio.sleep(max(0.0, expected - loop.time()))
+            now = loop.time()
+            self.lags_ms.append(max(0.0, (now - expected) * 1000.0))
+            expected = now + TICK_S
+
+    def start(self) -> None:
+        self._cpu0, self._wall0 = time.process_time(), time.perf_counter()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        wall = time.perf_counter() - self._wall0
+        self.cpu_share = (time.process_time() - self._cpu0) / wall if wall > 0 else 0.0
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def p99(self) -> float:
+        return float(np.percentile(self.lags_ms, 99)) if self.lags_ms else 0.0
+
+
+class Prober:
+    def __init__(
+        self,
+        target: Target,
+        workload: Workload,
+        *,
+        timeouts: Timeouts = Timeouts(),
+        limits: Limits = Limits(),
+        tokenizer: str | None = None,
+    ) -> None:
+        self.target = target
+        self.workload = workload
+        self.timeouts = timeouts
+        self.limits = limits
+        self.tokenizer = load_tokenizer(tokenizer) if tokenizer else None
+        self.rng = random.Random(workload.seed)
+        self.prompts = PromptFactory(workload.seed, self.tokenizer)
+        self.options = BodyOptions()
+        self.headers = headers_for(target)
+        self._seq = itertools.count()
+        self._backoff_until = 0.0
+
+    # -- preflight --------------------------------------------------------------------------------
+
+    async def preflight(self) -> Preflight:
+        """Reach the server, check the key and model, learn which options it takes, calibrate
+        prompt lengths. Raises ProbeError with a one-line reason when it cannot be measured."""
+        notes: list[str] = []
+        async with make_session(2, self.timeouts) as session:
+            status, body, server = await self._post(session, self._body(16, 0, BodyOptions(), stream=False))
+            if status == 400 and self._mentions_option(body):
+                self.options = BodyOptions(pin_output=False)
+                notes.append(
+                    "the server refused ignore_eos/min_tokens: output length pinned by max_tokens only"
+                )
+                status, body, server = await self._post(
+                    session, self._body(16, 0, self.options, stream=False)
+                )
+            self._raise_for(status, body)
+            w1, t1 = 16, self._prompt_tokens(body)
+            status, body, _ = await self._post(session, self._body(64, 1, self.options, stream=False))
+            self._raise_for(status, body)
+            w2, t2 = 64, self._prompt_tokens(body)
+            if self.tokenizer is not None:
+                calibration = Calibration(source="tokenizer")
+            elif t1 is not None and t2 is not None:
+                calibration = Calibration.from_points(w1, t1, w2, t2)
+            else:
+                calibration = Calibration()
+                notes.append("the server reports no prompt usage: input lengths are estimated")
+            self.prompts.calibration = calibration
+            # Streaming with usage: fall back step by step if the server refuses the options.
+            for opts in (
+                self.options,
+                BodyOptions(self.options.pin_output, continuous_usage=False),
+                BodyOptions(self.options.pin_output, continuous_usage=False, include_usage=False),
+            ):
+                status, body, _ = await self._post(session, self._body(16, 2, opts, stream=True))
+                if status == 200:
+                    self.options = opts
+                    break
+                if status != 400:
+                    self._raise_for(status, body)
+            else:
+                self._raise_for(status, body)
+            if not self.options.continuous_usage:
+                notes.append("no per-chunk usage: tokens per chunk inferred or ITL on a chunk basis")
+            if not self.options.include_usage:
+                notes.append("no usage in streams: output tokens counted by tokenizer or estimated")
+        return Preflight(self.options, calibration, server, notes)
+
+    def _body(self, words: int, seq: int, options: BodyOptions, *, stream: bool) -> bytes:
+        prompt = self.prompts.words(words, -1 - seq)
+        return request_body(
+            self.target.api, self.target.model, prompt, 4 if stream else 1, options, stream=stream
+        )
+
+    async def _post(self, session: aiohttp.ClientSession, body: bytes) -> tuple[int, bytes, str | None]:
+        timeout = aiohttp.ClientTimeout(
+            total=self.timeouts.ttft + self.timeouts.connect, sock_connect=self.timeouts.connect
+        )
+        try:
+            async with session.post(
+                self.target.url, data=body, headers=self.headers, allow_redirects=False, timeout=timeout
+            ) as resp:
+                raw = await resp.content.read(self.limits.max_error_body_bytes)
+                return resp.status, raw, resp.headers.get("Server")
+        except aiohttp.ClientConnectorError as exc:
+            raise ProbeError(
+                f"cannot connect to {self.target.base_url}: {exc.os_error.strerror or exc.os_error}"
+            ) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise ProbeError(f"{self.target.base_url} did not answer within {timeout.total:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise ProbeError(f"{self.target.base_url}: {type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def _mentions_option(body: bytes) -> bool:
+        text = body.decode("utf-8", "replace").lower()
+        return any(
+            word in text for word in ("ignore_eos", "min_tokens", "unrecognized", "extra inputs", "unknown")
+        )
+
+    def _raise_for(self, status: int, body: bytes) -> None:
+        if status == 200:
+            return
+        from app.probe.client import _error_message
+
+        message = _error_message(body)
+        if status in (401, 403):
+            raise ProbeError(f"the server rejected the API key (HTTP {status}: {message})")
+        if status == 404:
+            raise ProbeError(f"HTTP 404 from {self.target.url}: {message} (check --model and the base URL)")
+        raise ProbeError(f"HTTP {status} from {self.target.url}: {message}")
+
+    @staticmethod
+    def _prompt_tokens(body: bytes) -> int | None:
+        try:
+            obj = orjson.loads(body)
+            value = obj["usage"]["prompt_tokens"]
+            return int(value) if value is not None else None
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _next_request(self, step: int, warmup: bool) -> tuple[Sample, bytes]:
+        w = self.workload
+        seq = next(self._seq)
+        isl = sample_length(self.rng, w.input_tokens, w.input_spread)
+        osl = sample_length(self.rng, w.output_tokens, w.output_spread)
+        body = request_body(
+            self.target.api, self.target.model, self.prompts.prompt(isl, seq), osl, self.options
+        )
+        return Sample(
+            seq=seq, step_index=step, warmup=warmup, requested_output_tokens=osl, input_tokens_target=isl
+        ), body
+
+    async def _one(self, session: aiohttp.ClientSession, sample: Sample, body: bytes) -> Sample:
+        loop = asyncio.get_running_loop()
+        wait = self._backoff_until - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await stream_request(
+            session,
+            self.target,
+            body,
+            sample,
+            timeouts=self.timeouts,
+            limits=self.limits,
+            headers=self.headers,
+            keep_text=self.tokenizer is not None,
+        )
+        if sample.error_kind == "http_429":
+            # Back off as the server asks (or 1 s) instead of hammering it.
+            self._backoff_until = max(self._backoff_until, loop.time() + (sample.retry_after_s or 1.0))
+        if self.tokenizer is not None and sample.text is not None:
+            sample.tokenizer_output_tokens = self.tokenizer.count(sample.text)
+            if sample.token_source != "usage":
+                sample.output_tokens = sample.tokenizer_output_tokens
+                sample.token_source = "tokenizer"
+            sample.text = None
+        return sample
+
+    async def run_step(self, index: int, level: float, progress: Progress | None = None) -> StepResult:
+        w = self.workload
+        closed = w.mode == "concurrency"
+        concurrency = int(level) if closed else (w.max_concurrency or 0)
+        pool = concurrency if closed else (w.max_concurrency or 1024)
+        total = None if w.requests_per_step is None else w.requests_per_step + w.warmup_requests
+        samples: list[Sample] = []
+        notes: list[str] = []
+        monitor = LagMonitor()
+        # Objects that exist before the step never need scanning again: a full collection over
+        # a large heap would otherwise stall the loop for milliseconds mid-measurement.
+        gc.collect()
+        gc.freeze()
+        async with make_session(pool, self.timeouts) as session:
+            monitor.start()
+            try:
+                if closed:
+                    await self._closed_loop(index, session, int(level), total, samples, progress)
+                    dispatch_lag = 0.0
+                else:
+                    dispatch_lag = await self._open_loop(
+                        index, session, float(level), total, samples, progress, notes
+                    )
+            finally:
+                await monitor.stop()
+        gc.unfreeze()
+        lag = monitor.p99()
+        bound = False
+        if lag > LOOP_LAG_LIMIT_MS:
+            bound = True
+            notes.append(f"event-loop lag p99 {lag:.1f} ms (limit {LOOP_LAG_LIMIT_MS:g} ms)")
+        if not closed and dispatch_lag > max(DISPATCH_LAG_LIMIT_MS, 100.0 / level):
+            bound = True
+            notes.append(f"requests left {dispatch_lag:.1f} ms behind schedule (p99)")
+        notes.append(f"probe CPU {monitor.cpu_share * 100:.0f}% of a core")
+        summary = summarize_step(
+            samples,
+            concurrency=int(level) if closed else w.max_concurrency,
+            request_rate=None if closed else float(level),
+            slo=w.slo,
+            client_bound=bound,
+            client_notes=notes,
+        )
+        return StepResult(
+            index, int(level) if closed else None, None if closed else float(level), samples, summary
+        )
+
+    def _within(self, started: float, issued: int, total: int | None) -> bool:
+        if total is not None and issued >= total:
+            return False
+        d = self.workload.duration_per_step_s
+        return not (d is not None and time.perf_counter() - started >= d)
+
+    async def _closed_loop(
+        self,
+        index: int,
+        session: aiohttp.ClientSession,
+        concurrency: int,
+        total: int | None,
+        samples: list[Sample],
+        progress: Progress | None,
+    ) -> None:
+        started = time.perf_counter()
+        issued = 0
+        warm = self.workload.warmup_requests
+
+        async def worker() -> None:
+            nonlocal issued
+            while self._within(started, issued, total):
+                sample, body = self._next_request(index, issued < warm)
+                issued += 1
+                samples.append(await self._one(session, sample, body))
+                if progress is not None:
+                    progress(index, len(samples), total)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+
+    async def _open_loop(
+        self,
+        index: int,
+        session: aiohttp.ClientSession,
+        rate: float,
+        total: int | None,
+        samples: list[Sample],
+        progress: Progress | None,
+        notes: list[str],
+    ) -> float:
+        w = self.workload
+        loop = asyncio.get_running_loop()
+        cap = asyncio.Semaphore(w.max_concurrency) if w.max_concurrency else None
+        started = time.perf_counter()
+        t0 = loop.time()
+        next_at = t0
+        lags: list[float] = []
+        tasks: set[asyncio.Task[None]] = set()
+        issued = 0
+        capped = 0
+
+        async def fire(sample: Sample, body: bytes) -> None:
+            try:
+                samples.append(await self._one(session, sample, body))
+                if progress is not None:
+                    progress(index, len(samples), total)
+            finally:
+                if cap is not None:
+                    cap.release()
+
+        while self._within(started, issued, total):
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if cap is not None:
+                if cap.locked():
+                    capped += 1
+                await cap.acquire()
+            lags.append(max(0.0, (loop.time() - next_at) * 1000.0))
+            sample, body = self._next_request(index, issued < w.warmup_requests)
+            issued += 1
+            task = loop.create_task(fire(sample, body))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            gap = self.rng.expovariate(rate) if w.arrival == "poisson" else 1.0 / rate
+            next_at += gap
+        if tasks:
+            await asyncio.gather(*tasks)
+        if capped:
+            notes.append(f"{capped} arrivals waited for the concurrency cap ({w.max_concurrency})")
+        return float(np.percentile(lags, 99)) if lags else 0.0
+
+    # -- a whole run --------------------------------------------------------------------------------
+
+    async def run(self, progress: Progress | None = None) -> RunResult:
+        started = datetime.now(UTC)
+        try:
+            pre = await self.preflight()
+        except ProbeError as exc:
+            return RunResult(started, datetime.now(UTC), "failed", [], None, str(exc))
+        steps: list[StepResult] = []
+        try:
+            for index, level in enumerate(self.workload.levels):
+                steps.append(await self.run_step(index, level, progress))
+        except asyncio.CancelledError:
+            return RunResult(started, datetime.now(UTC), "cancelled", steps, pre, "cancelled")
+        status = "succeeded" if any(s.summary["requests"]["completed"] for s in steps) else "failed"
+        error = None if status == "succeeded" else "no request completed"
+        return RunResult(started, datetime.now(UTC), status, steps, pre, error)
+
+
+def run_summary(
+    result: RunResult,
+    *,
+    run_id: int | None = None,
+    endpoint: str | dict[str, Any] | None = None,
+    profile: str | dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """DESIGN's run-summary JSON."""
+    return {
+        "run_id": run_id,
+        "endpoint": endpoint,
+        "profile": profile,
+        "started_at": result.started_at.isoformat(),
+        "finished_at": result.finished_at.isoformat(),
+        "status": result.status,
+        "error": result.error,
+        "environment": None
+        if result.preflight is None
+        else {
+            "server": result.preflight.server,
+            "pinned_output": result.preflight.options.pin_output,
+            "continuous_usage": result.preflight.options.continuous_usage,
+            "input_calibration": result.preflight.calibration.source,
+            "notes": result.preflight.notes,
+        },
+        "steps": [step.summary for step in result.steps],
+    }
+
+
+__all__ = ["ErrorKind", "ProbeError", "Prober", "RunResult", "StepResult", "Workload", "run_summary"]

@@ -1,0 +1,206 @@
+"""Step statistics from per-request samples, exactly as DESIGN.md defines them.
+
+Samples are the source of truth; this module turns the measured (non-warm-up) samples of one
+load step into DESIGN's step summary object. Percentiles interpolate linearly (numpy's default)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.probe.types import Sample
+
+STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max")
+OSL_TOLERANCE_PCT = 5.0
+
+
+@dataclass(frozen=True)
+class SLO:
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    percentile: float = 99.0
+
+    @property
+    def defined(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
+
+    def met_by(self, ttft: float | None, tpot: float | None, e2e: float | None) -> bool:
+        checks = ((self.ttft_ms, ttft), (self.tpot_ms, tpot), (self.e2e_ms, e2e))
+        for limit, value in checks:
+            if limit is None:
+                continue
+            if value is None or value > limit:
+                return False
+        return True
+
+
+def distribution(values: Iterable[float] | np.ndarray) -> dict[str, float | None]:
+    arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
+    if arr.size == 0:
+        return dict.fromkeys(STAT_KEYS)
+    p50, p90, p95, p99 = np.percentile(arr, [50, 90, 95, 99])
+    return {
+        "mean": float(arr.mean()),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p95": float(p95),
+        "p99": float(p99),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+    }
+
+
+def tpot_ms(sample: Sample) -> float | None:
+    osl, ttft, e2e = sample.osl, sample.ttft_ms, sample.e2e_ms
+    if not sample.ok or osl is None or osl < 2 or ttft is None or e2e is None:
+        return None
+    return (e2e - ttft) / (osl - 1)
+
+
+def itl_gaps_ms(sample: Sample) -> tuple[list[float], bool]:
+    """Per-token gaps (a chunk's gap split evenly over its tokens) when the split is known,
+    else one gap per chunk. Returns (gaps, token_basis)."""
+    times = sample.chunk_ns
+    if len(times) < 2:
+        return [], sample.chunk_tokens is not None
+    tokens = sample.chunk_tokens
+    gaps: list[float] = []
+    if tokens is not None and len(tokens) == len(times):
+        for i in range(1, len(times)):
+            n = tokens[i]
+            if n <= 0:
+                continue
+            per = (times[i] - times[i - 1]) / 1e6 / n
+            gaps.extend([per] * n)
+        return gaps, True
+    return [(times[i] - times[i - 1]) / 1e6 for i in range(1, len(times))], False
+
+
+def summarize_step(
+    samples: Sequence[Sample],
+    *,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    slo: SLO | None = None,
+    client_bound: bool = False,
+    client_notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    measured = [s for s in samples if not s.warmup]
+    ok = [s for s in measured if s.ok]
+    errors = Counter(str(s.error_kind) for s in measured if not s.ok)
+
+    if measured:
+        start = min(s.sent_ns for s in measured)
+        end = max((s.end_ns or s.sent_ns) for s in measured)
+        window_s = max((end - start) / 1e9, 1e-9)
+    else:
+        window_s = 0.0
+
+    ttft = [v for s in ok if (v := s.ttft_ms) is not None]
+    ttfat = [v for s in ok if (v := s.ttfat_ms) is not None]
+    e2e = [v for s in ok if (v := s.e2e_ms) is not None]
+    tpots = {id(s): tpot_ms(s) for s in ok}
+    tpot = [v for v in tpots.values() if v is not None]
+    itl: list[float] = []
+    token_basis = True
+    for s in ok:
+        gaps, basis = itl_gaps_ms(s)
+        itl.extend(gaps)
+        token_basis = token_basis and basis
+    osl = [s.osl for s in ok if s.osl is not None]
+    isl = [s.input_tokens for s in ok if s.input_tokens is not None]
+
+    def rate(total: float) -> float | None:
+        return total / window_s if window_s > 0 else None
+
+    out_total = float(sum(osl))
+    in_total = float(sum(isl)) if len(isl) == len(ok) else None
+
+    goodput = attainment = None
+    slo_block: dict[str, Any] | None = None
+    if slo is not None and slo.defined:
+        good = [s for s in ok if slo.met_by(s.ttft_ms, tpots[id(s)], s.e2e_ms)]
+        goodput = rate(len(good))
+        attainment = len(good) / len(measured) if measured else None
+        pct = slo.percentile
+        step_met = bool(ok) and not errors
+        for limit, values in ((slo.ttft_ms, ttft), (slo.tpot_ms, tpot), (slo.e2e_ms, e2e)):
+            if limit is not None and (not values or float(np.percentile(values, pct)) > limit):
+                step_met = False
+        slo_block = {
+            "ttft_ms": slo.ttft_ms,
+            "tpot_ms": slo.tpot_ms,
+            "e2e_ms": slo.e2e_ms,
+            "percentile": pct,
+            "met": step_met,
+            "good_requests": len(good),
+        }
+
+    sources = Counter(s.token_source for s in ok)
+    source = None
+    if sources:
+        source = (
+            "usage"
+            if sources.get("usage") == len(ok)
+            else ("tokenizer" if "tokenizer" in sources else "estimated")
+        )
+    mismatches = [
+        (s.osl - s.requested_output_tokens) / s.requested_output_tokens * 100.0
+        for s in ok
+        if s.osl is not None and s.requested_output_tokens
+    ]
+    osl_mismatch = float(np.mean(mismatches)) if mismatches else None
+    diffs = [
+        (s.output_tokens - s.tokenizer_output_tokens) / s.tokenizer_output_tokens * 100.0
+        for s in ok
+        if s.token_source == "usage" and s.output_tokens is not None and s.tokenizer_output_tokens
+    ]
+    usage_diff = float(np.mean(diffs)) if diffs else None
+    interactivity = [1000.0 / v for v in tpot if v > 0]
+
+    return {
+        "concurrency": concurrency,
+        "request_rate": request_rate,
+        "duration_s": window_s,
+        "requests": {
+            "sent": len(measured),
+            "completed": len(ok),
+            "failed": len(measured) - len(ok),
+            "errors": dict(sorted(errors.items())),
+        },
+        "ttft_ms": distribution(ttft),
+        "ttfat_ms": distribution(ttfat),
+        "itl_ms": distribution(itl),
+        "tpot_ms": distribution(tpot),
+        "e2e_ms": distribution(e2e),
+        "input_tokens": distribution(isl),
+        "output_tokens": distribution(osl),
+        "input_tokens_per_s": rate(in_total) if in_total is not None else None,
+        "output_tokens_per_s": rate(out_total),
+        "total_tokens_per_s": rate(out_total + in_total) if in_total is not None else None,
+        "requests_per_s": rate(len(ok)),
+        "tokens_per_s_per_user": distribution(interactivity),
+        "goodput_requests_per_s": goodput,
+        "slo_attainment": attainment,
+        "slo": slo_block,
+        "token_count_source": source,
+        "itl_basis": None if not ok else ("token" if token_basis else "chunk"),
+        "quality": {
+            "client_bound": client_bound,
+            "client_notes": list(client_notes),
+            "osl_mismatch_pct": osl_mismatch,
+            "osl_mismatch_flag": osl_mismatch is not None and abs(osl_mismatch) > OSL_TOLERANCE_PCT,
+            "usage_tokenizer_diff_pct": usage_diff,
+            "error_rate": (len(measured) - len(ok)) / len(measured) if measured else None,
+        },
+        "cost_per_million_output_tokens": None,
+        "cost_per_million_tokens": None,
+        "cost_per_million_good_tokens": None,
+        "cost_per_million_tokens_blended": None,
+        "tokens_per_joule": None,
+    }

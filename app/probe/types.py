@@ -1,0 +1,104 @@
+"""The probe's data: what to send, how long to wait, and what one request looked like."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    connect_error = "connect_error"
+    auth_error = "auth_error"
+    timeout_connect = "timeout_connect"
+    timeout_ttft = "timeout_ttft"
+    timeout_idle = "timeout_idle"
+    timeout_total = "timeout_total"
+    protocol_error = "protocol_error"
+    truncated = "truncated"
+    too_large = "too_large"
+    cancelled = "cancelled"
+    # plus "http_<status>" for other non-2xx answers
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-phase limits in seconds. `idle` is the longest allowed gap between two reads;
+    `total` bounds the whole request, so a server that drips a byte a second is still cut."""
+
+    connect: float = 10.0
+    ttft: float = 60.0
+    idle: float = 30.0
+    total: float = 600.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_line_bytes: int = 1024 * 1024
+    max_error_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str  # ends in /v1
+    model: str
+    api: str = "chat"  # chat | completions
+    api_key: str | None = None
+
+    @property
+    def url(self) -> str:
+        path = "/chat/completions" if self.api == "chat" else "/completions"
+        return self.base_url.rstrip("/") + path
+
+
+@dataclass(slots=True)
+class Sample:
+    """One request as the probe saw it. Times are perf_counter_ns; offsets derive from them."""
+
+    seq: int
+    step_index: int = 0
+    warmup: bool = False
+    requested_output_tokens: int | None = None
+    input_tokens_target: int | None = None
+    sent_ns: int = 0
+    first_content_ns: int | None = None  # TTFT: first chunk with reasoning, answer or tool call
+    first_answer_ns: int | None = None  # TTFAT: first chunk with answer content
+    last_content_ns: int | None = None
+    end_ns: int | None = None
+    chunk_ns: list[int] = field(default_factory=list)  # arrival of each content chunk
+    chunk_tokens: list[int] | None = None  # tokens per content chunk, when known
+    chunk_chars: list[int] = field(default_factory=list)
+    input_tokens: int | None = None  # from usage
+    output_tokens: int | None = None  # from usage (reasoning + answer)
+    reasoning_tokens: int | None = None
+    tokenizer_output_tokens: int | None = None
+    token_source: str = "estimated"  # usage | tokenizer | estimated
+    finish_reason: str | None = None
+    error_kind: str | None = None
+    error_detail: str | None = None
+    http_status: int | None = None
+    retry_after_s: float | None = None
+    text: str | None = None  # the generated text, kept only when a tokenizer will count it
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return None if self.first_content_ns is None else (self.first_content_ns - self.sent_ns) / 1e6
+
+    @property
+    def ttfat_ms(self) -> float | None:
+        return None if self.first_answer_ns is None else (self.first_answer_ns - self.sent_ns) / 1e6
+
+    @property
+    def e2e_ms(self) -> float | None:
+        end = self.last_content_ns if self.last_content_ns is not None else self.end_ns
+        return None if end is None else (end - self.sent_ns) / 1e6
+
+    @property
+    def osl(self) -> int | None:
+        if self.output_tokens is not None:
+            return self.output_tokens
+        return self.tokenizer_output_tokens

@@ -1,0 +1,782 @@
+"""An OpenAI-compatible simulated inference server on a plain asyncio protocol.
+
+A framework's request stack costs tens of microseconds per request and per write; this server
+writes preformatted SSE chunks straight to the transport so that it is never the bottleneck of a
+measurement (see bench/loadgen.py for its figures).
+
+Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /version,
+GET /health, GET /metrics (Prometheus text in vLLM's metric names, plus a DCGM-style power gauge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from app import __version__
+from app.simulator.engine import BatchEngine, FixedEngine, Generation, Timeline
+from app.simulator.presets import SimConfig
+
+MAX_HEADER = 64 * 1024
+MAX_BODY = 16 * 1024 * 1024
+SERVER_HEADER = f"smartbench-simulator/{__version__}".encode()
+
+# Words that common tokenizers encode as one token each (with their leading space).
+VOCAB = [
+    "",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "it",
+    "for",
+    "on",
+    "was",
+    "with",
+    "as",
+    "be",
+    "at",
+    "by",
+    "this",
+    "had",
+    "not",
+    "are",
+    "but",
+    "from",
+    "or",
+    "have",
+    "an",
+    "they",
+    "which",
+    "one",
+    "you",
+    "were",
+    "all",
+    "we",
+    "her",
+    "she",
+    "there",
+    "would",
+    "their",
+    "will",
+    "when",
+    "who",
+    "him",
+    "been",
+    "has",
+    "more",
+    "if",
+    "no",
+    "out",
+    "do",
+    "so",
+    "can",
+    "what",
+    "up",
+    "said",
+    "about",
+    "other",
+    "into",
+    "than",
+    "its",
+    "time",
+    "only",
+    "could",
+    "new",
+    "them",
+    "man",
+    "some",
+    "these",
+    "then",
+    "two",
+    "first",
+    "may",
+    "any",
+    "like",
+    "now",
+    "my",
+    "such",
+    "make",
+    "over",
+    "our",
+    "even",
+    "most",
+    "me",
+    "state",
+    "after",
+    "also",
+    "made",
+    "many",
+    "did",
+    "must",
+    "before",
+    "back",
+    "see",
+    "through",
+    "way",
+    "where",
+    "get",
+    "much",
+    "go",
+    "well",
+    "your",
+    "know",
+    "should",
+    "down",
+    "work",
+    "year",
+    "because",
+    "come",
+    "people",
+    "just",
+][1:]
+VOCAB_BYTES = [(" " + w).encode() for w in VOCAB]
+VOCAB_SIZE = len(VOCAB_BYTES)
+
+
+def words_to_tokens(text: str) -> int:
+    """The simulator's tokenizer: one token per whitespace-separated word."""
+    return len(text.split())
+
+
+@dataclass
+class Metrics:
+    requests_total: int = 0
+    success_total: int = 0
+    errors_total: int = 0
+    prompt_tokens_total: int = 0
+    generation_tokens_total: int = 0
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+
+
+class SimulatorState:
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.timeline = Timeline()
+        self.engine: FixedEngine | BatchEngine | None
+        if config.mode == "batching":
+            self.engine = BatchEngine(config, self.timeline)
+        elif config.mode == "fixed":
+            self.engine = FixedEngine(config, self.timeline)
+        else:
+            self.engine = None
+        self.metrics = Metrics()
+        self.rng = random.Random(config.seed)
+        self.created = int(time.time())
+        self.connections: set[HTTPConnection] = set()
+        self._ids = 0
+
+    def next_id(self) -> str:
+        self._ids += 1
+        return f"cmpl-sim{self._ids:08d}"
+
+
+class StreamSink:
+    """Formats tokens as SSE chunks on one HTTP response (chunked transfer encoding)."""
+
+    __slots__ = (
+        "chat",
+        "closed",
+        "conn",
+        "continuous",
+        "gen",
+        "include_usage",
+        "prefix",
+        "reasoning",
+        "state",
+    )
+
+    def __init__(
+        self,
+        conn: HTTPConnection,
+        state: SimulatorState,
+        chat: bool,
+        include_usage: bool,
+        continuous: bool,
+        reasoning: int,
+    ) -> None:
+        self.conn = conn
+        self.state = state
+        self.chat = chat
+        self.include_usage = include_usage
+        self.continuous = continuous
+        self.reasoning = reasoning
+        self.closed = False
+        self.gen: Generation | None = None
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        self.prefix = (
+            b'data: {"id":"' + state.next_id().encode() + b'","object":"' + obj.encode() + b'","created":'
+            + str(state.created).encode() + b',"model":' + orjson.dumps(state.config.model) + b',"choices":[{"index":0,'
+        )  # fmt: skip
+
+    def start(self) -> None:
+        role = b""
+        if self.chat:  # OpenAI sends the role first, with no content
+            event = self.prefix + b'"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+            role = b"%x\r\n%s\r\n" % (len(event), event)
+        self.conn.write_head(200, b"text/event-stream", chunked=True, tail=role)
+
+    def _usage(self, produced: int) -> bytes:
+        assert self.gen is not None
+        p = self.gen.input_tokens
+        details = b',"completion_tokens_details":{"reasoning_tokens":%d}' % min(produced, self.reasoning)
+        return b'"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%s}' % (
+            p,
+            produced,
+            p + produced,
+            details,
+        )
+
+    def event_bytes(self, start: int, count: int) -> bytes:
+        """One chunk carrying tokens [start, start + count)."""
+        parts: list[bytes] = []
+        r = self.reasoning
+        if start < r:  # reasoning part of this chunk
+            n = min(count, r - start)
+            parts.append(self._delta(start, n, reasoning=True))
+            start, count = start + n, count - n
+        if count:
+            parts.append(self._delta(start, count, reasoning=False))
+        return b"".join(parts)
+
+    def _delta(self, start: int, count: int, reasoning: bool) -> bytes:
+        text = b"".join(VOCAB_BYTES[i % VOCAB_SIZE] for i in range(start, start + count))
+        if self.chat:
+            body = (
+                (b'"delta":{"reasoning_content":"' if reasoning else b'"delta":{"content":"') + text + b'"}'
+            )
+        else:
+            body = b'"text":"' + text + b'"'
+        usage = (b"," + self._usage(start + count)) if self.continuous else b""
+        return self.prefix + body + b',"finish_reason":null}]' + usage + b"}\n\n"
+
+    def on_tokens(self, start: int, count: int) -> None:
+        if not self.closed:
+            self.conn.write_chunk(self.event_bytes(start, count))
+
+    def finish_bytes(self, reason: str) -> bytes:
+        assert self.gen is not None
+        delta = b'"delta":{},' if self.chat else b'"text":"",'
+        out = self.prefix + delta + b'"finish_reason":"' + reason.encode() + b'"}]}\n\n'
+        if self.include_usage:
+            usage = self._usage(self.gen.output_tokens)
+            out += self.prefix[: self.prefix.index(b'"choices"')] + b'"choices":[],' + usage + b"}\n\n"
+        return out + b"data: [DONE]\n\n"
+
+    def on_finish(self, reason: str) -> None:
+        if self.closed:
+            return
+        data = self.finish_bytes(reason)
+        self.conn.end_chunked(b"%x\r\n%s\r\n" % (len(data), data))  # last event and terminator: one write
+        self._account()
+
+    def _account(self) -> None:
+        assert self.gen is not None
+        m = self.state.metrics
+        m.success_total += 1
+        m.prompt_tokens_total += self.gen.input_tokens
+        m.generation_tokens_total += self.gen.output_tokens
+
+
+class JsonSink:
+    """Collects a non-streaming completion and answers once it is done."""
+
+    def __init__(self, conn: HTTPConnection, state: SimulatorState, chat: bool, reasoning: int) -> None:
+        self.conn = conn
+        self.state = state
+        self.chat = chat
+        self.reasoning = reasoning
+        self.closed = False
+        self.gen: Generation | None = None
+
+    def on_tokens(self, start: int, count: int) -> None:
+        return None
+
+    def on_finish(self, reason: str) -> None:
+        if self.closed:
+            return
+        assert self.gen is not None
+        n, r = self.gen.output_tokens, min(self.reasoning, self.gen.output_tokens)
+        answer = "".join(" " + VOCAB[i % VOCAB_SIZE] for i in range(r, n))
+        usage = {
+            "prompt_tokens": self.gen.input_tokens,
+            "completion_tokens": n,
+            "total_tokens": self.gen.input_tokens + n,
+            "completion_tokens_details": {"reasoning_tokens": r},
+        }
+        choice: dict[str, Any]
+        if self.chat:
+            message: dict[str, Any] = {"role": "assistant", "content": answer}
+            if r:
+                message["reasoning_content"] = "".join(" " + VOCAB[i % VOCAB_SIZE] for i in range(r))
+            choice = {"index": 0, "message": message, "finish_reason": reason}
+        else:
+            choice = {"index": 0, "text": answer, "finish_reason": reason}
+        body = {
+            "id": self.state.next_id(),
+            "object": "chat.completion" if self.chat else "text_completion",
+            "created": self.state.created,
+            "model": self.state.config.model,
+            "choices": [choice],
+            "usage": usage,
+        }
+        self.conn.respond_json(200, body)
+        m = self.state.metrics
+        m.success_total += 1
+        m.prompt_tokens_total += self.gen.input_tokens
+        m.generation_tokens_total += n
+
+
+class HTTPConnection(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive; one request at a time per connection."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy = False
+        self.keep_alive = True
+        self.sink: StreamSink | JsonSink | None = None
+        self.received_ns = 0
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sink is not None:
+            self.sink.closed = True
+        self.transport = None
+        self.state.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.buffer:
+            self.received_ns = time.perf_counter_ns()  # a request's clock starts at its first byte
+        self.buffer += data
+        if len(self.buffer) > MAX_HEADER + MAX_BODY:
+            self.respond_error(413, "request too large", "invalid_request_error", close=True)
+            return
+        self._process()
+
+    # -- parsing --------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        while not self.busy and self.transport is not None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_HEADER:
+                    self.respond_error(431, "headers too large", "invalid_request_error", close=True)
+                return
+            head = bytes(self.buffer[:end]).decode("latin-1")
+            lines = head.split("\r\n")
+            try:
+                method, target, version = lines[0].split(" ", 2)
+            except ValueError:
+                self.respond_error(400, "malformed request line", "invalid_request_error", close=True)
+                return
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                self.respond_error(411, "send a Content-Length", "invalid_request_error", close=True)
+                return
+            try:
+                length = int(headers.get("content-length", "0"))
+            except ValueError:
+                self.respond_error(400, "bad Content-Length", "invalid_request_error", close=True)
+                return
+            if length > MAX_BODY:
+                self.respond_error(413, "request body too large", "invalid_request_error", close=True)
+                return
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            del self.buffer[: end + 4 + length]
+            conn_header = headers.get("connection", "").lower()
+            self.keep_alive = conn_header != "close" and (
+                version == "HTTP/1.1" or conn_header == "keep-alive"
+            )
+            self.busy = True
+            self._dispatch(method, target.split("?", 1)[0], headers, body)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def write_head(
+        self, status: int, content_type: bytes, *, chunked: bool = False, length: int = 0, tail: bytes = b""
+    ) -> None:
+        if self.transport is None:
+            return
+        reason = _REASONS.get(status, b"Unknown")
+        framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % length
+        conn = b"keep-alive" if self.keep_alive else b"close"
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nServer: %s\r\nContent-Type: %s\r\n%sConnection: %s\r\nCache-Control: no-cache\r\n\r\n%s"
+            % (status, reason, SERVER_HEADER, content_type, framing, conn, tail)
+        )
+
+    def write_chunk(self, data: bytes) -> None:
+        if self.transport is not None and data:
+            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end_chunked(self, framed_tail: bytes = b"") -> None:
+        if self.transport is not None:
+            self.transport.write(framed_tail + b"0\r\n\r\n")
+        self._done()
+
+    def respond(self, status: int, content_type: bytes, body: bytes, extra_headers: bytes = b"") -> None:
+        if self.transport is None:
+            return
+        reason = _REASONS.get(status, b"Unknown")
+        conn = b"keep-alive" if self.keep_alive else b"close"
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nServer: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: %s\r\n%s\r\n%s"
+            % (status, reason, SERVER_HEADER, content_type, len(body), conn, extra_headers, body)
+        )
+        self._done()
+
+    def respond_json(self, status: int, obj: object, extra_headers: bytes = b"") -> None:
+        self.respond(status, b"application/json", orjson.dumps(obj), extra_headers)
+
+    def respond_error(
+        self,
+        status: int,
+        message: str,
+        kind: str,
+        *,
+        param: str | None = None,
+        close: bool = False,
+        extra: bytes = b"",
+    ) -> None:
+        self.state.metrics.errors_total += 1
+        if close:
+            self.keep_alive = False
+        body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+        self.respond_json(status, body, extra)
+
+    def _done(self) -> None:
+        self.busy = False
+        self.sink = None
+        if not self.keep_alive:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self.buffer:
+            self._process()
+
+    # -- routing --------------------------------------------------------------------------------
+
+    def _dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        route = _ROUTES.get((method, path))
+        if route is None:
+            if any(p == path for _, p in _ROUTES):
+                self.respond_error(405, f"{method} is not allowed on {path}", "invalid_request_error")
+            else:
+                self.respond_error(404, f"no route {path}", "invalid_request_error")
+            return
+        if path.startswith("/v1/") and self.state.config.api_key is not None:
+            auth = headers.get("authorization", "")
+            if auth != f"Bearer {self.state.config.api_key}":
+                self.respond_error(401, "Incorrect API key provided.", "authentication_error")
+                return
+        route(self, headers, body)
+
+    def models(self, headers: dict[str, str], body: bytes) -> None:
+        model = {
+            "id": self.state.config.model,
+            "object": "model",
+            "created": self.state.created,
+            "owned_by": "smartbench",
+        }
+        self.respond_json(200, {"object": "list", "data": [model]})
+
+    def version(self, headers: dict[str, str], body: bytes) -> None:
+        self.respond_json(
+            200,
+            {
+                "version": self.state.config.engine_version,
+                "engine": "smartbench-simulator",
+                "preset": self.state.config.name,
+            },
+        )
+
+    def health(self, headers: dict[str, str], body: bytes) -> None:
+        self.respond(200, b"text/plain", b"")
+
+    def metrics(self, headers: dict[str, str], body: bytes) -> None:
+        self.respond(200, b"text/plain; version=0.0.4", render_metrics(self.state).encode())
+
+    def chat(self, headers: dict[str, str], body: bytes) -> None:
+        self._complete(body, chat=True)
+
+    def completions(self, headers: dict[str, str], body: bytes) -> None:
+        self._complete(body, chat=False)
+
+    def _complete(self, raw: bytes, *, chat: bool) -> None:
+        state = self.state
+        config = state.config
+        state.metrics.requests_total += 1
+        try:
+            req = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self.respond_error(400, "the body is not valid JSON", "invalid_request_error")
+            return
+        if not isinstance(req, dict):
+            self.respond_error(400, "the body must be a JSON object", "invalid_request_error")
+            return
+        if req.get("model") != config.model:
+            self.respond_error(
+                404, f"The model `{req.get('model')}` does not exist.", "invalid_request_error", param="model"
+            )
+            return
+        parsed = _parse_request(req, chat=chat)
+        if isinstance(parsed, str):
+            self.respond_error(400, parsed, "invalid_request_error")
+            return
+        prompt_tokens, max_tokens, min_tokens, ignore_eos, stops, stream, include_usage, continuous = parsed
+        if config.error_rate and state.rng.random() < config.error_rate:
+            self.respond_error(500, "simulated internal error", "server_error")
+            return
+        engine = state.engine
+        if isinstance(engine, BatchEngine) and engine.queue_full:
+            self.respond_error(
+                429, "the server is over its queue limit", "rate_limit_error", extra=b"Retry-After: 1\r\n"
+            )
+            return
+
+        n = max_tokens
+        reason = "length"
+        if not ignore_eos and config.natural_output_tokens is not None and config.natural_output_tokens < n:
+            n = max(config.natural_output_tokens, min_tokens)
+            reason = "stop" if n < max_tokens else "length"
+        if stops:
+            for i in range(min_tokens, n):
+                if VOCAB[i % VOCAB_SIZE] in stops:
+                    n, reason = i, "stop"
+                    break
+        reasoning = min(config.reasoning_tokens, n) if chat else 0
+
+        sink: StreamSink | JsonSink
+        if stream:
+            sink = StreamSink(self, state, chat, include_usage, continuous, reasoning)
+        else:
+            sink = JsonSink(self, state, chat, reasoning)
+        gen = Generation(
+            input_tokens=prompt_tokens,
+            output_tokens=n,
+            finish_reason=reason,
+            sink=sink,
+            arrived_ns=self.received_ns,
+        )
+        sink.gen = gen
+        self.sink = sink
+
+        if engine is None:  # zero-delay mode: everything at once, in one write
+            if isinstance(sink, StreamSink):
+                sink.start()
+                k = max(1, config.tokens_per_chunk)
+                parts = [sink.event_bytes(0, 1)] if n else []
+                parts += [sink.event_bytes(i, min(k, n - i)) for i in range(1, n, k)]
+                parts.append(sink.finish_bytes(reason))
+                self.write_chunk(b"".join(parts))
+                sink._account()
+                self.end_chunked()
+            else:
+                sink.on_finish(reason)
+            return
+        if isinstance(sink, StreamSink):
+            sink.start()
+        engine.submit(gen)
+
+
+def _parse_request(
+    req: dict[str, Any], *, chat: bool
+) -> tuple[int, int, int, bool, set[str], bool, bool, bool] | str:
+    if chat:
+        messages = req.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "'messages' must be a non-empty list"
+        prompt_tokens = 0
+        for message in messages:
+            if not isinstance(message, dict) or "role" not in message:
+                return "each message needs a 'role'"
+            content = message.get("content")
+            if isinstance(content, str):
+                prompt_tokens += words_to_tokens(content)
+            elif isinstance(content, list):
+                prompt_tokens += sum(
+                    words_to_tokens(str(p.get("text", ""))) for p in content if isinstance(p, dict)
+                )
+            prompt_tokens += 4  # role and separators, as chat templates add
+    else:
+        prompt = req.get("prompt")
+        if isinstance(prompt, list):
+            prompt = " ".join(str(p) for p in prompt)
+        if not isinstance(prompt, str):
+            return "'prompt' must be a string"
+        prompt_tokens = words_to_tokens(prompt)
+    max_tokens = req.get("max_completion_tokens", req.get("max_tokens", 16))
+    if max_tokens is None:
+        max_tokens = 16
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= 1_000_000:
+        return "'max_tokens' must be an integer between 1 and 1000000"
+    min_tokens = req.get("min_tokens", 0) or 0
+    if not isinstance(min_tokens, int) or min_tokens < 0 or min_tokens > max_tokens:
+        return "'min_tokens' must be an integer between 0 and max_tokens"
+    stop = req.get("stop")
+    stops: set[str] = set()
+    if isinstance(stop, str):
+        stops = {stop.strip()}
+    elif isinstance(stop, list):
+        stops = {str(s).strip() for s in stop}
+    elif stop is not None:
+        return "'stop' must be a string or a list of strings"
+    stream = bool(req.get("stream", False))
+    options = req.get("stream_options") or {}
+    if not isinstance(options, dict):
+        return "'stream_options' must be an object"
+    if options and not stream:
+        return "'stream_options' needs 'stream': true"
+    return (
+        prompt_tokens,
+        max_tokens,
+        min_tokens,
+        bool(req.get("ignore_eos", False)),
+        stops,
+        stream,
+        bool(options.get("include_usage", False)),
+        bool(options.get("continuous_usage_stats", False)),
+    )
+
+
+def render_metrics(state: SimulatorState) -> str:
+    m = state.metrics
+    c = state.config
+    engine = state.engine
+    running = len(engine.running) if isinstance(engine, BatchEngine) else (engine.running if engine else 0)
+    waiting = len(engine.waiting) if isinstance(engine, BatchEngine) else 0
+    kv = engine.kv_used / c.kv_budget_tokens if isinstance(engine, BatchEngine) else 0.0
+    util = min(1.0, running / max(1, c.max_batch)) if running else 0.0
+    watts = c.idle_watts_per_gpu + (c.watts_per_gpu - c.idle_watts_per_gpu) * (
+        0.6 + 0.4 * util if running else 0.0
+    )
+    label = f'model_name="{c.model}"'
+    lines = [
+        "# HELP vllm:num_requests_running Number of requests in model execution batches.",
+        "# TYPE vllm:num_requests_running gauge",
+        f"vllm:num_requests_running{{{label}}} {running}",
+        "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
+        "# TYPE vllm:num_requests_waiting gauge",
+        f"vllm:num_requests_waiting{{{label}}} {waiting}",
+        "# HELP vllm:gpu_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
+        "# TYPE vllm:gpu_cache_usage_perc gauge",
+        f"vllm:gpu_cache_usage_perc{{{label}}} {kv:.6f}",
+        "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+        "# TYPE vllm:prompt_tokens_total counter",
+        f"vllm:prompt_tokens_total{{{label}}} {m.prompt_tokens_total}",
+        "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
+        "# TYPE vllm:generation_tokens_total counter",
+        f"vllm:generation_tokens_total{{{label}}} {m.generation_tokens_total}",
+        "# HELP vllm:request_success_total Count of successfully processed requests.",
+        "# TYPE vllm:request_success_total counter",
+        f'vllm:request_success_total{{{label},finished_reason="length"}} {m.success_total}',
+        "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).",
+        "# TYPE DCGM_FI_DEV_POWER_USAGE gauge",
+    ]
+    lines += [f'DCGM_FI_DEV_POWER_USAGE{{gpu="{i}"}} {watts:.1f}' for i in range(c.gpu_count)]
+    lag = sorted(state.timeline.lateness_us)
+    if lag:
+        lines += [
+            "# HELP smartbench_sim_timing_error_us How late the simulator emitted timed events (microseconds).",
+            "# TYPE smartbench_sim_timing_error_us summary",
+            f'smartbench_sim_timing_error_us{{quantile="0.5"}} {lag[len(lag) // 2]:.1f}',
+            f'smartbench_sim_timing_error_us{{quantile="0.99"}} {lag[min(len(lag) - 1, int(len(lag) * 0.99))]:.1f}',
+            f"smartbench_sim_timing_error_us_count {len(lag)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+_ROUTES: dict[tuple[str, str], Callable[[HTTPConnection, dict[str, str], bytes], None]] = {
+    ("GET", "/v1/models"): HTTPConnection.models,
+    ("POST", "/v1/chat/completions"): HTTPConnection.chat,
+    ("POST", "/v1/completions"): HTTPConnection.completions,
+    ("GET", "/version"): HTTPConnection.version,
+    ("GET", "/health"): HTTPConnection.health,
+    ("GET", "/metrics"): HTTPConnection.metrics,
+}
+
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    411: b"Length Required",
+    413: b"Payload Too Large",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+}
+
+
+class Simulator:
+    """A running simulator: `async with Simulator(config) as sim: sim.base_url`."""
+
+    def __init__(self, config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self.state = SimulatorState(config)
+        self.server: asyncio.Server | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    async def start(self) -> Simulator:
+        loop = asyncio.get_running_loop()
+        self.state.timeline.start()
+        self.server = await loop.create_server(
+            lambda: HTTPConnection(self.state), self.host, self.port, backlog=4096, reuse_address=True
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for conn in list(self.state.connections):
+                if conn.transport is not None:
+                    conn.transport.close()
+            await self.server.wait_closed()
+        await self.state.timeline.stop()
+
+    async def __aenter__(self) -> Simulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve_forever(
+    config: SimConfig, host: str, port: int, ready: Callable[[Simulator], None] | None = None
+) -> None:
+    sim = await Simulator(config, host, port).start()
+    if ready is not None:
+        ready(sim)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()
