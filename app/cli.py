@@ -153,6 +153,7 @@ def simulate(
     ] = None,
 ) -> None:
     """A standalone simulated OpenAI-compatible endpoint."""
+    from app.aio import run_fast
     from app.simulator import preset as get_preset
     from app.simulator.server import serve_forever
 
@@ -179,7 +180,7 @@ def simulate(
         sys.stdout.flush()
 
     try:
-        asyncio.run(serve_forever(config, host, port, ready))
+        run_fast(serve_forever(config, host, port, ready))
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     except KeyboardInterrupt:

@@ -26,11 +26,8 @@ async def probe(base_url: str, levels: tuple[int, ...], requests: int, **workloa
     return result
 
 
-# Issue #3 asks for 2 ms at c=64; on this 2-core machine we measure a p50 of 101.2-102.5 ms there
-# (the simulator stamps a burst's arrivals up to ~2 ms late), so the test holds 3 ms until that
-# burst path is faster. c=1 holds 2 ms and c=256 10 ms, as asked.
 @pytest.mark.parametrize(
-    ("concurrency", "requests", "tolerance"), [(1, 6, 2.0), (64, 128, 3.0), (256, 256, 10.0)]
+    ("concurrency", "requests", "tolerance"), [(1, 6, 2.0), (64, 128, 2.0), (256, 256, 10.0)]
 )
 async def test_fixed_delays_are_measured_truthfully(
     concurrency: int, requests: int, tolerance: float
@@ -93,3 +90,12 @@ async def test_batching_throughput_rises_saturates_and_matches_the_model() -> No
     assert tput[1] < tput[8] < tput[32]
     assert tput[64] == pytest.approx(tput[32], rel=0.10)  # saturated: max batch reached
     assert ttft[64] > 2 * ttft[32]  # overload queues requests: TTFT climbs
+
+
+async def test_probe_leaves_the_machine_idle_at_concurrency_one() -> None:
+    """Between tokens the probe sleeps in the event loop: under 5 % of a core at c=1."""
+    with simulator("--preset", "fixed") as url:
+        result = await probe(url, (1,), 4)
+    cpu = result.steps[0].summary["quality"]["client_cpu_pct"]
+    print(f"probe CPU at c=1: {cpu:.2f}% of a core")
+    assert cpu < 5.0

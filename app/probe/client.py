@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.client_proto import ResponseHandler
 
 from app.probe.sse import LineTooLong, SSEParser
 from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
@@ -41,6 +43,18 @@ def _tracing() -> aiohttp.TraceConfig:
     return trace
 
 
+class _StampedHandler(ResponseHandler):
+    """aiohttp's connection protocol, noting when bytes came off the socket. A burst of streams
+    that become readable together is handed to their tasks one after another; the task-side
+    clock would charge that queueing to the server, this one does not."""
+
+    last_data_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.last_data_ns = perf_ns()
+        super().data_received(data)
+
+
 def make_session(concurrency: int, timeouts: Timeouts) -> aiohttp.ClientSession:
     """A client whose connection pool is sized to the load: no request waits for a socket."""
     connector = aiohttp.TCPConnector(
@@ -49,6 +63,8 @@ def make_session(concurrency: int, timeouts: Timeouts) -> aiohttp.ClientSession:
         ttl_dns_cache=300,
         enable_cleanup_closed=True,
     )
+    if isinstance(getattr(connector, "_factory", None), functools.partial):
+        connector._factory = functools.partial(_StampedHandler, loop=asyncio.get_running_loop())  # type: ignore[assignment]
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
@@ -251,9 +267,12 @@ async def _read_stream(
     usage_seen: int | None = None  # completion_tokens of the latest usage
     prev_usage = 0
     finish: str | None = None
+    connection = resp.connection
+    protocol = connection.protocol if connection is not None else None
+    stamped = isinstance(protocol, _StampedHandler)
     while True:
         data = await readany()
-        now = perf_ns()
+        now = protocol.last_data_ns if stamped else perf_ns()  # type: ignore[union-attr]
         if not data:
             events = parser.close()
             if not events:

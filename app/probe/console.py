@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.aio import run_fast
 from app.probe.runner import Prober, Workload, run_summary
 from app.probe.stats import SLO
 from app.probe.types import Target, Timeouts
@@ -124,7 +124,7 @@ def run_probe_command(
             bar.start_task(tasks[step])
             bar.update(tasks[step], completed=done)
 
-        result = asyncio.run(prober.run(progress))
+        result = run_fast(prober.run(progress))
     summary = run_summary(result, endpoint=base_url, profile=profile)
     if result.preflight is None:
         console.print(f"[red]smartbench: cannot probe:[/red] {result.error}")

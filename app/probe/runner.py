@@ -37,6 +37,8 @@ from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
 LOOP_LAG_LIMIT_MS = 5.0
 DISPATCH_LAG_LIMIT_MS = 5.0
 TICK_S = 0.02
+RAMP_SPACING_S = 0.0005  # closed loop: client i starts i x 0.5 ms after the first ...
+RAMP_MAX_S = 0.25  # ... within at most 250 ms
 
 Progress = Callable[[int, int, int | None], None]  # step index, requests done, requests planned
 
@@ -332,6 +334,7 @@ class Prober:
             slo=w.slo,
             client_bound=bound,
             client_notes=notes,
+            client_cpu_pct=monitor.cpu_share * 100.0,
         )
         return StepResult(
             index, int(level) if closed else None, None if closed else float(level), samples, summary
@@ -356,8 +359,13 @@ class Prober:
         issued = 0
         warm = self.workload.warmup_requests
 
-        async def worker() -> None:
+        async def worker(i: int) -> None:
             nonlocal issued
+            if i:
+                # Stagger the clients' first sends (a ramp of at most RAMP_MAX_S): real clients
+                # never arrive in the same microsecond, and a synchronized burst would measure
+                # the client's and server's burst handling rather than the server's latency.
+                await asyncio.sleep(i * min(RAMP_SPACING_S, RAMP_MAX_S / concurrency))
             while self._within(started, issued, total):
                 sample, body = self._next_request(index, issued < warm)
                 issued += 1
@@ -365,7 +373,7 @@ class Prober:
                 if progress is not None:
                     progress(index, len(samples), total)
 
-        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+        await asyncio.gather(*(worker(i) for i in range(max(1, concurrency))))
 
     async def _open_loop(
         self,

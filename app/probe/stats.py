@@ -89,6 +89,7 @@ def summarize_step(
     slo: SLO | None = None,
     client_bound: bool = False,
     client_notes: Sequence[str] = (),
+    client_cpu_pct: float | None = None,
 ) -> dict[str, Any]:
     measured = [s for s in samples if not s.warmup]
     ok = [s for s in measured if s.ok]
@@ -193,6 +194,7 @@ def summarize_step(
         "quality": {
             "client_bound": client_bound,
             "client_notes": list(client_notes),
+            "client_cpu_pct": client_cpu_pct,
             "osl_mismatch_pct": osl_mismatch,
             "osl_mismatch_flag": osl_mismatch is not None and abs(osl_mismatch) > OSL_TOLERANCE_PCT,
             "usage_tokenizer_diff_pct": usage_diff,

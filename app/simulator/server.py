@@ -347,12 +347,12 @@ class HTTPConnection(asyncio.Protocol):
         self.keep_alive = True
         self.sink: StreamSink | JsonSink | None = None
         self.received_ns = 0
+        self.batch: list[bytes] | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # asyncio's or uvloop's TCP transport
         self.state.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -429,10 +429,18 @@ class HTTPConnection(asyncio.Protocol):
 
     def write_chunk(self, data: bytes) -> None:
         if self.transport is not None and data:
-            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+            framed = b"%x\r\n%s\r\n" % (len(data), data)
+            if self.batch is not None:
+                self.batch.append(framed)
+            else:
+                self.transport.write(framed)
 
     def end_chunked(self, framed_tail: bytes = b"") -> None:
         if self.transport is not None:
+            if self.batch is not None:
+                self.batch.append(framed_tail)
+                framed_tail = b"".join(self.batch)
+                self.batch = None
             self.transport.write(framed_tail + b"0\r\n\r\n")
         self._done()
 
@@ -583,16 +591,16 @@ class HTTPConnection(asyncio.Protocol):
         sink.gen = gen
         self.sink = sink
 
-        if engine is None:  # zero-delay mode: everything at once, in one write
+        if engine is None:  # zero-delay mode: every chunk at once
             if isinstance(sink, StreamSink):
                 sink.start()
                 k = max(1, config.tokens_per_chunk)
-                parts = [sink.event_bytes(0, 1)] if n else []
-                parts += [sink.event_bytes(i, min(k, n - i)) for i in range(1, n, k)]
-                parts.append(sink.finish_bytes(reason))
-                self.write_chunk(b"".join(parts))
-                sink._account()
-                self.end_chunked()
+                self.batch = []  # each event keeps its own HTTP chunk; the socket gets one write
+                if n:
+                    sink.on_tokens(0, 1)
+                for i in range(1, n, k):
+                    sink.on_tokens(i, min(k, n - i))
+                sink.on_finish(reason)
             else:
                 sink.on_finish(reason)
             return
