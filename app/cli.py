@@ -223,6 +223,7 @@ def probe(
     timeout_ttft: Annotated[float, typer.Option(help="Seconds to the first token")] = 60.0,
     timeout_idle: Annotated[float, typer.Option(help="Longest gap between reads (s)")] = 30.0,
     timeout_total: Annotated[float, typer.Option(help="Seconds for a whole request")] = 600.0,
+    processes: Annotated[int, typer.Option(help="Shard the load across N worker processes (cores)")] = 1,
 ) -> None:
     """Run one benchmark now: progress bar, result table, optional JSON summary."""
     from app.probe.console import run_probe_command
@@ -255,6 +256,7 @@ def probe(
         slo_tpot_ms=slo_tpot_ms,
         json_out=json_out,
         timeouts=(timeout_connect, timeout_ttft, timeout_idle, timeout_total),
+        processes=processes,
         console=err if json_out == "-" else out,
     )
     raise typer.Exit(code)

@@ -81,6 +81,7 @@ def run_probe_command(
     json_out: str | None,
     timeouts: tuple[float, float, float, float],
     console: Console,
+    processes: int = 1,
 ) -> int:
     workload = Workload(
         input_tokens=input_tokens,
@@ -100,6 +101,7 @@ def run_probe_command(
             workload,
             timeouts=Timeouts(*timeouts),
             tokenizer=tokenizer,
+            processes=processes,
         )
     except ValueError as exc:
         console.print(f"[red]smartbench:[/red] {exc}")
@@ -130,7 +132,7 @@ def run_probe_command(
         console.print(f"[red]smartbench: cannot probe:[/red] {result.error}")
         _write_json(summary, json_out)
         return 3
-    console.print(result_table(summary))
+    console.print(result_table(summary), width=max(console.width, 160))
     for note in result.preflight.notes:
         console.print(f"note: {note}")
     _write_json(summary, json_out)

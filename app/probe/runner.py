@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import multiprocessing
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,7 +139,10 @@ class Prober:
         timeouts: Timeouts = Timeouts(),
         limits: Limits = Limits(),
         tokenizer: str | None = None,
+        processes: int = 1,
     ) -> None:
+        self.processes = max(1, processes)
+        self.tokenizer_spec = tokenizer
         self.target = target
         self.workload = workload
         self.timeouts = timeouts
@@ -293,6 +298,64 @@ class Prober:
         return sample
 
     async def run_step(self, index: int, level: float, progress: Progress | None = None) -> StepResult:
+        if self.processes > 1:
+            return await self._sharded_step(index, level, progress)
+        return await self._local_step(index, level, progress)
+
+    async def _sharded_step(self, index: int, level: float, progress: Progress | None) -> StepResult:
+        """Beyond one core: the step's clients are split across worker processes (each its own
+        event loop and connection pool); their samples are merged and summarized here."""
+        w = self.workload
+        closed = w.mode == "concurrency"
+        n = self.processes if not closed else max(1, min(self.processes, int(level)))
+        shares = _split(int(level), n) if closed else [level / n] * n
+        requests = _split(w.requests_per_step, n) if w.requests_per_step is not None else [None] * n
+        warmups = _split(w.warmup_requests, n)
+        jobs = []
+        for i in range(n):
+            sub = replace(
+                w,
+                levels=(shares[i],),
+                requests_per_step=requests[i],
+                warmup_requests=warmups[i],
+                max_concurrency=None if w.max_concurrency is None else max(1, w.max_concurrency // n),
+                seed=w.seed * 1000 + i,
+            )
+            jobs.append(
+                _Shard(self.target, sub, self.timeouts, self.limits, self.tokenizer_spec, self.options,
+                       self.prompts.calibration, index, 1_000_000 * (i + 1) + next(self._seq))
+            )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            results = await asyncio.gather(*(loop.run_in_executor(pool, _run_shard, job) for job in jobs))
+        samples = [sample for result in results for sample in result[0]]
+        bound = any(result[1] for result in results)
+        notes = [f"{n} processes", *sorted({note for result in results for note in result[2]})]
+        cpu = sum(result[3] for result in results)
+        if progress is not None:
+            progress(index, len(samples), len(samples))
+        return self._result(index, level, samples, bound, notes, cpu)
+
+    def _result(
+        self, index: int, level: float, samples: list[Sample], bound: bool, notes: list[str], cpu: float
+    ) -> StepResult:
+        w = self.workload
+        closed = w.mode == "concurrency"
+        summary = summarize_step(
+            samples,
+            concurrency=int(level) if closed else w.max_concurrency,
+            request_rate=None if closed else float(level),
+            slo=w.slo,
+            client_bound=bound,
+            client_notes=notes,
+            client_cpu_pct=cpu,
+        )
+        return StepResult(
+            index, int(level) if closed else None, None if closed else float(level), samples, summary
+        )
+
+    async def _local_step(self, index: int, level: float, progress: Progress | None = None) -> StepResult:
         w = self.workload
         closed = w.mode == "concurrency"
         concurrency = int(level) if closed else (w.max_concurrency or 0)
@@ -327,18 +390,7 @@ class Prober:
             bound = True
             notes.append(f"requests left {dispatch_lag:.1f} ms behind schedule (p99)")
         notes.append(f"probe CPU {monitor.cpu_share * 100:.0f}% of a core")
-        summary = summarize_step(
-            samples,
-            concurrency=int(level) if closed else w.max_concurrency,
-            request_rate=None if closed else float(level),
-            slo=w.slo,
-            client_bound=bound,
-            client_notes=notes,
-            client_cpu_pct=monitor.cpu_share * 100.0,
-        )
-        return StepResult(
-            index, int(level) if closed else None, None if closed else float(level), samples, summary
-        )
+        return self._result(index, level, samples, bound, notes, monitor.cpu_share * 100.0)
 
     def _within(self, started: float, issued: int, total: int | None) -> bool:
         if total is not None and issued >= total:
@@ -444,6 +496,39 @@ class Prober:
         status = "succeeded" if any(s.summary["requests"]["completed"] for s in steps) else "failed"
         error = None if status == "succeeded" else "no request completed"
         return RunResult(started, datetime.now(UTC), status, steps, pre, error)
+
+
+@dataclass(frozen=True)
+class _Shard:
+    target: Target
+    workload: Workload
+    timeouts: Timeouts
+    limits: Limits
+    tokenizer: str | None
+    options: BodyOptions
+    calibration: Calibration
+    step_index: int
+    first_seq: int
+
+
+def _run_shard(job: _Shard) -> tuple[list[Sample], bool, list[str], float]:
+    """One worker process's share of a step (runs in a spawned process)."""
+    from app.aio import run_fast
+
+    prober = Prober(
+        job.target, job.workload, timeouts=job.timeouts, limits=job.limits, tokenizer=job.tokenizer
+    )
+    prober.options = job.options
+    prober.prompts.calibration = job.calibration
+    prober._seq = itertools.count(job.first_seq)
+    result = run_fast(prober._local_step(job.step_index, job.workload.levels[0]))
+    quality = result.summary["quality"]
+    notes = [note for note in quality["client_notes"] if not note.startswith("probe CPU")]
+    return result.samples, bool(quality["client_bound"]), notes, float(quality["client_cpu_pct"] or 0.0)
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def run_summary(

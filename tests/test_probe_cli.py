@@ -1,0 +1,130 @@
+"""`smartbench probe` and `smartbench simulate` as a user runs them, and the probe's options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.probe.prompts import PromptFactory, load_tokenizer
+from app.probe.runner import Prober, Workload
+from app.probe.types import Target
+from tests.browser import free_port
+from tests.simproc import simulator
+
+DESIGN_STEP_KEYS = {
+    "concurrency", "request_rate", "duration_s", "requests", "ttft_ms", "ttfat_ms", "itl_ms", "tpot_ms", "e2e_ms",
+    "input_tokens", "output_tokens", "input_tokens_per_s", "output_tokens_per_s", "total_tokens_per_s",
+    "requests_per_s", "tokens_per_s_per_user", "goodput_requests_per_s", "slo_attainment", "token_count_source",
+    "itl_basis", "quality", "cost_per_million_output_tokens", "cost_per_million_tokens",
+    "cost_per_million_good_tokens", "cost_per_million_tokens_blended", "tokens_per_joule",
+}  # fmt: skip
+
+
+def smartbench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_probe_prints_the_design_summary() -> None:
+    with simulator("--preset", "fixed", "--ttft-ms", "20", "--itl-ms", "2") as url:
+        out = smartbench(
+            "probe", "--base-url", url, "--model", "sim", "--concurrency", "1,4", "--requests", "8",
+            "--output-tokens", "16", "--slo-ttft-ms", "500", "--json", "-",
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert {"run_id", "endpoint", "profile", "started_at", "finished_at", "status", "steps"} <= set(summary)
+    assert summary["status"] == "succeeded" and len(summary["steps"]) == 2
+    for step in summary["steps"]:
+        assert set(step) >= DESIGN_STEP_KEYS
+        assert step["requests"]["completed"] == 8
+        assert step["slo_attainment"] == 1.0 and step["goodput_requests_per_s"] > 0
+        assert step["cost_per_million_tokens"] is None  # no price known: null, never 0
+    assert [s["concurrency"] for s in summary["steps"]] == [1, 4]
+    assert "TTFT" in out.stderr  # the table goes to stderr when JSON goes to stdout
+
+
+def test_probe_exits_nonzero_with_a_reason() -> None:
+    out = smartbench("probe", "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--model", "sim")
+    assert out.returncode != 0 and "cannot connect" in out.stdout + out.stderr
+    with simulator("--preset", "zero", "--api-key", "sk-right") as url:
+        out = smartbench(
+            "probe", "--base-url", url, "--model", "sim", "--api-key", "sk-wrong", "--requests", "2"
+        )
+        assert out.returncode != 0 and "rejected the API key" in out.stdout + out.stderr
+        ok = smartbench(
+            "probe", "--base-url", url, "--model", "sim", "--api-key", "sk-right", "--requests", "2"
+        )
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+async def test_rate_steps_and_processes() -> None:
+    with simulator("--preset", "fixed", "--ttft-ms", "20", "--itl-ms", "2") as url:
+        rate = Prober(
+            Target(url, "sim"),
+            Workload(mode="rate", levels=(50.0,), arrival="constant", requests_per_step=25, output_tokens=16),
+        )
+        result = await rate.run()
+        step = result.steps[0].summary
+        assert step["request_rate"] == 50.0 and step["requests"]["completed"] == 25
+        assert step["requests_per_s"] == pytest.approx(50.0, rel=0.25)
+
+        sharded = Prober(
+            Target(url, "sim"), Workload(levels=(8,), requests_per_step=32, output_tokens=16), processes=2
+        )
+        result = await sharded.run()
+        step = result.steps[0].summary
+    assert step["requests"]["completed"] == 32 and "2 processes" in step["quality"]["client_notes"]
+    assert len({s.seq for s in result.steps[0].samples}) == 32
+    assert abs(step["ttft_ms"]["p50"] - 20) <= 2.0
+
+
+async def test_warmup_is_excluded_and_429_backs_off() -> None:
+    with simulator("--preset", "fixed", "--ttft-ms", "10", "--itl-ms", "1") as url:
+        prober = Prober(
+            Target(url, "sim"), Workload(levels=(2,), requests_per_step=6, warmup_requests=4, output_tokens=8)
+        )
+        result = await prober.run()
+    samples = result.steps[0].samples
+    assert sum(s.warmup for s in samples) == 4
+    assert result.steps[0].summary["requests"]["sent"] == 6
+
+
+async def test_output_length_is_pinned_and_a_short_output_is_flagged() -> None:
+    from app.probe.prompts import BodyOptions
+
+    # The simulated model would stop after 20 tokens; ignore_eos + min_tokens pin it to 64.
+    with simulator(
+        "--preset", "fixed", "--ttft-ms", "5", "--itl-ms", "1", "--natural-output-tokens", "20"
+    ) as url:
+        prober = Prober(Target(url, "sim"), Workload(levels=(2,), requests_per_step=4, output_tokens=64))
+        pinned = await prober.run()
+        # Without them (as against a server that refuses those options) the model stops early.
+        prober.options = BodyOptions(pin_output=False)
+        loose = await prober.run_step(0, 2)
+    step = pinned.steps[0].summary
+    assert step["output_tokens"]["mean"] == 64 and not step["quality"]["osl_mismatch_flag"]
+    assert loose.summary["output_tokens"]["mean"] == 20
+    assert loose.summary["quality"]["osl_mismatch_flag"]
+    assert loose.summary["quality"]["osl_mismatch_pct"] == pytest.approx((20 - 64) / 64 * 100)
+
+
+def test_tokenizer_makes_prompts_exact(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    loaded = load_tokenizer(str(tmp_path))
+    factory = PromptFactory(seed=1, tokenizer=loaded)
+    for n in (5, 50, 500):
+        assert loaded.count(factory.prompt(n, seq=7)) == n
+    with pytest.raises(ValueError, match="no tokenizer"):
+        load_tokenizer(str(tmp_path / "missing"))
