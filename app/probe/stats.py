@@ -122,12 +122,15 @@ def summarize_step(
     out_total = float(sum(osl))
     in_total = float(sum(isl)) if len(isl) == len(ok) else None
 
-    goodput = attainment = None
+    goodput = attainment = good_out_rate = good_total_rate = None
     slo_block: dict[str, Any] | None = None
     if slo is not None and slo.defined:
         good = [s for s in ok if slo.met_by(s.ttft_ms, tpots[id(s)], s.e2e_ms)]
         goodput = rate(len(good))
         attainment = len(good) / len(measured) if measured else None
+        good_out = float(sum(s.osl or 0 for s in good))
+        good_out_rate = rate(good_out)
+        good_total_rate = rate(good_out + sum(s.input_tokens or 0 for s in good))
         pct = slo.percentile
         step_met = bool(ok) and not errors
         for limit, values in ((slo.ttft_ms, ttft), (slo.tpot_ms, tpot), (slo.e2e_ms, e2e)):
@@ -187,6 +190,8 @@ def summarize_step(
         "requests_per_s": rate(len(ok)),
         "tokens_per_s_per_user": distribution(interactivity),
         "goodput_requests_per_s": goodput,
+        "good_output_tokens_per_s": good_out_rate,
+        "good_tokens_per_s": good_total_rate,
         "slo_attainment": attainment,
         "slo": slo_block,
         "token_count_source": source,

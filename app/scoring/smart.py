@@ -1,0 +1,405 @@
+"""Operating point, capacity and the five SMART letters, from a run's step summaries.
+
+Every letter is 0-100 (or None: "not measured yet") with the evidence it used and a plain
+"how this is scored" that a reader can redo by hand. The scales are logarithmic around the
+profile's own limits: meeting a limit exactly scores 50, each halving of the value scores 25
+more (a quarter of the limit or better: 100), each doubling 25 less."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.scoring.cost import CostInputs, step_costs
+
+PCT_KEYS = {50.0: "p50", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
+MAX_ERROR_RATE = 0.01  # a step that drops more than 1 % of its requests does not meet any SLO
+CAPACITY_REFERENCE = 256  # concurrent users at SLO that earn a full capacity score
+REFERENCE_SLO = {"ttft_ms": 1000.0, "tpot_ms": 50.0, "e2e_ms": None, "percentile": 99.0}  # interactive chat
+REFERENCE_PRICE = 1.0  # $ per million tokens, when a profile names no target price
+
+
+@dataclass(frozen=True)
+class SLOSpec:
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    percentile: float = 99.0
+
+    @classmethod
+    def from_profile(cls, profile: Mapping[str, Any]) -> SLOSpec:
+        return cls(
+            ttft_ms=profile.get("slo_ttft_ms"),
+            tpot_ms=profile.get("slo_tpot_ms"),
+            e2e_ms=profile.get("slo_e2e_ms"),
+            percentile=float(profile.get("slo_percentile") or 99.0),
+        )
+
+    @property
+    def defined(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
+
+    @property
+    def key(self) -> str:
+        return PCT_KEYS.get(float(self.percentile), "p99")
+
+    def limits(self) -> list[tuple[str, float]]:
+        return [
+            (m, v)
+            for m, v in (("ttft_ms", self.ttft_ms), ("tpot_ms", self.tpot_ms), ("e2e_ms", self.e2e_ms))
+            if v is not None
+        ]
+
+
+def load_of(step: Mapping[str, Any]) -> float:
+    return float(step["concurrency"] if step.get("request_rate") is None else step["request_rate"])
+
+
+def metric_at(step: Mapping[str, Any], metric: str, key: str) -> float | None:
+    dist = step.get(metric) or {}
+    value = dist.get(key)
+    return None if value is None else float(value)
+
+
+def meets(step: Mapping[str, Any], slo: SLOSpec) -> bool:
+    requests = step.get("requests") or {}
+    sent = requests.get("sent") or 0
+    if not requests.get("completed"):
+        return False
+    if sent and (requests.get("failed") or 0) / sent > MAX_ERROR_RATE:
+        return False
+    for metric, limit in slo.limits():
+        value = metric_at(step, metric, slo.key)
+        if value is None or value > limit:
+            return False
+    return True
+
+
+@dataclass
+class OperatingPoint:
+    """Where the endpoint gives the most throughput while meeting the SLO."""
+
+    load: float
+    load_kind: str  # concurrency | rate
+    output_tokens_per_s: float
+    total_tokens_per_s: float | None
+    input_tokens_per_s: float | None
+    good_tokens_per_s: float | None
+    tokens_per_s_per_user: float | None
+    step_index: int
+    interpolated: bool
+    costs: dict[str, float | None] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "load": self.load,
+            "load_kind": self.load_kind,
+            "output_tokens_per_s": self.output_tokens_per_s,
+            "total_tokens_per_s": self.total_tokens_per_s,
+            "tokens_per_s_per_user": self.tokens_per_s_per_user,
+            "step_index": self.step_index,
+            "interpolated": self.interpolated,
+            **self.costs,
+        }
+
+
+def _lerp(a: float | None, b: float | None, f: float) -> float | None:
+    if a is None or b is None:
+        return a if f < 0.5 else b
+    return a + (b - a) * f
+
+
+def _user_rate(step: Mapping[str, Any]) -> float | None:
+    return (step.get("tokens_per_s_per_user") or {}).get("p50")
+
+
+def operating_point(
+    steps: Sequence[Mapping[str, Any]], slo: SLOSpec, inputs: CostInputs
+) -> OperatingPoint | None:
+    """The SLO-meeting point with the most output throughput, interpolated between a step that
+    meets the SLO and the next heavier one that breaks it (where the binding metric crosses its
+    limit). Without an SLO (throughput first) it is the step with the most throughput."""
+    ordered = sorted((s for s in steps if s.get("output_tokens_per_s") is not None), key=lambda s: load_of(s))
+    if not ordered:
+        return None
+    kind = "concurrency" if ordered[0].get("request_rate") is None else "rate"
+    best: OperatingPoint | None = None
+    for i, step in enumerate(ordered):
+        if slo.defined and not meets(step, slo):
+            continue
+        point = OperatingPoint(
+            load=load_of(step),
+            load_kind=kind,
+            output_tokens_per_s=float(step["output_tokens_per_s"]),
+            total_tokens_per_s=step.get("total_tokens_per_s"),
+            input_tokens_per_s=step.get("input_tokens_per_s"),
+            good_tokens_per_s=step.get("good_tokens_per_s"),
+            tokens_per_s_per_user=_user_rate(step),
+            step_index=int(step.get("_index", i)),
+            interpolated=False,
+        )
+        nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+        if slo.defined and nxt is not None and not meets(nxt, slo):
+            f = _crossing(step, nxt, slo)
+            if f is not None and f > 0:
+                point = OperatingPoint(
+                    load=load_of(step) + (load_of(nxt) - load_of(step)) * f,
+                    load_kind=kind,
+                    output_tokens_per_s=float(
+                        _lerp(step["output_tokens_per_s"], nxt["output_tokens_per_s"], f) or 0.0
+                    ),
+                    total_tokens_per_s=_lerp(
+                        step.get("total_tokens_per_s"), nxt.get("total_tokens_per_s"), f
+                    ),
+                    input_tokens_per_s=_lerp(
+                        step.get("input_tokens_per_s"), nxt.get("input_tokens_per_s"), f
+                    ),
+                    good_tokens_per_s=_lerp(step.get("good_tokens_per_s"), nxt.get("good_tokens_per_s"), f),
+                    tokens_per_s_per_user=_lerp(_user_rate(step), _user_rate(nxt), f),
+                    step_index=point.step_index,
+                    interpolated=True,
+                )
+        if best is None or point.output_tokens_per_s > best.output_tokens_per_s:
+            best = point
+    if best is not None:
+        best.costs = step_costs(
+            {
+                "output_tokens_per_s": best.output_tokens_per_s,
+                "input_tokens_per_s": best.input_tokens_per_s,
+                "total_tokens_per_s": best.total_tokens_per_s,
+                "good_tokens_per_s": best.good_tokens_per_s,
+            },
+            inputs,
+        )
+    return best
+
+
+def _crossing(meeting: Mapping[str, Any], breaking: Mapping[str, Any], slo: SLOSpec) -> float | None:
+    """Fraction of the way from `meeting` to `breaking` where the first limit is reached."""
+    fractions: list[float] = []
+    for metric, limit in slo.limits():
+        a, b = metric_at(meeting, metric, slo.key), metric_at(breaking, metric, slo.key)
+        if a is None or b is None or b <= limit:
+            continue
+        fractions.append(max(0.0, min(1.0, (limit - a) / (b - a))) if b != a else 0.0)
+    if not fractions:
+        return None  # it broke for failures, not for latency: do not extrapolate
+    return min(fractions)
+
+
+# -- letters ---------------------------------------------------------------------------------------
+
+
+def log_score(limit: float, value: float | None) -> float | None:
+    """50 at the limit, +25 per halving of the value, -25 per doubling, clipped to 0..100."""
+    if value is None or value <= 0 or limit <= 0:
+        return None
+    return max(0.0, min(100.0, 50.0 + 25.0 * math.log2(limit / value)))
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _letter(
+    letter: str, name: str, score: float | None, evidence: list[dict[str, Any]], how: str
+) -> dict[str, Any]:
+    return {
+        "letter": letter,
+        "name": name,
+        "score": None if score is None else round(score, 1),
+        "status": "scored" if score is not None else "not measured yet",
+        "evidence": evidence,
+        "how": how,
+    }
+
+
+def smart_letters(
+    steps: Sequence[Mapping[str, Any]],
+    profile: Mapping[str, Any],
+    inputs: CostInputs,
+    endpoint: Mapping[str, Any],
+    environment: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The scorecard of one run: operating point, capacity and the five letters."""
+    environment = environment or {}
+    slo = SLOSpec.from_profile(profile)
+    judged = slo if slo.defined else SLOSpec(**{k: v for k, v in REFERENCE_SLO.items()})  # type: ignore[arg-type]
+    indexed = [{**s, "_index": i} for i, s in enumerate(steps)]
+    point = operating_point(indexed, slo, inputs)
+    ordered = sorted(indexed, key=load_of) if indexed else []
+    meeting = [s for s in ordered if meets(s, judged)]
+    at = (
+        max(meeting, key=lambda s: s.get("output_tokens_per_s") or 0)
+        if meeting
+        else (ordered[0] if ordered else None)
+    )
+
+    # S: capacity at the SLO and how throughput scales across the sweep.
+    capacity = point.load if point is not None and point.load_kind == "concurrency" and slo.defined else None
+    cap_score = None
+    if capacity is not None:
+        cap_score = 100.0 * min(1.0, math.log2(1 + capacity) / math.log2(1 + CAPACITY_REFERENCE))
+    scaling_score = speedup = None
+    if (
+        point is not None
+        and ordered
+        and load_of(ordered[0]) < point.load
+        and ordered[0].get("output_tokens_per_s")
+    ):
+        speedup = point.output_tokens_per_s / float(ordered[0]["output_tokens_per_s"])
+        ideal = point.load / load_of(ordered[0])
+        scaling_score = 100.0 * max(0.0, min(1.0, math.log2(max(speedup, 1e-9)) / math.log2(ideal)))
+    s_letter = _letter(
+        "S",
+        "Scale and complexity",
+        _mean([cap_score, scaling_score]),
+        [
+            {"label": "capacity (highest concurrency meeting the SLO)", "value": capacity, "unit": "users"},
+            {
+                "label": "throughput speed-up from the lightest step to the operating point",
+                "value": speedup,
+                "unit": "x",
+            },
+            {"label": "long-context prefill speed", "value": None, "unit": "not measured yet"},
+        ],
+        f"Mean of: capacity score = 100 x log2(1 + capacity) / log2(1 + {CAPACITY_REFERENCE}) (capped at 100); "
+        "scaling score = 100 x log2(speed-up) / log2(load ratio) (perfect linear scaling = 100).",
+    )
+
+    # M: latency percentiles and goodput against the SLO, at the best SLO-meeting step.
+    m_parts: list[float | None] = []
+    m_evidence: list[dict[str, Any]] = []
+    if at is not None:
+        for metric, limit in judged.limits():
+            value = metric_at(at, metric, judged.key)
+            m_parts.append(log_score(limit, value))
+            m_evidence.append(
+                {
+                    "label": f"{metric[:-3].upper()} {judged.key} (limit {limit:g} ms)",
+                    "value": value,
+                    "unit": "ms",
+                }
+            )
+        attainment = at.get("slo_attainment")
+        if attainment is not None:
+            m_parts.append(100.0 * float(attainment))
+        m_evidence.append(
+            {"label": "SLO attainment (failures count against it)", "value": attainment, "unit": "share"}
+        )
+        m_evidence.append(
+            {
+                "label": "output throughput at that step",
+                "value": at.get("output_tokens_per_s"),
+                "unit": "tokens/s",
+            }
+        )
+    m_letter = _letter(
+        "M",
+        "Multidimensional performance",
+        _mean(m_parts),
+        m_evidence,
+        "At the heaviest step that meets the SLO (else the lightest step): for each limit, 50 + 25 x log2(limit / value) "
+        "(clipped 0..100), and 100 x SLO attainment; the letter is their mean."
+        + (
+            ""
+            if slo.defined
+            else " This profile has no SLO: judged against interactive chat (TTFT 1 s, TPOT 50 ms, p99)."
+        ),
+    )
+
+    # A: the serving stack and the API behaviour observed in this run.
+    checks: list[tuple[str, bool | None]] = []
+    if at is not None:
+        checks.append(("streaming (SSE) works", bool((at.get("requests") or {}).get("completed"))))
+        checks.append(("token usage reported in the stream", at.get("token_count_source") == "usage"))
+        checks.append(("per-chunk usage (continuous_usage_stats)", environment.get("continuous_usage")))
+        checks.append(
+            (
+                "output length honoured (max_tokens, ignore_eos)",
+                not (at.get("quality") or {}).get("osl_mismatch_flag", False),
+            )
+        )
+    done = [ok for _, ok in checks if ok is not None]
+    a_score = 100.0 * sum(done) / len(done) if done else None
+    a_letter = _letter(
+        "A",
+        "Architecture and software",
+        a_score,
+        [
+            {
+                "label": "engine (declared / detected)",
+                "value": endpoint.get("engine") or environment.get("server"),
+                "unit": "",
+            },
+            {"label": "quantization (declared)", "value": endpoint.get("quantization"), "unit": ""},
+            {"label": "hardware (declared)", "value": _hardware(endpoint), "unit": ""},
+            *({"label": label, "value": ok, "unit": "check"} for label, ok in checks),
+            {
+                "label": "stop sequences, error codes, prefix-cache speed-up",
+                "value": None,
+                "unit": "not measured yet",
+            },
+        ],
+        "100 x (API checks passed / API checks run) in this run; declared stack shown as evidence, not scored.",
+    )
+
+    # R: cost per million tokens at the operating point against the profile's target price.
+    cost = point.costs.get("cost_per_million_tokens") if point is not None else None
+    target = profile.get("target_price_per_million") or REFERENCE_PRICE
+    r_letter = _letter(
+        "R",
+        "Return on investment",
+        log_score(float(target), cost) if cost is not None else None,
+        [
+            {"label": "cost per million tokens at the operating point", "value": cost, "unit": "$"},
+            {
+                "label": "cost per million output tokens there",
+                "value": point.costs.get("cost_per_million_output_tokens") if point else None,
+                "unit": "$",
+            },
+            {"label": "target price", "value": float(target), "unit": "$ per million tokens"},
+            {
+                "label": "tokens per joule (declared power)",
+                "value": point.costs.get("tokens_per_joule") if point else None,
+                "unit": "tokens/J",
+            },
+        ],
+        f"50 + 25 x log2(target / cost) (clipped 0..100): at the target price 50, at half of it 75. Target: the profile's "
+        f"target price, else ${REFERENCE_PRICE:g} per million tokens. No price declared: not measured.",
+    )
+
+    t_letter = _letter(
+        "T",
+        "Technology ecosystem",
+        None,
+        [
+            {
+                "label": "OpenAI API surface (chat, completions, tools, JSON mode, logprobs)",
+                "value": None,
+                "unit": "not measured yet",
+            },
+            {"label": "telemetry (Prometheus metrics, health)", "value": None, "unit": "not measured yet"},
+        ],
+        "Scored from conformance and telemetry checks, which smartbench does not run yet.",
+    )
+    return {
+        "operating_point": point.as_dict() if point is not None else None,
+        "capacity": capacity,
+        "slo": {
+            "ttft_ms": slo.ttft_ms,
+            "tpot_ms": slo.tpot_ms,
+            "e2e_ms": slo.e2e_ms,
+            "percentile": slo.percentile,
+        },
+        "letters": [s_letter, m_letter, a_letter, r_letter, t_letter],
+    }
+
+
+def _hardware(endpoint: Mapping[str, Any]) -> str | None:
+    if endpoint.get("gpu_count"):
+        return f"{endpoint['gpu_count']} x {endpoint.get('gpu_model') or 'GPU'}"
+    return None

@@ -1,0 +1,131 @@
+"""Scoring by hand: every expected number below is worked out in the comment beside it."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.scoring.cost import CostInputs, per_million, step_costs, tokens_per_joule
+from app.scoring.smart import SLOSpec, log_score, operating_point, smart_letters
+
+H100 = CostInputs(gpu_count=8, price_per_gpu_hour=2.5, watts_per_gpu=700)  # $20/h, 5.6 kW
+HOSTED = CostInputs(input_price_per_million=0.6, output_price_per_million=2.4)
+
+
+def step(
+    c: int, out_tps: float, ttft_p99: float, tpot_p99: float, *, in_tps: float | None = None, failed: int = 0
+) -> dict:
+    in_tps = out_tps if in_tps is None else in_tps
+    return {
+        "concurrency": c,
+        "request_rate": None,
+        "requests": {"sent": 100, "completed": 100 - failed, "failed": failed, "errors": {}},
+        "ttft_ms": {"p99": ttft_p99, "p50": ttft_p99 / 2},
+        "tpot_ms": {"p99": tpot_p99, "p50": tpot_p99 / 2},
+        "e2e_ms": {"p99": None},
+        "output_tokens_per_s": out_tps,
+        "input_tokens_per_s": in_tps,
+        "total_tokens_per_s": out_tps + in_tps,
+        "good_tokens_per_s": out_tps + in_tps,
+        "tokens_per_s_per_user": {"p50": 1000 / (tpot_p99 / 2)},
+        "slo_attainment": 1.0 - failed / 100,
+        "token_count_source": "usage",
+        "quality": {"osl_mismatch_flag": False},
+    }
+
+
+def test_self_hosted_costs() -> None:
+    # $20/h at 1000 output tok/s = 3.6 M tokens/h -> $5.5556 per million output tokens;
+    # total 2000 tok/s -> $2.7778 per million tokens.
+    costs = step_costs(step(8, 1000, 100, 20), H100)
+    assert costs["cost_per_million_output_tokens"] == pytest.approx(20 / 3.6)
+    assert costs["cost_per_million_tokens"] == pytest.approx(20 / 7.2)
+    assert costs["cost_per_million_tokens_blended"] == costs["cost_per_million_tokens"]
+    # 1000 tok/s over 8 x 700 W = 0.17857 tokens per joule
+    assert costs["tokens_per_joule"] == pytest.approx(1000 / 5600)
+
+
+def test_overhead_is_added_to_the_hourly_cost() -> None:
+    inputs = CostInputs(gpu_count=2, price_per_gpu_hour=1.0, overhead_per_hour=1.0)  # $3/h
+    assert inputs.hourly_cost == 3.0
+    assert per_million(3.0, 1000) == pytest.approx(3 / 3.6)
+
+
+def test_per_token_costs_follow_the_token_mix() -> None:
+    # 3000 input tok/s x $0.6/M + 1000 output tok/s x $2.4/M = $0.0042/s;
+    # per million output tokens: 0.0042 / 1000 x 1e6 = $4.20; per million tokens: 0.0042/4000 x 1e6 = $1.05
+    costs = step_costs(step(8, 1000, 100, 20, in_tps=3000), HOSTED)
+    assert costs["cost_per_million_output_tokens"] == pytest.approx(4.2)
+    assert costs["cost_per_million_tokens"] == pytest.approx(1.05)
+    # blended 3:1 = (3 x 0.6 + 2.4) / 4 = 1.05
+    assert costs["cost_per_million_tokens_blended"] == pytest.approx(1.05)
+    assert costs["tokens_per_joule"] is None  # no power declared
+
+
+def test_missing_price_is_null_never_zero() -> None:
+    costs = step_costs(step(8, 1000, 100, 20), CostInputs())
+    assert all(value is None for value in costs.values())
+    assert tokens_per_joule(None, H100) is None
+
+
+def test_operating_point_interpolates_to_the_slo_crossing() -> None:
+    slo = SLOSpec(ttft_ms=500, tpot_ms=50)
+    steps = [step(1, 100, 100, 20), step(8, 700, 300, 30), step(16, 1100, 700, 40)]
+    point = operating_point(steps, slo, H100)
+    # c=8 meets, c=16 breaks TTFT (700 > 500): crossing at (500 - 300) / (700 - 300) = 0.5
+    # -> load 12, output 900 tok/s, total 1800 tok/s; cost $20 / (1800 x 3600) x 1e6 = $3.0864
+    assert point is not None and point.interpolated
+    assert point.load == pytest.approx(12)
+    assert point.output_tokens_per_s == pytest.approx(900)
+    assert point.costs["cost_per_million_tokens"] == pytest.approx(20 / (1800 * 3600) * 1e6)
+
+
+def test_failures_break_the_slo_without_extrapolation() -> None:
+    slo = SLOSpec(ttft_ms=500)
+    steps = [step(1, 100, 100, 20), step(8, 700, 300, 30, failed=5)]
+    point = operating_point(steps, slo, H100)
+    assert point is not None and point.load == 1 and not point.interpolated
+
+
+def test_no_slo_means_throughput_first() -> None:
+    point = operating_point([step(1, 100, 100, 20), step(64, 5000, 9000, 200)], SLOSpec(), H100)
+    assert point is not None and point.load == 64
+
+
+def test_log_score_by_hand() -> None:
+    assert log_score(500, 500) == 50
+    assert log_score(500, 250) == 75
+    assert log_score(500, 125) == 100
+    assert log_score(500, 1000) == 25
+    assert log_score(500, None) is None
+
+
+def test_letters_by_hand() -> None:
+    profile = {"slo_ttft_ms": 500, "slo_tpot_ms": 50, "slo_percentile": 99, "target_price_per_million": 2.0}
+    steps = [step(1, 100, 100, 20), step(8, 700, 250, 25)]
+    card = smart_letters(
+        steps,
+        profile,
+        H100,
+        {"engine": "vllm", "gpu_count": 8, "gpu_model": "H100"},
+        {"continuous_usage": True},
+    )
+    letters = {entry["letter"]: entry for entry in card["letters"]}
+    # Capacity 8 (no heavier step breaks the SLO): 100 x log2(9) / log2(257) = 39.6;
+    # speed-up 700/100 = 7 over a load ratio of 8: 100 x log2(7) / log2(8) = 93.6; S = 66.6
+    assert card["capacity"] == 8
+    assert letters["S"]["score"] == pytest.approx(66.6, abs=0.1)
+    # M at c=8: TTFT 250 vs 500 -> 75; TPOT 25 vs 50 -> 75; attainment 1.0 -> 100; mean 83.3
+    assert letters["M"]["score"] == pytest.approx(83.3, abs=0.1)
+    # A: 4 of 4 checks pass
+    assert letters["A"]["score"] == 100
+    # R: cost at c=8 = 20 / (1400 x 3600) x 1e6 = $3.968; 50 + 25 x log2(2 / 3.968) = 25.3
+    assert letters["R"]["score"] == pytest.approx(
+        50 + 25 * __import__("math").log2(2 / (20 / (1400 * 3600) * 1e6)), abs=0.1
+    )
+    assert letters["T"]["score"] is None and letters["T"]["status"] == "not measured yet"
+    assert all(entry["how"] for entry in card["letters"])
+
+
+def test_unpriced_endpoint_has_no_r_letter() -> None:
+    card = smart_letters([step(1, 100, 100, 20)], {"slo_ttft_ms": 500}, CostInputs(), {}, {})
+    assert {e["letter"]: e["score"] for e in card["letters"]}["R"] is None
