@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     session_max_age_s: int = 14 * 24 * 3600
     cookie_secure: bool | None = None  # None: secure cookies when the request came over https
 
+    run_executor: bool = True  # execute queued runs in this process
+    max_parallel_runs: int = 4
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"

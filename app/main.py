@@ -19,23 +19,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import __version__
 from app.api import router as api_router
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine, create_sessionmaker, unit_of_work
 from app.deps import Clock, system_clock
 from app.errors import AppError, Unauthorized
 from app.paths import resource_dir
 from app.schemas import Health
 from app.security.crypto import SecretBox
+from app.services import profiles
+from app.services.executor import Executor
 from app.web import router as web_router
 from app.web.templating import render_error
 
 log = logging.getLogger("smartbench")
 
+# Plotly sets inline styles on the charts it draws; scripts stay same-origin only.
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-# Swagger UI and Plotly set inline style attributes; scripts stay same-origin only.
-CSP_RELAXED_STYLE = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 
 
 class SecurityHeaders:
@@ -49,7 +50,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        csp = CSP_RELAXED_STYLE if path.startswith("/docs") else CSP
+        csp = CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -80,9 +81,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        async with unit_of_work(app.state.sessionmaker) as session:
+            await profiles.ensure_builtins(session)
+        executor = Executor(
+            app.state.sessionmaker, app.state.secret_box, clock, max_parallel=settings.max_parallel_runs
+        )
+        app.state.executor = executor
+        if settings.run_executor:
+            executor.start()
         try:
             yield
         finally:
+            await executor.stop()
             await engine.dispose()
 
     app = FastAPI(

@@ -284,6 +284,11 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None]
     worker_id: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # live: step, done, planned
+    # Judged at completion (app/scoring) and kept for fast trend queries; recomputable.
+    scorecard: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cost_per_million_tokens_at_slo: Mapped[float | None] = mapped_column(Float)
+    output_tokens_per_s_at_slo: Mapped[float | None] = mapped_column(Float)
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     endpoint: Mapped[Endpoint] = relationship(lazy="raise")
@@ -355,6 +360,7 @@ class RunStep(Base):
     requests_per_s: Mapped[float | None] = mapped_column(Float)
     tokens_per_s_per_user_p50: Mapped[float | None] = mapped_column(Float)
     goodput_requests_per_s: Mapped[float | None] = mapped_column(Float)
+    good_tokens_per_s: Mapped[float | None] = mapped_column(Float)
     slo_attainment: Mapped[float | None] = mapped_column(Float)
 
     token_count_source: Mapped[str | None] = mapped_column(String(16))  # usage | tokenizer | estimated

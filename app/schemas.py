@@ -256,3 +256,164 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
 
 def dump_unset(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(exclude_unset=True)
+
+
+# -- workload profiles ------------------------------------------------------------------------------
+
+ProfileName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$"),
+]
+
+
+class ProfileFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: ProfileName | None = None
+    title: Annotated[str, StringConstraints(max_length=200)] | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    input_tokens_mean: int | None = Field(default=None, ge=1, le=1_000_000)
+    input_tokens_spread: float | None = Field(default=None, ge=0, le=2)
+    output_tokens_mean: int | None = Field(default=None, ge=1, le=1_000_000)
+    output_tokens_spread: float | None = Field(default=None, ge=0, le=2)
+    load_mode: Literal["concurrency", "rate"] | None = None
+    load_levels: list[float] | None = Field(default=None, min_length=1, max_length=32)
+    arrival: Literal["poisson", "constant"] | None = None
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    requests_per_step: int | None = Field(default=None, ge=1, le=1_000_000)
+    duration_per_step_s: float | None = Field(default=None, gt=0, le=86_400)
+    warmup_requests: int | None = Field(default=None, ge=0, le=100_000)
+    slo_ttft_ms: float | None = Field(default=None, gt=0)
+    slo_tpot_ms: float | None = Field(default=None, gt=0)
+    slo_e2e_ms: float | None = Field(default=None, gt=0)
+    slo_percentile: Literal[50, 90, 95, 99] | None = None
+    target_price_per_million: float | None = Field(default=None, gt=0)
+
+    @field_validator("load_levels")
+    @classmethod
+    def _levels(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            if any(v <= 0 or v > 100_000 for v in value):
+                raise ValueError("levels must be positive (at most 100000)")
+            value = sorted(set(value))
+        return value
+
+
+class ProfileCreate(ProfileFields):
+    name: ProfileName
+    title: Annotated[str, StringConstraints(max_length=200)] = ""
+    input_tokens_mean: int = Field(ge=1, le=1_000_000)
+    output_tokens_mean: int = Field(ge=1, le=1_000_000)
+    input_tokens_spread: float = Field(default=0.0, ge=0, le=2)
+    output_tokens_spread: float = Field(default=0.0, ge=0, le=2)
+    load_mode: Literal["concurrency", "rate"] = "concurrency"
+    load_levels: list[float] = Field(min_length=1, max_length=32)
+    arrival: Literal["poisson", "constant"] = "poisson"
+    warmup_requests: int = Field(default=0, ge=0, le=100_000)
+    slo_percentile: Literal[50, 90, 95, 99] = 99
+
+
+class ProfileUpdate(ProfileFields):
+    pass
+
+
+class ProfileRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    title: str
+    description: str | None
+    builtin: bool
+    input_tokens_mean: int
+    input_tokens_spread: float
+    output_tokens_mean: int
+    output_tokens_spread: float
+    load_mode: str
+    load_levels: list[float]
+    arrival: str
+    max_concurrency: int | None
+    requests_per_step: int | None
+    duration_per_step_s: float | None
+    warmup_requests: int
+    slo_ttft_ms: float | None
+    slo_tpot_ms: float | None
+    slo_e2e_ms: float | None
+    slo_percentile: float
+    target_price_per_million: float | None
+
+
+# -- runs and scorecards ------------------------------------------------------------------------------
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    profile: ProfileName = "chat"
+
+
+class RunAccepted(BaseModel):
+    run_id: int
+    status: str
+    url: str
+
+
+class RunListItem(BaseModel):
+    id: int
+    endpoint_id: int
+    endpoint: str
+    profile: str
+    status: str
+    trigger: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cost_per_million_tokens_at_slo: float | None
+    output_tokens_per_s_at_slo: float | None
+    error: str | None
+
+
+class Letter(BaseModel):
+    letter: str
+    name: str
+    score: float | None
+    status: str
+    evidence: list[dict[str, Any]]
+    how: str
+
+
+class TrendPoint(BaseModel):
+    run_id: int
+    at: datetime
+    cost_per_million_tokens: float | None
+    output_tokens_per_s: float | None
+
+
+class Scorecard(BaseModel):
+    """One endpoint on one profile: the latest successful run judged, and its 30-day trend."""
+
+    endpoint_id: int
+    endpoint: str
+    profile: str
+    run_id: int | None
+    measured_at: datetime | None
+    letters: list[Letter]
+    operating_point: dict[str, Any] | None
+    capacity: float | None
+    slo: dict[str, Any] | None
+    cost_per_million_tokens_at_slo: float | None
+    pricing: str
+    trend: list[TrendPoint]
+
+
+class CostSeries(BaseModel):
+    endpoint_id: int
+    endpoint: str
+    profile: str
+    points: list[TrendPoint]
+
+
+class CostTrends(BaseModel):
+    since: datetime
+    until: datetime
+    profile: str | None
+    series: list[CostSeries]

@@ -2,8 +2,10 @@
 
 from fastapi import APIRouter
 
-from app.api import endpoints, tokens
+from app.api import endpoints, profiles, runs, tokens
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(endpoints.router)
 router.include_router(tokens.router)
+router.include_router(profiles.router)
+router.include_router(runs.router)

@@ -1,0 +1,39 @@
+"""/api/v1/profiles: workload profiles, addressed by name."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.deps import EditorDep, ReaderDep, SessionDep
+from app.schemas import ErrorBody, ProfileCreate, ProfileRead, ProfileUpdate
+from app.services import profiles
+
+router = APIRouter(
+    prefix="/profiles", tags=["profiles"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
+)
+
+
+@router.get("")
+async def list_profiles(session: SessionDep, _: ReaderDep) -> dict[str, list[ProfileRead]]:
+    return {"items": [ProfileRead.model_validate(p) for p in await profiles.list_all(session)]}
+
+
+@router.post("", status_code=201, responses={422: {"model": ErrorBody}})
+async def create_profile(body: ProfileCreate, session: SessionDep, _: EditorDep) -> ProfileRead:
+    return ProfileRead.model_validate(await profiles.create(session, data=body))
+
+
+@router.get("/{name}", responses={404: {"model": ErrorBody}})
+async def read_profile(name: str, session: SessionDep, _: ReaderDep) -> ProfileRead:
+    return ProfileRead.model_validate(await profiles.get_by_name(session, name))
+
+
+@router.patch("/{name}", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+async def update_profile(name: str, body: ProfileUpdate, session: SessionDep, _: EditorDep) -> ProfileRead:
+    return ProfileRead.model_validate(await profiles.update(session, name=name, data=body))
+
+
+@router.delete("/{name}", status_code=204, responses={404: {"model": ErrorBody}})
+async def delete_profile(name: str, session: SessionDep, _: EditorDep) -> Response:
+    await profiles.delete(session, name=name)
+    return Response(status_code=204)

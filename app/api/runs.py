@@ -1,0 +1,123 @@
+"""/api/v1 runs, scorecards and cost trends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
+from app.schemas import CostTrends, ErrorBody, Page, RunAccepted, RunCreate, RunListItem, Scorecard
+from app.services import runs, scorecards
+
+router = APIRouter(tags=["runs"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})
+
+
+def list_item(run: Any, endpoint: str) -> RunListItem:
+    return RunListItem(
+        id=run.id,
+        endpoint_id=run.endpoint_id,
+        endpoint=endpoint,
+        profile=run.profile_name,
+        status=run.status,
+        trigger=run.trigger,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        cost_per_million_tokens_at_slo=run.cost_per_million_tokens_at_slo,
+        output_tokens_per_s_at_slo=run.output_tokens_per_s_at_slo,
+        error=run.error,
+    )
+
+
+@router.post("/endpoints/{endpoint_id}/runs", status_code=202, responses={403: {"model": ErrorBody}})
+async def start_run(
+    endpoint_id: int, body: RunCreate, request: Request, session: SessionDep, now: NowDep, user: EditorDep
+) -> RunAccepted:
+    """Queue a probe of `profile` against the endpoint; it runs in the background."""
+    run = await runs.start(
+        session, endpoint_id=endpoint_id, profile_name=body.profile, by=user.user_id, trigger="api", now=now
+    )
+    return RunAccepted(run_id=run.id, status=run.status, url=request.url_for("api_run", run_id=run.id).path)
+
+
+@router.get("/runs")
+async def list_runs(
+    session: SessionDep,
+    _: ReaderDep,
+    endpoint_id: int | None = None,
+    profile: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[RunListItem]:
+    rows, total = await runs.list_page(
+        session, endpoint_id=endpoint_id, profile=profile, status=status, limit=limit, offset=offset
+    )
+    return Page[RunListItem](
+        items=[list_item(run, name) for run, name in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if offset + limit < total else None,
+    )
+
+
+@router.get("/runs/{run_id}", name="api_run")
+async def read_run(run_id: int, session: SessionDep, _: ReaderDep) -> dict[str, Any]:
+    """The run summary of DESIGN.md, with its scorecard and live progress."""
+    return await runs.summary(session, run_id=run_id)
+
+
+@router.get("/runs/{run_id}/samples", response_model=None)
+async def read_samples(
+    run_id: int,
+    request: Request,
+    session: SessionDep,
+    _: ReaderDep,
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StreamingResponse | dict[str, Any]:
+    if format == "csv":
+        await runs.get(session, run_id)
+        return StreamingResponse(
+            runs.samples_csv(request.app.state.sessionmaker, run_id=run_id),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="run-{run_id}-samples.csv"'},
+        )
+    items, total = await runs.samples_page(session, run_id=run_id, limit=limit, offset=offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset,
+            "next_offset": offset + limit if offset + limit < total else None}  # fmt: skip
+
+
+@router.get("/endpoints/{endpoint_id}/scorecard")
+async def endpoint_scorecard(
+    endpoint_id: int, session: SessionDep, now: NowDep, _: ReaderDep, profile: str | None = None
+) -> dict[str, list[Scorecard]]:
+    """One scorecard per profile measured (or the one asked for), with its 30-day trend."""
+    return {
+        "items": await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now, profile=profile)
+    }
+
+
+@router.get("/scorecards")
+async def all_scorecards(
+    session: SessionDep, now: NowDep, _: ReaderDep, profile: str | None = None
+) -> dict[str, Any]:
+    chosen = profile or await scorecards.default_profile(session)
+    return {"profile": chosen, "items": await scorecards.overview(session, profile=chosen, now=now)}
+
+
+@router.get("/trends/cost")
+async def cost_trends(
+    session: SessionDep,
+    now: NowDep,
+    _: ReaderDep,
+    days: Annotated[int, Query(ge=1, le=3650)] = 30,
+    profile: str | None = None,
+) -> CostTrends:
+    """Cost per million tokens at the SLO operating point, per endpoint, over time."""
+    return await scorecards.cost_trends(session, since=now - timedelta(days=days), until=now, profile=profile)

@@ -1,0 +1,517 @@
+"""Runs: queue a probe, claim and execute it in the background, store steps and samples in bulk,
+read them back in DESIGN's run-summary shape, and recompute summaries from the samples."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import os
+import socket
+from array import array
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import unit_of_work
+from app.errors import NotFound
+from app.models import Endpoint, RequestSample, Run, RunStatus, RunStep
+from app.probe.runner import Prober, StepResult, Workload
+from app.probe.stats import SLO, STAT_KEYS, summarize_step
+from app.probe.types import Sample, Target
+from app.scoring.cost import CostInputs, step_costs
+from app.scoring.smart import smart_letters
+from app.security.crypto import SecretBox
+from app.services import endpoints as endpoint_service
+from app.services import profiles as profile_service
+
+log = logging.getLogger("smartbench.runs")
+
+COST_FIELDS = ("gpu_count", "price_per_gpu_hour", "overhead_per_hour", "watts_per_gpu",
+               "input_price_per_million", "output_price_per_million")  # fmt: skip
+ENDPOINT_FIELDS = (
+    "name",
+    "base_url",
+    "model",
+    "api_flavor",
+    "engine",
+    "engine_version",
+    "quantization",
+    "gpu_model",
+    "gpu_count",
+)
+LATENCY = ("ttft_ms", "ttfat_ms", "itl_ms", "tpot_ms", "e2e_ms")
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+# -- queueing ---------------------------------------------------------------------------------------
+
+
+async def start(
+    session: AsyncSession, *, endpoint_id: int, profile_name: str, by: int | None, trigger: str, now: datetime
+) -> Run:
+    """Queue a run with the profile and the endpoint's cost inputs as they are now."""
+    endpoint = await endpoint_service.get(session, endpoint_id)
+    profile = await profile_service.get_by_name(session, profile_name)
+    run = Run(
+        endpoint_id=endpoint.id,
+        profile_id=profile.id,
+        profile_name=profile.name,
+        profile_snapshot=profile_service.snapshot(profile),
+        cost_snapshot={field: getattr(endpoint, field) for field in COST_FIELDS},
+        endpoint_snapshot={field: getattr(endpoint, field) for field in ENDPOINT_FIELDS},
+        status=RunStatus.queued.value,
+        trigger=trigger,
+        created_at=now,
+        requested_by_id=by,
+        progress={},
+    )
+    session.add(run)
+    await session.flush()
+    return run
+
+
+async def claim(session: AsyncSession, *, now: datetime, worker: str = WORKER_ID) -> Run | None:
+    """Take the oldest queued run whose endpoint is free. Two claimers never take the same run
+    (row lock on PostgreSQL), and the database refuses a second running run for one endpoint."""
+    busy = select(Run.endpoint_id).where(Run.status == RunStatus.running.value)
+    query = (
+        select(Run)
+        .where(Run.status == RunStatus.queued.value, Run.endpoint_id.not_in(busy))
+        .order_by(Run.created_at, Run.id)
+        .limit(1)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    run = await session.scalar(query)
+    if run is None:
+        return None
+    run.status = RunStatus.running.value
+    run.started_at = now
+    run.heartbeat_at = now
+    run.worker_id = worker
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        return None
+    return run
+
+
+# -- executing ------------------------------------------------------------------------------------------
+
+
+def workload_from(profile: dict[str, Any]) -> Workload:
+    return Workload(
+        input_tokens=int(profile["input_tokens_mean"]),
+        input_spread=float(profile.get("input_tokens_spread") or 0.0),
+        output_tokens=int(profile["output_tokens_mean"]),
+        output_spread=float(profile.get("output_tokens_spread") or 0.0),
+        mode=profile.get("load_mode") or "concurrency",
+        levels=tuple(float(v) for v in profile["load_levels"]),
+        arrival=profile.get("arrival") or "poisson",
+        max_concurrency=profile.get("max_concurrency"),
+        requests_per_step=profile.get("requests_per_step"),
+        duration_per_step_s=profile.get("duration_per_step_s"),
+        warmup_requests=int(profile.get("warmup_requests") or 0),
+        slo=slo_from(profile),
+    )
+
+
+def slo_from(profile: dict[str, Any]) -> SLO:
+    return SLO(
+        ttft_ms=profile.get("slo_ttft_ms"),
+        tpot_ms=profile.get("slo_tpot_ms"),
+        e2e_ms=profile.get("slo_e2e_ms"),
+        percentile=float(profile.get("slo_percentile") or 99.0),
+    )
+
+
+async def execute(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    run_id: int,
+    *,
+    box: SecretBox,
+    clock: Callable[[], datetime],
+) -> str:
+    """Probe, store, judge. Every outcome ends in a final status; nothing propagates."""
+    async with unit_of_work(sessionmaker) as session:
+        run = await session.get(Run, run_id)
+        if run is None:
+            return "missing"
+        endpoint = await session.get(Endpoint, run.endpoint_id)
+        profile = dict(run.profile_snapshot)
+        key = endpoint_service.decrypt_key(endpoint, box) if endpoint is not None else None
+        target = Target(
+            (endpoint.base_url if endpoint else run.endpoint_snapshot["base_url"]),
+            run.endpoint_snapshot["model"],
+            run.endpoint_snapshot.get("api_flavor") or "chat",
+            key,
+        )
+        tokenizer = endpoint.tokenizer if endpoint is not None else None
+    pending: dict[str, Any] = {}
+
+    def progress(step: int, done: int, planned: int | None) -> None:
+        pending.update(step=step, done=done, planned=planned, steps=len(profile["load_levels"]))
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            async with unit_of_work(sessionmaker) as session:
+                await session.execute(
+                    update(Run).where(Run.id == run_id).values(heartbeat_at=clock(), progress=dict(pending))
+                )
+
+    heart = asyncio.get_running_loop().create_task(beat())
+    status, error = RunStatus.failed.value, None
+    try:
+        prober = Prober(target, workload_from(profile), tokenizer=tokenizer)
+        result = await prober.run(progress)
+        environment = _environment(result)
+        async with unit_of_work(sessionmaker) as session:
+            await store_steps(session, run_id=run_id, steps=result.steps)
+        status, error = result.status, result.error
+    except asyncio.CancelledError:
+        status, error, environment = RunStatus.cancelled.value, "cancelled", {}
+        raise
+    except Exception as exc:  # a run must end in a status, whatever the endpoint did
+        log.exception("run %s failed", run_id)
+        status, error, environment = RunStatus.failed.value, f"{type(exc).__name__}: {exc}"[:500], {}
+    finally:
+        heart.cancel()
+        async with unit_of_work(sessionmaker) as session:
+            await finish(
+                session, run_id=run_id, status=status, error=error, environment=environment, now=clock()
+            )
+    return status
+
+
+def _environment(result: Any) -> dict[str, Any]:
+    pre = result.preflight
+    if pre is None:
+        return {}
+    return {
+        "server": pre.server,
+        "pinned_output": pre.options.pin_output,
+        "continuous_usage": pre.options.continuous_usage,
+        "input_calibration": pre.calibration.source,
+        "notes": pre.notes,
+    }
+
+
+async def store_steps(session: AsyncSession, *, run_id: int, steps: list[StepResult]) -> None:
+    """Insert the run's steps (summary columns) and samples (one executemany per step)."""
+    run = await session.get(Run, run_id)
+    assert run is not None
+    inputs = CostInputs.from_snapshot(run.cost_snapshot)
+    for step in steps:
+        summary = {**step.summary, **step_costs(step.summary, inputs)}
+        session.add(RunStep(run_id=run_id, step_index=step.index, **step_columns(summary), summary=summary))
+        rows = [
+            sample_row(run_id, step.index, sample, origin) for sample, origin in _with_origin(step.samples)
+        ]
+        if rows:
+            await session.execute(insert(RequestSample), rows)
+    await session.flush()
+
+
+def _with_origin(samples: list[Sample]) -> list[tuple[Sample, int]]:
+    origin = min((s.sent_ns for s in samples), default=0)
+    return [(s, origin) for s in samples]
+
+
+def step_columns(summary: dict[str, Any]) -> dict[str, Any]:
+    cols: dict[str, Any] = {
+        "concurrency": summary.get("concurrency"),
+        "request_rate": summary.get("request_rate"),
+        "duration_s": summary.get("duration_s"),
+        "requests_sent": summary["requests"]["sent"],
+        "requests_completed": summary["requests"]["completed"],
+        "requests_failed": summary["requests"]["failed"],
+        "errors": summary["requests"]["errors"],
+    }
+    for metric in LATENCY:
+        for stat in STAT_KEYS:
+            cols[f"{metric}_{stat}"] = (summary.get(metric) or {}).get(stat)
+    for field in ("input_tokens_per_s", "output_tokens_per_s", "total_tokens_per_s", "requests_per_s",
+                  "goodput_requests_per_s", "good_tokens_per_s", "slo_attainment", "token_count_source", "itl_basis",
+                  "cost_per_million_output_tokens", "cost_per_million_tokens", "cost_per_million_good_tokens",
+                  "cost_per_million_tokens_blended", "tokens_per_joule"):  # fmt: skip
+        cols[field] = summary.get(field)
+    cols["input_tokens_mean"] = (summary.get("input_tokens") or {}).get("mean")
+    cols["output_tokens_mean"] = (summary.get("output_tokens") or {}).get("mean")
+    cols["tokens_per_s_per_user_p50"] = (summary.get("tokens_per_s_per_user") or {}).get("p50")
+    quality = summary.get("quality") or {}
+    cols["client_bound"] = bool(quality.get("client_bound"))
+    cols["osl_mismatch_pct"] = quality.get("osl_mismatch_pct")
+    cols["usage_tokenizer_diff_pct"] = quality.get("usage_tokenizer_diff_pct")
+    cols["energy_source"] = "declared" if summary.get("tokens_per_joule") is not None else None
+    return cols
+
+
+def sample_row(run_id: int, step_index: int, s: Sample, origin_ns: int) -> dict[str, Any]:
+    offsets = array("f", [(t - s.sent_ns) / 1e6 for t in s.chunk_ns]).tobytes() if s.chunk_ns else None
+    tokens = array("H", [min(t, 65535) for t in s.chunk_tokens]).tobytes() if s.chunk_tokens else None
+    return {
+        "run_id": run_id,
+        "step_index": step_index,
+        "seq": s.seq,
+        "warmup": s.warmup,
+        "sent_offset_ms": (s.sent_ns - origin_ns) / 1e6,
+        "ttft_ms": s.ttft_ms,
+        "ttfat_ms": s.ttfat_ms,
+        "e2e_ms": s.e2e_ms,
+        "input_tokens": s.input_tokens,
+        "output_tokens": s.output_tokens,
+        "reasoning_tokens": s.reasoning_tokens,
+        "requested_output_tokens": s.requested_output_tokens,
+        "tokenizer_output_tokens": s.tokenizer_output_tokens,
+        "chunk_count": len(s.chunk_ns),
+        "chunk_offsets": offsets,
+        "chunk_tokens": tokens,
+        "finish_reason": s.finish_reason,
+        "error_kind": s.error_kind,
+        "error_detail": s.error_detail,
+        "http_status": s.http_status,
+        "retry_after_s": s.retry_after_s,
+    }
+
+
+def sample_from_row(row: RequestSample, token_source: str | None) -> Sample:
+    """A stored sample back as the probe saw it (times relative to the step's first send)."""
+    sent = int(row.sent_offset_ms * 1e6)
+    offsets = array("f")
+    if row.chunk_offsets:
+        offsets.frombytes(row.chunk_offsets)
+    tokens: list[int] | None = None
+    if row.chunk_tokens:
+        packed = array("H")
+        packed.frombytes(row.chunk_tokens)
+        tokens = list(packed)
+    chunk_ns = [sent + int(o * 1e6) for o in offsets]
+    sample = Sample(
+        seq=row.seq,
+        step_index=row.step_index,
+        warmup=row.warmup,
+        requested_output_tokens=row.requested_output_tokens,
+        sent_ns=sent,
+        first_content_ns=None if row.ttft_ms is None else sent + int(row.ttft_ms * 1e6),
+        first_answer_ns=None if row.ttfat_ms is None else sent + int(row.ttfat_ms * 1e6),
+        last_content_ns=chunk_ns[-1] if chunk_ns else None,
+        end_ns=None if row.e2e_ms is None else sent + int(row.e2e_ms * 1e6),
+        chunk_ns=chunk_ns,
+        chunk_tokens=tokens,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        reasoning_tokens=row.reasoning_tokens,
+        tokenizer_output_tokens=row.tokenizer_output_tokens,
+        token_source=token_source or "estimated",
+        finish_reason=row.finish_reason,
+        error_kind=row.error_kind,
+        error_detail=row.error_detail,
+        http_status=row.http_status,
+        retry_after_s=row.retry_after_s,
+    )
+    if sample.end_ns is None:
+        sample.end_ns = sent
+    return sample
+
+
+async def finish(
+    session: AsyncSession,
+    *,
+    run_id: int,
+    status: str,
+    error: str | None,
+    environment: dict[str, Any],
+    now: datetime,
+) -> None:
+    run = await session.get(Run, run_id)
+    if run is None:
+        return
+    run.status = status
+    run.error = error
+    run.finished_at = now
+    run.heartbeat_at = now
+    if environment:
+        run.environment = environment
+    await judge(session, run=run)
+
+
+async def judge(session: AsyncSession, *, run: Run) -> None:
+    """Score the run from its stored steps and keep the operating point for trend queries."""
+    steps = await _summaries(session, run.id)
+    if not steps:
+        run.scorecard = {}
+        run.cost_per_million_tokens_at_slo = run.output_tokens_per_s_at_slo = None
+        return
+    card = smart_letters(
+        steps,
+        run.profile_snapshot,
+        CostInputs.from_snapshot(run.cost_snapshot),
+        run.endpoint_snapshot,
+        run.environment,
+    )
+    run.scorecard = card
+    point = card["operating_point"] or {}
+    run.cost_per_million_tokens_at_slo = point.get("cost_per_million_tokens")
+    run.output_tokens_per_s_at_slo = point.get("output_tokens_per_s")
+    await session.flush()
+
+
+async def _summaries(session: AsyncSession, run_id: int) -> list[dict[str, Any]]:
+    rows = (
+        await session.scalars(select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.step_index))
+    ).all()
+    return [dict(row.summary) for row in rows]
+
+
+async def recompute(session: AsyncSession, *, run_id: int) -> int:
+    """Re-derive every step summary of a run from its samples (after a definition changed)."""
+    run = await session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    inputs = CostInputs.from_snapshot(run.cost_snapshot)
+    slo = slo_from(run.profile_snapshot)
+    steps = (
+        await session.scalars(select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.step_index))
+    ).all()
+    for step in steps:
+        rows = (
+            await session.scalars(
+                select(RequestSample)
+                .where(RequestSample.run_id == run_id, RequestSample.step_index == step.step_index)
+                .order_by(RequestSample.seq)
+            )
+        ).all()
+        source = (step.summary or {}).get("token_count_source")
+        samples = [sample_from_row(row, source) for row in rows]
+        quality = (step.summary or {}).get("quality") or {}
+        summary = summarize_step(
+            samples,
+            concurrency=step.concurrency,
+            request_rate=step.request_rate,
+            slo=slo,
+            client_bound=bool(quality.get("client_bound")),
+            client_notes=quality.get("client_notes") or [],
+            client_cpu_pct=quality.get("client_cpu_pct"),
+        )
+        summary = {**summary, **step_costs(summary, inputs)}
+        for key, value in step_columns(summary).items():
+            setattr(step, key, value)
+        step.summary = summary
+    await session.flush()
+    await judge(session, run=run)
+    return len(steps)
+
+
+# -- reading --------------------------------------------------------------------------------------------
+
+
+async def get(session: AsyncSession, run_id: int) -> Run:
+    run = await session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    endpoint_id: int | None = None,
+    profile: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[tuple[Run, str]], int]:
+    query = select(Run, Endpoint.name).join(Endpoint, Endpoint.id == Run.endpoint_id)
+    if endpoint_id is not None:
+        query = query.where(Run.endpoint_id == endpoint_id)
+    if profile:
+        query = query.where(Run.profile_name == profile)
+    if status:
+        query = query.where(Run.status == status)
+    rows = (await session.execute(query.order_by(Run.created_at.desc(), Run.id.desc()))).all()
+    return [(run, name) for run, name in rows[offset : offset + limit]], len(rows)
+
+
+async def summary(session: AsyncSession, *, run_id: int) -> dict[str, Any]:
+    """DESIGN's run-summary JSON, plus the scorecard and live progress."""
+    run = await get(session, run_id)
+    steps = await _summaries(session, run_id)
+    return {
+        "run_id": run.id,
+        "endpoint": {"id": run.endpoint_id, **run.endpoint_snapshot},
+        "profile": run.profile_snapshot,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "status": run.status,
+        "error": run.error,
+        "trigger": run.trigger,
+        "created_at": run.created_at.isoformat(),
+        "cost_inputs": run.cost_snapshot,
+        "environment": run.environment,
+        "progress": run.progress,
+        "scorecard": run.scorecard or None,
+        "steps": steps,
+    }
+
+
+SAMPLE_COLUMNS = ("seq", "step_index", "warmup", "sent_offset_ms", "ttft_ms", "ttfat_ms", "e2e_ms", "input_tokens",
+                  "output_tokens", "reasoning_tokens", "requested_output_tokens", "chunk_count", "finish_reason",
+                  "error_kind", "error_detail", "http_status", "retry_after_s")  # fmt: skip
+
+
+async def samples_page(
+    session: AsyncSession, *, run_id: int, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    await get(session, run_id)
+    rows = (
+        await session.scalars(
+            select(RequestSample)
+            .where(RequestSample.run_id == run_id)
+            .order_by(RequestSample.seq)
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+    total = (
+        await session.scalar(select(func.count(RequestSample.id)).where(RequestSample.run_id == run_id)) or 0
+    )
+    return [{c: getattr(r, c) for c in SAMPLE_COLUMNS} for r in rows], int(total)
+
+
+async def samples_csv(sessionmaker: async_sessionmaker[AsyncSession], *, run_id: int) -> AsyncIterator[str]:
+    """All samples as CSV, streamed in batches; owns its session because it outlives the request's."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(SAMPLE_COLUMNS)
+    yield buf.getvalue()
+    async with sessionmaker() as session:
+        result = await session.stream_scalars(
+            select(RequestSample)
+            .where(RequestSample.run_id == run_id)
+            .order_by(RequestSample.seq)
+            .execution_options(yield_per=2000)
+        )
+        async for row in result:
+            buf.seek(0)
+            buf.truncate()
+            writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in SAMPLE_COLUMNS])
+            yield buf.getvalue()
+
+
+async def samples_for_charts(session: AsyncSession, *, run_id: int, limit: int = 20000) -> list[Sample]:
+    rows = (
+        await session.scalars(
+            select(RequestSample)
+            .where(RequestSample.run_id == run_id, RequestSample.warmup.is_(False))
+            .limit(limit)
+        )
+    ).all()
+    return [sample_from_row(row, None) for row in rows]

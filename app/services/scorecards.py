@@ -1,0 +1,141 @@
+"""Scorecards and cost trends: one builder for each page and its JSON twin."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Endpoint, Run, RunStatus
+from app.schemas import CostSeries, CostTrends, Letter, Scorecard, TrendPoint
+from app.services import endpoints as endpoint_service
+
+EMPTY_LETTERS = [
+    ("S", "Scale and complexity"),
+    ("M", "Multidimensional performance"),
+    ("A", "Architecture and software"),
+    ("R", "Return on investment"),
+    ("T", "Technology ecosystem"),
+]
+
+
+def _empty_letters() -> list[Letter]:
+    return [
+        Letter(
+            letter=key,
+            name=name,
+            score=None,
+            status="no run yet",
+            evidence=[],
+            how="Run a probe of this profile to score it.",
+        )
+        for key, name in EMPTY_LETTERS
+    ]
+
+
+def _point(run: Run) -> TrendPoint:
+    return TrendPoint(
+        run_id=run.id,
+        at=run.finished_at or run.created_at,
+        cost_per_million_tokens=run.cost_per_million_tokens_at_slo,
+        output_tokens_per_s=run.output_tokens_per_s_at_slo,
+    )
+
+
+async def endpoint_scorecard(
+    session: AsyncSession, *, endpoint: Endpoint, profile: str, now: datetime, days: int = 30
+) -> Scorecard:
+    runs = (
+        await session.scalars(
+            select(Run)
+            .where(
+                Run.endpoint_id == endpoint.id,
+                Run.profile_name == profile,
+                Run.status == RunStatus.succeeded.value,
+                Run.created_at >= now - timedelta(days=days),
+            )
+            .order_by(Run.created_at, Run.id)
+        )
+    ).all()
+    latest = runs[-1] if runs else None
+    if latest is None:
+        latest = await session.scalar(
+            select(Run)
+            .where(
+                Run.endpoint_id == endpoint.id,
+                Run.profile_name == profile,
+                Run.status == RunStatus.succeeded.value,
+            )
+            .order_by(Run.created_at.desc(), Run.id.desc())
+            .limit(1)
+        )
+    card: dict[str, Any] = (latest.scorecard if latest is not None else None) or {}
+    return Scorecard(
+        endpoint_id=endpoint.id,
+        endpoint=endpoint.name,
+        profile=profile,
+        run_id=latest.id if latest else None,
+        measured_at=(latest.finished_at or latest.created_at) if latest else None,
+        letters=[Letter(**entry) for entry in card.get("letters", [])] or _empty_letters(),
+        operating_point=card.get("operating_point"),
+        capacity=card.get("capacity"),
+        slo=card.get("slo"),
+        cost_per_million_tokens_at_slo=latest.cost_per_million_tokens_at_slo if latest else None,
+        pricing=endpoint_service.pricing_kind(endpoint),
+        trend=[_point(run) for run in runs],
+    )
+
+
+async def profiles_with_runs(session: AsyncSession, *, endpoint_id: int | None = None) -> list[str]:
+    query = select(Run.profile_name).where(Run.status == RunStatus.succeeded.value).distinct()
+    if endpoint_id is not None:
+        query = query.where(Run.endpoint_id == endpoint_id)
+    return sorted((await session.scalars(query)).all())
+
+
+async def for_endpoint(
+    session: AsyncSession, *, endpoint_id: int, now: datetime, profile: str | None = None
+) -> list[Scorecard]:
+    endpoint = await endpoint_service.get(session, endpoint_id)
+    names = [profile] if profile else await profiles_with_runs(session, endpoint_id=endpoint_id)
+    return [await endpoint_scorecard(session, endpoint=endpoint, profile=name, now=now) for name in names]
+
+
+async def overview(session: AsyncSession, *, profile: str, now: datetime) -> list[Scorecard]:
+    endpoints = (await session.scalars(select(Endpoint).order_by(Endpoint.name))).all()
+    return [await endpoint_scorecard(session, endpoint=e, profile=profile, now=now) for e in endpoints]
+
+
+async def default_profile(session: AsyncSession) -> str:
+    """The profile most recently measured, so the overview opens on data."""
+    latest = await session.scalar(
+        select(Run.profile_name)
+        .where(Run.status == RunStatus.succeeded.value)
+        .order_by(Run.created_at.desc())
+        .limit(1)
+    )
+    return latest or "chat"
+
+
+async def cost_trends(
+    session: AsyncSession, *, since: datetime, until: datetime, profile: str | None
+) -> CostTrends:
+    query = (
+        select(Run, Endpoint.name)
+        .join(Endpoint, Endpoint.id == Run.endpoint_id)
+        .where(Run.status == RunStatus.succeeded.value, Run.created_at >= since, Run.created_at <= until)
+        .order_by(Run.created_at, Run.id)
+    )
+    if profile:
+        query = query.where(Run.profile_name == profile)
+    series: dict[tuple[int, str], CostSeries] = {}
+    for run, name in (await session.execute(query)).all():
+        key = (run.endpoint_id, run.profile_name)
+        if key not in series:
+            series[key] = CostSeries(
+                endpoint_id=run.endpoint_id, endpoint=name, profile=run.profile_name, points=[]
+            )
+        series[key].points.append(_point(run))
+    return CostTrends(since=since, until=until, profile=profile, series=list(series.values()))
