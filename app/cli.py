@@ -28,10 +28,12 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_cli = typer.Typer(help="Users.", no_args_is_help=True)
 token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Encryption keys for stored endpoint API keys.", no_args_is_help=True)
+runs_cli = typer.Typer(help="Stored runs.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(user_cli, name="user")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(runs_cli, name="runs")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -127,6 +129,117 @@ def serve(
 
 
 @cli.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port for the dashboard")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+) -> None:
+    """Dashboard on the embedded database with three simulated endpoints, probed at once."""
+    import subprocess
+    from datetime import UTC, datetime
+
+    import uvicorn
+
+    from app.main import create_app
+    from app.security.crypto import SecretBox
+    from app.services import demo as demo_service
+    from app.services import profiles, users
+
+    base = _settings()
+    settings = base.model_copy(
+        update={"data_dir": base.data_dir / "demo", "database_url": None, "public_read": True}
+    )
+    _upgrade(settings)
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: dict[str, str] = {}
+    try:
+        for item in demo_service.FLEET:
+            sim_port = _free_port()
+            procs.append(
+                subprocess.Popen(  # noqa: S603 - our own simulator
+                    [
+                        sys.executable,
+                        "-m",
+                        "app.cli",
+                        "simulate",
+                        "--preset",
+                        item.preset,
+                        "--port",
+                        str(sim_port),
+                        "--model",
+                        "llama-3.3-70b",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            urls[item.name] = f"http://127.0.0.1:{sim_port}/v1"
+        _wait_healthy(list(urls.values()))
+
+        async def work(session):
+            pw = settings.admin_password.get_secret_value() if settings.admin_password else None
+            created = await users.ensure_first_admin(session, username=settings.admin_user, password=pw)
+            admin = await users.get_by_name(session, settings.admin_user)
+            box = SecretBox(settings.encryption_keyring())
+            await profiles.ensure_builtins(session)
+            await demo_service.register(
+                session, urls=urls, model="llama-3.3-70b", box=box, by=admin.id, now=datetime.now(UTC)
+            )
+            return created
+
+        created = asyncio.run(_with_session(settings, work))
+        url = f"http://{host}:{port}/"
+        out.print(f"[bold green]smartbench demo[/] on {_where(settings)}")
+        out.print(f"Dashboard: [bold]{url}[/]  (reads are public; scorecards fill within a minute)")
+        for item in demo_service.FLEET:
+            out.print(f"  simulated endpoint {item.name} ({item.preset}) at {urls[item.name]}")
+        if created is not None and created.password:
+            out.print(
+                f"To change anything, log in as [bold]{created.username}[/] with [bold yellow]{created.password}[/] (shown once)."
+            )
+        else:
+            out.print(
+                f"To change anything, log in as {settings.admin_user} (password from the first demo start)."
+            )
+        sys.stdout.flush()
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(base_urls: list[str], timeout: float = 20.0) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    for base in base_urls:
+        health = base.removesuffix("/v1") + "/health"
+        while True:
+            try:
+                if httpx.get(health, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise _fail(f"the simulator at {base} did not start")
+            time.sleep(0.05)
+
+
+@cli.command()
 def simulate(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 9000,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
@@ -145,6 +258,9 @@ def simulate(
     base_ms: Annotated[float | None, typer.Option(help="batching: decode step base time")] = None,
     per_seq_ms: Annotated[float | None, typer.Option(help="batching: step time per running sequence")] = None,
     prefill_rate: Annotated[float | None, typer.Option(help="batching: prefill tokens per second")] = None,
+    queue_limit: Annotated[
+        int | None, typer.Option(help="batching: waiting requests beyond this get 429")
+    ] = None,
     natural_output_tokens: Annotated[
         int | None, typer.Option(help="stop after this many unless ignore_eos")
     ] = None,
@@ -170,6 +286,7 @@ def simulate(
             per_seq_ms=per_seq_ms,
             prefill_tokens_per_s=prefill_rate,
             natural_output_tokens=natural_output_tokens,
+            queue_limit=queue_limit,
             api_key=api_key,
         )
     except ValueError as exc:
@@ -388,6 +505,33 @@ def _reencrypt(settings: Settings) -> None:
     except DecryptionError as exc:
         raise _fail(f"{exc}; nothing was changed") from None
     out.print(f"re-encrypted {changed} API key(s) with key {box.active_key_id}")
+
+
+@runs_cli.command("recompute")
+def runs_recompute(
+    run: Annotated[int | None, typer.Option(help="One run (default: every run with steps)")] = None,
+) -> None:
+    """Re-derive step summaries and scorecards from the stored per-request samples."""
+    from sqlalchemy import select
+
+    from app.models import RunStep
+    from app.services import runs as run_service
+
+    settings = _settings()
+    _upgrade(settings)
+
+    async def work(session):
+        ids = [run] if run is not None else sorted(set((await session.scalars(select(RunStep.run_id))).all()))
+        steps = 0
+        for run_id in ids:
+            steps += await run_service.recompute(session, run_id=run_id)
+        return len(ids), steps
+
+    try:
+        count, steps = asyncio.run(_with_session(settings, work))
+    except Exception as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"recomputed {steps} step(s) of {count} run(s) from their samples")
 
 
 def main() -> None:

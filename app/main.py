@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import fastapi_offline
+import plotly
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.mount(
         "/static/vendor/swagger", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static")
     )
+    # plotly.js from the installed plotly package: the charts never depend on a CDN.
+    app.mount("/static/vendor/plotly", StaticFiles(directory=Path(plotly.__file__).parent / "package_data"))
     app.mount("/static", StaticFiles(directory=resource_dir("static")), name="static")
     app.include_router(api_router)
     app.include_router(web_router)

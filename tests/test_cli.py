@@ -115,3 +115,11 @@ async def test_keys_rotate_with_file_keys(settings: Settings, app, client: httpx
         assert row is not None and row.api_key_encrypted is not None
         assert row.api_key_encrypted.split(":")[1] == box.active_key_id
         assert box.decrypt(row.api_key_encrypted) == "sk-rotate-me-0000001111"
+
+
+async def test_runs_recompute_command(settings: Settings, app) -> None:
+    code, out, err = await smartbench(settings, "runs", "recompute")
+    assert code == 0, err
+    assert "recomputed 0 step(s) of 0 run(s)" in out
+    code, _, err = await smartbench(settings, "runs", "recompute", "--run", "999")
+    assert code == 1 and "does not exist" in err

@@ -84,15 +84,29 @@ async def test_rate_steps_and_processes() -> None:
     assert abs(step["ttft_ms"]["p50"] - 20) <= 2.0
 
 
-async def test_warmup_is_excluded_and_429_backs_off() -> None:
+async def test_warmup_counts_per_client_in_a_closed_loop() -> None:
     with simulator("--preset", "fixed", "--ttft-ms", "10", "--itl-ms", "1") as url:
         prober = Prober(
-            Target(url, "sim"), Workload(levels=(2,), requests_per_step=6, warmup_requests=4, output_tokens=8)
+            Target(url, "sim"), Workload(levels=(2,), requests_per_step=6, warmup_requests=2, output_tokens=8)
         )
         result = await prober.run()
     samples = result.steps[0].samples
-    assert sum(s.warmup for s in samples) == 4
+    assert sum(s.warmup for s in samples) == 4  # two clients, two warm-up requests each
     assert result.steps[0].summary["requests"]["sent"] == 6
+
+
+async def test_429_backs_off_as_the_server_asks() -> None:
+    import time
+
+    with simulator("--preset", "h100-fp8-70b", "--queue-limit", "0") as url:
+        prober = Prober(Target(url, "sim"), Workload(levels=(1,), requests_per_step=3, output_tokens=8))
+        prober.options = __import__("app.probe.prompts", fromlist=["BodyOptions"]).BodyOptions()
+        started = time.monotonic()
+        step = await prober.run_step(0, 1)
+        took = time.monotonic() - started
+    assert step.summary["requests"]["errors"] == {"http_429": 3}
+    assert all(s.retry_after_s == 1.0 for s in step.samples)
+    assert took >= 2.0  # Retry-After: 1 honoured before each of the two later requests
 
 
 async def test_output_length_is_pinned_and_a_short_output_is_flagged() -> None:

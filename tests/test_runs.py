@@ -178,3 +178,50 @@ async def test_ten_thousand_samples_store_quickly(app, people) -> None:
         )
     assert took < 2.0
     await asyncio.sleep(0)
+
+
+async def test_run_now_form_and_live_partial(app, client: httpx.AsyncClient, people) -> None:
+    from tests.conftest import login
+
+    csrf = await login(client, "editor")
+    created = await client.post(
+        "/endpoints/new",
+        data={"name": "p", "base_url": "http://127.0.0.1:9/v1", "model": "m", "csrf_token": csrf},
+    )
+    endpoint_path = created.headers["location"]
+    page = await client.get(endpoint_path)
+    assert "Run now" in page.text
+    started = await client.post(endpoint_path + "/runs", data={"profile": "smoke", "csrf_token": csrf})
+    assert started.status_code == 303 and started.headers["location"].startswith("/runs/")
+    run_page = await client.get(started.headers["location"])
+    assert 'id="run-progress"' in run_page.text
+    partial = await client.get(started.headers["location"] + "/progress")
+    assert partial.text.lstrip().startswith("{#") is False and 'id="run-progress"' in partial.text
+    assert "<html" not in partial.text  # a partial, not a page
+    no_csrf = await client.post(endpoint_path + "/runs", data={"profile": "smoke"})
+    assert no_csrf.status_code == 403
+
+
+async def test_profile_form_rerenders_with_messages(client: httpx.AsyncClient, people) -> None:
+    from tests.conftest import login
+
+    csrf = await login(client, "editor")
+    bad = await client.post(
+        "/profiles/new",
+        data={"name": "mine", "input_tokens_mean": "many", "output_tokens_mean": "64", "load_levels": "1, 8",
+              "requests_per_step": "10", "csrf_token": csrf},
+    )  # fmt: skip
+    assert (
+        bad.status_code == 400
+        and 'data-error-for="input_tokens_mean"' in bad.text
+        and 'value="mine"' in bad.text
+    )
+    ok = await client.post(
+        "/profiles/new",
+        data={"name": "mine", "input_tokens_mean": "128", "output_tokens_mean": "64", "load_levels": "1, 8",
+              "requests_per_step": "10", "load_mode": "concurrency", "arrival": "poisson", "slo_percentile": "99",
+              "csrf_token": csrf},
+    )  # fmt: skip
+    assert ok.status_code == 303
+    listing = await client.get("/profiles")
+    assert "mine" in listing.text and "chat" in listing.text

@@ -126,7 +126,7 @@ async def test_canary_key_never_leaves_the_server(app, client: httpx.AsyncClient
     assert bad.status_code == 422
 
     responses = [created, failed, api, bad]
-    ids = {"endpoint_id": form_id, "token_id": 1}
+    ids = {"endpoint_id": form_id, "token_id": 1, "run_id": 1, "name": "chat"}
     await login(client, "admin")
     for path in _get_paths(app, ids):
         responses.append(await client.get(path))

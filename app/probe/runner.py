@@ -360,7 +360,8 @@ class Prober:
         closed = w.mode == "concurrency"
         concurrency = int(level) if closed else (w.max_concurrency or 0)
         pool = concurrency if closed else (w.max_concurrency or 1024)
-        total = None if w.requests_per_step is None else w.requests_per_step + w.warmup_requests
+        warm_total = w.warmup_requests * (int(level) if closed else 1)
+        total = None if w.requests_per_step is None else w.requests_per_step + warm_total
         samples: list[Sample] = []
         notes: list[str] = []
         monitor = LagMonitor()
@@ -413,13 +414,15 @@ class Prober:
 
         async def worker(i: int) -> None:
             nonlocal issued
+            mine = 0  # closed loop: warm-up counts per client, so the cold-start wave is excluded
             if i:
                 # Stagger the clients' first sends (a ramp of at most RAMP_MAX_S): real clients
                 # never arrive in the same microsecond, and a synchronized burst would measure
                 # the client's and server's burst handling rather than the server's latency.
                 await asyncio.sleep(i * min(RAMP_SPACING_S, RAMP_MAX_S / concurrency))
             while self._within(started, issued, total):
-                sample, body = self._next_request(index, issued < warm)
+                sample, body = self._next_request(index, mine < warm)
+                mine += 1
                 issued += 1
                 samples.append(await self._one(session, sample, body))
                 if progress is not None:

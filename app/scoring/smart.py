@@ -19,6 +19,7 @@ MAX_ERROR_RATE = 0.01  # a step that drops more than 1 % of its requests does no
 CAPACITY_REFERENCE = 256  # concurrent users at SLO that earn a full capacity score
 REFERENCE_SLO = {"ttft_ms": 1000.0, "tpot_ms": 50.0, "e2e_ms": None, "percentile": 99.0}  # interactive chat
 REFERENCE_PRICE = 1.0  # $ per million tokens, when a profile names no target price
+THROUGHPUT_REFERENCE = 500.0  # output tokens/s per GPU at the SLO that scores 50
 
 
 @dataclass(frozen=True)
@@ -270,40 +271,43 @@ def smart_letters(
         "scaling score = 100 x log2(speed-up) / log2(load ratio) (perfect linear scaling = 100).",
     )
 
-    # M: latency percentiles and goodput against the SLO, at the best SLO-meeting step.
+    # M: latency for one user, throughput per GPU at the SLO, and goodput.
     m_parts: list[float | None] = []
     m_evidence: list[dict[str, Any]] = []
-    if at is not None:
+    lightest = ordered[0] if ordered else None
+    if lightest is not None:
         for metric, limit in judged.limits():
-            value = metric_at(at, metric, judged.key)
+            value = metric_at(lightest, metric, judged.key)
             m_parts.append(log_score(limit, value))
-            m_evidence.append(
-                {
-                    "label": f"{metric[:-3].upper()} {judged.key} (limit {limit:g} ms)",
-                    "value": value,
-                    "unit": "ms",
-                }
-            )
+            label = f"{metric[:-3].upper()} {judged.key} at the lightest load (limit {limit:g} ms)"
+            m_evidence.append({"label": label, "value": value, "unit": "ms"})
+    gpus = endpoint.get("gpu_count")
+    per_gpu = point.output_tokens_per_s / gpus if point is not None and gpus else None
+    if per_gpu is not None and per_gpu > 0:
+        m_parts.append(max(0.0, min(100.0, 50.0 + 25.0 * math.log2(per_gpu / THROUGHPUT_REFERENCE))))
+    m_evidence.append(
+        {
+            "label": "output tokens/s per GPU at the SLO operating point",
+            "value": per_gpu,
+            "unit": "tokens/s/GPU",
+        }
+    )
+    if at is not None:
         attainment = at.get("slo_attainment")
         if attainment is not None:
             m_parts.append(100.0 * float(attainment))
         m_evidence.append(
-            {"label": "SLO attainment (failures count against it)", "value": attainment, "unit": "share"}
-        )
-        m_evidence.append(
-            {
-                "label": "output throughput at that step",
-                "value": at.get("output_tokens_per_s"),
-                "unit": "tokens/s",
-            }
+            {"label": "SLO attainment at the heaviest SLO-meeting step", "value": attainment, "unit": "share"}
         )
     m_letter = _letter(
         "M",
         "Multidimensional performance",
         _mean(m_parts),
         m_evidence,
-        "At the heaviest step that meets the SLO (else the lightest step): for each limit, 50 + 25 x log2(limit / value) "
-        "(clipped 0..100), and 100 x SLO attainment; the letter is their mean."
+        "Mean of: for each SLO limit, 50 + 25 x log2(limit / value) at the lightest load (one user's latency); "
+        f"throughput per GPU at the SLO operating point, 50 + 25 x log2(tokens/s/GPU / {THROUGHPUT_REFERENCE:g}) "
+        "(not scored without a declared GPU count); 100 x SLO attainment at the heaviest SLO-meeting step. "
+        "Each part clipped to 0..100."
         + (
             ""
             if slo.defined

@@ -44,7 +44,7 @@ BUILTINS: list[dict[str, Any]] = [
         "title": "Interactive chat",
         "description": "A chat product: 1k-token prompts, 256-token answers, a concurrency sweep.",
         "input_tokens_mean": 1024, "input_tokens_spread": 0.1, "output_tokens_mean": 256, "output_tokens_spread": 0.1,
-        "load_levels": [1, 8, 32, 96], "duration_per_step_s": 8.0, "warmup_requests": 1,
+        "load_levels": [1, 8, 32, 64], "duration_per_step_s": 10.0, "warmup_requests": 1,
         "slo_ttft_ms": 1000.0, "slo_tpot_ms": 50.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
     },
     {

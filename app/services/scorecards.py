@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Endpoint, Run, RunStatus
+from app.models import Endpoint, Run, RunStatus, RunStep
 from app.schemas import CostSeries, CostTrends, Letter, Scorecard, TrendPoint
 from app.services import endpoints as endpoint_service
 
@@ -139,3 +139,60 @@ async def cost_trends(
             )
         series[key].points.append(_point(run))
     return CostTrends(since=since, until=until, profile=profile, series=list(series.values()))
+
+
+async def latency_history(
+    session: AsyncSession, *, endpoint_id: int, profile: str, since: datetime, pct: str = "p99"
+) -> list[dict[str, Any]]:
+    """Latency percentiles at each run's operating step, over time (endpoint page)."""
+    rows = (
+        await session.scalars(
+            select(Run)
+            .where(
+                Run.endpoint_id == endpoint_id,
+                Run.profile_name == profile,
+                Run.status == RunStatus.succeeded.value,
+                Run.created_at >= since,
+            )
+            .order_by(Run.created_at)
+        )
+    ).all()
+    history = []
+    for run in rows:
+        point = (run.scorecard or {}).get("operating_point") or {}
+        index = point.get("step_index", 0)
+        step = await session.scalar(
+            select(RunStep).where(RunStep.run_id == run.id, RunStep.step_index == index)
+        )
+        if step is None:
+            continue
+        history.append(
+            {
+                "at": run.finished_at or run.created_at,
+                "run_id": run.id,
+                f"ttft_{pct}": getattr(step, f"ttft_ms_{pct}"),
+                f"tpot_{pct}": getattr(step, f"tpot_ms_{pct}"),
+                f"itl_{pct}": getattr(step, f"itl_ms_{pct}"),
+            }
+        )
+    return history
+
+
+async def run_steps(session: AsyncSession, *, run_id: int) -> list[dict[str, Any]]:
+    rows = (
+        await session.scalars(select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.step_index))
+    ).all()
+    return [dict(row.summary) for row in rows]
+
+
+async def recent_runs(session: AsyncSession, *, endpoint_id: int, limit: int = 20) -> list[Run]:
+    return list(
+        (
+            await session.scalars(
+                select(Run)
+                .where(Run.endpoint_id == endpoint_id)
+                .order_by(Run.created_at.desc(), Run.id.desc())
+                .limit(limit)
+            )
+        ).all()
+    )

@@ -2,10 +2,12 @@
 
 from fastapi import APIRouter
 
-from app.web import account, docs, endpoints, pages
+from app.web import account, dashboard, docs, endpoints, profiles, runs
 
 router = APIRouter(include_in_schema=False)
-router.include_router(pages.router)
+router.include_router(dashboard.router)
 router.include_router(account.router)
 router.include_router(endpoints.router)
 router.include_router(docs.router)
+router.include_router(profiles.router)
+router.include_router(runs.router)

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from app.deps import BoxDep, EditorDep, ReaderDep, SessionDep
+from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, SessionDep
 from app.errors import ValidationFailed
 from app.schemas import ENGINES, EndpointCreate, EndpointUpdate, field_errors
-from app.services import endpoints
+from app.services import endpoints, profiles
 from app.web.forms import endpoint_form_values, endpoint_payload, form_str
+from app.web.runs import endpoint_context
 from app.web.templating import render
 
 router = APIRouter(prefix="/endpoints")
@@ -89,9 +90,15 @@ async def create(request: Request, session: SessionDep, box: BoxDep, user: Edito
 
 
 @router.get("/{endpoint_id}", name="endpoint_detail")
-async def detail(request: Request, endpoint_id: int, session: SessionDep, _: ReaderDep) -> HTMLResponse:
+async def detail(
+    request: Request, endpoint_id: int, session: SessionDep, now: NowDep, _: ReaderDep
+) -> HTMLResponse:
     endpoint = endpoints.to_read(await endpoints.get(session, endpoint_id))
-    return render(request, "endpoints/detail.html", {"endpoint": endpoint})
+    context = await endpoint_context(session, endpoint_id, now)
+    all_profiles = [p.name for p in await profiles.list_all(session)]
+    return render(
+        request, "endpoints/detail.html", {"endpoint": endpoint, "profiles": all_profiles, **context}
+    )
 
 
 @router.get("/{endpoint_id}/edit", name="endpoint_edit")

@@ -1,0 +1,117 @@
+"""Overview, trends and compare pages: rendered from the same builders as their JSON twins."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from app.deps import NowDep, ReaderDep, SessionDep
+from app.schemas import Scorecard
+from app.services import endpoints as endpoint_service
+from app.services import profiles, scorecards
+from app.web import figures
+from app.web.templating import render
+
+router = APIRouter()
+
+SORTS = {"name", "S", "M", "A", "R", "T", "cost"}
+
+
+@router.get("/", name="overview")
+async def overview(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    _: ReaderDep,
+    profile: str | None = None,
+    sort: str = "name",
+) -> HTMLResponse:
+    chosen = profile or await scorecards.default_profile(session)
+    cards = await scorecards.overview(session, profile=chosen, now=now)
+    sort = sort if sort in SORTS else "name"
+
+    def key(card: Scorecard) -> tuple[bool, float, str]:
+        if sort == "cost":
+            cost = card.cost_per_million_tokens_at_slo
+            return (cost is None, cost or 0.0, card.endpoint.lower())
+        if sort in "SMART":
+            score = next((entry.score for entry in card.letters if entry.letter == sort), None)
+            return (score is None, -(score or 0.0), card.endpoint.lower())
+        return (False, 0.0, card.endpoint.lower())
+
+    cards.sort(key=key)
+    sparks = {card.endpoint_id: figures.sparkline(card.trend) for card in cards}
+    all_profiles = [p.name for p in await profiles.list_all(session)]
+    return render(
+        request,
+        "overview.html",
+        {"cards": cards, "profile": chosen, "profiles": all_profiles, "sort": sort, "sparks": sparks},
+    )
+
+
+@router.get("/trends", name="trends")
+async def trends(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    _: ReaderDep,
+    days: int = Query(30, ge=1, le=3650),
+    profile: str | None = None,
+) -> HTMLResponse:
+    data = await scorecards.cost_trends(
+        session, since=now - timedelta(days=days), until=now, profile=profile or None
+    )
+    figure = await asyncio.to_thread(figures.cost_trend, data.series)
+    all_profiles = [p.name for p in await profiles.list_all(session)]
+    return render(
+        request,
+        "trends.html",
+        {"data": data, "figure": figure, "days": days, "profile": profile or "", "profiles": all_profiles},
+    )
+
+
+@router.get("/compare", name="compare")
+async def compare(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    _: ReaderDep,
+    profile: str | None = None,
+    endpoint: list[int] = Query(default_factory=list),
+) -> HTMLResponse:
+    chosen = profile or await scorecards.default_profile(session)
+    all_endpoints, _total = await endpoint_service.list_page(session, limit=500)
+    picked = [e for e in all_endpoints if e.id in endpoint][:6]
+    cards = [
+        await scorecards.endpoint_scorecard(session, endpoint=e, profile=chosen, now=now) for e in picked
+    ]
+    curves = []
+    slo_tpot = None
+    for endpoint_row, card in zip(picked, cards, strict=True):
+        if card.run_id is not None:
+            curves.append(
+                (
+                    endpoint_row.name,
+                    await scorecards.run_steps(session, run_id=card.run_id),
+                    endpoint_row.gpu_count,
+                )
+            )
+            slo_tpot = (card.slo or {}).get("tpot_ms") or slo_tpot
+    figure = await asyncio.to_thread(figures.tradeoff, curves, slo_tpot) if curves else None
+    all_profiles = [p.name for p in await profiles.list_all(session)]
+    return render(
+        request,
+        "compare.html",
+        {
+            "cards": cards,
+            "profile": chosen,
+            "profiles": all_profiles,
+            "endpoints": all_endpoints,
+            "picked": [e.id for e in picked],
+            "figure": figure,
+            "too_few": len(picked) < 2,
+        },
+    )

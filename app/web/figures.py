@@ -1,0 +1,183 @@
+"""Plotly figures built in Python from the same data the JSON twins return. Pages embed the
+figure JSON in a data attribute; static/charts.js draws it with the plotly.js that ships in the
+installed plotly package (no CDN). Builders are plain functions, run off the event loop."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from markupsafe import Markup
+
+from app.probe.stats import itl_gaps_ms
+from app.probe.types import Sample
+from app.schemas import CostSeries, TrendPoint
+
+PALETTE = ["#15803d", "#2563eb", "#b45309", "#7c3aed", "#db2777", "#0891b2"]
+LAYOUT: dict[str, Any] = {
+    "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+    "height": 320,
+    "paper_bgcolor": "#ffffff",
+    "plot_bgcolor": "#ffffff",
+    "font": {"family": "system-ui, sans-serif", "size": 12},
+    "legend": {"orientation": "h", "y": -0.25},
+    "xaxis": {"gridcolor": "#e2e8f0"},
+    "yaxis": {"gridcolor": "#e2e8f0", "rangemode": "tozero"},
+}
+
+
+def _json(fig: go.Figure) -> str:
+    return str(fig.to_json())
+
+
+def _layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
+    layout = {**LAYOUT, "title": {"text": title, "x": 0, "font": {"size": 14}}}
+    layout["xaxis"] = {**LAYOUT["xaxis"], "title": {"text": x}}
+    layout["yaxis"] = {**LAYOUT["yaxis"], "title": {"text": y}}
+    layout.update(extra)
+    return layout
+
+
+def cost_trend(
+    series: Sequence[CostSeries], title: str = "Cost per million tokens at the SLO operating point"
+) -> str:
+    fig = go.Figure(layout=_layout(title, "run finished", "$ per million tokens"))
+    for i, s in enumerate(series):
+        points = [p for p in s.points if p.cost_per_million_tokens is not None]
+        fig.add_trace(
+            go.Scatter(
+                x=[p.at.isoformat() for p in points],
+                y=[p.cost_per_million_tokens for p in points],
+                mode="lines+markers",
+                name=f"{s.endpoint} · {s.profile}",
+                line={"color": PALETTE[i % len(PALETTE)]},
+                customdata=[p.run_id for p in points],
+                hovertemplate="$%{y:.3f} per M tokens<br>run %{customdata}<extra>%{fullData.name}</extra>",
+            )
+        )
+    return _json(fig)
+
+
+def latency_trend(history: Sequence[dict[str, Any]], pct: str) -> str:
+    fig = go.Figure(layout=_layout(f"Latency at the operating step ({pct})", "run finished", "ms"))
+    x = [h["at"].isoformat() for h in history]
+    for i, (key, label) in enumerate((("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"))):
+        fig.add_trace(
+            go.Scatter(x=x, y=[h.get(f"{key}_{pct}") for h in history], mode="lines+markers", name=f"{label} {pct}",
+                       line={"color": PALETTE[i]})
+        )  # fmt: skip
+    return _json(fig)
+
+
+def distributions(samples: Sequence[Sample]) -> dict[str, str]:
+    ok = [s for s in samples if s.ok]
+    ttft = [v for s in ok if (v := s.ttft_ms) is not None]
+    e2e = [v for s in ok if (v := s.e2e_ms) is not None]
+    itl: list[float] = []
+    for s in ok:
+        itl.extend(itl_gaps_ms(s)[0])
+    if len(itl) > 50_000:  # enough for the shape, light for the browser
+        itl = list(np.random.default_rng(0).choice(np.asarray(itl), 50_000, replace=False))
+    out = {}
+    for key, values, color in (
+        ("ttft", ttft, PALETTE[0]),
+        ("itl", itl, PALETTE[1]),
+        ("e2e", e2e, PALETTE[2]),
+    ):
+        fig = go.Figure(
+            layout=_layout(f"{key.upper()} distribution", "ms", "requests" if key != "itl" else "tokens")
+        )
+        fig.add_trace(go.Histogram(x=values, nbinsx=60, marker={"color": color}, name=key.upper()))
+        out[key] = _json(fig)
+    return out
+
+
+def sweep(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str]:
+    loads = [s["concurrency"] if s.get("request_rate") is None else s["request_rate"] for s in steps]
+    tput = go.Figure(layout=_layout("Throughput across the sweep", load_label, "tokens/s"))
+    tput.add_trace(
+        go.Scatter(
+            x=loads,
+            y=[s.get("output_tokens_per_s") for s in steps],
+            mode="lines+markers",
+            name="output tokens/s",
+            line={"color": PALETTE[0]},
+        )
+    )
+    tput.add_trace(
+        go.Scatter(
+            x=loads,
+            y=[s.get("total_tokens_per_s") for s in steps],
+            mode="lines+markers",
+            name="total tokens/s",
+            line={"color": PALETTE[1]},
+        )
+    )
+    lat = go.Figure(layout=_layout("Latency across the sweep", load_label, "ms"))
+    for i, (metric, stat) in enumerate(
+        (("ttft_ms", "p50"), ("ttft_ms", "p99"), ("tpot_ms", "p50"), ("e2e_ms", "p50"))
+    ):
+        lat.add_trace(
+            go.Scatter(x=loads, y=[(s.get(metric) or {}).get(stat) for s in steps], mode="lines+markers",
+                       name=f"{metric[:-3].upper()} {stat}", line={"color": PALETTE[i]})
+        )  # fmt: skip
+    return {"throughput": _json(tput), "latency": _json(lat)}
+
+
+def tradeoff(
+    curves: Sequence[tuple[str, Sequence[dict[str, Any]], int | None]], slo_tpot_ms: float | None
+) -> str:
+    """Throughput per GPU against tokens/s per user (InferenceX's view), SLO-meeting side shaded."""
+    fig = go.Figure(
+        layout=_layout(
+            "Throughput per GPU vs interactivity", "tokens/s per user (p50)", "output tokens/s per GPU"
+        )
+    )
+    top = 0.0
+    for i, (name, steps, gpus) in enumerate(curves):
+        xs = [(s.get("tokens_per_s_per_user") or {}).get("p50") for s in steps]
+        ys = [(s.get("output_tokens_per_s") or 0.0) / (gpus or 1) for s in steps]
+        top = max([top, *ys])
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines+markers", name=name + ("" if gpus else " (per endpoint)"),
+                       line={"color": PALETTE[i % len(PALETTE)]},
+                       text=[f"c={s.get('concurrency')}" if s.get("request_rate") is None else f"{s.get('request_rate')}/s" for s in steps],
+                       hovertemplate="%{text}: %{y:.0f} tok/s/GPU at %{x:.1f} tok/s/user<extra>%{fullData.name}</extra>")
+        )  # fmt: skip
+    xs_all = [
+        x for _, steps, _ in curves for s in steps if (x := (s.get("tokens_per_s_per_user") or {}).get("p50"))
+    ]
+    lo = min(xs_all, default=1.0) * 0.7
+    hi = max(xs_all, default=100.0) * 1.5
+    if slo_tpot_ms:
+        threshold = 1000.0 / slo_tpot_ms
+        lo, hi = min(lo, threshold * 0.7), max(hi, threshold * 1.5)
+        fig.add_vrect(x0=threshold, x1=hi, fillcolor="#dcfce7", opacity=0.5, line_width=0, layer="below")
+        fig.add_vline(x=threshold, line={"color": "#15803d", "dash": "dash"})
+        fig.add_annotation(
+            x=math.log10(threshold), y=top or 1, text=f"meets TPOT ≤ {slo_tpot_ms:g} ms", showarrow=False,
+            xanchor="left", yanchor="bottom",
+        )  # fmt: skip
+    fig.update_xaxes(type="log", range=[math.log10(max(lo, 1e-3)), math.log10(max(hi, 1e-2))])
+    return _json(fig)
+
+
+def sparkline(points: Sequence[TrendPoint], width: int = 120, height: int = 28) -> Markup:
+    """A tiny inline SVG of cost over time (numbers only, so safe to mark up)."""
+    values = [p.cost_per_million_tokens for p in points if p.cost_per_million_tokens is not None]
+    if len(values) < 2:
+        return Markup('<span class="muted">—</span>')
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    step = (width - 4) / (len(values) - 1)
+    coords = " ".join(
+        f"{2 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}" for i, v in enumerate(values)
+    )
+    return Markup(  # noqa: S704 - only numbers are interpolated
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="cost trend from {values[0]:.3f} to {values[-1]:.3f}"><polyline points="{coords}" fill="none" '
+        f'stroke="#15803d" stroke-width="1.5"/></svg>'
+    )

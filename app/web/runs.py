@@ -1,0 +1,85 @@
+"""Run pages: start a run from the endpoint page, watch it live, read its result."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
+from app.services import runs, scorecards
+from app.web import figures
+from app.web.forms import form_str
+from app.web.templating import render
+
+router = APIRouter()
+
+
+@router.post("/endpoints/{endpoint_id}/runs", name="run_now")
+async def run_now(
+    request: Request, endpoint_id: int, session: SessionDep, now: NowDep, user: EditorDep
+) -> RedirectResponse:
+    form = await request.form()
+    run = await runs.start(
+        session,
+        endpoint_id=endpoint_id,
+        profile_name=form_str(form, "profile") or "smoke",
+        by=user.user_id,
+        trigger="manual",
+        now=now,
+    )
+    return RedirectResponse(request.url_for("run_page", run_id=run.id).path, status_code=303)
+
+
+@router.get("/runs/{run_id}", name="run_page")
+async def run_page(request: Request, run_id: int, session: SessionDep, _: ReaderDep) -> HTMLResponse:
+    summary = await runs.summary(session, run_id=run_id)
+    charts: dict[str, str] = {}
+    if summary["steps"]:
+        samples = await runs.samples_for_charts(session, run_id=run_id)
+        load_label = "concurrency" if summary["steps"][0].get("request_rate") is None else "requests/s"
+        gpus = summary["endpoint"].get("gpu_count")
+        slo_tpot = (summary["profile"] or {}).get("slo_tpot_ms")
+
+        def build() -> dict[str, str]:
+            out = figures.distributions(samples)
+            out.update(figures.sweep(summary["steps"], load_label))
+            out["tradeoff"] = figures.tradeoff(
+                [(summary["endpoint"]["name"], summary["steps"], gpus)], slo_tpot
+            )
+            return out
+
+        charts = await asyncio.to_thread(build)
+    return render(request, "runs/detail.html", {"run": summary, "charts": charts})
+
+
+@router.get("/runs/{run_id}/progress", name="run_progress")
+async def run_progress(request: Request, run_id: int, session: SessionDep, _: ReaderDep) -> HTMLResponse:
+    """The live-progress partial; the run page includes it and refreshes it until the run ends."""
+    summary = await runs.summary(session, run_id=run_id)
+    return render(request, "runs/_progress.html", {"run": summary})
+
+
+async def endpoint_context(session: SessionDep, endpoint_id: int, now: NowDep) -> dict[str, object]:
+    """Scorecards per profile, cost and latency history, recent runs (endpoint page)."""
+    from datetime import timedelta
+
+    cards = await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now)
+    since = now - timedelta(days=30)
+    cost_series = await scorecards.cost_trends(session, since=since, until=now, profile=None)
+    mine = [s for s in cost_series.series if s.endpoint_id == endpoint_id]
+    latency = {}
+    for card in cards:
+        pct = "p" + str(int((card.slo or {}).get("percentile") or 99))
+        history = await scorecards.latency_history(
+            session, endpoint_id=endpoint_id, profile=card.profile, since=since, pct=pct
+        )
+        latency[card.profile] = await asyncio.to_thread(figures.latency_trend, history, pct)
+    cost_figure = await asyncio.to_thread(figures.cost_trend, mine) if mine else None
+    return {
+        "cards": cards,
+        "cost_figure": cost_figure,
+        "latency_figures": latency,
+        "recent": await scorecards.recent_runs(session, endpoint_id=endpoint_id),
+    }

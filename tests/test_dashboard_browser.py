@@ -1,0 +1,159 @@
+"""`smartbench demo` in a real browser: overview, endpoint, run, compare and trends pages show
+charts that hold data, no console errors, and the same numbers as their JSON twins; the ranking
+follows the simulated hardware."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.simulator import preset
+from app.simulator.engine import expected_closed_loop
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    require_chromium()
+    data_dir = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBENCH_")}
+    env["SMARTBENCH_DATA_DIR"] = str(data_dir)
+    log = data_dir / "demo.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "demo", "--port", str(port)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                runs = httpx.get(f"{base}/api/v1/runs", timeout=5).json()["items"]
+                if len(runs) == 3 and all(r["status"] in ("succeeded", "failed") for r in runs):
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            assert time.monotonic() < deadline, f"demo runs did not finish: {log.read_text()[-2000:]}"
+            time.sleep(1)
+        took = time.monotonic() - (deadline - 180)
+        print(f"demo: three first runs finished {took:.0f} s after start")
+        assert all(r["status"] == "succeeded" for r in runs), runs
+        yield base, log.read_text()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_demo_ranking_follows_the_presets(demo) -> None:  # type: ignore[no-untyped-def]
+    base, output = demo
+    assert "log in as admin" in output and "Dashboard: http://" in output
+    cards = {c["endpoint"]: c for c in httpx.get(f"{base}/api/v1/scorecards?profile=chat").json()["items"]}
+    h100, b200 = cards["h100-llama70b-fp8"], cards["b200-llama70b-nvfp4"]
+    score = {name: {e["letter"]: e["score"] for e in card["letters"]} for name, card in cards.items()}
+    assert score["b200-llama70b-nvfp4"]["M"] > score["h100-llama70b-fp8"]["M"]
+    assert score["b200-llama70b-nvfp4"]["R"] > score["h100-llama70b-fp8"]["R"]
+    # Cost ratio: price ratio x the batching model's throughput ratio at each measured operating point.
+    measured = b200["cost_per_million_tokens_at_slo"] / h100["cost_per_million_tokens_at_slo"]
+    tput = {
+        name: expected_closed_loop(
+            preset(p), round(cards[name]["operating_point"]["load"]), 1024, 256
+        ).output_tokens_per_s
+        for name, p in (("h100-llama70b-fp8", "h100-fp8-70b"), ("b200-llama70b-nvfp4", "b200-nvfp4-70b"))
+    }
+    implied = (32.0 / 20.0) * tput["h100-llama70b-fp8"] / tput["b200-llama70b-nvfp4"]
+    print(f"cost ratio b200/h100: measured {measured:.3f}, presets imply {implied:.3f}")
+    assert measured < 1.0
+    assert measured == pytest.approx(implied, rel=0.35)
+
+
+def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _ = demo
+    ARTIFACTS.mkdir(exist_ok=True)
+    overview_json = httpx.get(f"{base}/api/v1/scorecards").json()
+    runs = httpx.get(f"{base}/api/v1/runs").json()["items"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems: list[str] = []
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.set_default_timeout(20_000)
+
+        # Overview: letters and costs are the JSON twin's.
+        page.goto(base + "/")
+        for card in overview_json["items"]:
+            row = page.locator(f'#overview-table tr[data-endpoint="{card["endpoint"]}"]')
+            for entry in card["letters"]:
+                cell = row.locator(f'td[data-letter="{entry["letter"]}"]')
+                expected = "" if entry["score"] is None else str(entry["score"])
+                expect(cell).to_have_attribute("data-score", expected)
+                if entry["score"] is not None:
+                    expect(cell).to_contain_text(f"{entry['score']:.0f}")
+            if card["cost_per_million_tokens_at_slo"] is not None:
+                expect(row.locator("td.cost")).to_contain_text(
+                    f"${card['cost_per_million_tokens_at_slo']:.3f}"
+                )
+            expect(row.locator("svg.spark, .muted").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
+
+        # Endpoint page: scorecard and charts with data.
+        first = overview_json["items"][0]
+        page.goto(f"{base}/endpoints/{first['endpoint_id']}")
+        expect(page.locator(".scorecard").first).to_be_visible()
+        expect(page.locator(".chart[data-rendered]").first).to_be_visible()
+        assert int(page.locator(".chart[data-rendered]").first.get_attribute("data-rendered") or 0) >= 1
+        page.screenshot(path=str(ARTIFACTS / "endpoint.png"), full_page=True)
+
+        # Run page: the step table shows the JSON's numbers; six charts draw.
+        run_id = runs[0]["id"]
+        summary = httpx.get(f"{base}/api/v1/runs/{run_id}").json()
+        page.goto(f"{base}/runs/{run_id}")
+        for i, step in enumerate(summary["steps"]):
+            cell = page.locator(f'#steps-table tr[data-step="{i}"] td[data-metric="output_tokens_per_s"]')
+            expect(cell).to_have_text(f"{step['output_tokens_per_s']:,.0f}")
+        expect(page.locator(".chart[data-rendered]")).to_have_count(6)
+        page.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
+
+        # Compare: two or more endpoints side by side, with the trade-off curves.
+        ids = "&".join(f"endpoint={c['endpoint_id']}" for c in overview_json["items"])
+        page.goto(f"{base}/compare?profile={overview_json['profile']}&{ids}")
+        for card in overview_json["items"]:
+            if card["cost_per_million_tokens_at_slo"] is not None:
+                cell = page.locator(f'#compare-table td.cost[data-endpoint="{card["endpoint"]}"]')
+                expect(cell).to_contain_text(f"${card['cost_per_million_tokens_at_slo']:.3f}")
+        expect(page.locator(".chart[data-rendered]")).to_have_count(1)
+        page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+        # Trends: one series per endpoint.
+        page.goto(f"{base}/trends?days=1")
+        chart = page.locator('.chart[data-chart="cost-trend"][data-rendered]')
+        expect(chart).to_have_attribute("data-rendered", re.compile(r"^[1-9]"))
+        assert int(chart.get_attribute("data-rendered") or 0) == len(
+            httpx.get(f"{base}/api/v1/trends/cost?days=1").json()["series"]
+        )
+        page.screenshot(path=str(ARTIFACTS / "trends.png"), full_page=True)
+        browser.close()
+    assert problems == [], problems
+
+
+def test_artifacts_dir_is_ignored() -> None:
+    assert "test-artifacts/" in (Path(__file__).resolve().parent.parent / ".gitignore").read_text()
