@@ -88,6 +88,7 @@ def version() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    executor: Annotated[bool, typer.Option(help="Also execute queued runs in this process")] = True,
 ) -> None:
     """Dashboard + REST API; upgrades the schema first."""
     import uvicorn
@@ -96,6 +97,8 @@ def serve(
     from app.services import users
 
     settings = _settings()
+    if not executor:
+        settings = settings.model_copy(update={"run_executor": False})
     host = host or settings.host
     port = port or settings.port
     _upgrade(settings)
@@ -126,6 +129,52 @@ def serve(
         out.print("Reads are public (SMARTBENCH_PUBLIC_READ); every write needs a login or a token.")
     sys.stdout.flush()
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=False)
+
+
+@cli.command()
+def worker(
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Runs executed at once (different endpoints)")
+    ] = None,
+    grace: Annotated[float, typer.Option(help="Seconds a run may take to finish after SIGTERM")] = 30.0,
+) -> None:
+    """Probe worker only: claims queued runs from the shared database and executes them.
+
+    Start any number, on any machines that reach the same PostgreSQL. SIGTERM lets the current
+    runs finish within the grace period, then marks the rest cancelled, and exits 0."""
+    import signal
+    from datetime import UTC, datetime
+
+    from app.db import create_engine, create_sessionmaker
+    from app.security.crypto import SecretBox
+    from app.services.executor import Executor
+
+    settings = _settings()
+    _upgrade(settings)
+
+    async def main() -> None:
+        engine = create_engine(settings)
+        executor = Executor(
+            create_sessionmaker(engine),
+            SecretBox(settings.encryption_keyring()),
+            lambda: datetime.now(UTC),
+            max_parallel=max_parallel or settings.max_parallel_runs,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        executor.start()
+        out.print(f"smartbench worker on {_where(settings)}: waiting for queued runs")
+        sys.stdout.flush()
+        try:
+            await stop.wait()
+            await executor.drain(grace)
+        finally:
+            await executor.stop()
+            await engine.dispose()
+
+    asyncio.run(main())
 
 
 @cli.command()

@@ -184,3 +184,47 @@ async def test_every_step_failing_still_yields_a_summary() -> None:
     summary = summarize_step(samples, concurrency=4)
     assert summary["requests"] == {"sent": 5, "completed": 0, "failed": 5, "errors": {"connect_error": 5}}
     assert summary["ttft_ms"]["p50"] is None and summary["quality"]["error_rate"] == 1.0
+
+
+async def test_connect_that_never_completes_is_timeout_connect() -> None:
+    import socket
+
+    # A listener that never accepts, its backlog already full: new SYNs go unanswered.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=1)
+    try:
+        sample, took = await probe_once(
+            f"http://127.0.0.1:{port}/v1", timeouts=Timeouts(connect=0.5, ttft=5, idle=5, total=10)
+        )
+    finally:
+        filler.close()
+        server.close()
+    assert sample.error_kind == "timeout_connect", sample.error_detail
+    assert took < 0.5 + 1
+
+
+async def test_memory_stays_bounded_against_a_flood() -> None:
+    import tracemalloc
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(OK_HEAD + TOKEN)
+        block = TOKEN * 4096
+        for _ in range((1 << 30) // len(block)):
+            writer.write(block)
+            await writer.drain()
+
+    tracemalloc.start()
+    try:
+        limits = Limits(max_body_bytes=64 << 20)
+        sample, _ = await run_against(
+            flood, timeouts=Timeouts(connect=1, ttft=2, idle=2, total=20), limits=limits
+        )
+        grown_mib = tracemalloc.get_traced_memory()[1] / (1 << 20)
+    finally:
+        tracemalloc.stop()
+    print(f"peak Python memory while cutting a flood at 64 MiB: {grown_mib:.0f} MiB")
+    assert sample.error_kind == "too_large"
+    assert grown_mib < 256

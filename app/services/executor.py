@@ -91,6 +91,16 @@ class Executor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def drain(self, grace_s: float) -> None:
+        """Stop claiming, give running probes `grace_s` to finish; stop() cancels the rest
+        (each records itself `cancelled`)."""
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+            self._loop = None
+        if self.active:
+            await asyncio.wait(list(self.active), timeout=grace_s)
+
     async def wait_idle(self) -> None:
         """Until no run is executing (tests and the demo)."""
         while self.active:
