@@ -159,6 +159,9 @@ def worker(
             SecretBox(settings.encryption_keyring()),
             lambda: datetime.now(UTC),
             max_parallel=max_parallel or settings.max_parallel_runs,
+            stale_after_s=settings.heartbeat_timeout_s,
+            retention_days=settings.sample_retention_days,
+            scheduler=settings.scheduler,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     run_executor: bool = True  # execute queued runs in this process
     max_parallel_runs: int = 4
+    scheduler: bool = True  # fire schedule slots in this process (serve and worker)
+    heartbeat_timeout_s: float = 45.0  # a running run silent this long is marked interrupted
+    sample_retention_days: int | None = 30  # per-request samples older than this are pruned
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"

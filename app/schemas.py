@@ -417,3 +417,34 @@ class CostTrends(BaseModel):
     until: datetime
     profile: str | None
     series: list[CostSeries]
+
+
+# -- schedules ------------------------------------------------------------------------------------
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    endpoint_id: int
+    profile: ProfileName
+    interval_s: int = Field(ge=1, le=30 * 86_400, description="Seconds between slots")
+    enabled: bool = True
+    catchup_window_s: int | None = Field(default=None, ge=0, le=86_400)
+
+
+class ScheduleUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    interval_s: int | None = Field(default=None, ge=1, le=30 * 86_400)
+    enabled: bool | None = None
+
+
+class ScheduleRead(BaseModel):
+    id: int
+    endpoint_id: int
+    endpoint: str
+    profile: str
+    interval_s: int
+    enabled: bool
+    offset_s: float
+    catchup_window_s: int | None
+    next_run_at: datetime | None
+    last_run_at: datetime | None

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from app.api import endpoints, profiles, runs, tokens
+from app.api import endpoints, profiles, runs, schedules, tokens
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(endpoints.router)
 router.include_router(tokens.router)
 router.include_router(profiles.router)
 router.include_router(runs.router)
+router.include_router(schedules.router)

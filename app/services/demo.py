@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import Endpoint
 from app.schemas import EndpointCreate, EndpointUpdate
 from app.security.crypto import SecretBox
-from app.services import endpoints, runs
+from app.services import endpoints, runs, schedules
 
 DEMO_PROFILE = "chat"
 
@@ -63,4 +63,19 @@ async def register(
             session, endpoint_id=endpoint.id, profile_name=DEMO_PROFILE, by=by, trigger="demo", now=now
         )
         queued.append(run.id)
+        # Keep probing while the demo runs, so the trends grow: a smoke canary every minute and
+        # the chat sweep every ten (a busy endpoint records the slot as skipped_overlap).
+        scheduled = {
+            (s.endpoint_id, p) for s, _, p in await schedules.list_all(session, endpoint_id=endpoint.id)
+        }
+        for profile, interval in (("smoke", 60), (DEMO_PROFILE, 600)):
+            if (endpoint.id, profile) not in scheduled:
+                await schedules.create(
+                    session,
+                    endpoint_id=endpoint.id,
+                    profile_name=profile,
+                    interval_s=interval,
+                    enabled=True,
+                    now=now,
+                )
     return queued

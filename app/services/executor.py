@@ -1,6 +1,7 @@
-"""The in-process run executor: a loop of small tick()s, each claiming at most one queued run
-and starting it as a background task (several endpoints probe in parallel, one probe per
-endpoint at a time). Probes never run inside a request."""
+"""The run executor (in `serve` and in each `worker`): a loop of small ticks. Each cycle fires
+due schedule slots (queueing runs), claims at most one queued run and starts it as a background
+task (several endpoints probe in parallel, one probe per endpoint at a time), reaps runs whose
+worker died, and now and then prunes old samples. Probes never run inside a request."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import unit_of_work
-from app.models import Run, RunStatus
+from app.models import RequestSample, Run, RunStatus
 from app.security.crypto import SecretBox
-from app.services import runs
+from app.services import runs, schedules
 
 log = logging.getLogger("smartbench.executor")
 
-STALE_AFTER = timedelta(seconds=45)
+REAP_EVERY_S = 5.0
+PRUNE_EVERY_S = 600.0
+PRUNE_BATCH = 5000
 
 
 class Executor:
@@ -31,7 +34,13 @@ class Executor:
         *,
         max_parallel: int = 4,
         idle_s: float = 0.5,
+        stale_after_s: float = 45.0,
+        retention_days: int | None = 30,
+        scheduler: bool = True,
     ) -> None:
+        self.stale_after = timedelta(seconds=stale_after_s)
+        self.retention_days = retention_days
+        self.scheduler = scheduler
         self.sessionmaker = sessionmaker
         self.box = box
         self.clock = clock
@@ -46,7 +55,7 @@ class Executor:
         async with unit_of_work(self.sessionmaker) as session:
             result = await session.execute(
                 update(Run)
-                .where(Run.status == RunStatus.running.value, Run.heartbeat_at < now - STALE_AFTER)
+                .where(Run.status == RunStatus.running.value, Run.heartbeat_at < now - self.stale_after)
                 .values(
                     status=RunStatus.interrupted.value,
                     finished_at=now,
@@ -54,6 +63,34 @@ class Executor:
                 )
             )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def schedule_tick(self, limit: int = 50) -> int:
+        """Fire due schedule slots (at most `limit` per call); returns how many were due."""
+        fired = 0
+        while fired < limit:
+            async with unit_of_work(self.sessionmaker) as session:
+                if not await schedules.tick(session, now=self.clock()):
+                    break
+            fired += 1
+        return fired
+
+    async def prune(self) -> int:
+        """Delete the samples of runs older than the retention, in bounded batches. Summaries
+        and trends live on steps and runs and are untouched. Safe on several workers at once."""
+        if not self.retention_days:
+            return 0
+        cutoff = self.clock() - timedelta(days=self.retention_days)
+        total = 0
+        while True:
+            async with unit_of_work(self.sessionmaker) as session:
+                old_runs = select(Run.id).where(Run.finished_at < cutoff)
+                batch = select(RequestSample.id).where(RequestSample.run_id.in_(old_runs)).limit(PRUNE_BATCH)
+                ids = list((await session.scalars(batch)).all())
+                if ids:
+                    result = await session.execute(delete(RequestSample).where(RequestSample.id.in_(ids)))
+                    total += int(getattr(result, "rowcount", 0) or 0)
+            if len(ids) < PRUNE_BATCH:
+                return total
 
     async def tick(self) -> bool:
         """Claim one queued run and start it. True when there was one."""
@@ -72,13 +109,27 @@ class Executor:
         return True
 
     async def _forever(self) -> None:
-        await self.reap()
+        loop = asyncio.get_running_loop()
+        last_reap = last_prune = -1e9
+        backoff = self.idle_s
         while True:
             try:
-                worked = await self.tick()
-            except Exception:  # the database may be restarting: log, wait, go on
-                log.exception("executor tick failed")
+                now = loop.time()
+                if now - last_reap >= REAP_EVERY_S:
+                    await self.reap()
+                    last_reap = now
+                if now - last_prune >= PRUNE_EVERY_S:
+                    await self.prune()
+                    last_prune = now
+                fired = await self.schedule_tick() if self.scheduler else 0
+                worked = await self.tick() or fired > 0
+                backoff = self.idle_s
+            except Exception as exc:  # the database may be restarting: wait, with back-off, go on
+                log.warning("executor cycle failed (%s); retrying in %.1f s", type(exc).__name__, backoff)
                 worked = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
             if not worked:
                 await asyncio.sleep(self.idle_s)
 

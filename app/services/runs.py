@@ -10,12 +10,12 @@ import logging
 import os
 import socket
 from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import unit_of_work
@@ -162,10 +162,15 @@ async def execute(
     async def beat() -> None:
         while True:
             await asyncio.sleep(1.0)
-            async with unit_of_work(sessionmaker) as session:
-                await session.execute(
-                    update(Run).where(Run.id == run_id).values(heartbeat_at=clock(), progress=dict(pending))
-                )
+            try:
+                async with unit_of_work(sessionmaker) as session:
+                    await session.execute(
+                        update(Run)
+                        .where(Run.id == run_id)
+                        .values(heartbeat_at=clock(), progress=dict(pending))
+                    )
+            except Exception as exc:  # the database is away: the probe goes on, beats resume
+                log.warning("run %s: heartbeat failed (%s)", run_id, type(exc).__name__)
 
     heart = asyncio.get_running_loop().create_task(beat())
     status, error = RunStatus.failed.value, None
@@ -173,8 +178,9 @@ async def execute(
         prober = Prober(target, workload_from(profile), tokenizer=tokenizer)
         result = await prober.run(progress)
         environment = _environment(result)
-        async with unit_of_work(sessionmaker) as session:
-            await store_steps(session, run_id=run_id, steps=result.steps)
+        await _with_retry(
+            lambda: _store(sessionmaker, run_id, result.steps), what=f"run {run_id}: storing results"
+        )
         status, error = result.status, result.error
     except asyncio.CancelledError:
         status, error, environment = RunStatus.cancelled.value, "cancelled", {}
@@ -184,11 +190,41 @@ async def execute(
         status, error, environment = RunStatus.failed.value, f"{type(exc).__name__}: {exc}"[:500], {}
     finally:
         heart.cancel()
-        async with unit_of_work(sessionmaker) as session:
-            await finish(
-                session, run_id=run_id, status=status, error=error, environment=environment, now=clock()
-            )
+
+        async def close() -> None:
+            async with unit_of_work(sessionmaker) as session:
+                await finish(
+                    session, run_id=run_id, status=status, error=error, environment=environment, now=clock()
+                )
+
+        await _with_retry(close, what=f"run {run_id}: recording its end")
     return status
+
+
+async def _store(
+    sessionmaker: async_sessionmaker[AsyncSession], run_id: int, steps: list[StepResult]
+) -> None:
+    """Store a run's steps and samples once: a retry after a lost connection finds them stored
+    (samples are unique per run and sequence number, and the whole write is one transaction)."""
+    async with unit_of_work(sessionmaker) as session:
+        if await session.scalar(select(RunStep.id).where(RunStep.run_id == run_id).limit(1)) is not None:
+            return
+        await store_steps(session, run_id=run_id, steps=steps)
+
+
+async def _with_retry(action: Callable[[], Awaitable[None]], *, what: str, attempts: int = 8) -> None:
+    """Retry a database write with back-off (0.5 s doubling to 10 s) while the database restarts."""
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            await action()
+            return
+        except (OSError, DBAPIError) as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _environment(result: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.web import account, dashboard, docs, endpoints, profiles, runs
+from app.web import account, dashboard, docs, endpoints, profiles, runs, schedules
 
 router = APIRouter(include_in_schema=False)
 router.include_router(dashboard.router)
@@ -11,3 +11,4 @@ router.include_router(endpoints.router)
 router.include_router(docs.router)
 router.include_router(profiles.router)
 router.include_router(runs.router)
+router.include_router(schedules.router)

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
 from app.services import runs, scorecards
+from app.services import schedules as schedule_service
 from app.web import figures
 from app.web.forms import form_str
 from app.web.templating import render
@@ -78,6 +79,7 @@ async def endpoint_context(session: SessionDep, endpoint_id: int, now: NowDep) -
         latency[card.profile] = await asyncio.to_thread(figures.latency_trend, history, pct)
     cost_figure = await asyncio.to_thread(figures.cost_trend, mine) if mine else None
     return {
+        "schedules": await schedule_service.list_all(session, endpoint_id=endpoint_id),
         "cards": cards,
         "cost_figure": cost_figure,
         "latency_figures": latency,

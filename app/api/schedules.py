@@ -1,0 +1,76 @@
+"""/api/v1/schedules: probe an endpoint with a profile on a cadence."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
+from app.models import Schedule
+from app.schemas import ErrorBody, ScheduleCreate, ScheduleRead, ScheduleUpdate
+from app.services import schedules
+
+router = APIRouter(
+    prefix="/schedules", tags=["schedules"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+)
+
+
+def to_read(schedule: Schedule, endpoint: str, profile: str) -> ScheduleRead:
+    return ScheduleRead(
+        id=schedule.id,
+        endpoint_id=schedule.endpoint_id,
+        endpoint=endpoint,
+        profile=profile,
+        interval_s=schedule.interval_s,
+        enabled=schedule.enabled,
+        offset_s=schedule.offset_s,
+        catchup_window_s=schedule.catchup_window_s,
+        next_run_at=schedule.next_run_at,
+        last_run_at=schedule.last_run_at,
+    )
+
+
+@router.get("")
+async def list_schedules(
+    session: SessionDep, _: ReaderDep, endpoint_id: int | None = None
+) -> dict[str, list[ScheduleRead]]:
+    return {"items": [to_read(*row) for row in await schedules.list_all(session, endpoint_id=endpoint_id)]}
+
+
+@router.post("", status_code=201, responses={422: {"model": ErrorBody}})
+async def create_schedule(
+    body: ScheduleCreate, session: SessionDep, now: NowDep, _: EditorDep
+) -> ScheduleRead:
+    schedule = await schedules.create(
+        session,
+        endpoint_id=body.endpoint_id,
+        profile_name=body.profile,
+        interval_s=body.interval_s,
+        enabled=body.enabled,
+        now=now,
+        catchup_window_s=body.catchup_window_s,
+    )
+    row = next(
+        r for r in await schedules.list_all(session, endpoint_id=body.endpoint_id) if r[0].id == schedule.id
+    )
+    return to_read(*row)
+
+
+@router.patch("/{schedule_id}")
+async def update_schedule(
+    schedule_id: int, body: ScheduleUpdate, session: SessionDep, now: NowDep, _: EditorDep
+) -> ScheduleRead:
+    schedule = await schedules.update(
+        session, schedule_id=schedule_id, interval_s=body.interval_s, enabled=body.enabled, now=now
+    )
+    row = next(
+        r
+        for r in await schedules.list_all(session, endpoint_id=schedule.endpoint_id)
+        if r[0].id == schedule.id
+    )
+    return to_read(*row)
+
+
+@router.delete("/{schedule_id}", status_code=204)
+async def delete_schedule(schedule_id: int, session: SessionDep, _: EditorDep) -> Response:
+    await schedules.delete(session, schedule_id=schedule_id)
+    return Response(status_code=204)
