@@ -109,7 +109,13 @@ async def overview(session: AsyncSession, *, profile: str, now: datetime) -> lis
 
 
 async def default_profile(session: AsyncSession) -> str:
-    """The profile most recently measured, so the overview opens on data."""
+    """The overview opens on `chat` once it has been measured (the flagship profile), else on
+    the profile measured most recently, so it always opens on data."""
+    measured = await session.scalar(
+        select(Run.id).where(Run.status == RunStatus.succeeded.value, Run.profile_name == "chat").limit(1)
+    )
+    if measured is not None:
+        return "chat"
     latest = await session.scalar(
         select(Run.profile_name)
         .where(Run.status == RunStatus.succeeded.value)
