@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     run_executor: bool = True  # execute queued runs in this process
     max_parallel_runs: int = 4
     scheduler: bool = True  # fire schedule slots in this process (serve and worker)
-    heartbeat_timeout_s: float = 45.0  # a running run silent this long is marked interrupted
+    heartbeat_timeout_s: float = 30.0  # silent this long: interrupted (reaped within 30 + 5 + 1 s < 45 s)
     sample_retention_days: int | None = 30  # per-request samples older than this are pruned
     host: str = "127.0.0.1"
     port: int = 8080

@@ -34,7 +34,7 @@ class Executor:
         *,
         max_parallel: int = 4,
         idle_s: float = 0.5,
-        stale_after_s: float = 45.0,
+        stale_after_s: float = 30.0,
         retention_days: int | None = 30,
         scheduler: bool = True,
     ) -> None:
@@ -50,7 +50,7 @@ class Executor:
         self._loop: asyncio.Task[None] | None = None
 
     async def reap(self) -> int:
-        """Runs left `running` by a process that died (no heartbeat for 45 s) become `interrupted`."""
+        """Runs left `running` by a process that died (no heartbeat for the stale period) become `interrupted`."""
         now = self.clock()
         async with unit_of_work(self.sessionmaker) as session:
             result = await session.execute(
