@@ -35,8 +35,9 @@ cli.add_typer(token_cli, name="token")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(runs_cli, name="runs")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# A terminal sets its own width; piped output (CI logs, files) gets room for the result table.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _settings() -> Settings:

@@ -132,7 +132,7 @@ def run_probe_command(
         console.print(f"[red]smartbench: cannot probe:[/red] {result.error}")
         _write_json(summary, json_out)
         return 3
-    console.print(result_table(summary), width=max(console.width, 160))
+    console.print(result_table(summary))
     for note in result.preflight.notes:
         console.print(f"note: {note}")
     _write_json(summary, json_out)
