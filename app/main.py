@@ -11,7 +11,7 @@ import fastapi_offline
 import plotly
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,12 +21,12 @@ from app import __version__
 from app.api import router as api_router
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, unit_of_work
-from app.deps import Clock, system_clock
+from app.deps import Clock, ReaderDep, SessionDep, system_clock
 from app.errors import AppError, Unauthorized
 from app.paths import resource_dir
 from app.schemas import Health
 from app.security.crypto import SecretBox
-from app.services import profiles
+from app.services import profiles, telemetry
 from app.services.executor import Executor
 from app.web import router as web_router
 from app.web.templating import render_error
@@ -120,6 +120,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.include_router(web_router)
     _install_error_handlers(app)
 
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics(request: Request, session: SessionDep, _: ReaderDep) -> PlainTextResponse:
+        """Prometheus text: runs by status, endpoints, schedules, runs executing in this process."""
+        text = await telemetry.prometheus_text(session, active_here=len(request.app.state.executor.active))
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> JSONResponse:
         try:
@@ -135,7 +141,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
+    return request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/metrics")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

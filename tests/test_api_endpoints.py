@@ -208,3 +208,11 @@ async def test_openapi_documents_the_endpoints(client: httpx.AsyncClient) -> Non
     assert "/api/v1/endpoints" in spec["paths"] and "/api/v1/endpoints/{endpoint_id}" in spec["paths"]
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+
+
+async def test_prometheus_metrics(client: httpx.AsyncClient, people) -> None:
+    assert (await client.get("/metrics")).status_code == 401
+    auth = await bearer(client, "viewer")
+    response = await client.get("/metrics", headers=auth)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    assert "smartbench_endpoints 0" in response.text and "smartbench_runs_executing_here" in response.text
