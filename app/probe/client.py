@@ -103,7 +103,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _error_message(body: bytes) -> str:
+def error_message(body: bytes) -> str:
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -183,7 +183,7 @@ async def stream_request(
                 raw = await resp.content.read(limits.max_error_body_bytes)
                 kind = "JSON" if "json" in ctype else (ctype.split(";")[0] or "a body without a content type")
                 sample.error_kind = ErrorKind.protocol_error
-                sample.error_detail = f"{kind} where a stream was asked for: {_error_message(raw)}"[:500]
+                sample.error_detail = f"{kind} where a stream was asked for: {error_message(raw)}"[:500]
                 return sample
             await _read_stream(resp, sample, state, limits, keep_text)
     except asyncio.CancelledError:
@@ -243,7 +243,7 @@ async def _record_http_error(resp: aiohttp.ClientResponse, sample: Sample, limit
         sample.error_kind = f"http_{status}"
     if status == 429:
         sample.retry_after_s = parse_retry_after(resp.headers.get("Retry-After"))
-    detail = _error_message(raw)
+    detail = error_message(raw)
     if 300 <= status < 400:
         detail = f"redirect to {resp.headers.get('Location', '?')} (not followed)"
     sample.error_detail = f"HTTP {status}: {detail}"[:500]
@@ -310,7 +310,7 @@ async def _read_stream(
                 raise _ProtocolError()
             if "error" in obj:
                 _fail(
-                    sample, ErrorKind.protocol_error, "error inside a 200 stream: " + _error_message(payload)
+                    sample, ErrorKind.protocol_error, "error inside a 200 stream: " + error_message(payload)
                 )
                 raise _ProtocolError()
             usage = obj.get("usage")

@@ -24,7 +24,7 @@ import aiohttp
 import numpy as np
 import orjson
 
-from app.probe.client import headers_for, make_session, stream_request
+from app.probe.client import error_message, headers_for, make_session, stream_request
 from app.probe.prompts import (
     BodyOptions,
     Calibration,
@@ -72,6 +72,16 @@ class Preflight:
     calibration: Calibration
     server: str | None
     notes: list[str]
+
+    def environment(self) -> dict[str, Any]:
+        """What the preflight learned about the server, as stored with a run."""
+        return {
+            "server": self.server,
+            "pinned_output": self.options.pin_output,
+            "continuous_usage": self.options.continuous_usage,
+            "input_calibration": self.calibration.source,
+            "notes": self.notes,
+        }
 
 
 @dataclass
@@ -239,9 +249,7 @@ class Prober:
     def _raise_for(self, status: int, body: bytes) -> None:
         if status == 200:
             return
-        from app.probe.client import _error_message
-
-        message = _error_message(body)
+        message = error_message(body)
         if status in (401, 403):
             raise ProbeError(f"the server rejected the API key (HTTP {status}: {message})")
         if status == 404:
@@ -550,15 +558,7 @@ def run_summary(
         "finished_at": result.finished_at.isoformat(),
         "status": result.status,
         "error": result.error,
-        "environment": None
-        if result.preflight is None
-        else {
-            "server": result.preflight.server,
-            "pinned_output": result.preflight.options.pin_output,
-            "continuous_usage": result.preflight.options.continuous_usage,
-            "input_calibration": result.preflight.calibration.source,
-            "notes": result.preflight.notes,
-        },
+        "environment": None if result.preflight is None else result.preflight.environment(),
         "steps": [step.summary for step in result.steps],
     }
 

@@ -177,7 +177,7 @@ async def execute(
     try:
         prober = Prober(target, workload_from(profile), tokenizer=tokenizer)
         result = await prober.run(progress)
-        environment = _environment(result)
+        environment = result.preflight.environment() if result.preflight is not None else {}
         await _with_retry(
             lambda: _store(sessionmaker, run_id, result.steps), what=f"run {run_id}: storing results"
         )
@@ -225,19 +225,6 @@ async def _with_retry(action: Callable[[], Awaitable[None]], *, what: str, attem
             log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-
-def _environment(result: Any) -> dict[str, Any]:
-    pre = result.preflight
-    if pre is None:
-        return {}
-    return {
-        "server": pre.server,
-        "pinned_output": pre.options.pin_output,
-        "continuous_usage": pre.options.continuous_usage,
-        "input_calibration": pre.calibration.source,
-        "notes": pre.notes,
-    }
 
 
 async def store_steps(session: AsyncSession, *, run_id: int, steps: list[StepResult]) -> None:

@@ -126,7 +126,12 @@ async def default_profile(session: AsyncSession) -> str:
 
 
 async def cost_trends(
-    session: AsyncSession, *, since: datetime, until: datetime, profile: str | None
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    profile: str | None,
+    endpoint_id: int | None = None,
 ) -> CostTrends:
     query = (
         select(Run, Endpoint.name)
@@ -136,6 +141,8 @@ async def cost_trends(
     )
     if profile:
         query = query.where(Run.profile_name == profile)
+    if endpoint_id is not None:
+        query = query.where(Run.endpoint_id == endpoint_id)
     series: dict[tuple[int, str], CostSeries] = {}
     for run, name in (await session.execute(query)).all():
         key = (run.endpoint_id, run.profile_name)
@@ -163,13 +170,16 @@ async def latency_history(
             .order_by(Run.created_at)
         )
     ).all()
+    steps = {
+        (step.run_id, step.step_index): step
+        for step in (
+            await session.scalars(select(RunStep).where(RunStep.run_id.in_([r.id for r in rows])))
+        ).all()
+    }  # one query for all runs' steps, not one per run
     history = []
     for run in rows:
         point = (run.scorecard or {}).get("operating_point") or {}
-        index = point.get("step_index", 0)
-        step = await session.scalar(
-            select(RunStep).where(RunStep.run_id == run.id, RunStep.step_index == index)
-        )
+        step = steps.get((run.id, point.get("step_index", 0)))
         if step is None:
             continue
         history.append(

@@ -68,8 +68,9 @@ async def endpoint_context(session: SessionDep, endpoint_id: int, now: NowDep) -
 
     cards = await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now)
     since = now - timedelta(days=30)
-    cost_series = await scorecards.cost_trends(session, since=since, until=now, profile=None)
-    mine = [s for s in cost_series.series if s.endpoint_id == endpoint_id]
+    mine = (
+        await scorecards.cost_trends(session, since=since, until=now, profile=None, endpoint_id=endpoint_id)
+    ).series
     latency = {}
     for card in cards:
         pct = "p" + str(int((card.slo or {}).get("percentile") or 99))
