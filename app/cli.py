@@ -187,7 +187,7 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
 ) -> None:
     """Dashboard on the embedded database with three simulated endpoints, probed at once."""
-    import subprocess
+    from contextlib import ExitStack
     from datetime import UTC, datetime
 
     import uvicorn
@@ -196,37 +196,23 @@ def demo(
     from app.security.crypto import SecretBox
     from app.services import demo as demo_service
     from app.services import profiles, users
+    from app.simulator.process import simulator_process
 
     base = _settings()
     settings = base.model_copy(
         update={"data_dir": base.data_dir / "demo", "database_url": None, "public_read": True}
     )
     _upgrade(settings)
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: dict[str, str] = {}
-    try:
-        for item in demo_service.FLEET:
-            sim_port = _free_port()
-            procs.append(
-                subprocess.Popen(  # noqa: S603 - our own simulator
-                    [
-                        sys.executable,
-                        "-m",
-                        "app.cli",
-                        "simulate",
-                        "--preset",
-                        item.preset,
-                        "--port",
-                        str(sim_port),
-                        "--model",
-                        "llama-3.3-70b",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            urls[item.name] = f"http://127.0.0.1:{sim_port}/v1"
-        _wait_healthy(list(urls.values()))
+    with ExitStack() as stack:
+        try:
+            urls = {
+                item.name: stack.enter_context(
+                    simulator_process("--preset", item.preset, "--model", "llama-3.3-70b")
+                ).base_url
+                for item in demo_service.FLEET
+            }
+        except RuntimeError as exc:
+            raise _fail(str(exc)) from None
 
         async def work(session):
             pw = settings.admin_password.get_secret_value() if settings.admin_password else None
@@ -255,41 +241,6 @@ def demo(
             )
         sys.stdout.flush()
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(base_urls: list[str], timeout: float = 20.0) -> None:
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    for base in base_urls:
-        health = base.removesuffix("/v1") + "/health"
-        while True:
-            try:
-                if httpx.get(health, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise _fail(f"the simulator at {base} did not start")
-            time.sleep(0.05)
 
 
 @cli.command()

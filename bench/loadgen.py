@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -30,15 +29,11 @@ from typing import Any
 
 import httpx
 
+from app.simulator.process import simulator_process
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PIN = ["taskset", "-c"] if os.path.exists("/usr/bin/taskset") and (os.cpu_count() or 1) >= 2 else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pinned(core: int, cmd: list[str]) -> list[str]:
@@ -47,24 +42,9 @@ def pinned(core: int, cmd: list[str]) -> list[str]:
 
 @contextmanager
 def simulator(*args: str):  # type: ignore[no-untyped-def]
-    port = free_port()
-    proc = subprocess.Popen(
-        pinned(1, [PY, "-m", "app.cli", "simulate", "--port", str(port), *args]),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        yield port, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """The simulator pinned to core 1; yields (port, pid)."""
+    with simulator_process(*args, prefix=[*PIN, "1"] if PIN else ()) as sim:
+        yield sim.port, sim.pid
 
 
 def probe(port: int, *args: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from app.simulator.process import free_port
 
 CHROMIUM = os.environ.get("SMARTBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -31,12 +32,6 @@ def require_chromium() -> None:
         if os.environ.get("SMARTBENCH_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
