@@ -21,6 +21,7 @@ import orjson
 
 from app import __version__
 from app.simulator.engine import BatchEngine, FixedEngine, Generation, Timeline
+from app.simulator.openai import parse_request, render_metrics
 from app.simulator.presets import SimConfig
 from app.vocab import WORDS
 
@@ -31,11 +32,6 @@ SERVER_HEADER = f"smartbench-simulator/{__version__}".encode()
 VOCAB = WORDS
 VOCAB_BYTES = [(" " + w).encode() for w in VOCAB]
 VOCAB_SIZE = len(VOCAB_BYTES)
-
-
-def words_to_tokens(text: str) -> int:
-    """The simulator's tokenizer: one token per whitespace-separated word."""
-    return len(text.split())
 
 
 @dataclass
@@ -439,7 +435,7 @@ class HTTPConnection(asyncio.Protocol):
                 404, f"The model `{req.get('model')}` does not exist.", "invalid_request_error", param="model"
             )
             return
-        parsed = _parse_request(req, chat=chat)
+        parsed = parse_request(req, chat=chat)
         if isinstance(parsed, str):
             self.respond_error(400, parsed, "invalid_request_error")
             return
@@ -497,113 +493,6 @@ class HTTPConnection(asyncio.Protocol):
         if isinstance(sink, StreamSink):
             sink.start()
         engine.submit(gen)
-
-
-def _parse_request(
-    req: dict[str, Any], *, chat: bool
-) -> tuple[int, int, int, bool, set[str], bool, bool, bool] | str:
-    if chat:
-        messages = req.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return "'messages' must be a non-empty list"
-        prompt_tokens = 0
-        for message in messages:
-            if not isinstance(message, dict) or "role" not in message:
-                return "each message needs a 'role'"
-            content = message.get("content")
-            if isinstance(content, str):
-                prompt_tokens += words_to_tokens(content)
-            elif isinstance(content, list):
-                prompt_tokens += sum(
-                    words_to_tokens(str(p.get("text", ""))) for p in content if isinstance(p, dict)
-                )
-            prompt_tokens += 4  # role and separators, as chat templates add
-    else:
-        prompt = req.get("prompt")
-        if isinstance(prompt, list):
-            prompt = " ".join(str(p) for p in prompt)
-        if not isinstance(prompt, str):
-            return "'prompt' must be a string"
-        prompt_tokens = words_to_tokens(prompt)
-    max_tokens = req.get("max_completion_tokens", req.get("max_tokens", 16))
-    if max_tokens is None:
-        max_tokens = 16
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= 1_000_000:
-        return "'max_tokens' must be an integer between 1 and 1000000"
-    min_tokens = req.get("min_tokens", 0) or 0
-    if not isinstance(min_tokens, int) or min_tokens < 0 or min_tokens > max_tokens:
-        return "'min_tokens' must be an integer between 0 and max_tokens"
-    stop = req.get("stop")
-    stops: set[str] = set()
-    if isinstance(stop, str):
-        stops = {stop.strip()}
-    elif isinstance(stop, list):
-        stops = {str(s).strip() for s in stop}
-    elif stop is not None:
-        return "'stop' must be a string or a list of strings"
-    stream = bool(req.get("stream", False))
-    options = req.get("stream_options") or {}
-    if not isinstance(options, dict):
-        return "'stream_options' must be an object"
-    if options and not stream:
-        return "'stream_options' needs 'stream': true"
-    return (
-        prompt_tokens,
-        max_tokens,
-        min_tokens,
-        bool(req.get("ignore_eos", False)),
-        stops,
-        stream,
-        bool(options.get("include_usage", False)),
-        bool(options.get("continuous_usage_stats", False)),
-    )
-
-
-def render_metrics(state: SimulatorState) -> str:
-    m = state.metrics
-    c = state.config
-    engine = state.engine
-    running = len(engine.running) if isinstance(engine, BatchEngine) else (engine.running if engine else 0)
-    waiting = len(engine.waiting) if isinstance(engine, BatchEngine) else 0
-    kv = engine.kv_used / c.kv_budget_tokens if isinstance(engine, BatchEngine) else 0.0
-    util = min(1.0, running / max(1, c.max_batch)) if running else 0.0
-    watts = c.idle_watts_per_gpu + (c.watts_per_gpu - c.idle_watts_per_gpu) * (
-        0.6 + 0.4 * util if running else 0.0
-    )
-    label = f'model_name="{c.model}"'
-    lines = [
-        "# HELP vllm:num_requests_running Number of requests in model execution batches.",
-        "# TYPE vllm:num_requests_running gauge",
-        f"vllm:num_requests_running{{{label}}} {running}",
-        "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
-        "# TYPE vllm:num_requests_waiting gauge",
-        f"vllm:num_requests_waiting{{{label}}} {waiting}",
-        "# HELP vllm:gpu_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
-        "# TYPE vllm:gpu_cache_usage_perc gauge",
-        f"vllm:gpu_cache_usage_perc{{{label}}} {kv:.6f}",
-        "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
-        "# TYPE vllm:prompt_tokens_total counter",
-        f"vllm:prompt_tokens_total{{{label}}} {m.prompt_tokens_total}",
-        "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
-        "# TYPE vllm:generation_tokens_total counter",
-        f"vllm:generation_tokens_total{{{label}}} {m.generation_tokens_total}",
-        "# HELP vllm:request_success_total Count of successfully processed requests.",
-        "# TYPE vllm:request_success_total counter",
-        f'vllm:request_success_total{{{label},finished_reason="length"}} {m.success_total}',
-        "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).",
-        "# TYPE DCGM_FI_DEV_POWER_USAGE gauge",
-    ]
-    lines += [f'DCGM_FI_DEV_POWER_USAGE{{gpu="{i}"}} {watts:.1f}' for i in range(c.gpu_count)]
-    lag = sorted(state.timeline.lateness_us)
-    if lag:
-        lines += [
-            "# HELP smartbench_sim_timing_error_us How late the simulator emitted timed events (microseconds).",
-            "# TYPE smartbench_sim_timing_error_us summary",
-            f'smartbench_sim_timing_error_us{{quantile="0.5"}} {lag[len(lag) // 2]:.1f}',
-            f'smartbench_sim_timing_error_us{{quantile="0.99"}} {lag[min(len(lag) - 1, int(len(lag) * 0.99))]:.1f}',
-            f"smartbench_sim_timing_error_us_count {len(lag)}",
-        ]
-    return "\n".join(lines) + "\n"
 
 
 _ROUTES: dict[tuple[str, str], Callable[[HTTPConnection, dict[str, str], bytes], None]] = {
