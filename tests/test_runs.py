@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select
 from app.db import unit_of_work
 from app.models import RequestSample, Run
 from app.probe.types import Sample
-from app.services import runs
+from app.services import records, runs
 from tests.api_helpers import wait_for_run
 from tests.conftest import bearer
 from tests.simproc import simulator
@@ -165,7 +165,7 @@ async def test_ten_thousand_samples_store_quickly(app, people) -> None:
                end_ns=base + i * 1000 + 70_000_000, output_tokens=64, input_tokens=128)
         for i in range(10_000)
     ]  # fmt: skip
-    rows = [runs.sample_row(run_id, 0, s, base) for s in samples]
+    rows = [records.sample_row(run_id, 0, s, base) for s in samples]
     started = time.perf_counter()
     async with unit_of_work(app.state.sessionmaker) as session:
         await session.execute(insert(RequestSample), rows)
