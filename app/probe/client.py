@@ -259,7 +259,6 @@ async def _read_stream(
     chunk_ns = sample.chunk_ns
     chunk_events: list[int] = []
     chunk_usage: list[int] = []
-    chars = sample.chunk_chars
     texts: list[str] = []
     received = 0
     max_body = limits.max_body_bytes
@@ -290,7 +289,6 @@ async def _read_stream(
                 _fail(sample, ErrorKind.too_large, str(exc))
                 raise
         n_content = 0
-        n_chars = 0
         usage_tokens = 0
         for payload in events:
             if payload == b"[DONE]":
@@ -343,10 +341,8 @@ async def _read_stream(
                     state["content"] = True
                 if answer and sample.first_answer_ns is None:
                     sample.first_answer_ns = now
-                piece = (reasoning or "") + (answer or "")
-                n_chars += len(piece)
                 if keep_text:
-                    texts.append(piece)
+                    texts.append((reasoning or "") + (answer or ""))
                 if usage_seen is not None and usage:
                     usage_tokens += usage_seen - prev_usage
                     prev_usage = usage_seen
@@ -357,7 +353,6 @@ async def _read_stream(
             chunk_ns.append(now)
             chunk_events.append(n_content)
             chunk_usage.append(usage_tokens)
-            chars.append(n_chars)
             sample.last_content_ns = now
         if not data:
             break

@@ -275,9 +275,7 @@ class Prober:
         body = request_body(
             self.target.api, self.target.model, self.prompts.prompt(isl, seq), osl, self.options
         )
-        return Sample(
-            seq=seq, step_index=step, warmup=warmup, requested_output_tokens=osl, input_tokens_target=isl
-        ), body
+        return Sample(seq=seq, step_index=step, warmup=warmup, requested_output_tokens=osl), body
 
     async def _one(self, session: aiohttp.ClientSession, sample: Sample, body: bytes) -> Sample:
         loop = asyncio.get_running_loop()

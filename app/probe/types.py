@@ -59,7 +59,6 @@ class Sample:
     step_index: int = 0
     warmup: bool = False
     requested_output_tokens: int | None = None
-    input_tokens_target: int | None = None
     sent_ns: int = 0
     first_content_ns: int | None = None  # TTFT: first chunk with reasoning, answer or tool call
     first_answer_ns: int | None = None  # TTFAT: first chunk with answer content
@@ -67,7 +66,6 @@ class Sample:
     end_ns: int | None = None
     chunk_ns: list[int] = field(default_factory=list)  # arrival of each content chunk
     chunk_tokens: list[int] | None = None  # tokens per content chunk, when known
-    chunk_chars: list[int] = field(default_factory=list)
     input_tokens: int | None = None  # from usage
     output_tokens: int | None = None  # from usage (reasoning + answer)
     reasoning_tokens: int | None = None
