@@ -135,7 +135,8 @@ def serve(
 @cli.command()
 def worker(
     max_parallel: Annotated[
-        int | None, typer.Option(help="Runs executed at once (different endpoints)")
+        int | None,
+        typer.Option(help="Probe processes at once, each on another endpoint (default: cores - 1)"),
     ] = None,
     grace: Annotated[float, typer.Option(help="Seconds a run may take to finish after SIGTERM")] = 30.0,
 ) -> None:
@@ -155,14 +156,12 @@ def worker(
 
     async def main() -> None:
         engine = create_engine(settings)
-        executor = Executor(
+        executor = Executor.from_settings(
+            settings,
             create_sessionmaker(engine),
             SecretBox(settings.encryption_keyring()),
             lambda: datetime.now(UTC),
-            max_parallel=max_parallel or settings.max_parallel_runs,
-            stale_after_s=settings.heartbeat_timeout_s,
-            retention_days=settings.sample_retention_days,
-            scheduler=settings.scheduler,
+            max_parallel=max_parallel,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -254,6 +253,13 @@ def simulate(
     tokens_per_chunk: Annotated[
         int | None, typer.Option(help="tokens per SSE chunk (speculative decoding)")
     ] = None,
+    no_chunk_usage: Annotated[
+        bool, typer.Option("--no-chunk-usage", help="ignore continuous_usage_stats (as TensorRT-LLM does)")
+    ] = False,
+    strict: Annotated[
+        str | None,
+        typer.Option(help="refuse ignore_eos/min_tokens/continuous_usage_stats like: openai, fastapi or tgi"),
+    ] = None,
     reasoning_tokens: Annotated[
         int | None, typer.Option(help="tokens sent as reasoning_content first")
     ] = None,
@@ -283,6 +289,8 @@ def simulate(
             ttft_ms=ttft_ms,
             itl_ms=itl_ms,
             tokens_per_chunk=tokens_per_chunk,
+            chunk_usage=False if no_chunk_usage else None,
+            strict=strict,
             reasoning_tokens=reasoning_tokens,
             error_rate=error_rate,
             max_batch=max_batch,
@@ -295,6 +303,8 @@ def simulate(
         )
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
+    if strict not in (None, "openai", "fastapi", "tgi"):
+        raise _fail("--strict must be openai, fastapi or tgi", 2)
 
     def ready(sim: Any) -> None:
         out.print(f"simulator {config.name} ({config.mode}) serving model {config.model!r} at {sim.base_url}")

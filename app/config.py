@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     cookie_secure: bool | None = None  # None: secure cookies when the request came over https
 
     run_executor: bool = True  # execute queued runs in this process
-    max_parallel_runs: int = 4
+    # Probe processes at once on this host (each takes a core while it measures). None: the
+    # cores this process may use, less one for the web server and the database, at least 1.
+    max_parallel_runs: int | None = Field(default=None, ge=1)
+    run_deadline_s: float = Field(default=4 * 3600.0, gt=0)  # a run still going then is stopped
     scheduler: bool = True  # fire schedule slots in this process (serve and worker)
     heartbeat_timeout_s: float = 30.0  # silent this long: interrupted (reaped within 30 + 5 + 1 s < 45 s)
     sample_retention_days: int | None = 30  # per-request samples older than this are pruned
@@ -111,6 +114,11 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{self.data_dir / 'smartbench.db'}"
 
     @property
+    def probe_slots(self) -> int:
+        """How many probe processes this host runs at once."""
+        return self.max_parallel_runs or max(1, available_cores() - 1)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.db_url.startswith("sqlite")
 
@@ -164,6 +172,14 @@ class Settings(BaseSettings):
         write_secrets_file(self.data_dir / SECRETS_FILE, data)
         self.__dict__.pop("_generated", None)
         return entry.split(":", 1)[0]
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def new_encryption_key_entry() -> str:

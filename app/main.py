@@ -84,9 +84,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         app.state.sessionmaker = create_sessionmaker(engine)
         async with unit_of_work(app.state.sessionmaker) as session:
             await profiles.ensure_builtins(session)
-        executor = Executor(
-            app.state.sessionmaker, app.state.secret_box, clock, max_parallel=settings.max_parallel_runs
-        )
+        executor = Executor.from_settings(settings, app.state.sessionmaker, app.state.secret_box, clock)
         app.state.executor = executor
         if settings.run_executor:
             executor.start()

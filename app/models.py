@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -289,6 +290,9 @@ class Run(Base):
     scorecard: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     cost_per_million_tokens_at_slo: Mapped[float | None] = mapped_column(Float)
     output_tokens_per_s_at_slo: Mapped[float | None] = mapped_column(Float)
+    # The scorecard rests on a step measured with a degraded client (client-bound, output length off).
+    quality_degraded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    cancel_requested_at: Mapped[datetime | None]  # a user asked to cancel; the executing worker stops it
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     endpoint: Mapped[Endpoint] = relationship(lazy="raise")

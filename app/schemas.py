@@ -369,6 +369,8 @@ class RunListItem(BaseModel):
     finished_at: datetime | None
     cost_per_million_tokens_at_slo: float | None
     output_tokens_per_s_at_slo: float | None
+    quality_degraded: bool = False
+    waiting_for: str | None = Field(default=None, description="why a queued run has not started yet")
     error: str | None
 
 
@@ -377,6 +379,9 @@ class Letter(BaseModel):
     name: str
     score: float | None
     status: str
+    degraded: list[str] = Field(
+        default_factory=list, description="why steps this letter rests on are degraded measurements"
+    )
     evidence: list[dict[str, Any]]
     how: str
 
@@ -386,6 +391,7 @@ class TrendPoint(BaseModel):
     at: datetime
     cost_per_million_tokens: float | None
     output_tokens_per_s: float | None
+    degraded: bool = Field(default=False, description="the run's scorecard rests on a degraded measurement")
 
 
 class Scorecard(BaseModel):
@@ -401,6 +407,10 @@ class Scorecard(BaseModel):
     capacity: float | None
     slo: dict[str, Any] | None
     cost_per_million_tokens_at_slo: float | None
+    quality: dict[str, Any] = Field(
+        default_factory=lambda: {"degraded": False, "reasons": []},
+        description="degraded: the scores and cost rest on steps measured with a degraded client",
+    )
     pricing: str
     trend: list[TrendPoint]
 

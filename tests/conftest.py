@@ -128,8 +128,18 @@ async def app(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def people(app) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """An admin, an editor and a viewer, with the passwords in PASSWORDS."""
+async def idle_app(settings: Settings):  # type: ignore[no-untyped-def]
+    """The app with no executor loop running: tests drive `app.state.executor.tick()` themselves."""
+    application = create_app(settings.model_copy(update={"run_executor": False}))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def people(request: pytest.FixtureRequest) -> dict[str, int]:
+    """An admin, an editor and a viewer, with the passwords in PASSWORDS (in the test's app:
+    `idle_app` when the test uses it, else `app`)."""
+    app = request.getfixturevalue("idle_app" if "idle_app" in request.fixturenames else "app")
     ids: dict[str, int] = {}
     async with unit_of_work(app.state.sessionmaker) as session:
         for name, password in PASSWORDS.items():

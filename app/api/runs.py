@@ -11,11 +11,12 @@ from fastapi.responses import StreamingResponse
 from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
 from app.schemas import CostTrends, ErrorBody, Page, RunAccepted, RunCreate, RunListItem, Scorecard
 from app.services import runs, scorecards
+from app.summary import RunSummary
 
 router = APIRouter(tags=["runs"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})
 
 
-def list_item(run: Any, endpoint: str) -> RunListItem:
+def list_item(run: Any, endpoint: str, waiting_for: str | None = None) -> RunListItem:
     return RunListItem(
         id=run.id,
         endpoint_id=run.endpoint_id,
@@ -28,6 +29,8 @@ def list_item(run: Any, endpoint: str) -> RunListItem:
         finished_at=run.finished_at,
         cost_per_million_tokens_at_slo=run.cost_per_million_tokens_at_slo,
         output_tokens_per_s_at_slo=run.output_tokens_per_s_at_slo,
+        quality_degraded=run.quality_degraded,
+        waiting_for=waiting_for,
         error=run.error,
     )
 
@@ -56,8 +59,9 @@ async def list_runs(
     rows, total = await runs.list_page(
         session, endpoint_id=endpoint_id, profile=profile, status=status, limit=limit, offset=offset
     )
+    waiting = await runs.waiting_reasons(session, [run for run, _ in rows])
     return Page[RunListItem](
-        items=[list_item(run, name) for run, name in rows],
+        items=[list_item(run, name, waiting.get(run.id)) for run, name in rows],
         total=total,
         limit=limit,
         offset=offset,
@@ -66,9 +70,21 @@ async def list_runs(
 
 
 @router.get("/runs/{run_id}", name="api_run")
-async def read_run(run_id: int, session: SessionDep, _: ReaderDep) -> dict[str, Any]:
+async def read_run(run_id: int, session: SessionDep, _: ReaderDep) -> RunSummary:
     """The run summary of DESIGN.md, with its scorecard and live progress."""
     return await runs.summary(session, run_id=run_id)
+
+
+@router.post(
+    "/runs/{run_id}/cancel", status_code=202, responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+)
+async def cancel_run(
+    run_id: int, request: Request, session: SessionDep, now: NowDep, _: EditorDep
+) -> RunAccepted:
+    """Cancel a run: a queued one at once; a running one stops after its probe keeps what it
+    measured (status `cancelled` within a few seconds)."""
+    run = await runs.request_cancel(session, run_id=run_id, now=now)
+    return RunAccepted(run_id=run.id, status=run.status, url=request.url_for("api_run", run_id=run.id).path)
 
 
 @router.get("/runs/{run_id}/samples", response_model=None)

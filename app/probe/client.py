@@ -259,7 +259,8 @@ async def _read_stream(
     chunk_ns = sample.chunk_ns
     chunk_events: list[int] = []
     chunk_usage: list[int] = []
-    texts: list[str] = []
+    texts: list[str] = []  # this read's content, when a tokenizer will count it afterwards
+    chunk_texts: list[str] = []
     received = 0
     max_body = limits.max_body_bytes
     done = False
@@ -350,6 +351,9 @@ async def _read_stream(
             if reason:
                 finish = reason
         if n_content:
+            if keep_text:
+                chunk_texts.append("".join(texts))
+                texts.clear()
             chunk_ns.append(now)
             chunk_events.append(n_content)
             chunk_usage.append(usage_tokens)
@@ -358,7 +362,7 @@ async def _read_stream(
             break
     sample.finish_reason = finish
     if keep_text:
-        sample.text = "".join(texts)
+        sample.chunk_texts = chunk_texts
     _resolve_tokens(sample, chunk_events, chunk_usage, usage_seen)
     if not done and finish is None:
         raise _Truncated()

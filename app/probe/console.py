@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,48 +13,50 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.aio import run_fast
-from app.probe.runner import Prober, Workload, run_summary
-from app.probe.stats import SLO
+from app.domain import SLO, load_label
+from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
+from app.probe.prompts import load_tokenizer
+from app.probe.runner import Workload
 from app.probe.types import Target, Timeouts
+from app.summary import RunSummary
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def result_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"smartbench probe · {summary['status']}", show_lines=False)
+def result_table(summary: RunSummary) -> Table:
+    table = Table(title=f"smartbench probe · {summary.status}", show_lines=False)
     for column in (
         "load", "sent", "ok", "failed", "TTFT p50", "TTFT p99", "ITL p50", "TPOT p50", "E2E p99",
         "out tok/s", "req/s", "tok/s/user", "flags",
     ):  # fmt: skip
         table.add_column(column, justify="right")
-    for step in summary["steps"]:
-        load = f"c={step['concurrency']}" if step["request_rate"] is None else f"{step['request_rate']:g}/s"
+    for step in summary.steps:
         flags = []
-        quality = step["quality"]
-        if quality["client_bound"]:
+        quality = step.quality
+        if quality.client_bound:
             flags.append("client-bound")
-        if quality["osl_mismatch_flag"]:
-            flags.append(f"OSL {quality['osl_mismatch_pct']:+.0f}%")
-        if step["itl_basis"] == "chunk":
-            flags.append("ITL per chunk")
-        if step["requests"]["errors"]:
-            flags.append(", ".join(f"{k}×{v}" for k, v in step["requests"]["errors"].items()))
+        if quality.osl_mismatch_flag:
+            flags.append(f"OSL {quality.osl_mismatch_pct or 0:+.0f}%")
+        if step.itl_basis == "chunk":
+            per = f", {step.tokens_per_chunk_mean:.1f} tok/chunk" if step.tokens_per_chunk_mean else ""
+            flags.append(f"ITL per chunk{per}")
+        if step.requests.errors:
+            flags.append(", ".join(f"{k}×{v}" for k, v in step.requests.errors.items()))
         table.add_row(
-            load,
-            str(step["requests"]["sent"]),
-            str(step["requests"]["completed"]),
-            str(step["requests"]["failed"]),
-            _fmt(step["ttft_ms"]["p50"]),
-            _fmt(step["ttft_ms"]["p99"]),
-            _fmt(step["itl_ms"]["p50"], 2),
-            _fmt(step["tpot_ms"]["p50"], 2),
-            _fmt(step["e2e_ms"]["p99"]),
-            _fmt(step["output_tokens_per_s"], 0),
-            _fmt(step["requests_per_s"], 2),
-            _fmt(step["tokens_per_s_per_user"]["p50"], 1),
+            load_label(step.as_dict()),
+            str(step.requests.sent),
+            str(step.requests.completed),
+            str(step.requests.failed),
+            _fmt(step.ttft_ms.p50),
+            _fmt(step.ttft_ms.p99),
+            _fmt(step.itl_ms.p50, 2),
+            _fmt(step.tpot_ms.p50, 2),
+            _fmt(step.e2e_ms.p99),
+            _fmt(step.output_tokens_per_s, 0),
+            _fmt(step.requests_per_s, 2),
+            _fmt(step.tokens_per_s_per_user.p50, 1),
             " ".join(flags),
         )
     table.caption = "latencies in ms; TTFT, ITL, TPOT as smartbench defines them (docs/DESIGN.md)"
@@ -95,17 +99,19 @@ def run_probe_command(
         warmup_requests=warmup,
         slo=SLO(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms),
     )
-    try:
-        prober = Prober(
-            Target(base_url.rstrip("/"), model, api, api_key),
-            workload,
-            timeouts=Timeouts(*timeouts),
-            tokenizer=tokenizer,
-            processes=processes,
-        )
-    except ValueError as exc:
-        console.print(f"[red]smartbench:[/red] {exc}")
-        return 2
+    if tokenizer is not None:
+        try:
+            load_tokenizer(tokenizer)  # a bad path is a usage error, before any process starts
+        except ValueError as exc:
+            console.print(f"[red]smartbench:[/red] {exc}")
+            return 2
+    spec = ProbeSpec(
+        Target(base_url.rstrip("/"), model, api, api_key),
+        workload,
+        timeouts=Timeouts(*timeouts),
+        tokenizer=tokenizer,
+        processes=processes,
+    )
     planned = None if requests is None else requests + warmup
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -116,9 +122,7 @@ def run_probe_command(
         transient=True,
     ) as bar:
         tasks = {
-            i: bar.add_task(
-                f"c={int(lv)}" if mode == "concurrency" else f"{lv:g} req/s", total=planned, start=False
-            )
+            i: bar.add_task(load_label(_step_load(mode, lv)), total=planned, start=False)
             for i, lv in enumerate(levels)
         }
 
@@ -126,23 +130,42 @@ def run_probe_command(
             bar.start_task(tasks[step])
             bar.update(tasks[step], completed=done)
 
-        result = run_fast(prober.run(progress))
-    summary = run_summary(result, endpoint=base_url, profile=profile)
-    if result.preflight is None:
-        console.print(f"[red]smartbench: cannot probe:[/red] {result.error}")
+        outcome = asyncio.run(_run(ProbeProcess(spec, on_progress=progress)))
+    summary = outcome.summary(endpoint=base_url, profile=profile)
+    if outcome.environment is None:
+        console.print(f"[red]smartbench: cannot probe:[/red] {outcome.error}")
         _write_json(summary, json_out)
         return 3
     console.print(result_table(summary))
-    for note in result.preflight.notes:
+    for note in outcome.environment.get("notes") or []:
         console.print(f"note: {note}")
+    if outcome.status != "succeeded" and outcome.error:
+        console.print(f"[red]smartbench: the run {outcome.status}:[/red] {outcome.error}")
     _write_json(summary, json_out)
-    return 0 if result.status == "succeeded" else 1
+    return 0 if outcome.status == "succeeded" else 1
 
 
-def _write_json(summary: dict[str, Any], json_out: str | None) -> None:
+def _step_load(mode: str, level: float) -> dict[str, Any]:
+    return (
+        {"concurrency": int(level), "request_rate": None}
+        if mode == "concurrency"
+        else {"request_rate": level}
+    )
+
+
+async def _run(probe: ProbeProcess) -> ProbeOutcome:
+    """The probe runs in its own process; Ctrl-C (or SIGTERM) here asks it to stop and keeps
+    what it measured."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, probe.cancel)
+    return await probe.run()
+
+
+def _write_json(summary: RunSummary, json_out: str | None) -> None:
     if not json_out:
         return
-    data = orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
+    data = orjson.dumps(summary.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
     if json_out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -7,6 +7,7 @@ Every prompt starts with a unique prefix so prefix caching cannot flatter the nu
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,10 @@ class Tokenizer(Protocol):
 
     def count(self, text: str) -> int: ...
 
+    def token_ends(self, text: str) -> list[int]:
+        """Where each token of `text` ends (character offsets), in order."""
+        ...
+
 
 @dataclass
 class HFTokenizer:
@@ -31,6 +36,9 @@ class HFTokenizer:
     def count(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids)
 
+    def token_ends(self, text: str) -> list[int]:
+        return [end for _, end in self._tok.encode(text, add_special_tokens=False).offsets]
+
 
 @dataclass
 class TiktokenTokenizer:
@@ -39,6 +47,27 @@ class TiktokenTokenizer:
 
     def count(self, text: str) -> int:
         return len(self._enc.encode(text, disallowed_special=()))
+
+    def token_ends(self, text: str) -> list[int]:
+        tokens = self._enc.encode(text, disallowed_special=())
+        _, starts = self._enc.decode_with_offsets(tokens)
+        return [*starts[1:], len(text)] if starts else []
+
+
+def tokens_per_chunk(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
+    """How many tokens each streamed chunk completed: the whole text is tokenized once (so
+    merges across chunk boundaries count as the model made them), and each token belongs to
+    the chunk that delivered its last character."""
+    bounds: list[int] = []
+    end = 0
+    for text in texts:
+        end += len(text)
+        bounds.append(end)
+    counts = [0] * len(texts)
+    for token_end in tokenizer.token_ends("".join(texts)):
+        i = bisect.bisect_left(bounds, token_end)
+        counts[min(i, len(counts) - 1)] += 1
+    return counts
 
 
 def load_tokenizer(spec: str) -> Tokenizer:

@@ -4,7 +4,9 @@ steps, sweeps, warm-up, 429 back-off, and the client_bound check.
 client_bound: a load generator that falls behind reports its own limits as the server's. Every
 step runs a small lag monitor (a 20 ms ticker; when the event loop is saturated its wake-ups come
 late) and, in open loop, measures how late each request left against its scheduled arrival. Lag
-beyond the thresholds below raises the flag, with the figures, on the step."""
+beyond the thresholds below raises the flag, with the figures, on the step: a p99 over 5 ms, or a
+single stall over 20 ms (rare stalls escape a p99, yet one during a burst of first tokens delays
+every request in the burst)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import itertools
 import multiprocessing
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ import aiohttp
 import numpy as np
 import orjson
 
+from app.domain import SLO
 from app.probe.client import error_message, headers_for, make_session, stream_request
 from app.probe.prompts import (
     BodyOptions,
@@ -32,17 +35,44 @@ from app.probe.prompts import (
     load_tokenizer,
     request_body,
     sample_length,
+    tokens_per_chunk,
 )
-from app.probe.stats import SLO, summarize_step
+from app.probe.stats import summarize_step
 from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
+from app.summary import StepSummary
 
-LOOP_LAG_LIMIT_MS = 5.0
+LOOP_LAG_LIMIT_MS = 5.0  # p99 of the ticker's lateness
+LOOP_STALL_LIMIT_MS = 20.0  # one stall this long can delay a whole burst of first tokens
 DISPATCH_LAG_LIMIT_MS = 5.0
 TICK_S = 0.02
 RAMP_SPACING_S = 0.0005  # closed loop: client i starts i x 0.5 ms after the first ...
 RAMP_MAX_S = 0.25  # ... within at most 250 ms
 
 Progress = Callable[[int, int, int | None], None]  # step index, requests done, requests planned
+
+
+# What a refusal of an optional request field looks like: vLLM and OpenAI answer 400,
+# FastAPI/pydantic servers (transformers serve, TGI, many proxies) 422 with their own shapes.
+_OPTION_NAMES = ("ignore_eos", "min_tokens", "stream_options", "continuous_usage_stats", "include_usage")
+_REFUSAL_WORDS = ("extra", "unexpected", "unrecognised", "unrecognized", "not permitted", "unknown",
+                  "unsupported", "not supported", "not allowed")  # fmt: skip
+
+
+def refuses_an_option(status: int, body: bytes) -> bool:
+    """A 4xx (other than auth, not-found and rate limits) whose body names one of the optional
+    fields the probe sends, or says the request had extra/unexpected/unrecognised fields."""
+    if not 400 <= status < 500 or status in (401, 403, 404, 429):
+        return False
+    text = body.decode("utf-8", "replace").lower()
+    return any(word in text for word in _OPTION_NAMES + _REFUSAL_WORDS)
+
+
+class StepCancelled(asyncio.CancelledError):
+    """A step cut short by cancellation, carrying what it measured until then."""
+
+    def __init__(self, result: StepResult) -> None:
+        super().__init__("cancelled")
+        self.result = result
 
 
 class ProbeError(Exception):
@@ -73,11 +103,21 @@ class Preflight:
     server: str | None
     notes: list[str]
 
+    def dropped_options(self) -> list[str]:
+        """The request options the server refused, which the probe stopped sending."""
+        dropped = [] if self.options.pin_output else ["ignore_eos", "min_tokens"]
+        if not self.options.include_usage:
+            dropped += ["stream_options.continuous_usage_stats", "stream_options.include_usage"]
+        elif not self.options.continuous_usage:
+            dropped.append("stream_options.continuous_usage_stats")
+        return dropped
+
     def environment(self) -> dict[str, Any]:
         """What the preflight learned about the server, as stored with a run."""
         return {
             "server": self.server,
             "pinned_output": self.options.pin_output,
+            "dropped_options": self.dropped_options(),
             "continuous_usage": self.options.continuous_usage,
             "input_calibration": self.calibration.source,
             "notes": self.notes,
@@ -90,7 +130,7 @@ class StepResult:
     concurrency: int | None
     request_rate: float | None
     samples: list[Sample]
-    summary: dict[str, Any]
+    summary: StepSummary
 
 
 @dataclass
@@ -139,6 +179,9 @@ class LagMonitor:
     def p99(self) -> float:
         return float(np.percentile(self.lags_ms, 99)) if self.lags_ms else 0.0
 
+    def worst(self) -> float:
+        return max(self.lags_ms, default=0.0)
+
 
 class Prober:
     def __init__(
@@ -173,10 +216,10 @@ class Prober:
         notes: list[str] = []
         async with make_session(2, self.timeouts) as session:
             status, body, server = await self._post(session, self._body(16, 0, BodyOptions(), stream=False))
-            if status == 400 and self._mentions_option(body):
+            if refuses_an_option(status, body):
                 self.options = BodyOptions(pin_output=False)
                 notes.append(
-                    "the server refused ignore_eos/min_tokens: output length pinned by max_tokens only"
+                    f"the server refused ignore_eos/min_tokens (HTTP {status}): output length pinned by max_tokens only"
                 )
                 status, body, server = await self._post(
                     session, self._body(16, 0, self.options, stream=False)
@@ -195,19 +238,27 @@ class Prober:
                 notes.append("the server reports no prompt usage: input lengths are estimated")
             self.prompts.calibration = calibration
             # Streaming with usage: fall back step by step if the server refuses the options.
-            for opts in (
-                self.options,
-                BodyOptions(self.options.pin_output, continuous_usage=False),
-                BodyOptions(self.options.pin_output, continuous_usage=False, include_usage=False),
+            dropped: list[str] = []
+            for opts, drops in (
+                (self.options, None),
+                (BodyOptions(self.options.pin_output, continuous_usage=False), "continuous_usage_stats"),
+                (
+                    BodyOptions(self.options.pin_output, continuous_usage=False, include_usage=False),
+                    "include_usage",
+                ),
             ):
+                if drops is not None:
+                    dropped.append(drops)
                 status, body, _ = await self._post(session, self._body(16, 2, opts, stream=True))
                 if status == 200:
                     self.options = opts
                     break
-                if status != 400:
+                if not refuses_an_option(status, body):
                     self._raise_for(status, body)
             else:
                 self._raise_for(status, body)
+            if dropped:
+                notes.append("the server refused stream_options." + ", stream_options.".join(dropped))
             if not self.options.continuous_usage:
                 notes.append("no per-chunk usage: tokens per chunk inferred or ITL on a chunk basis")
             if not self.options.include_usage:
@@ -238,13 +289,6 @@ class Prober:
             raise ProbeError(f"{self.target.base_url} did not answer within {timeout.total:g} s") from None
         except aiohttp.ClientError as exc:
             raise ProbeError(f"{self.target.base_url}: {type(exc).__name__}: {exc}") from None
-
-    @staticmethod
-    def _mentions_option(body: bytes) -> bool:
-        text = body.decode("utf-8", "replace").lower()
-        return any(
-            word in text for word in ("ignore_eos", "min_tokens", "unrecognized", "extra inputs", "unknown")
-        )
 
     def _raise_for(self, status: int, body: bytes) -> None:
         if status == 200:
@@ -295,13 +339,26 @@ class Prober:
         if sample.error_kind == "http_429":
             # Back off as the server asks (or 1 s) instead of hammering it.
             self._backoff_until = max(self._backoff_until, loop.time() + (sample.retry_after_s or 1.0))
-        if self.tokenizer is not None and sample.text is not None:
-            sample.tokenizer_output_tokens = self.tokenizer.count(sample.text)
+        return sample
+
+    def _count_tokens(self, samples: list[Sample]) -> None:
+        """After the step (off the measurement): the tokenizer counts each chunk's tokens. Without
+        exact per-chunk usage from the server these give ITL a per-token basis; without usage
+        at all they are the output length."""
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            return
+        for sample in samples:
+            texts, sample.chunk_texts = sample.chunk_texts, None
+            if not texts or not sample.ok:
+                continue
+            counts = tokens_per_chunk(tokenizer, texts)
+            sample.tokenizer_output_tokens = sum(counts)
             if sample.token_source != "usage":
                 sample.output_tokens = sample.tokenizer_output_tokens
                 sample.token_source = "tokenizer"
-            sample.text = None
-        return sample
+            if sample.chunk_tokens is None:  # the server's usage did not give the split
+                sample.chunk_tokens = counts
 
     async def run_step(self, index: int, level: float, progress: Progress | None = None) -> StepResult:
         if self.processes > 1:
@@ -375,29 +432,43 @@ class Prober:
         # a large heap would otherwise stall the loop for milliseconds mid-measurement.
         gc.collect()
         gc.freeze()
-        async with make_session(pool, self.timeouts) as session:
-            monitor.start()
-            try:
-                if closed:
-                    await self._closed_loop(index, session, int(level), total, samples, progress)
-                    dispatch_lag = 0.0
-                else:
-                    dispatch_lag = await self._open_loop(
-                        index, session, float(level), total, samples, progress, notes
-                    )
-            finally:
-                await monitor.stop()
-        gc.unfreeze()
-        lag = monitor.p99()
+        cancelled = False
+        dispatch_lag = 0.0
+        try:
+            async with make_session(pool, self.timeouts) as session:
+                monitor.start()
+                try:
+                    if closed:
+                        await self._closed_loop(index, session, int(level), total, samples, progress)
+                    else:
+                        dispatch_lag = await self._open_loop(
+                            index, session, float(level), total, samples, progress, notes
+                        )
+                except asyncio.CancelledError:
+                    cancelled = True  # keep what completed; the run ends after this step
+                finally:
+                    await monitor.stop()
+        finally:
+            gc.unfreeze()
+        self._count_tokens(samples)
+        if cancelled:
+            notes.append(f"cancelled during the step: {len(samples)} requests had completed")
+        lag, stall = monitor.p99(), monitor.worst()
         bound = False
         if lag > LOOP_LAG_LIMIT_MS:
             bound = True
             notes.append(f"event-loop lag p99 {lag:.1f} ms (limit {LOOP_LAG_LIMIT_MS:g} ms)")
+        elif stall > LOOP_STALL_LIMIT_MS:
+            bound = True
+            notes.append(f"event loop stalled {stall:.1f} ms once (limit {LOOP_STALL_LIMIT_MS:g} ms)")
         if not closed and dispatch_lag > max(DISPATCH_LAG_LIMIT_MS, 100.0 / level):
             bound = True
             notes.append(f"requests left {dispatch_lag:.1f} ms behind schedule (p99)")
         notes.append(f"probe CPU {monitor.cpu_share * 100:.0f}% of a core")
-        return self._result(index, level, samples, bound, notes, monitor.cpu_share * 100.0)
+        result = self._result(index, level, samples, bound, notes, monitor.cpu_share * 100.0)
+        if cancelled:
+            raise StepCancelled(result)
+        return result
 
     def _within(self, started: float, issued: int, total: int | None) -> bool:
         if total is not None and issued >= total:
@@ -490,19 +561,36 @@ class Prober:
 
     # -- a whole run --------------------------------------------------------------------------------
 
-    async def run(self, progress: Progress | None = None) -> RunResult:
+    async def run(
+        self,
+        progress: Progress | None = None,
+        *,
+        on_step: Callable[[StepResult], Awaitable[None]] | None = None,
+        on_preflight: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RunResult:
+        """Preflight, then every step in order. `on_step` gets each step as it completes
+        (a step cut short by cancellation included), `on_preflight` the server's environment."""
         started = datetime.now(UTC)
         try:
             pre = await self.preflight()
         except ProbeError as exc:
             return RunResult(started, datetime.now(UTC), "failed", [], None, str(exc))
+        if on_preflight is not None:
+            on_preflight(pre.environment())
         steps: list[StepResult] = []
         try:
             for index, level in enumerate(self.workload.levels):
-                steps.append(await self.run_step(index, level, progress))
-        except asyncio.CancelledError:
+                step = await self.run_step(index, level, progress)
+                steps.append(step)
+                if on_step is not None:
+                    await on_step(step)
+        except asyncio.CancelledError as exc:
+            if isinstance(exc, StepCancelled) and exc.result.samples:
+                steps.append(exc.result)
+                if on_step is not None:
+                    await on_step(exc.result)
             return RunResult(started, datetime.now(UTC), "cancelled", steps, pre, "cancelled")
-        status = "succeeded" if any(s.summary["requests"]["completed"] for s in steps) else "failed"
+        status = "succeeded" if any(s.summary.requests.completed for s in steps) else "failed"
         error = None if status == "succeeded" else "no request completed"
         return RunResult(started, datetime.now(UTC), status, steps, pre, error)
 
@@ -531,34 +619,13 @@ def _run_shard(job: _Shard) -> tuple[list[Sample], bool, list[str], float]:
     prober.prompts.calibration = job.calibration
     prober._seq = itertools.count(job.first_seq)
     result = run_fast(prober._local_step(job.step_index, job.workload.levels[0]))
-    quality = result.summary["quality"]
-    notes = [note for note in quality["client_notes"] if not note.startswith("probe CPU")]
-    return result.samples, bool(quality["client_bound"]), notes, float(quality["client_cpu_pct"] or 0.0)
+    quality = result.summary.quality
+    notes = [note for note in quality.client_notes if not note.startswith("probe CPU")]
+    return result.samples, quality.client_bound, notes, float(quality.client_cpu_pct or 0.0)
 
 
 def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def run_summary(
-    result: RunResult,
-    *,
-    run_id: int | None = None,
-    endpoint: str | dict[str, Any] | None = None,
-    profile: str | dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """DESIGN's run-summary JSON."""
-    return {
-        "run_id": run_id,
-        "endpoint": endpoint,
-        "profile": profile,
-        "started_at": result.started_at.isoformat(),
-        "finished_at": result.finished_at.isoformat(),
-        "status": result.status,
-        "error": result.error,
-        "environment": None if result.preflight is None else result.preflight.environment(),
-        "steps": [step.summary for step in result.steps],
-    }
-
-
-__all__ = ["ErrorKind", "ProbeError", "Prober", "RunResult", "StepResult", "Workload", "run_summary"]
+__all__ = ["ErrorKind", "ProbeError", "Prober", "RunResult", "StepResult", "Workload"]

@@ -7,36 +7,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from app.domain import SLO
 from app.probe.types import Sample
+from app.summary import StepSLO, StepSummary
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max")
 OSL_TOLERANCE_PCT = 5.0
-
-
-@dataclass(frozen=True)
-class SLO:
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    e2e_ms: float | None = None
-    percentile: float = 99.0
-
-    @property
-    def defined(self) -> bool:
-        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
-
-    def met_by(self, ttft: float | None, tpot: float | None, e2e: float | None) -> bool:
-        checks = ((self.ttft_ms, ttft), (self.tpot_ms, tpot), (self.e2e_ms, e2e))
-        for limit, value in checks:
-            if limit is None:
-                continue
-            if value is None or value > limit:
-                return False
-        return True
 
 
 def distribution(values: Iterable[float] | np.ndarray) -> dict[str, float | None]:
@@ -63,20 +42,24 @@ def tpot_ms(sample: Sample) -> float | None:
 
 
 def itl_gaps_ms(sample: Sample) -> tuple[list[float], bool]:
-    """Per-token gaps (a chunk's gap split evenly over its tokens) when the split is known,
-    else one gap per chunk. Returns (gaps, token_basis)."""
+    """Per-token gaps when each chunk's token count is known: the time since the previous chunk
+    that carried tokens, split evenly over this chunk's tokens (a chunk that completes no token,
+    such as a partial UTF-8 character, adds its time to the next one). Else one gap per chunk.
+    Returns (gaps, token_basis)."""
     times = sample.chunk_ns
-    if len(times) < 2:
-        return [], sample.chunk_tokens is not None
     tokens = sample.chunk_tokens
+    if len(times) < 2:
+        return [], tokens is not None
     gaps: list[float] = []
     if tokens is not None and len(tokens) == len(times):
+        last = times[0]
         for i in range(1, len(times)):
             n = tokens[i]
             if n <= 0:
                 continue
-            per = (times[i] - times[i - 1]) / 1e6 / n
+            per = (times[i] - last) / 1e6 / n
             gaps.extend([per] * n)
+            last = times[i]
         return gaps, True
     return [(times[i] - times[i - 1]) / 1e6 for i in range(1, len(times))], False
 
@@ -90,7 +73,7 @@ def summarize_step(
     client_bound: bool = False,
     client_notes: Sequence[str] = (),
     client_cpu_pct: float | None = None,
-) -> dict[str, Any]:
+) -> StepSummary:
     measured = [s for s in samples if not s.warmup]
     ok = [s for s in measured if s.ok]
     errors = Counter(str(s.error_kind) for s in measured if not s.ok)
@@ -123,27 +106,14 @@ def summarize_step(
     in_total = float(sum(isl)) if len(isl) == len(ok) else None
 
     goodput = attainment = good_out_rate = good_total_rate = None
-    slo_block: dict[str, Any] | None = None
+    good: list[Sample] = []
     if slo is not None and slo.defined:
-        good = [s for s in ok if slo.met_by(s.ttft_ms, tpots[id(s)], s.e2e_ms)]
+        good = [s for s in ok if slo.request_meets(s.ttft_ms, tpots[id(s)], s.e2e_ms)]
         goodput = rate(len(good))
         attainment = len(good) / len(measured) if measured else None
         good_out = float(sum(s.osl or 0 for s in good))
         good_out_rate = rate(good_out)
         good_total_rate = rate(good_out + sum(s.input_tokens or 0 for s in good))
-        pct = slo.percentile
-        step_met = bool(ok) and not errors
-        for limit, values in ((slo.ttft_ms, ttft), (slo.tpot_ms, tpot), (slo.e2e_ms, e2e)):
-            if limit is not None and (not values or float(np.percentile(values, pct)) > limit):
-                step_met = False
-        slo_block = {
-            "ttft_ms": slo.ttft_ms,
-            "tpot_ms": slo.tpot_ms,
-            "e2e_ms": slo.e2e_ms,
-            "percentile": pct,
-            "met": step_met,
-            "good_requests": len(good),
-        }
 
     sources = Counter(s.token_source for s in ok)
     source = None
@@ -166,48 +136,56 @@ def summarize_step(
     ]
     usage_diff = float(np.mean(diffs)) if diffs else None
     interactivity = [1000.0 / v for v in tpot if v > 0]
+    chunks = sum(len(s.chunk_ns) for s in ok if s.osl is not None)
 
-    return {
-        "concurrency": concurrency,
-        "request_rate": request_rate,
-        "duration_s": window_s,
-        "requests": {
-            "sent": len(measured),
-            "completed": len(ok),
-            "failed": len(measured) - len(ok),
-            "errors": dict(sorted(errors.items())),
-        },
-        "ttft_ms": distribution(ttft),
-        "ttfat_ms": distribution(ttfat),
-        "itl_ms": distribution(itl),
-        "tpot_ms": distribution(tpot),
-        "e2e_ms": distribution(e2e),
-        "input_tokens": distribution(isl),
-        "output_tokens": distribution(osl),
-        "input_tokens_per_s": rate(in_total) if in_total is not None else None,
-        "output_tokens_per_s": rate(out_total),
-        "total_tokens_per_s": rate(out_total + in_total) if in_total is not None else None,
-        "requests_per_s": rate(len(ok)),
-        "tokens_per_s_per_user": distribution(interactivity),
-        "goodput_requests_per_s": goodput,
-        "good_output_tokens_per_s": good_out_rate,
-        "good_tokens_per_s": good_total_rate,
-        "slo_attainment": attainment,
-        "slo": slo_block,
-        "token_count_source": source,
-        "itl_basis": None if not ok else ("token" if token_basis else "chunk"),
-        "quality": {
-            "client_bound": client_bound,
-            "client_notes": list(client_notes),
-            "client_cpu_pct": client_cpu_pct,
-            "osl_mismatch_pct": osl_mismatch,
-            "osl_mismatch_flag": osl_mismatch is not None and abs(osl_mismatch) > OSL_TOLERANCE_PCT,
-            "usage_tokenizer_diff_pct": usage_diff,
-            "error_rate": (len(measured) - len(ok)) / len(measured) if measured else None,
-        },
-        "cost_per_million_output_tokens": None,
-        "cost_per_million_tokens": None,
-        "cost_per_million_good_tokens": None,
-        "cost_per_million_tokens_blended": None,
-        "tokens_per_joule": None,
-    }
+    summary = StepSummary.model_validate(
+        {
+            "concurrency": concurrency,
+            "request_rate": request_rate,
+            "duration_s": window_s,
+            "requests": {
+                "sent": len(measured),
+                "completed": len(ok),
+                "failed": len(measured) - len(ok),
+                "errors": dict(sorted(errors.items())),
+            },
+            "ttft_ms": distribution(ttft),
+            "ttfat_ms": distribution(ttfat),
+            "itl_ms": distribution(itl),
+            "tpot_ms": distribution(tpot),
+            "e2e_ms": distribution(e2e),
+            "input_tokens": distribution(isl),
+            "output_tokens": distribution(osl),
+            "input_tokens_per_s": rate(in_total) if in_total is not None else None,
+            "output_tokens_per_s": rate(out_total),
+            "total_tokens_per_s": rate(out_total + in_total) if in_total is not None else None,
+            "requests_per_s": rate(len(ok)),
+            "tokens_per_s_per_user": distribution(interactivity),
+            "goodput_requests_per_s": goodput,
+            "good_output_tokens_per_s": good_out_rate,
+            "good_tokens_per_s": good_total_rate,
+            "slo_attainment": attainment,
+            "slo": None,
+            "token_count_source": source,
+            "itl_basis": None if not ok else ("token" if token_basis else "chunk"),
+            "tokens_per_chunk_mean": out_total / chunks if chunks and not token_basis else None,
+            "quality": {
+                "client_bound": client_bound,
+                "client_notes": list(client_notes),
+                "client_cpu_pct": client_cpu_pct,
+                "osl_mismatch_pct": osl_mismatch,
+                "osl_mismatch_flag": osl_mismatch is not None and abs(osl_mismatch) > OSL_TOLERANCE_PCT,
+                "usage_tokenizer_diff_pct": usage_diff,
+                "error_rate": (len(measured) - len(ok)) / len(measured) if measured else None,
+            },
+            "cost_per_million_output_tokens": None,
+            "cost_per_million_tokens": None,
+            "cost_per_million_good_tokens": None,
+            "cost_per_million_tokens_blended": None,
+            "tokens_per_joule": None,
+        }
+    )
+    if slo is not None and slo.defined:
+        # The step's verdict uses the one definition the scoring uses (app/domain.py).
+        summary.slo = StepSLO(**slo.as_dict(), met=slo.step_meets(summary.as_dict()), good_requests=len(good))
+    return summary

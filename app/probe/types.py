@@ -76,7 +76,7 @@ class Sample:
     error_detail: str | None = None
     http_status: int | None = None
     retry_after_s: float | None = None
-    text: str | None = None  # the generated text, kept only when a tokenizer will count it
+    chunk_texts: list[str] | None = None  # each chunk's text, kept only when a tokenizer will count it
 
     @property
     def ok(self) -> bool:

@@ -12,70 +12,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.domain import SLO, degraded_reasons, load_kind, load_label, load_of
 from app.scoring.cost import CostInputs, step_costs
 
-PCT_KEYS = {50.0: "p50", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
-MAX_ERROR_RATE = 0.01  # a step that drops more than 1 % of its requests does not meet any SLO
 CAPACITY_REFERENCE = 256  # concurrent users at SLO that earn a full capacity score
-REFERENCE_SLO = {"ttft_ms": 1000.0, "tpot_ms": 50.0, "e2e_ms": None, "percentile": 99.0}  # interactive chat
+REFERENCE_SLO = SLO(ttft_ms=1000.0, tpot_ms=50.0, percentile=99.0)  # interactive chat
 REFERENCE_PRICE = 1.0  # $ per million tokens, when a profile names no target price
 THROUGHPUT_REFERENCE = 500.0  # output tokens/s per GPU at the SLO that scores 50
-
-
-@dataclass(frozen=True)
-class SLOSpec:
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    e2e_ms: float | None = None
-    percentile: float = 99.0
-
-    @classmethod
-    def from_profile(cls, profile: Mapping[str, Any]) -> SLOSpec:
-        return cls(
-            ttft_ms=profile.get("slo_ttft_ms"),
-            tpot_ms=profile.get("slo_tpot_ms"),
-            e2e_ms=profile.get("slo_e2e_ms"),
-            percentile=float(profile.get("slo_percentile") or 99.0),
-        )
-
-    @property
-    def defined(self) -> bool:
-        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
-
-    @property
-    def key(self) -> str:
-        return PCT_KEYS.get(float(self.percentile), "p99")
-
-    def limits(self) -> list[tuple[str, float]]:
-        return [
-            (m, v)
-            for m, v in (("ttft_ms", self.ttft_ms), ("tpot_ms", self.tpot_ms), ("e2e_ms", self.e2e_ms))
-            if v is not None
-        ]
-
-
-def load_of(step: Mapping[str, Any]) -> float:
-    return float(step["concurrency"] if step.get("request_rate") is None else step["request_rate"])
 
 
 def metric_at(step: Mapping[str, Any], metric: str, key: str) -> float | None:
     dist = step.get(metric) or {}
     value = dist.get(key)
     return None if value is None else float(value)
-
-
-def meets(step: Mapping[str, Any], slo: SLOSpec) -> bool:
-    requests = step.get("requests") or {}
-    sent = requests.get("sent") or 0
-    if not requests.get("completed"):
-        return False
-    if sent and (requests.get("failed") or 0) / sent > MAX_ERROR_RATE:
-        return False
-    for metric, limit in slo.limits():
-        value = metric_at(step, metric, slo.key)
-        if value is None or value > limit:
-            return False
-    return True
 
 
 @dataclass
@@ -91,7 +40,12 @@ class OperatingPoint:
     tokens_per_s_per_user: float | None
     step_index: int
     interpolated: bool
+    next_step_index: int | None = None  # the step that breaks the SLO, when interpolated
     costs: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def step_indices(self) -> list[int]:
+        return [self.step_index] + ([self.next_step_index] if self.next_step_index is not None else [])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +56,7 @@ class OperatingPoint:
             "tokens_per_s_per_user": self.tokens_per_s_per_user,
             "step_index": self.step_index,
             "interpolated": self.interpolated,
+            "next_step_index": self.next_step_index,
             **self.costs,
         }
 
@@ -117,7 +72,7 @@ def _user_rate(step: Mapping[str, Any]) -> float | None:
 
 
 def operating_point(
-    steps: Sequence[Mapping[str, Any]], slo: SLOSpec, inputs: CostInputs
+    steps: Sequence[Mapping[str, Any]], slo: SLO, inputs: CostInputs
 ) -> OperatingPoint | None:
     """The SLO-meeting point with the most output throughput, interpolated between a step that
     meets the SLO and the next heavier one that breaks it (where the binding metric crosses its
@@ -125,10 +80,10 @@ def operating_point(
     ordered = sorted((s for s in steps if s.get("output_tokens_per_s") is not None), key=lambda s: load_of(s))
     if not ordered:
         return None
-    kind = "concurrency" if ordered[0].get("request_rate") is None else "rate"
+    kind = load_kind(ordered[0])
     best: OperatingPoint | None = None
     for i, step in enumerate(ordered):
-        if slo.defined and not meets(step, slo):
+        if slo.defined and not slo.step_meets(step):
             continue
         point = OperatingPoint(
             load=load_of(step),
@@ -142,7 +97,8 @@ def operating_point(
             interpolated=False,
         )
         nxt = ordered[i + 1] if i + 1 < len(ordered) else None
-        if slo.defined and nxt is not None and not meets(nxt, slo):
+        nxt_meets = nxt is not None and slo.step_meets(nxt)
+        if slo.defined and nxt is not None and not nxt_meets:
             f = _crossing(step, nxt, slo)
             if f is not None and f > 0:
                 point = OperatingPoint(
@@ -161,6 +117,7 @@ def operating_point(
                     tokens_per_s_per_user=_lerp(_user_rate(step), _user_rate(nxt), f),
                     step_index=point.step_index,
                     interpolated=True,
+                    next_step_index=int(nxt.get("_index", i + 1)),
                 )
         if best is None or point.output_tokens_per_s > best.output_tokens_per_s:
             best = point
@@ -177,7 +134,7 @@ def operating_point(
     return best
 
 
-def _crossing(meeting: Mapping[str, Any], breaking: Mapping[str, Any], slo: SLOSpec) -> float | None:
+def _crossing(meeting: Mapping[str, Any], breaking: Mapping[str, Any], slo: SLO) -> float | None:
     """Fraction of the way from `meeting` to `breaking` where the first limit is reached."""
     fractions: list[float] = []
     for metric, limit in slo.limits():
@@ -206,16 +163,37 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def _letter(
-    letter: str, name: str, score: float | None, evidence: list[dict[str, Any]], how: str
+    letter: str,
+    name: str,
+    score: float | None,
+    evidence: list[dict[str, Any]],
+    how: str,
+    degraded: list[str] | None = None,
 ) -> dict[str, Any]:
+    """One letter. `degraded` lists why steps it was computed from are not clean measurements
+    (client-bound, output length off): the letter is shown, and marked with these reasons."""
     return {
         "letter": letter,
         "name": name,
         "score": None if score is None else round(score, 1),
         "status": "scored" if score is not None else "not measured yet",
+        "degraded": degraded or [],
         "evidence": evidence,
         "how": how,
     }
+
+
+def _degraded(steps: Sequence[Mapping[str, Any] | None]) -> list[str]:
+    """The reasons, step by step, that the given steps are degraded measurements."""
+    seen: list[str] = []
+    for step in steps:
+        if step is None:
+            continue
+        for reason in degraded_reasons(step):
+            line = f"{load_label(step)}: {reason}"
+            if line not in seen:
+                seen.append(line)
+    return seen
 
 
 def smart_letters(
@@ -227,17 +205,19 @@ def smart_letters(
 ) -> dict[str, Any]:
     """The scorecard of one run: operating point, capacity and the five letters."""
     environment = environment or {}
-    slo = SLOSpec.from_profile(profile)
-    judged = slo if slo.defined else SLOSpec(**{k: v for k, v in REFERENCE_SLO.items()})  # type: ignore[arg-type]
+    slo = SLO.from_profile(profile)
+    judged = slo if slo.defined else REFERENCE_SLO
     indexed = [{**s, "_index": i} for i, s in enumerate(steps)]
     point = operating_point(indexed, slo, inputs)
     ordered = sorted(indexed, key=load_of) if indexed else []
-    meeting = [s for s in ordered if meets(s, judged)]
+    meeting = [s for s in ordered if judged.step_meets(s)]
     at = (
         max(meeting, key=lambda s: s.get("output_tokens_per_s") or 0)
         if meeting
         else (ordered[0] if ordered else None)
     )
+    lightest = ordered[0] if ordered else None
+    point_steps = [indexed[i] for i in point.step_indices] if point is not None else []
 
     # S: capacity at the SLO and how throughput scales across the sweep.
     capacity = point.load if point is not None and point.load_kind == "concurrency" and slo.defined else None
@@ -269,12 +249,12 @@ def smart_letters(
         ],
         f"Mean of: capacity score = 100 x log2(1 + capacity) / log2(1 + {CAPACITY_REFERENCE}) (capped at 100); "
         "scaling score = 100 x log2(speed-up) / log2(load ratio) (perfect linear scaling = 100).",
+        _degraded([lightest, *point_steps]),
     )
 
     # M: latency for one user, throughput per GPU at the SLO, and goodput.
     m_parts: list[float | None] = []
     m_evidence: list[dict[str, Any]] = []
-    lightest = ordered[0] if ordered else None
     if lightest is not None:
         for metric, limit in judged.limits():
             value = metric_at(lightest, metric, judged.key)
@@ -313,6 +293,7 @@ def smart_letters(
             if slo.defined
             else " This profile has no SLO: judged against interactive chat (TTFT 1 s, TPOT 50 ms, p99)."
         ),
+        _degraded([lightest, *point_steps, at]),
     )
 
     # A: the serving stack and the API behaviour observed in this run.
@@ -349,6 +330,7 @@ def smart_letters(
             },
         ],
         "100 x (API checks passed / API checks run) in this run; declared stack shown as evidence, not scored.",
+        _degraded([at]),
     )
 
     # R: cost per million tokens at the operating point against the profile's target price.
@@ -374,6 +356,7 @@ def smart_letters(
         ],
         f"50 + 25 x log2(target / cost) (clipped 0..100): at the target price 50, at half of it 75. Target: the profile's "
         f"target price, else ${REFERENCE_PRICE:g} per million tokens. No price declared: not measured.",
+        _degraded(point_steps),
     )
 
     t_letter = _letter(
@@ -390,15 +373,16 @@ def smart_letters(
         ],
         "Scored from conformance and telemetry checks, which smartbench does not run yet.",
     )
+    reasons = _degraded([lightest, *point_steps, at])
     return {
-        "operating_point": point.as_dict() if point is not None else None,
+        "operating_point": (
+            {**point.as_dict(), "degraded": _degraded(point_steps)} if point is not None else None
+        ),
+        # Scores and cost are computed from every step as measured; when a step they rest on was
+        # measured with a degraded client, they are marked (here, per letter, on every page).
+        "quality": {"degraded": bool(reasons), "reasons": reasons},
         "capacity": capacity,
-        "slo": {
-            "ttft_ms": slo.ttft_ms,
-            "tpot_ms": slo.tpot_ms,
-            "e2e_ms": slo.e2e_ms,
-            "percentile": slo.percentile,
-        },
+        "slo": slo.as_dict(),
         "letters": [s_letter, m_letter, a_letter, r_letter, t_letter],
     }
 

@@ -1,7 +1,9 @@
-"""The run executor (in `serve` and in each `worker`): a loop of small ticks. Each cycle fires
-due schedule slots (queueing runs), claims at most one queued run and starts it as a background
-task (several endpoints probe in parallel, one probe per endpoint at a time), reaps runs whose
-worker died, and now and then prunes old samples. Probes never run inside a request."""
+"""The run executor (in `serve`, `demo` and each `worker`, built alike from the settings): a loop
+of small ticks. Each cycle fires due schedule slots (queueing runs), claims at most one queued
+run when a probe slot is free and starts it (its load runs in a probe process of its own, see
+app/probe/process.py; this loop only orchestrates), reaps runs whose worker died, and now and
+then prunes old samples. A host runs at most `probe_slots` probe processes at once (cores less
+one by default); one endpoint is never probed twice at once. Probes never run inside a request."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.config import Settings
 from app.db import unit_of_work
 from app.models import RequestSample, Run, RunStatus
 from app.security.crypto import SecretBox
@@ -32,12 +35,14 @@ class Executor:
         box: SecretBox,
         clock: Callable[[], datetime],
         *,
-        max_parallel: int = 4,
+        max_parallel: int = 1,
         idle_s: float = 0.5,
         stale_after_s: float = 30.0,
         retention_days: int | None = 30,
         scheduler: bool = True,
+        run_deadline_s: float | None = None,
     ) -> None:
+        self.run_deadline_s = run_deadline_s
         self.stale_after = timedelta(seconds=stale_after_s)
         self.retention_days = retention_days
         self.scheduler = scheduler
@@ -48,6 +53,28 @@ class Executor:
         self.idle_s = idle_s
         self.active: set[asyncio.Task[str]] = set()
         self._loop: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        box: SecretBox,
+        clock: Callable[[], datetime],
+        *,
+        max_parallel: int | None = None,
+    ) -> Executor:
+        """The one way `serve`, `demo` and `worker` build their executor."""
+        return cls(
+            sessionmaker,
+            box,
+            clock,
+            max_parallel=max_parallel or settings.probe_slots,
+            stale_after_s=settings.heartbeat_timeout_s,
+            retention_days=settings.sample_retention_days,
+            scheduler=settings.scheduler,
+            run_deadline_s=settings.run_deadline_s,
+        )
 
     async def reap(self) -> int:
         """Runs left `running` by a process that died (no heartbeat for the stale period) become `interrupted`."""
@@ -102,7 +129,10 @@ class Executor:
         if run_id is None:
             return False
         task = asyncio.get_running_loop().create_task(
-            runs.execute(self.sessionmaker, run_id, box=self.box, clock=self.clock), name=f"run-{run_id}"
+            runs.execute(
+                self.sessionmaker, run_id, box=self.box, clock=self.clock, deadline_s=self.run_deadline_s
+            ),
+            name=f"run-{run_id}",
         )
         self.active.add(task)
         task.add_done_callback(self.active.discard)

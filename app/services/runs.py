@@ -18,10 +18,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import unit_of_work
-from app.errors import NotFound
+from app.domain import SLO
+from app.errors import Conflict, NotFound
 from app.models import Endpoint, RequestSample, Run, RunStatus, RunStep
-from app.probe.runner import Prober, StepResult, Workload
-from app.probe.stats import SLO, summarize_step
+from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
+from app.probe.runner import StepResult, Workload
+from app.probe.stats import summarize_step
 from app.probe.types import Sample, Target
 from app.scoring.cost import CostInputs, step_costs
 from app.scoring.smart import smart_letters
@@ -29,6 +31,7 @@ from app.security.crypto import SecretBox
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
 from app.services.records import sample_from_row, sample_row, step_columns, with_origin
+from app.summary import RunSummary, StepSummary
 
 log = logging.getLogger("smartbench.runs")
 
@@ -118,17 +121,23 @@ def workload_from(profile: dict[str, Any]) -> Workload:
         requests_per_step=profile.get("requests_per_step"),
         duration_per_step_s=profile.get("duration_per_step_s"),
         warmup_requests=int(profile.get("warmup_requests") or 0),
-        slo=slo_from(profile),
+        slo=SLO.from_profile(profile),
     )
 
 
-def slo_from(profile: dict[str, Any]) -> SLO:
-    return SLO(
-        ttft_ms=profile.get("slo_ttft_ms"),
-        tpot_ms=profile.get("slo_tpot_ms"),
-        e2e_ms=profile.get("slo_e2e_ms"),
-        percentile=float(profile.get("slo_percentile") or 99.0),
+async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox) -> ProbeSpec:
+    """What the run's probe process needs: the endpoint as it is now (its key decrypted here and
+    handed to the child on a pipe), the profile as it was snapshotted."""
+    endpoint = await session.get(Endpoint, run.endpoint_id)
+    key = endpoint_service.decrypt_key(endpoint, box) if endpoint is not None else None
+    target = Target(
+        (endpoint.base_url if endpoint else run.endpoint_snapshot["base_url"]),
+        run.endpoint_snapshot["model"],
+        run.endpoint_snapshot.get("api_flavor") or "chat",
+        key,
     )
+    tokenizer = endpoint.tokenizer if endpoint is not None else None
+    return ProbeSpec(target, workload_from(dict(run.profile_snapshot)), tokenizer=tokenizer)
 
 
 async def execute(
@@ -137,56 +146,70 @@ async def execute(
     *,
     box: SecretBox,
     clock: Callable[[], datetime],
+    deadline_s: float | None = None,
+    beat_s: float = 1.0,
 ) -> str:
-    """Probe, store, judge. Every outcome ends in a final status; nothing propagates."""
+    """Run the probe in its own process and store what it sends: each step as it completes,
+    then the run's end and scorecard. Keeps the heartbeat, passes on a user's cancellation,
+    and ends every run in a final status, whatever the endpoint or the probe process did."""
     async with unit_of_work(sessionmaker) as session:
         run = await session.get(Run, run_id)
         if run is None:
             return "missing"
-        endpoint = await session.get(Endpoint, run.endpoint_id)
-        profile = dict(run.profile_snapshot)
-        key = endpoint_service.decrypt_key(endpoint, box) if endpoint is not None else None
-        target = Target(
-            (endpoint.base_url if endpoint else run.endpoint_snapshot["base_url"]),
-            run.endpoint_snapshot["model"],
-            run.endpoint_snapshot.get("api_flavor") or "chat",
-            key,
-        )
-        tokenizer = endpoint.tokenizer if endpoint is not None else None
+        spec = await probe_spec(session, run, box=box)
+        planned_steps = len(run.profile_snapshot["load_levels"])
     pending: dict[str, Any] = {}
 
     def progress(step: int, done: int, planned: int | None) -> None:
-        pending.update(step=step, done=done, planned=planned, steps=len(profile["load_levels"]))
+        pending.update(step=step, done=done, planned=planned, steps=planned_steps)
+
+    async def store(step: StepResult) -> None:
+        await _with_retry(
+            lambda: _store(sessionmaker, run_id, step), what=f"run {run_id}: storing step {step.index}"
+        )
+
+    probe = ProbeProcess(spec, on_progress=progress, on_step=store, deadline_s=deadline_s)
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(beat_s)
             try:
                 async with unit_of_work(sessionmaker) as session:
                     await session.execute(
                         update(Run)
                         .where(Run.id == run_id)
-                        .values(heartbeat_at=clock(), progress=dict(pending))
+                        .values(
+                            heartbeat_at=clock(), progress={**pending, "pid": probe.pid, "worker": WORKER_ID}
+                        )
                     )
+                    wanted = await session.scalar(select(Run.cancel_requested_at).where(Run.id == run_id))
+                if wanted is not None and not probe.cancel_requested:
+                    log.info("run %s: cancellation requested, stopping its probe", run_id)
+                    probe.cancel()
             except Exception as exc:  # the database is away: the probe goes on, beats resume
                 log.warning("run %s: heartbeat failed (%s)", run_id, type(exc).__name__)
 
     heart = asyncio.get_running_loop().create_task(beat())
-    status, error = RunStatus.failed.value, None
+    running = asyncio.get_running_loop().create_task(probe.run())
+    status, error, environment = RunStatus.failed.value, None, {}
     try:
-        prober = Prober(target, workload_from(profile), tokenizer=tokenizer)
-        result = await prober.run(progress)
-        environment = result.preflight.environment() if result.preflight is not None else {}
-        await _with_retry(
-            lambda: _store(sessionmaker, run_id, result.steps), what=f"run {run_id}: storing results"
-        )
-        status, error = result.status, result.error
+        try:
+            outcome = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # This worker is stopping: the probe ends its step, its partial results are stored.
+            probe.cancel()
+            status, error = RunStatus.cancelled.value, "cancelled: the worker was stopped"
+            try:
+                environment = (await asyncio.wait_for(running, timeout=CANCEL_WAIT_S)).environment or {}
+            except (TimeoutError, asyncio.CancelledError):
+                running.cancel()
+            raise
+        status, error, environment = outcome.status, outcome.error, outcome.environment or {}
     except asyncio.CancelledError:
-        status, error, environment = RunStatus.cancelled.value, "cancelled", {}
         raise
-    except Exception as exc:  # a run must end in a status, whatever the endpoint did
+    except Exception as exc:  # a run must end in a status, whatever happened
         log.exception("run %s failed", run_id)
-        status, error, environment = RunStatus.failed.value, f"{type(exc).__name__}: {exc}"[:500], {}
+        status, error = RunStatus.failed.value, f"{type(exc).__name__}: {exc}"[:500]
     finally:
         heart.cancel()
 
@@ -200,15 +223,15 @@ async def execute(
     return status
 
 
-async def _store(
-    sessionmaker: async_sessionmaker[AsyncSession], run_id: int, steps: list[StepResult]
-) -> None:
-    """Store a run's steps and samples once: a retry after a lost connection finds them stored
-    (samples are unique per run and sequence number, and the whole write is one transaction)."""
+async def _store(sessionmaker: async_sessionmaker[AsyncSession], run_id: int, step: StepResult) -> None:
+    """Store one step and its samples once: a retry after a lost connection finds it stored
+    (the whole write is one transaction)."""
     async with unit_of_work(sessionmaker) as session:
-        if await session.scalar(select(RunStep.id).where(RunStep.run_id == run_id).limit(1)) is not None:
-            return
-        await store_steps(session, run_id=run_id, steps=steps)
+        stored = await session.scalar(
+            select(RunStep.id).where(RunStep.run_id == run_id, RunStep.step_index == step.index).limit(1)
+        )
+        if stored is None:
+            await store_steps(session, run_id=run_id, steps=[step])
 
 
 async def _with_retry(action: Callable[[], Awaitable[None]], *, what: str, attempts: int = 8) -> None:
@@ -232,7 +255,7 @@ async def store_steps(session: AsyncSession, *, run_id: int, steps: list[StepRes
     assert run is not None
     inputs = CostInputs.from_snapshot(run.cost_snapshot)
     for step in steps:
-        summary = {**step.summary, **step_costs(step.summary, inputs)}
+        summary = step.summary.model_copy(update=step_costs(step.summary.as_dict(), inputs)).as_dict()
         session.add(RunStep(run_id=run_id, step_index=step.index, **step_columns(summary), summary=summary))
         rows = [
             sample_row(run_id, step.index, sample, origin) for sample, origin in with_origin(step.samples)
@@ -268,6 +291,7 @@ async def judge(session: AsyncSession, *, run: Run) -> None:
     steps = await _summaries(session, run.id)
     if not steps:
         run.scorecard = {}
+        run.quality_degraded = False
         run.cost_per_million_tokens_at_slo = run.output_tokens_per_s_at_slo = None
         return
     card = smart_letters(
@@ -278,6 +302,7 @@ async def judge(session: AsyncSession, *, run: Run) -> None:
         run.environment,
     )
     run.scorecard = card
+    run.quality_degraded = bool(card["quality"]["degraded"])
     point = card["operating_point"] or {}
     run.cost_per_million_tokens_at_slo = point.get("cost_per_million_tokens")
     run.output_tokens_per_s_at_slo = point.get("output_tokens_per_s")
@@ -285,10 +310,17 @@ async def judge(session: AsyncSession, *, run: Run) -> None:
 
 
 async def _summaries(session: AsyncSession, run_id: int) -> list[dict[str, Any]]:
+    """The run's step summaries as stored, read back through the one step-summary type."""
+    return [step.as_dict() for step in await step_summaries(session, run_id)]
+
+
+async def step_summaries(session: AsyncSession, run_id: int) -> list[StepSummary]:
     rows = (
-        await session.scalars(select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.step_index))
+        await session.scalars(
+            select(RunStep.summary).where(RunStep.run_id == run_id).order_by(RunStep.step_index)
+        )
     ).all()
-    return [dict(row.summary) for row in rows]
+    return [StepSummary.model_validate(row) for row in rows]
 
 
 async def recompute(session: AsyncSession, *, run_id: int) -> int:
@@ -297,7 +329,7 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
     inputs = CostInputs.from_snapshot(run.cost_snapshot)
-    slo = slo_from(run.profile_snapshot)
+    slo = SLO.from_profile(run.profile_snapshot)
     steps = (
         await session.scalars(select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.step_index))
     ).all()
@@ -321,10 +353,10 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
             client_notes=quality.get("client_notes") or [],
             client_cpu_pct=quality.get("client_cpu_pct"),
         )
-        summary = {**summary, **step_costs(summary, inputs)}
-        for key, value in step_columns(summary).items():
+        fresh = summary.model_copy(update=step_costs(summary.as_dict(), inputs)).as_dict()
+        for key, value in step_columns(fresh).items():
             setattr(step, key, value)
-        step.summary = summary
+        step.summary = fresh
     await session.flush()
     await judge(session, run=run)
     return len(steps)
@@ -360,26 +392,77 @@ async def list_page(
     return [(run, name) for run, name in rows[offset : offset + limit]], len(rows)
 
 
-async def summary(session: AsyncSession, *, run_id: int) -> dict[str, Any]:
-    """DESIGN's run-summary JSON, plus the scorecard and live progress."""
+async def waiting_reasons(session: AsyncSession, runs: list[Run]) -> dict[int, str]:
+    """Why each queued run among `runs` has not started: its endpoint is being probed (probes of
+    one endpoint never overlap), or every probe slot is busy, or no executor has claimed it yet."""
+    if not any(run.status == RunStatus.queued.value for run in runs):
+        return {}
+    running = (
+        await session.execute(select(Run.id, Run.endpoint_id).where(Run.status == RunStatus.running.value))
+    ).all()
+    by_endpoint = {endpoint: run_id for run_id, endpoint in running}
+    reasons: dict[int, str] = {}
+    for run in runs:
+        if run.status != RunStatus.queued.value:
+            continue
+        busy = by_endpoint.get(run.endpoint_id)
+        if busy is not None:
+            reasons[run.id] = (
+                f"waits for run {busy} on the same endpoint (probes of one endpoint never overlap)"
+            )
+        elif running:
+            reasons[run.id] = (
+                f"waits for a free probe slot ({len(running)} probe{'s' if len(running) != 1 else ''} running; "
+                "each host runs at most its cores less one)"
+            )
+        else:
+            reasons[run.id] = "waits for an executor to claim it"
+    return reasons
+
+
+async def waiting_for(session: AsyncSession, *, run_id: int) -> str | None:
     run = await get(session, run_id)
-    steps = await _summaries(session, run_id)
-    return {
-        "run_id": run.id,
-        "endpoint": {"id": run.endpoint_id, **run.endpoint_snapshot},
-        "profile": run.profile_snapshot,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "status": run.status,
-        "error": run.error,
-        "trigger": run.trigger,
-        "created_at": run.created_at.isoformat(),
-        "cost_inputs": run.cost_snapshot,
-        "environment": run.environment,
-        "progress": run.progress,
-        "scorecard": run.scorecard or None,
-        "steps": steps,
-    }
+    return (await waiting_reasons(session, [run])).get(run.id)
+
+
+async def request_cancel(session: AsyncSession, *, run_id: int, now: datetime) -> Run:
+    """Cancel a run: a queued one at once; a running one is stopped by the worker executing it
+    (its probe ends the current step and keeps what it measured). Finished runs: a conflict."""
+    run = await get(session, run_id)
+    if run.status == RunStatus.queued.value:
+        run.status = RunStatus.cancelled.value
+        run.error = "cancelled before it started"
+        run.finished_at = now
+        run.cancel_requested_at = now
+    elif run.status == RunStatus.running.value:
+        if run.cancel_requested_at is None:
+            run.cancel_requested_at = now
+    else:
+        raise Conflict(f"run {run_id} has already ended ({run.status})")
+    await session.flush()
+    return run
+
+
+async def summary(session: AsyncSession, *, run_id: int) -> RunSummary:
+    """DESIGN's run summary, plus the scorecard and live progress."""
+    run = await get(session, run_id)
+    return RunSummary(
+        run_id=run.id,
+        endpoint={"id": run.endpoint_id, **run.endpoint_snapshot},
+        profile=run.profile_snapshot,
+        started_at=run.started_at.isoformat() if run.started_at else None,
+        finished_at=run.finished_at.isoformat() if run.finished_at else None,
+        status=run.status,
+        error=run.error,
+        environment=run.environment,
+        steps=await step_summaries(session, run_id),
+        source=run.source,
+        trigger=run.trigger,
+        created_at=run.created_at.isoformat(),
+        cost_inputs=run.cost_snapshot,
+        progress=run.progress,
+        scorecard=run.scorecard or None,
+    )
 
 
 SAMPLE_COLUMNS = ("seq", "step_index", "warmup", "sent_offset_ms", "ttft_ms", "ttfat_ms", "e2e_ms", "input_tokens",

@@ -41,6 +41,7 @@ def _point(run: Run) -> TrendPoint:
         at=run.finished_at or run.created_at,
         cost_per_million_tokens=run.cost_per_million_tokens_at_slo,
         output_tokens_per_s=run.output_tokens_per_s_at_slo,
+        degraded=run.quality_degraded,
     )
 
 
@@ -83,6 +84,7 @@ async def endpoint_scorecard(
         capacity=card.get("capacity"),
         slo=card.get("slo"),
         cost_per_million_tokens_at_slo=latest.cost_per_million_tokens_at_slo if latest else None,
+        quality=card.get("quality") or {"degraded": False, "reasons": []},
         pricing=endpoint_service.pricing_kind(endpoint),
         trend=[_point(run) for run in runs],
     )

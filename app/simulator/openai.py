@@ -76,6 +76,33 @@ def parse_request(
     )
 
 
+EXTENSIONS = ("ignore_eos", "min_tokens")
+
+
+def refusal(req: dict[str, Any], style: str) -> tuple[int, dict[str, Any]] | None:
+    """The error a strict server answers to OpenAI-API extensions in `req`, in its own shape."""
+    extra = sorted(name for name in EXTENSIONS if name in req)
+    options = req.get("stream_options")
+    if isinstance(options, dict) and "continuous_usage_stats" in options:
+        extra.append("stream_options.continuous_usage_stats")
+    if not extra:
+        return None
+    if style == "fastapi":  # pydantic's extra="forbid", as FastAPI renders it
+        detail = [
+            {"type": "extra_forbidden", "loc": ["body", *name.split(".")], "msg": "Extra inputs are not permitted",
+             "input": True}
+            for name in extra
+        ]  # fmt: skip
+        return 422, {"detail": detail}
+    if style == "tgi":  # axum's JSON rejection, as text-generation-inference answers it
+        message = f"Failed to deserialize the JSON body into the target type: unknown field `{extra[0].split('.')[-1]}`"
+        return 422, {"error": message, "error_type": "validation"}
+    message = f"Unrecognized request argument supplied: {extra[0]}"
+    return 400, {
+        "error": {"message": message, "type": "invalid_request_error", "param": extra[0], "code": None}
+    }
+
+
 def render_metrics(state: SimulatorState) -> str:
     m = state.metrics
     c = state.config

@@ -38,6 +38,10 @@ class SimConfig:
     queue_limit: int = 4096  # waiting requests beyond this get 429
     # behaviour
     tokens_per_chunk: int = 1
+    chunk_usage: bool = True  # honour continuous_usage_stats (TensorRT-LLM, SGLang, Dynamo do not)
+    # Refuse fields outside OpenAI's API (ignore_eos, min_tokens, continuous_usage_stats) the way
+    # a given server does: "openai" (400), "fastapi" (422, pydantic's detail list), "tgi" (422).
+    strict: str | None = None
     reasoning_tokens: int = 0  # sent as reasoning_content before the answer
     error_rate: float = 0.0  # fraction of requests answered 500
     natural_output_tokens: int | None = None  # stop (EOS) after this many unless ignore_eos

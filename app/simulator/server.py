@@ -21,7 +21,7 @@ import orjson
 
 from app import __version__
 from app.simulator.engine import BatchEngine, FixedEngine, Generation, Timeline
-from app.simulator.openai import parse_request, render_metrics
+from app.simulator.openai import parse_request, refusal, render_metrics
 from app.simulator.presets import SimConfig
 from app.vocab import WORDS
 
@@ -435,6 +435,9 @@ class HTTPConnection(asyncio.Protocol):
                 404, f"The model `{req.get('model')}` does not exist.", "invalid_request_error", param="model"
             )
             return
+        if config.strict is not None and (refused := refusal(req, config.strict)) is not None:
+            self.respond_json(*refused)
+            return
         parsed = parse_request(req, chat=chat)
         if isinstance(parsed, str):
             self.respond_error(400, parsed, "invalid_request_error")
@@ -464,7 +467,7 @@ class HTTPConnection(asyncio.Protocol):
 
         sink: StreamSink | JsonSink
         if stream:
-            sink = StreamSink(self, state, chat, include_usage, continuous, reasoning)
+            sink = StreamSink(self, state, chat, include_usage, continuous and config.chunk_usage, reasoning)
         else:
             sink = JsonSink(self, state, chat, reasoning)
         gen = Generation(
@@ -512,6 +515,7 @@ _REASONS = {
     405: b"Method Not Allowed",
     411: b"Length Required",
     413: b"Payload Too Large",
+    422: b"Unprocessable Entity",
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",

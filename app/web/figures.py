@@ -12,6 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from markupsafe import Markup
 
+from app.domain import load_label, load_of
 from app.probe.stats import itl_gaps_ms
 from app.probe.types import Sample
 from app.schemas import CostSeries, TrendPoint
@@ -54,8 +55,11 @@ def cost_trend(
                 mode="lines+markers",
                 name=f"{s.endpoint} · {s.profile}",
                 line={"color": PALETTE[i % len(PALETTE)]},
-                customdata=[p.run_id for p in points],
-                hovertemplate="$%{y:.3f} per M tokens<br>run %{customdata}<extra>%{fullData.name}</extra>",
+                # A run whose scorecard rests on a degraded measurement: hollow marker, said on hover.
+                marker={"symbol": ["circle-open" if p.degraded else "circle" for p in points], "size": 8},
+                customdata=[[p.run_id, " (degraded measurement)" if p.degraded else ""] for p in points],
+                hovertemplate="$%{y:.3f} per M tokens<br>run %{customdata[0]}%{customdata[1]}"
+                "<extra>%{fullData.name}</extra>",
             )
         )
     return _json(fig)
@@ -96,7 +100,7 @@ def distributions(samples: Sequence[Sample]) -> dict[str, str]:
 
 
 def sweep(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str]:
-    loads = [s["concurrency"] if s.get("request_rate") is None else s["request_rate"] for s in steps]
+    loads = [load_of(s) for s in steps]
     tput = go.Figure(layout=_layout("Throughput across the sweep", load_label, "tokens/s"))
     tput.add_trace(
         go.Scatter(
@@ -144,7 +148,7 @@ def tradeoff(
         fig.add_trace(
             go.Scatter(x=xs, y=ys, mode="lines+markers", name=name + ("" if gpus else " (per endpoint)"),
                        line={"color": PALETTE[i % len(PALETTE)]},
-                       text=[f"c={s.get('concurrency')}" if s.get("request_rate") is None else f"{s.get('request_rate')}/s" for s in steps],
+                       text=[load_label(s) for s in steps],
                        hovertemplate="%{text}: %{y:.0f} tok/s/GPU at %{x:.1f} tok/s/user<extra>%{fullData.name}</extra>")
         )  # fmt: skip
     xs_all = [

@@ -33,33 +33,50 @@ async def run_now(
     return RedirectResponse(request.url_for("run_page", run_id=run.id).path, status_code=303)
 
 
+@router.post("/runs/{run_id}/cancel", name="run_cancel")
+async def cancel(
+    request: Request, run_id: int, session: SessionDep, now: NowDep, _: EditorDep
+) -> RedirectResponse:
+    await runs.request_cancel(session, run_id=run_id, now=now)
+    return RedirectResponse(request.url_for("run_page", run_id=run_id).path, status_code=303)
+
+
 @router.get("/runs/{run_id}", name="run_page")
 async def run_page(request: Request, run_id: int, session: SessionDep, _: ReaderDep) -> HTMLResponse:
     summary = await runs.summary(session, run_id=run_id)
     charts: dict[str, str] = {}
-    if summary["steps"]:
+    if summary.steps:
         samples = await runs.samples_for_charts(session, run_id=run_id)
-        load_label = "concurrency" if summary["steps"][0].get("request_rate") is None else "requests/s"
-        gpus = summary["endpoint"].get("gpu_count")
-        slo_tpot = (summary["profile"] or {}).get("slo_tpot_ms")
+        steps = [step.as_dict() for step in summary.steps]
+        load_label = "concurrency" if summary.steps[0].load_kind == "concurrency" else "requests/s"
+        endpoint = summary.endpoint if isinstance(summary.endpoint, dict) else {}
+        profile = summary.profile if isinstance(summary.profile, dict) else {}
 
         def build() -> dict[str, str]:
             out = figures.distributions(samples)
-            out.update(figures.sweep(summary["steps"], load_label))
+            out.update(figures.sweep(steps, load_label))
             out["tradeoff"] = figures.tradeoff(
-                [(summary["endpoint"]["name"], summary["steps"], gpus)], slo_tpot
+                [(endpoint.get("name", ""), steps, endpoint.get("gpu_count"))], profile.get("slo_tpot_ms")
             )
             return out
 
         charts = await asyncio.to_thread(build)
-    return render(request, "runs/detail.html", {"run": summary, "charts": charts})
+    return render(
+        request,
+        "runs/detail.html",
+        {"run": summary, "charts": charts, "waiting_for": await runs.waiting_for(session, run_id=run_id)},
+    )
 
 
 @router.get("/runs/{run_id}/progress", name="run_progress")
 async def run_progress(request: Request, run_id: int, session: SessionDep, _: ReaderDep) -> HTMLResponse:
     """The live-progress partial; the run page includes it and refreshes it until the run ends."""
     summary = await runs.summary(session, run_id=run_id)
-    return render(request, "runs/_progress.html", {"run": summary})
+    return render(
+        request,
+        "runs/_progress.html",
+        {"run": summary, "waiting_for": await runs.waiting_for(session, run_id=run_id)},
+    )
 
 
 async def endpoint_context(session: SessionDep, endpoint_id: int, now: NowDep) -> dict[str, object]:
@@ -79,10 +96,12 @@ async def endpoint_context(session: SessionDep, endpoint_id: int, now: NowDep) -
         )
         latency[card.profile] = await asyncio.to_thread(figures.latency_trend, history, pct)
     cost_figure = await asyncio.to_thread(figures.cost_trend, mine) if mine else None
+    recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)
     return {
         "schedules": await schedule_service.list_all(session, endpoint_id=endpoint_id),
         "cards": cards,
         "cost_figure": cost_figure,
         "latency_figures": latency,
-        "recent": await scorecards.recent_runs(session, endpoint_id=endpoint_id),
+        "recent": recent,
+        "waiting": await runs.waiting_reasons(session, recent),
     }

@@ -50,6 +50,7 @@ def render(
             binding = new_anon = new_session_token()
     ctx = {
         "principal": principal,
+        "can_edit": principal is not None and principal.role.value in ("editor", "admin"),
         "csrf_token": csrf_token(settings.session_secret(), binding),
         "public_read": settings.public_read,
         **(context or {}),

@@ -1,0 +1,112 @@
+"""The measurement's shared vocabulary: an SLO and what meeting it means, the load of a step,
+and the quality of a step's measurement. The probe's step summary, the scoring, the services
+and the pages all use these, so a step can never meet the SLO in one place and break it in
+another. Pure: no I/O, no database, no web."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PERCENTILE_KEYS = {50.0: "p50", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
+DEFAULT_PERCENTILE = 99.0
+MAX_ERROR_RATE = 0.01  # a step that drops more than 1 % of its requests meets no SLO
+SLO_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms")
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Latency limits in ms at one percentile (50, 90, 95 or 99). A request meets it when each
+    of its latencies is within its limit; a step meets it per `step_meets`."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    percentile: float = DEFAULT_PERCENTILE
+
+    def __post_init__(self) -> None:
+        if float(self.percentile) not in PERCENTILE_KEYS:
+            raise ValueError(f"an SLO percentile is one of 50, 90, 95 or 99, not {self.percentile:g}")
+
+    @classmethod
+    def from_profile(cls, profile: Mapping[str, Any]) -> SLO:
+        return cls(
+            ttft_ms=profile.get("slo_ttft_ms"),
+            tpot_ms=profile.get("slo_tpot_ms"),
+            e2e_ms=profile.get("slo_e2e_ms"),
+            percentile=float(profile.get("slo_percentile") or DEFAULT_PERCENTILE),
+        )
+
+    @property
+    def defined(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
+
+    @property
+    def key(self) -> str:
+        """The summary statistic the limits apply to: p50, p90, p95 or p99."""
+        return PERCENTILE_KEYS[float(self.percentile)]
+
+    def limits(self) -> list[tuple[str, float]]:
+        return [
+            (m, float(v))
+            for m, v in zip(SLO_METRICS, (self.ttft_ms, self.tpot_ms, self.e2e_ms), strict=True)
+            if v is not None
+        ]
+
+    def request_meets(self, ttft: float | None, tpot: float | None, e2e: float | None) -> bool:
+        """One request: every limit holds (a latency it has no value for breaks its limit)."""
+        values = {"ttft_ms": ttft, "tpot_ms": tpot, "e2e_ms": e2e}
+        return all((v := values[m]) is not None and v <= limit for m, limit in self.limits())
+
+    def step_meets(self, step: Mapping[str, Any]) -> bool:
+        """A step (a step summary): at least one request completed, no more than 1 % of the
+        requests sent failed, and every limit holds at the SLO's percentile."""
+        requests = step.get("requests") or {}
+        sent = int(requests.get("sent") or 0)
+        if not requests.get("completed"):
+            return False
+        if sent and int(requests.get("failed") or 0) / sent > MAX_ERROR_RATE:
+            return False
+        for metric, limit in self.limits():
+            value = (step.get(metric) or {}).get(self.key)
+            if value is None or float(value) > limit:
+                return False
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ttft_ms": self.ttft_ms,
+            "tpot_ms": self.tpot_ms,
+            "e2e_ms": self.e2e_ms,
+            "percentile": self.percentile,
+        }
+
+
+def load_kind(step: Mapping[str, Any]) -> str:
+    """`concurrency` (closed loop) or `rate` (open loop, requests per second)."""
+    return "concurrency" if step.get("request_rate") is None else "rate"
+
+
+def load_of(step: Mapping[str, Any]) -> float:
+    """A step's offered load: its concurrency, or its request rate in an open loop."""
+    value = step.get("concurrency") if step.get("request_rate") is None else step.get("request_rate")
+    return float(value or 0)
+
+
+def load_label(step: Mapping[str, Any]) -> str:
+    """`c=8` or `2.5/s`: how a step's load is written on every page and table."""
+    return f"c={int(load_of(step))}" if load_kind(step) == "concurrency" else f"{load_of(step):g}/s"
+
+
+def degraded_reasons(step: Mapping[str, Any]) -> list[str]:
+    """Why a step's numbers are not a clean measurement of the server (empty: they are)."""
+    quality = step.get("quality") or {}
+    reasons: list[str] = []
+    if quality.get("client_bound"):
+        notes = [n for n in quality.get("client_notes") or [] if not str(n).startswith("probe CPU")]
+        reasons.append("client-bound" + (f" ({'; '.join(notes)})" if notes else ""))
+    if quality.get("osl_mismatch_flag"):
+        pct = quality.get("osl_mismatch_pct")
+        reasons.append("output length off by " + (f"{pct:+.1f} %" if pct is not None else "more than 5 %"))
+    return reasons

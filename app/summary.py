@@ -1,0 +1,130 @@
+"""The step summary and the run summary: one type each, serialised alike by `smartbench probe
+--json`, `GET /api/v1/runs/{id}` and the run page (DESIGN.md, "Run summary JSON").
+
+The probe builds a StepSummary from its samples (app/probe/stats.py); the database keeps its
+JSON; whoever reads it back validates it into the same type, so every reader sees the same keys,
+including the derived `load` and `load_kind`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from app.domain import degraded_reasons, load_kind, load_label, load_of
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Distribution(_Model):
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class Requests(_Model):
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    errors: dict[str, int] = Field(default_factory=dict)
+
+
+class StepSLO(_Model):
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    percentile: float = 99.0
+    met: bool = False
+    good_requests: int = 0
+
+
+class Quality(_Model):
+    client_bound: bool = False
+    client_notes: list[str] = Field(default_factory=list)
+    client_cpu_pct: float | None = None
+    osl_mismatch_pct: float | None = None
+    osl_mismatch_flag: bool = False
+    usage_tokenizer_diff_pct: float | None = None
+    error_rate: float | None = None
+
+
+class StepSummary(_Model):
+    concurrency: int | None = None
+    request_rate: float | None = None
+    duration_s: float = 0.0
+    requests: Requests = Field(default_factory=Requests)
+    ttft_ms: Distribution = Field(default_factory=Distribution)
+    ttfat_ms: Distribution = Field(default_factory=Distribution)
+    itl_ms: Distribution = Field(default_factory=Distribution)
+    tpot_ms: Distribution = Field(default_factory=Distribution)
+    e2e_ms: Distribution = Field(default_factory=Distribution)
+    input_tokens: Distribution = Field(default_factory=Distribution)
+    output_tokens: Distribution = Field(default_factory=Distribution)
+    input_tokens_per_s: float | None = None
+    output_tokens_per_s: float | None = None
+    total_tokens_per_s: float | None = None
+    requests_per_s: float | None = None
+    tokens_per_s_per_user: Distribution = Field(default_factory=Distribution)
+    goodput_requests_per_s: float | None = None
+    good_output_tokens_per_s: float | None = None
+    good_tokens_per_s: float | None = None
+    slo_attainment: float | None = None
+    slo: StepSLO | None = None
+    token_count_source: str | None = None
+    itl_basis: str | None = None
+    tokens_per_chunk_mean: float | None = None
+    quality: Quality = Field(default_factory=Quality)
+    cost_per_million_output_tokens: float | None = None
+    cost_per_million_tokens: float | None = None
+    cost_per_million_good_tokens: float | None = None
+    cost_per_million_tokens_blended: float | None = None
+    tokens_per_joule: float | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def load(self) -> float:
+        return load_of({"concurrency": self.concurrency, "request_rate": self.request_rate})
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def load_kind(self) -> str:
+        return load_kind({"request_rate": self.request_rate})
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def load_label(self) -> str:
+        return load_label({"concurrency": self.concurrency, "request_rate": self.request_rate})
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def degraded(self) -> list[str]:
+        """Why this step is not a clean measurement of the server; empty when it is."""
+        return degraded_reasons({"quality": self.quality.model_dump()})
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class RunSummary(_Model):
+    run_id: int | None = None
+    endpoint: str | dict[str, Any] | None = None
+    profile: str | dict[str, Any] | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    status: str
+    error: str | None = None
+    environment: dict[str, Any] | None = None
+    steps: list[StepSummary] = Field(default_factory=list)
+    # Stored runs add these.
+    source: str | None = None
+    trigger: str | None = None
+    created_at: str | None = None
+    cost_inputs: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+    scorecard: dict[str, Any] | None = None
