@@ -129,6 +129,10 @@ def serve(
     if settings.public_read:
         out.print("Reads are public (SMARTBENCH_PUBLIC_READ); every write needs a login or a token.")
     sys.stdout.flush()
+    if settings.run_executor:
+        from app.services.executor import keep_off_probe_cores
+
+        keep_off_probe_cores(settings.core_plan()[0])
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=False)
 
 
@@ -149,10 +153,15 @@ def worker(
 
     from app.db import create_engine, create_sessionmaker
     from app.security.crypto import SecretBox
-    from app.services.executor import Executor
+    from app.services.executor import Executor, keep_off_probe_cores
 
     settings = _settings()
     _upgrade(settings)
+    keep_off_probe_cores(
+        settings.model_copy(
+            update={"max_parallel_runs": max_parallel or settings.max_parallel_runs}
+        ).core_plan()[0]
+    )
 
     async def main() -> None:
         engine = create_engine(settings)
@@ -195,6 +204,7 @@ def demo(
     from app.security.crypto import SecretBox
     from app.services import demo as demo_service
     from app.services import profiles, users
+    from app.services.executor import keep_off_probe_cores
     from app.simulator.process import simulator_process
 
     base = _settings()
@@ -202,6 +212,9 @@ def demo(
         update={"data_dir": base.data_dir / "demo", "database_url": None, "public_read": True}
     )
     _upgrade(settings)
+    # The simulators stand in for remote servers: they, like the dashboard, keep off the cores
+    # the probes measure from.
+    keep_off_probe_cores(settings.core_plan()[0])
     with ExitStack() as stack:
         try:
             urls = {

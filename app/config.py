@@ -9,6 +9,7 @@ fails: several workers on several machines must share them.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import secrets
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     # cores this process may use, less one for the web server and the database, at least 1.
     max_parallel_runs: int | None = Field(default=None, ge=1)
     run_deadline_s: float = Field(default=4 * 3600.0, gt=0)  # a run still going then is stopped
+    # Linux: each probe process gets a core of its own, and the process that executes runs (the
+    # web server in `serve` and `demo`, the worker) keeps to the cores left over.
+    pin_probes: bool = True
     scheduler: bool = True  # fire schedule slots in this process (serve and worker)
     heartbeat_timeout_s: float = 30.0  # silent this long: interrupted (reaped within 30 + 5 + 1 s < 45 s)
     sample_retention_days: int | None = 30  # per-request samples older than this are pruned
@@ -118,6 +122,15 @@ class Settings(BaseSettings):
         """How many probe processes this host runs at once."""
         return self.max_parallel_runs or max(1, available_cores() - 1)
 
+    def core_plan(self) -> tuple[list[int], list[int]]:
+        """(cores for this process, cores for probe processes). Without pinning, or with no core
+        to spare, both are empty: the kernel places everything."""
+        cores = list(starting_cores())
+        slots = self.probe_slots
+        if not self.pin_probes or len(cores) <= slots:
+            return [], []
+        return cores[:-slots], cores[-slots:]
+
     @property
     def is_sqlite(self) -> bool:
         return self.db_url.startswith("sqlite")
@@ -175,11 +188,17 @@ class Settings(BaseSettings):
 
 
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity), else the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """How many cores this process could run on when it started."""
+    return len(starting_cores()) or os.cpu_count() or 1
+
+
+@functools.cache
+def starting_cores() -> tuple[int, ...]:
+    """The cores this process could run on the first time anyone asked (its CPU affinity, as
+    `taskset` or a container set it), before it kept itself off the probes' cores."""
+    if not hasattr(os, "sched_getaffinity"):  # not on Linux
+        return ()
+    return tuple(sorted(os.sched_getaffinity(0)))
 
 
 def new_encryption_key_entry() -> str:

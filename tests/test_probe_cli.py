@@ -142,3 +142,44 @@ def test_tokenizer_makes_prompts_exact(tmp_path: Path) -> None:
         assert loaded.count(factory.prompt(n, seq=7)) == n
     with pytest.raises(ValueError, match="no tokenizer"):
         load_tokenizer(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("style", ["fastapi", "tgi", "openai"])
+async def test_preflight_falls_back_when_a_server_refuses_extensions(style: str) -> None:
+    from app.probe.process import ProbeProcess, ProbeSpec
+
+    args = ("--preset", "fixed", "--ttft-ms", "5", "--itl-ms", "1", "--strict", style)
+    with simulator(*args) as url:
+        spec = ProbeSpec(Target(url, "sim"), Workload(levels=(2,), requests_per_step=4, output_tokens=16))
+        outcome = await ProbeProcess(spec).run()
+    assert outcome.status == "succeeded", outcome.error
+    assert outcome.environment is not None
+    assert outcome.environment["dropped_options"] == [
+        "ignore_eos",
+        "min_tokens",
+        "stream_options.continuous_usage_stats",
+    ]
+    step = outcome.steps[0].summary
+    assert step.requests.completed == 4 and step.token_count_source == "usage"
+    assert step.output_tokens.max == 16  # max_tokens alone still bounds the output
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "falls_back"),
+    [
+        (422, b'{"detail":[{"type":"extra_forbidden","loc":["body","ignore_eos"],"msg":"Extra inputs are not permitted"}]}', True),
+        (422, b"{\"detail\":\"Unexpected fields in the request: {'min_tokens', 'ignore_eos'}\"}", True),
+        (422, b'{"error":"Failed to deserialize the JSON body into the target type: unknown field `min_tokens`","error_type":"validation"}', True),
+        (400, b'{"error":{"message":"Unrecognized request argument supplied: ignore_eos"}}', True),
+        (400, b'{"error":{"message":"stream_options is not permitted here"}}', True),
+        (400, b'{"error":{"message":"messages must not be empty"}}', False),
+        (401, b'{"error":{"message":"unknown API key"}}', False),
+        (404, b'{"error":{"message":"The model `x` does not exist (unknown model)"}}', False),
+        (429, b'{"error":{"message":"unexpected load, slow down"}}', False),
+        (500, b'{"error":{"message":"unexpected error"}}', False),
+    ],
+)  # fmt: skip
+def test_which_refusals_fall_back(status: int, body: bytes, falls_back: bool) -> None:
+    from app.probe.runner import refuses_an_option
+
+    assert refuses_an_option(status, body) is falls_back

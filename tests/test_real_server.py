@@ -94,5 +94,5 @@ async def test_dashboard_runs_a_profile_against_transformers_serve(
         assert len(cards) == 1 and cards[0]["run_id"] == run_id
         letters = {entry["letter"]: entry for entry in cards[0]["letters"]}
         assert letters["M"]["score"] is not None and cards[0]["cost_per_million_tokens_at_slo"] is not None
-        page = await client.get(f"/runs/{run_id}")
+        page = await client.get(f"/runs/{run_id}", headers=auth)
         assert page.status_code == 200 and "tiny-llama" in page.text

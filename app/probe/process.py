@@ -121,7 +121,9 @@ class ProbeProcess:
         on_step: OnStep | None = None,
         deadline_s: float | None = None,
         kill_grace_s: float = KILL_GRACE_S,
+        cpu: int | None = None,
     ) -> None:
+        self.cpu = cpu  # a core of its own for the probe (Linux), as the executor plans them
         self.spec = spec
         self.on_progress = on_progress
         self.on_step = on_step
@@ -160,6 +162,9 @@ class ProbeProcess:
             start_new_session=True,  # a terminal's Ctrl-C reaches the parent, which cancels cleanly
         )
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        if self.cpu is not None and hasattr(os, "sched_setaffinity"):
+            with contextlib.suppress(OSError):  # before it reads its spec: its threads inherit the core
+                os.sched_setaffinity(proc.pid, {self.cpu})
         proc.stdin.write(self.spec.to_json())
         with contextlib.suppress(ConnectionError):
             await proc.stdin.drain()

@@ -45,6 +45,7 @@ LOOP_LAG_LIMIT_MS = 5.0  # p99 of the ticker's lateness
 LOOP_STALL_LIMIT_MS = 20.0  # one stall this long can delay a whole burst of first tokens
 DISPATCH_LAG_LIMIT_MS = 5.0
 TICK_S = 0.02
+TIMER_GRANULARITY_MS = 1.0  # epoll and libuv wake timers on whole milliseconds: not lag
 RAMP_SPACING_S = 0.0005  # closed loop: client i starts i x 0.5 ms after the first ...
 RAMP_MAX_S = 0.25  # ... within at most 250 ms
 
@@ -144,26 +145,34 @@ class RunResult:
 
 
 class LagMonitor:
-    """Measures how late the event loop wakes a 20 ms ticker, and the probe's CPU share."""
+    """Measures how late the event loop wakes a 20 ms ticker, and the probe's CPU share.
+
+    The lateness is read on the monotonic clock (uvloop's loop.time() ticks in whole
+    milliseconds), less the 1 ms granularity with which event loops wake timers. A chunk that
+    arrives while the loop is busy waits as long to be stamped, so this bounds the stamping
+    error. The closed-loop ramp (clients starting, which delays sends, not stamps) is left out."""
 
     def __init__(self) -> None:
         self.lags_ms: list[float] = []
         self._task: asyncio.Task[None] | None = None
         self._cpu0 = 0.0
         self._wall0 = 0.0
+        self._from = 0.0
         self.cpu_share = 0.0
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        expected = loop.time() + TICK_S
+        clock = time.perf_counter
+        expected = clock() + TICK_S
         while True:
-            await asyncio.sleep(max(0.0, expected - loop.time()))
-            now = loop.time()
-            self.lags_ms.append(max(0.0, (now - expected) * 1000.0))
+            await asyncio.sleep(max(0.0, expected - clock()))
+            now = clock()
+            if now >= self._from:
+                self.lags_ms.append(max(0.0, (now - expected) * 1000.0 - TIMER_GRANULARITY_MS))
             expected = now + TICK_S
 
-    def start(self) -> None:
+    def start(self, settle_s: float = 0.0) -> None:
         self._cpu0, self._wall0 = time.process_time(), time.perf_counter()
+        self._from = self._wall0 + settle_s
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -436,7 +445,8 @@ class Prober:
         dispatch_lag = 0.0
         try:
             async with make_session(pool, self.timeouts) as session:
-                monitor.start()
+                ramp = min(RAMP_SPACING_S * concurrency, RAMP_MAX_S) if closed else 0.0
+                monitor.start(settle_s=ramp + TICK_S if closed else 0.0)
                 try:
                     if closed:
                         await self._closed_loop(index, session, int(level), total, samples, progress)

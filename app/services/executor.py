@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -28,6 +29,13 @@ PRUNE_EVERY_S = 600.0
 PRUNE_BATCH = 5000
 
 
+def keep_off_probe_cores(own_cores: list[int]) -> None:
+    """This process, and what it starts from now on, keeps to the cores probes do not use
+    (`serve`, `worker` and `demo` call it at start; an app embedded elsewhere is left alone)."""
+    if own_cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(own_cores))
+
+
 class Executor:
     def __init__(
         self,
@@ -41,8 +49,13 @@ class Executor:
         retention_days: int | None = 30,
         scheduler: bool = True,
         run_deadline_s: float | None = None,
+        probe_cores: list[int] | None = None,
+        own_cores: list[int] | None = None,
     ) -> None:
         self.run_deadline_s = run_deadline_s
+        self.probe_cores = list(probe_cores or [])  # one per probe slot, when pinning
+        self.own_cores = list(own_cores or [])
+        self.cores_in_use: dict[asyncio.Task[str], int] = {}
         self.stale_after = timedelta(seconds=stale_after_s)
         self.retention_days = retention_days
         self.scheduler = scheduler
@@ -65,6 +78,10 @@ class Executor:
         max_parallel: int | None = None,
     ) -> Executor:
         """The one way `serve`, `demo` and `worker` build their executor."""
+        settings = settings.model_copy(
+            update={"max_parallel_runs": max_parallel or settings.max_parallel_runs}
+        )
+        own, probes = settings.core_plan()
         return cls(
             sessionmaker,
             box,
@@ -74,6 +91,8 @@ class Executor:
             retention_days=settings.sample_retention_days,
             scheduler=settings.scheduler,
             run_deadline_s=settings.run_deadline_s,
+            probe_cores=probes,
+            own_cores=own,
         )
 
     async def reap(self) -> int:
@@ -128,14 +147,23 @@ class Executor:
             run_id = run.id if run is not None else None
         if run_id is None:
             return False
+        free = [c for c in self.probe_cores if c not in self.cores_in_use.values()]
+        cpu = free[0] if free else None
         task = asyncio.get_running_loop().create_task(
             runs.execute(
-                self.sessionmaker, run_id, box=self.box, clock=self.clock, deadline_s=self.run_deadline_s
+                self.sessionmaker,
+                run_id,
+                box=self.box,
+                clock=self.clock,
+                deadline_s=self.run_deadline_s,
+                cpu=cpu,
             ),
             name=f"run-{run_id}",
         )
         self.active.add(task)
-        task.add_done_callback(self.active.discard)
+        if cpu is not None:
+            self.cores_in_use[task] = cpu
+        task.add_done_callback(self._done)
         return True
 
     async def _forever(self) -> None:
@@ -162,6 +190,10 @@ class Executor:
                 continue
             if not worked:
                 await asyncio.sleep(self.idle_s)
+
+    def _done(self, task: asyncio.Task[str]) -> None:
+        self.active.discard(task)
+        self.cores_in_use.pop(task, None)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop().create_task(self._forever(), name="run-executor")

@@ -148,6 +148,7 @@ async def execute(
     clock: Callable[[], datetime],
     deadline_s: float | None = None,
     beat_s: float = 1.0,
+    cpu: int | None = None,
 ) -> str:
     """Run the probe in its own process and store what it sends: each step as it completes,
     then the run's end and scorecard. Keeps the heartbeat, passes on a user's cancellation,
@@ -168,7 +169,7 @@ async def execute(
             lambda: _store(sessionmaker, run_id, step), what=f"run {run_id}: storing step {step.index}"
         )
 
-    probe = ProbeProcess(spec, on_progress=progress, on_step=store, deadline_s=deadline_s)
+    probe = ProbeProcess(spec, on_progress=progress, on_step=store, deadline_s=deadline_s, cpu=cpu)
 
     async def beat() -> None:
         while True:
