@@ -405,6 +405,7 @@ class RequestSample(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     ttfat_ms: Mapped[float | None] = mapped_column(Float)
     e2e_ms: Mapped[float | None] = mapped_column(Float)
+    end_ms: Mapped[float | None] = mapped_column(Float)  # the request's end (stream closed) after send
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     reasoning_tokens: Mapped[int | None] = mapped_column(Integer)

@@ -59,6 +59,7 @@ def sample_row(run_id: int, step_index: int, s: Sample, origin_ns: int) -> dict[
         "ttft_ms": s.ttft_ms,
         "ttfat_ms": s.ttfat_ms,
         "e2e_ms": s.e2e_ms,
+        "end_ms": None if s.end_ns is None else (s.end_ns - s.sent_ns) / 1e6,
         "input_tokens": s.input_tokens,
         "output_tokens": s.output_tokens,
         "reasoning_tokens": s.reasoning_tokens,
@@ -96,7 +97,10 @@ def sample_from_row(row: RequestSample, token_source: str | None) -> Sample:
         first_content_ns=None if row.ttft_ms is None else sent + int(row.ttft_ms * 1e6),
         first_answer_ns=None if row.ttfat_ms is None else sent + int(row.ttfat_ms * 1e6),
         last_content_ns=chunk_ns[-1] if chunk_ns else None,
-        end_ns=None if row.e2e_ms is None else sent + int(row.e2e_ms * 1e6),
+        # The step's window ends at the last request's end (stream closed), not its last token.
+        end_ns=sent + int(row.end_ms * 1e6)
+        if row.end_ms is not None
+        else (None if row.e2e_ms is None else sent + int(row.e2e_ms * 1e6)),
         chunk_ns=chunk_ns,
         chunk_tokens=tokens,
         input_tokens=row.input_tokens,

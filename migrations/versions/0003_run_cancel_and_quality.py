@@ -1,4 +1,4 @@
-"""run cancellation requests and measurement quality
+"""run cancellation requests, measurement quality, each sample's end
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("request_samples", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("end_ms", sa.Float(), nullable=True))
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
@@ -30,3 +32,5 @@ def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_column("quality_degraded")
         batch_op.drop_column("cancel_requested_at")
+    with op.batch_alter_table("request_samples", schema=None) as batch_op:
+        batch_op.drop_column("end_ms")
