@@ -195,6 +195,7 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
 ) -> None:
     """Dashboard on the embedded database with three simulated endpoints, probed at once."""
+    import signal
     from contextlib import ExitStack
     from datetime import UTC, datetime
 
@@ -252,6 +253,9 @@ def demo(
                 f"To change anything, log in as {settings.admin_user} (password from the first demo start)."
             )
         sys.stdout.flush()
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: make that an
+        # exit that unwinds, so the simulators above are stopped with the demo.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 

@@ -253,6 +253,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_endpoint_id_created_at", "endpoint_id", "created_at"),
         Index("ix_runs_status_created_at", "status", "created_at"),
+        Index("ix_runs_created_at_id", "created_at", "id"),  # the run list's keyset
         # A schedule slot runs at most once.
         UniqueConstraint("schedule_id", "scheduled_for"),
         # At most one running probe per endpoint: two would disturb each other's numbers.

@@ -58,6 +58,16 @@ class Page(BaseModel, Generic[T]):
     next_offset: int | None
 
 
+class CursorPage(BaseModel, Generic[T]):
+    """A keyset page: `next` is the cursor of the following page (null on the last one). Counting
+    a large table is not cheap, so `total` is given only where it is (one endpoint's runs)."""
+
+    items: list[T]
+    limit: int
+    next: str | None
+    total: int | None = None
+
+
 def normalise_http_url(value: str, *, what: str = "URL") -> str:
     value = value.strip()
     parts = urlsplit(value)

@@ -36,16 +36,24 @@ def test_probe_slots_are_cores_less_one(monkeypatch: pytest.MonkeyPatch, cores: 
     assert Settings(env="test", max_parallel_runs=3).probe_slots == 3
 
 
-def test_serve_and_worker_build_the_same_executor(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_serve_and_worker_build_the_same_executor(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(env="test", data_dir=tmp_path, max_parallel_runs=2, heartbeat_timeout_s=12.0,
-                        sample_retention_days=7, scheduler=False, run_deadline_s=99.0)  # fmt: skip
+                        sample_retention_days=7, scheduler=False, run_deadline_s=99.0, run_executor=False)  # fmt: skip
     app = create_app(settings)
-    built = Executor.from_settings(settings, None, app.state.secret_box, app.state.clock)  # type: ignore[arg-type]
-    for executor in (built,):
-        assert executor.max_parallel == 2 and executor.stale_after.total_seconds() == 12.0
-        assert (
-            executor.retention_days == 7 and executor.scheduler is False and executor.run_deadline_s == 99.0
+    async with app.router.lifespan_context(app):
+        served = app.state.executor  # what `serve` and `demo` run
+        worker = Executor.from_settings(
+            settings, app.state.sessionmaker, app.state.secret_box, app.state.clock
         )
+        for executor in (served, worker):  # `worker` builds its own the same way
+            assert executor.max_parallel == 2 and executor.stale_after.total_seconds() == 12.0
+            assert executor.retention_days == 7 and executor.scheduler is False
+            assert executor.run_deadline_s == 99.0
+        assert served.probe_cores == worker.probe_cores
+        overridden = Executor.from_settings(
+            settings, app.state.sessionmaker, app.state.secret_box, app.state.clock, max_parallel=1
+        )
+        assert overridden.max_parallel == 1  # `worker --max-parallel 1`
 
 
 async def _setup(client: httpx.AsyncClient, auth: dict[str, str], urls: list[str]) -> list[int]:

@@ -90,7 +90,7 @@ async def test_run_end_to_end(app, client: httpx.AsyncClient, people) -> None:
     trends = (await client.get("/api/v1/trends/cost?days=1", headers=auth)).json()
     assert trends["series"][0]["points"][0]["run_id"] == run_id
     listed = (await client.get(f"/api/v1/runs?endpoint_id={endpoint_id}", headers=auth)).json()
-    assert listed["total"] == 1 and listed["items"][0]["status"] == "succeeded"
+    assert listed["total"] == 1 and listed["items"][0]["status"] == "succeeded" and listed["next"] is None
 
 
 async def test_unreachable_endpoint_fails_with_a_reason(app, client: httpx.AsyncClient, people) -> None:
@@ -225,3 +225,46 @@ async def test_profile_form_rerenders_with_messages(client: httpx.AsyncClient, p
     assert ok.status_code == 303
     listing = await client.get("/profiles")
     assert "mine" in listing.text and "chat" in listing.text
+
+
+async def test_run_list_keyset_pages_hold_still_while_runs_are_inserted(idle_app, people) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from app.models import Endpoint
+
+    app = idle_app
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        endpoint = Endpoint(name="e", base_url="http://127.0.0.1:9/v1", model="m", tags=[])
+        session.add(endpoint)
+        await session.flush()
+        # 25 runs, three of them created in the same microsecond: the id breaks the tie.
+        for i in range(25):
+            at = t0 + timedelta(minutes=i if i < 20 else 20)
+            session.add(Run(endpoint_id=endpoint.id, profile_name="smoke", profile_snapshot={}, cost_snapshot={},
+                            endpoint_snapshot={}, status="succeeded", trigger="api", created_at=at))  # fmt: skip
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        auth = await bearer(client, "viewer")
+        first = (await client.get("/api/v1/runs?limit=10", headers=auth)).json()
+        assert [r["id"] for r in first["items"]] == list(range(25, 15, -1)) and first["total"] is None
+        # New runs arrive (newer than anything listed): the next pages neither repeat nor skip.
+        async with unit_of_work(app.state.sessionmaker) as session:
+            for i in range(5):
+                session.add(Run(endpoint_id=endpoint.id, profile_name="smoke", profile_snapshot={}, cost_snapshot={},
+                                endpoint_snapshot={}, status="queued", trigger="api",
+                                created_at=t0 + timedelta(days=1, minutes=i)))  # fmt: skip
+        seen = [r["id"] for r in first["items"]]
+        cursor = first["next"]
+        while cursor:
+            page = (await client.get(f"/api/v1/runs?limit=10&cursor={cursor}", headers=auth)).json()
+            seen += [r["id"] for r in page["items"]]
+            cursor = page["next"]
+        assert seen == list(range(25, 0, -1))
+        fresh = (await client.get(f"/api/v1/runs?limit=5&endpoint_id={endpoint.id}", headers=auth)).json()
+        assert [r["id"] for r in fresh["items"]] == [30, 29, 28, 27, 26] and fresh["total"] == 30
+        bad = await client.get("/api/v1/runs?cursor=not-a-cursor", headers=auth)
+        assert bad.status_code == 422 and bad.json()["error"]["fields"] == {
+            "cursor": "not a cursor from this API"
+        }

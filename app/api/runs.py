@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
-from app.schemas import CostTrends, ErrorBody, Page, RunAccepted, RunCreate, RunListItem, Scorecard
+from app.schemas import CostTrends, CursorPage, ErrorBody, RunAccepted, RunCreate, RunListItem, Scorecard
 from app.services import runs, scorecards
 from app.summary import RunSummary
 
@@ -48,24 +48,25 @@ async def start_run(
 
 @router.get("/runs")
 async def list_runs(
+    request: Request,
     session: SessionDep,
     _: ReaderDep,
-    endpoint_id: int | None = None,
+    endpoint_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     profile: str | None = None,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> Page[RunListItem]:
-    rows, total = await runs.list_page(
-        session, endpoint_id=endpoint_id, profile=profile, status=status, limit=limit, offset=offset
+    cursor: Annotated[str | None, Query(max_length=200, description="`next` of the previous page")] = None,
+) -> CursorPage[RunListItem]:
+    """Runs, newest first, keyset-paged: follow `next` until it is null."""
+    rows, following, total = await runs.list_page(
+        session, endpoint_id=endpoint_id, profile=profile, status=status, limit=limit, cursor=cursor
     )
     waiting = await runs.waiting_reasons(session, [run for run, _ in rows])
-    return Page[RunListItem](
+    return CursorPage[RunListItem](
         items=[list_item(run, name, waiting.get(run.id)) for run, name in rows],
-        total=total,
         limit=limit,
-        offset=offset,
-        next_offset=offset + limit if offset + limit < total else None,
+        next=following,
+        total=total,
     )
 
 

@@ -4,6 +4,7 @@ read them back in DESIGN's run-summary shape, and recompute summaries from the s
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import logging
@@ -13,13 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import load_only
 
 from app.db import unit_of_work
 from app.domain import SLO
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Endpoint, RequestSample, Run, RunStatus, RunStep
 from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.runner import StepResult, Workload
@@ -373,6 +375,33 @@ async def get(session: AsyncSession, run_id: int) -> Run:
     return run
 
 
+# The columns a run list shows: never the JSON snapshots, environment or scorecard.
+LIST_COLUMNS = (
+    Run.id, Run.endpoint_id, Run.profile_name, Run.status, Run.trigger, Run.source, Run.created_at,
+    Run.started_at, Run.finished_at, Run.cost_per_million_tokens_at_slo, Run.output_tokens_per_s_at_slo,
+    Run.quality_degraded, Run.error,
+)  # fmt: skip
+
+
+def encode_cursor(created_at: datetime, run_id: int) -> str:
+    raw = f"{created_at.isoformat()}|{run_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, run_id = raw.rsplit("|", 1)
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, int(run_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed(
+            "the cursor is not valid", fields={"cursor": "not a cursor from this API"}
+        ) from exc
+
+
 async def list_page(
     session: AsyncSession,
     *,
@@ -380,17 +409,36 @@ async def list_page(
     profile: str | None = None,
     status: str | None = None,
     limit: int = 50,
-    offset: int = 0,
-) -> tuple[list[tuple[Run, str]], int]:
-    query = select(Run, Endpoint.name).join(Endpoint, Endpoint.id == Run.endpoint_id)
+    cursor: str | None = None,
+) -> tuple[list[tuple[Run, str]], str | None, int | None]:
+    """Newest first, keyset-paged on (created_at, id) in SQL: a page costs the same on page 1 and
+    page 10,000, and runs inserted meanwhile never shift a page. Returns (rows, next cursor,
+    total); the total only for one endpoint's runs (an index range), else None."""
+    query = (
+        select(Run, Endpoint.name)
+        .join(Endpoint, Endpoint.id == Run.endpoint_id)
+        .options(load_only(*LIST_COLUMNS, raiseload=True))
+    )
+    filters = []
     if endpoint_id is not None:
-        query = query.where(Run.endpoint_id == endpoint_id)
+        filters.append(Run.endpoint_id == endpoint_id)
     if profile:
-        query = query.where(Run.profile_name == profile)
+        filters.append(Run.profile_name == profile)
     if status:
-        query = query.where(Run.status == status)
-    rows = (await session.execute(query.order_by(Run.created_at.desc(), Run.id.desc()))).all()
-    return [(run, name) for run, name in rows[offset : offset + limit]], len(rows)
+        filters.append(Run.status == status)
+    query = query.where(*filters)
+    if cursor:
+        at, run_id = decode_cursor(cursor)
+        query = query.where(or_(Run.created_at < at, and_(Run.created_at == at, Run.id < run_id)))
+    rows = (
+        await session.execute(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1))
+    ).all()
+    page = [(run, name) for run, name in rows[:limit]]
+    following = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit and page else None
+    total = None
+    if endpoint_id is not None:
+        total = int(await session.scalar(select(func.count(Run.id)).where(*filters)) or 0)
+    return page, following, total
 
 
 async def waiting_reasons(session: AsyncSession, runs: list[Run]) -> dict[int, str]:

@@ -7,10 +7,12 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from app.models import Endpoint, Run, RunStatus, RunStep
 from app.schemas import CostSeries, CostTrends, Letter, Scorecard, TrendPoint
 from app.services import endpoints as endpoint_service
+from app.services.runs import LIST_COLUMNS
 
 EMPTY_LETTERS = [
     ("S", "Scale and complexity"),
@@ -35,7 +37,12 @@ def _empty_letters() -> list[Letter]:
     ]
 
 
-def _point(run: Run) -> TrendPoint:
+# A trend point needs these columns of a run, never its JSON snapshots.
+POINT_COLUMNS = (Run.id, Run.finished_at, Run.created_at, Run.cost_per_million_tokens_at_slo,
+                 Run.output_tokens_per_s_at_slo, Run.quality_degraded)  # fmt: skip
+
+
+def _point(run: Any) -> TrendPoint:
     return TrendPoint(
         run_id=run.id,
         at=run.finished_at or run.created_at,
@@ -48,9 +55,9 @@ def _point(run: Run) -> TrendPoint:
 async def endpoint_scorecard(
     session: AsyncSession, *, endpoint: Endpoint, profile: str, now: datetime, days: int = 30
 ) -> Scorecard:
-    runs = (
-        await session.scalars(
-            select(Run)
+    points = (
+        await session.execute(
+            select(*POINT_COLUMNS)
             .where(
                 Run.endpoint_id == endpoint.id,
                 Run.profile_name == profile,
@@ -60,18 +67,17 @@ async def endpoint_scorecard(
             .order_by(Run.created_at, Run.id)
         )
     ).all()
-    latest = runs[-1] if runs else None
-    if latest is None:
-        latest = await session.scalar(
-            select(Run)
-            .where(
-                Run.endpoint_id == endpoint.id,
-                Run.profile_name == profile,
-                Run.status == RunStatus.succeeded.value,
-            )
-            .order_by(Run.created_at.desc(), Run.id.desc())
-            .limit(1)
+    # The card is the latest successful run's stored judgement: one row, whatever the history.
+    latest = await session.scalar(
+        select(Run)
+        .where(
+            Run.endpoint_id == endpoint.id,
+            Run.profile_name == profile,
+            Run.status == RunStatus.succeeded.value,
         )
+        .order_by(Run.created_at.desc(), Run.id.desc())
+        .limit(1)
+    )
     card: dict[str, Any] = (latest.scorecard if latest is not None else None) or {}
     return Scorecard(
         endpoint_id=endpoint.id,
@@ -86,7 +92,7 @@ async def endpoint_scorecard(
         cost_per_million_tokens_at_slo=latest.cost_per_million_tokens_at_slo if latest else None,
         quality=card.get("quality") or {"degraded": False, "reasons": []},
         pricing=endpoint_service.pricing_kind(endpoint),
-        trend=[_point(run) for run in runs],
+        trend=[_point(row) for row in points],
     )
 
 
@@ -136,7 +142,7 @@ async def cost_trends(
     endpoint_id: int | None = None,
 ) -> CostTrends:
     query = (
-        select(Run, Endpoint.name)
+        select(*POINT_COLUMNS, Run.endpoint_id, Run.profile_name, Endpoint.name.label("endpoint_name"))
         .join(Endpoint, Endpoint.id == Run.endpoint_id)
         .where(Run.status == RunStatus.succeeded.value, Run.created_at >= since, Run.created_at <= until)
         .order_by(Run.created_at, Run.id)
@@ -146,13 +152,13 @@ async def cost_trends(
     if endpoint_id is not None:
         query = query.where(Run.endpoint_id == endpoint_id)
     series: dict[tuple[int, str], CostSeries] = {}
-    for run, name in (await session.execute(query)).all():
-        key = (run.endpoint_id, run.profile_name)
+    for row in (await session.execute(query)).all():
+        key = (row.endpoint_id, row.profile_name)
         if key not in series:
             series[key] = CostSeries(
-                endpoint_id=run.endpoint_id, endpoint=name, profile=run.profile_name, points=[]
+                endpoint_id=row.endpoint_id, endpoint=row.endpoint_name, profile=row.profile_name, points=[]
             )
-        series[key].points.append(_point(run))
+        series[key].points.append(_point(row))
     return CostTrends(since=since, until=until, profile=profile, series=list(series.values()))
 
 
@@ -208,6 +214,7 @@ async def recent_runs(session: AsyncSession, *, endpoint_id: int, limit: int = 2
         (
             await session.scalars(
                 select(Run)
+                .options(load_only(*LIST_COLUMNS, raiseload=True))
                 .where(Run.endpoint_id == endpoint_id)
                 .order_by(Run.created_at.desc(), Run.id.desc())
                 .limit(limit)

@@ -3,6 +3,7 @@ tests and the benchmarks, so that the simulator never competes with the probe fo
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): the kernel sends SIGTERM when the parent dies, so a
+    simulator never outlives the demo or test that started it, even one killed with SIGKILL."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ def simulator_process(
         [*prefix, sys.executable, "-m", "app.cli", "simulate", "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     try:
         deadline = time.monotonic() + timeout

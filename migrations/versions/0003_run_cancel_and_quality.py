@@ -1,4 +1,4 @@
-"""run cancellation requests, measurement quality, each sample's end
+"""run cancellation requests, measurement quality, each sample's end, the run list's keyset index
 
 Revision ID: 0003
 Revises: 0002
@@ -26,10 +26,12 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("quality_degraded", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.create_index("ix_runs_created_at_id", ["created_at", "id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_runs_created_at_id")
         batch_op.drop_column("quality_degraded")
         batch_op.drop_column("cancel_requested_at")
     with op.batch_alter_table("request_samples", schema=None) as batch_op:
