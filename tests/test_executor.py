@@ -36,9 +36,9 @@ def test_probe_slots_are_cores_less_one(monkeypatch: pytest.MonkeyPatch, cores: 
     assert Settings(env="test", max_parallel_runs=3).probe_slots == 3
 
 
-async def test_serve_and_worker_build_the_same_executor(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = Settings(env="test", data_dir=tmp_path, max_parallel_runs=2, heartbeat_timeout_s=12.0,
-                        sample_retention_days=7, scheduler=False, run_deadline_s=99.0, run_executor=False)  # fmt: skip
+async def test_serve_and_worker_build_the_same_executor(settings: Settings) -> None:
+    settings = settings.model_copy(update={"max_parallel_runs": 2, "heartbeat_timeout_s": 12.0, "sample_retention_days": 7,
+                                           "scheduler": False, "run_deadline_s": 99.0, "run_executor": False})  # fmt: skip
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         served = app.state.executor  # what `serve` and `demo` run

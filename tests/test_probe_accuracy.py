@@ -9,11 +9,9 @@ accuracy and speed figures live in bench/ (bench/accuracy.py)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
@@ -22,6 +20,7 @@ from app.probe.types import Target
 from app.simulator import preset
 from app.simulator.engine import expected_closed_loop
 from tests.simproc import simulator
+from tests.truth import simulator_lateness_ms, truthful
 
 pytestmark = pytest.mark.slow
 
@@ -40,28 +39,6 @@ async def probe(
     outcome = await ProbeProcess(spec).run()
     assert outcome.status == "succeeded", outcome.error
     return outcome
-
-
-def simulator_lateness_ms(base_url: str) -> float:
-    """How late the simulator emitted its timed events (p99), from its /metrics."""
-    text = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=5).text
-    match = re.search(r'smartbench_sim_timing_error_us\{quantile="0.99"\} ([0-9.]+)', text)
-    return float(match.group(1)) / 1000.0 if match else 0.0
-
-
-def truthful(
-    step: dict[str, Any], metric: str, stat: str, truth: float, tolerance: float, server_late_ms: float = 0.0
-) -> None:
-    """The value is within tolerance of the truth, or the step says why it cannot be trusted."""
-    value = step[metric][stat]
-    if abs(value - truth) <= tolerance + server_late_ms:
-        return
-    quality = step["quality"]
-    reasons = [n for n in quality["client_notes"] if not n.startswith("probe CPU")]
-    assert quality["client_bound"] and reasons, (
-        f"{metric} {stat} = {value:.2f} ms, truth {truth} ± {tolerance} ms (server late by up to "
-        f"{server_late_ms:.2f} ms), and the step was not flagged client_bound: {quality}"
-    )
 
 
 @pytest.mark.parametrize(

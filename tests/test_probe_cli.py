@@ -14,6 +14,7 @@ from app.probe.runner import Prober, Workload
 from app.probe.types import Target
 from tests.browser import free_port
 from tests.simproc import simulator
+from tests.truth import flagged, simulator_lateness_ms, truthful
 
 DESIGN_STEP_KEYS = {
     "concurrency", "request_rate", "duration_s", "requests", "ttft_ms", "ttfat_ms", "itl_ms", "tpot_ms", "e2e_ms",
@@ -72,16 +73,18 @@ async def test_rate_steps_and_processes() -> None:
         result = await rate.run()
         step = result.steps[0].summary.as_dict()
         assert step["request_rate"] == 50.0 and step["requests"]["completed"] == 25
-        assert step["requests_per_s"] == pytest.approx(50.0, rel=0.25)
+        if not flagged(step):  # a client that falls behind the offered rate must say so
+            assert step["requests_per_s"] == pytest.approx(50.0, rel=0.25)
 
         sharded = Prober(
             Target(url, "sim"), Workload(levels=(8,), requests_per_step=32, output_tokens=16), processes=2
         )
         result = await sharded.run()
         step = result.steps[0].summary.as_dict()
+        late = simulator_lateness_ms(url)
     assert step["requests"]["completed"] == 32 and "2 processes" in step["quality"]["client_notes"]
     assert len({s.seq for s in result.steps[0].samples}) == 32
-    assert abs(step["ttft_ms"]["p50"] - 20) <= 2.0
+    truthful(step, "ttft_ms", "p50", 20.0, 2.0, late)
 
 
 async def test_warmup_counts_per_client_in_a_closed_loop() -> None:
