@@ -48,7 +48,6 @@ async def start_run(
 
 @router.get("/runs")
 async def list_runs(
-    request: Request,
     session: SessionDep,
     _: ReaderDep,
     endpoint_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,

@@ -14,8 +14,6 @@ from app.models import Endpoint
 from app.schemas import EndpointCreate, EndpointRead, EndpointUpdate
 from app.security.crypto import SecretBox
 
-PRICING_FIELDS = ("gpu_count", "price_per_gpu_hour", "input_price_per_million", "output_price_per_million")
-
 
 def to_read(endpoint: Endpoint) -> EndpointRead:
     return EndpointRead.model_validate(

@@ -213,8 +213,3 @@ class Executor:
             self._loop = None
         if self.active:
             await asyncio.wait(list(self.active), timeout=grace_s)
-
-    async def wait_idle(self) -> None:
-        """Until no run is executing (tests and the demo)."""
-        while self.active:
-            await asyncio.gather(*list(self.active), return_exceptions=True)
