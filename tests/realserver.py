@@ -16,34 +16,9 @@ from pathlib import Path
 import httpx
 
 from app.simulator.process import free_port
+from app.vocab import WORDS as VOCAB
 
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "that",
-    "it",
-    "was",
-    "for",
-    "on",
-    "are",
-    "as",
-    "with",
-    "his",
-    "they",
-    "at",
-    "be",
-    "this",
-    "have",
-    "from",
-    "or",
-    "one",
-    "had",
-    "by",
-]
+WORDS = list(VOCAB[:40])  # the words the probe builds its prompts from
 
 BUILD = r"""
 import sys, torch
