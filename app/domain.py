@@ -69,8 +69,8 @@ class SLO:
         if sent and int(requests.get("failed") or 0) / sent > MAX_ERROR_RATE:
             return False
         for metric, limit in self.limits():
-            value = (step.get(metric) or {}).get(self.key)
-            if value is None or float(value) > limit:
+            value = metric_at(step, metric, self.key)
+            if value is None or value > limit:
                 return False
         return True
 
@@ -81,6 +81,12 @@ class SLO:
             "e2e_ms": self.e2e_ms,
             "percentile": self.percentile,
         }
+
+
+def metric_at(step: Mapping[str, Any], metric: str, key: str) -> float | None:
+    """One statistic of a step summary's distribution, e.g. ("ttft_ms", "p99")."""
+    value = (step.get(metric) or {}).get(key)
+    return None if value is None else float(value)
 
 
 def load_kind(step: Mapping[str, Any]) -> str:

@@ -12,19 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain import SLO, degraded_reasons, load_kind, load_label, load_of
+from app.domain import SLO, degraded_reasons, load_kind, load_label, load_of, metric_at
 from app.scoring.cost import CostInputs, step_costs
 
 CAPACITY_REFERENCE = 256  # concurrent users at SLO that earn a full capacity score
 REFERENCE_SLO = SLO(ttft_ms=1000.0, tpot_ms=50.0, percentile=99.0)  # interactive chat
 REFERENCE_PRICE = 1.0  # $ per million tokens, when a profile names no target price
 THROUGHPUT_REFERENCE = 500.0  # output tokens/s per GPU at the SLO that scores 50
-
-
-def metric_at(step: Mapping[str, Any], metric: str, key: str) -> float | None:
-    dist = step.get(metric) or {}
-    value = dist.get(key)
-    return None if value is None else float(value)
 
 
 @dataclass
