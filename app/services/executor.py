@@ -50,11 +50,9 @@ class Executor:
         scheduler: bool = True,
         run_deadline_s: float | None = None,
         probe_cores: list[int] | None = None,
-        own_cores: list[int] | None = None,
     ) -> None:
         self.run_deadline_s = run_deadline_s
         self.probe_cores = list(probe_cores or [])  # one per probe slot, when pinning
-        self.own_cores = list(own_cores or [])
         self.cores_in_use: dict[asyncio.Task[str], int] = {}
         self.stale_after = timedelta(seconds=stale_after_s)
         self.retention_days = retention_days
@@ -81,7 +79,7 @@ class Executor:
         settings = settings.model_copy(
             update={"max_parallel_runs": max_parallel or settings.max_parallel_runs}
         )
-        own, probes = settings.core_plan()
+        _, probes = settings.core_plan()
         return cls(
             sessionmaker,
             box,
@@ -92,7 +90,6 @@ class Executor:
             scheduler=settings.scheduler,
             run_deadline_s=settings.run_deadline_s,
             probe_cores=probes,
-            own_cores=own,
         )
 
     async def reap(self) -> int:
