@@ -241,7 +241,7 @@ def demo(
         created = asyncio.run(_with_session(settings, work))
         url = f"http://{host}:{port}/"
         out.print(f"[bold green]smartbench demo[/] on {_where(settings)}")
-        out.print(f"Dashboard: [bold]{url}[/]  (reads are public; scorecards fill within a minute)")
+        out.print(f"Dashboard: [bold]{url}[/]  (reads are public; the first scorecard fills in about a minute)")
         for item in demo_service.FLEET:
             out.print(f"  simulated endpoint {item.name} ({item.preset}) at {urls[item.name]}")
         if created is not None and created.password:

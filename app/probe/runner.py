@@ -5,8 +5,10 @@ client_bound: a load generator that falls behind reports its own limits as the s
 step runs a small lag monitor (a 20 ms ticker; when the event loop is saturated its wake-ups come
 late) and, in open loop, measures how late each request left against its scheduled arrival. Lag
 beyond the thresholds below raises the flag, with the figures, on the step: a p99 over 5 ms, or a
-single stall over 20 ms (rare stalls escape a p99, yet one during a burst of first tokens delays
-every request in the burst)."""
+stall over 20 ms that touched what the step reports (rare stalls escape a p99, yet one during a
+burst of first tokens delays every request in the burst). A stall is judged by its effect: the
+flag rises when a first or last token, or more than 0.5 % of all chunks, were stamped in it; a
+stall while every stream sat between tokens delayed no stamp that a statistic reads."""
 
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ from app.summary import StepSummary
 
 LOOP_LAG_LIMIT_MS = 5.0  # p99 of the ticker's lateness
 LOOP_STALL_LIMIT_MS = 20.0  # one stall this long can delay a whole burst of first tokens
+STALL_CHUNK_SHARE = 0.005  # chunks stamped in stalls beyond this share could move an ITL p99
+STALL_SPILL_NS = 5_000_000  # reads that waited out a stall are stamped just after it ends
 DISPATCH_LAG_LIMIT_MS = 5.0
 TICK_S = 0.02
 TIMER_GRANULARITY_MS = 1.0  # epoll and libuv wake timers on whole milliseconds: not lag
@@ -154,6 +158,8 @@ class LagMonitor:
 
     def __init__(self) -> None:
         self.lags_ms: list[float] = []
+        # (start_ns, end_ns, ms the OS kept the probe off its core meanwhile, or None)
+        self.stalls: list[tuple[int, int, float | None]] = []
         self._task: asyncio.Task[None] | None = None
         self._cpu0 = 0.0
         self._wall0 = 0.0
@@ -163,11 +169,17 @@ class LagMonitor:
     async def _run(self) -> None:
         clock = time.perf_counter
         expected = clock() + TICK_S
+        waited = _run_delay_ns()
         while True:
             await asyncio.sleep(max(0.0, expected - clock()))
             now = clock()
+            before, waited = waited, _run_delay_ns()
             if now >= self._from:
-                self.lags_ms.append(max(0.0, (now - expected) * 1000.0 - TIMER_GRANULARITY_MS))
+                lag = max(0.0, (now - expected) * 1000.0 - TIMER_GRANULARITY_MS)
+                self.lags_ms.append(lag)
+                if lag > LOOP_STALL_LIMIT_MS:
+                    off_core = None if waited is None or before is None else (waited - before) / 1e6
+                    self.stalls.append((int(expected * 1e9), int(now * 1e9) + STALL_SPILL_NS, off_core))
             expected = now + TICK_S
 
     def start(self, settle_s: float = 0.0) -> None:
@@ -190,6 +202,38 @@ class LagMonitor:
 
     def worst(self) -> float:
         return max(self.lags_ms, default=0.0)
+
+    def stall_note(self, samples: list[Sample]) -> tuple[bool, str | None]:
+        """Whether the stalls touched a stamp a statistic reads, and a note that says so."""
+        if not self.stalls:
+            return False, None
+        windows = self.stalls
+        samples = [s for s in samples if not s.warmup]  # warm-up feeds no statistic
+
+        def inside(ns: int | None) -> bool:
+            return ns is not None and any(start <= ns <= end for start, end, _ in windows)
+
+        ends = sum(inside(s.first_content_ns) or inside(s.last_content_ns) for s in samples)
+        chunks = sum(len(s.chunk_ns) for s in samples)
+        hit = sum(inside(ns) for s in samples for ns in s.chunk_ns)
+        worst = self.worst()
+        off = [o for _, _, o in windows if o is not None]
+        cause = f"; the OS ran something else on its core for {max(off):.0f} ms" if off and max(off) >= 1 else ""
+        many = "once" if len(windows) == 1 else f"{len(windows)} times"
+        note = (
+            f"event loop stalled {many}, at worst {worst:.1f} ms (limit {LOOP_STALL_LIMIT_MS:g} ms{cause}): "
+            f"{ends} first/last tokens and {hit} of {chunks} chunks were stamped in a stall"
+        )
+        return ends > 0 or hit > STALL_CHUNK_SHARE * max(chunks, 1), note
+
+
+def _run_delay_ns() -> int | None:
+    """Nanoseconds this process has waited runnable for a core (Linux schedstat), or None."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Prober:
@@ -463,14 +507,16 @@ class Prober:
         self._count_tokens(samples)
         if cancelled:
             notes.append(f"cancelled during the step: {len(samples)} requests had completed")
-        lag, stall = monitor.p99(), monitor.worst()
+        lag = monitor.p99()
         bound = False
         if lag > LOOP_LAG_LIMIT_MS:
             bound = True
             notes.append(f"event-loop lag p99 {lag:.1f} ms (limit {LOOP_LAG_LIMIT_MS:g} ms)")
-        elif stall > LOOP_STALL_LIMIT_MS:
-            bound = True
-            notes.append(f"event loop stalled {stall:.1f} ms once (limit {LOOP_STALL_LIMIT_MS:g} ms)")
+        else:
+            touched, note = monitor.stall_note(samples)
+            bound = touched
+            if note is not None:
+                notes.append(note)
         if not closed and dispatch_lag > max(DISPATCH_LAG_LIMIT_MS, 100.0 / level):
             bound = True
             notes.append(f"requests left {dispatch_lag:.1f} ms behind schedule (p99)")
