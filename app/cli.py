@@ -241,7 +241,9 @@ def demo(
         created = asyncio.run(_with_session(settings, work))
         url = f"http://{host}:{port}/"
         out.print(f"[bold green]smartbench demo[/] on {_where(settings)}")
-        out.print(f"Dashboard: [bold]{url}[/]  (reads are public; the first scorecard fills in about a minute)")
+        out.print(
+            f"Dashboard: [bold]{url}[/]  (reads are public; the first scorecard fills in about a minute)"
+        )
         for item in demo_service.FLEET:
             out.print(f"  simulated endpoint {item.name} ({item.preset}) at {urls[item.name]}")
         if created is not None and created.password:
@@ -536,6 +538,40 @@ def _reencrypt(settings: Settings) -> None:
     except DecryptionError as exc:
         raise _fail(f"{exc}; nothing was changed") from None
     out.print(f"re-encrypted {changed} API key(s) with key {box.active_key_id}")
+
+
+@cli.command()
+def seed(
+    endpoints: Annotated[int, typer.Option(min=1, max=10_000, help="Synthetic endpoints to register")] = 10,
+    days: Annotated[float, typer.Option(min=0.01, max=3650, help="Days of history for each")] = 30,
+    runs_per_day: Annotated[float, typer.Option(min=0.01, max=1440, help="Runs per endpoint per day")] = 4,
+    profile: Annotated[str, typer.Option(help="Profile the runs are of")] = "chat",
+    prefix: Annotated[str, typer.Option(help="Endpoint name prefix")] = "seed",
+) -> None:
+    """Write synthetic history (the simulator's performance model, marked synthetic, never
+    scored) into the configured database: for benchmarks and for trying the trends."""
+    from datetime import UTC, datetime
+
+    from app.security.crypto import SecretBox
+    from app.services import history
+
+    settings = _settings()
+    _upgrade(settings)
+
+    async def work(session):
+        return await history.seed(
+            session, endpoints=endpoints, days=days, runs_per_day=runs_per_day, profile_name=profile,
+            now=datetime.now(UTC), box=SecretBox(settings.encryption_keyring()), prefix=prefix,
+        )  # fmt: skip
+
+    try:
+        report = asyncio.run(_with_session(settings, work))
+    except Exception as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"seeded {report.endpoints} synthetic endpoint(s) with {report.runs:,} runs and {report.steps:,} steps "
+        f"of {report.profile} on {_where(settings)} in {report.seconds:.1f} s"
+    )
 
 
 @runs_cli.command("recompute")

@@ -116,3 +116,20 @@ def degraded_reasons(step: Mapping[str, Any]) -> list[str]:
         pct = quality.get("osl_mismatch_pct")
         reasons.append("output length off by " + (f"{pct:+.1f} %" if pct is not None else "more than 5 %"))
     return reasons
+
+
+# -- what a run ran on: the keys that mark a price change or a serving-stack change on a trend ----
+
+PRICE_FIELDS = ("gpu_count", "price_per_gpu_hour", "overhead_per_hour",
+                "input_price_per_million", "output_price_per_million")  # fmt: skip
+STACK_FIELDS = ("model", "engine", "engine_version", "quantization", "gpu_model", "gpu_count")
+
+
+def snapshot_key(snapshot: Mapping[str, Any] | None, fields: tuple[str, ...]) -> str:
+    """A short stable digest of the fields of a run's snapshot: two runs with the same key ran
+    at the same prices (PRICE_FIELDS) or on the same serving stack (STACK_FIELDS)."""
+    import hashlib
+    import json
+
+    picked = {name: (snapshot or {}).get(name) for name in fields}
+    return hashlib.sha1(json.dumps(picked, sort_keys=True).encode(), usedforsecurity=False).hexdigest()[:16]

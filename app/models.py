@@ -246,6 +246,11 @@ class Schedule(Base):
     profile: Mapped[Profile] = relationship(lazy="raise")
 
 
+SYNTHETIC = "synthetic"  # runs.source of generated history: shown, labelled, never scored
+# Runs a scorecard may rest on (app/services/scorecards.py uses the same literal predicate).
+MEASURED_SQL = f"status = 'succeeded' AND source <> '{SYNTHETIC}'"
+
+
 class Run(Base):
     """One probe of one endpoint with one profile, with the inputs snapshotted at run time."""
 
@@ -254,6 +259,17 @@ class Run(Base):
         Index("ix_runs_endpoint_id_created_at", "endpoint_id", "created_at"),
         Index("ix_runs_status_created_at", "status", "created_at"),
         Index("ix_runs_created_at_id", "created_at", "id"),  # the run list's keyset
+        # Trends and scorecards: one endpoint's runs of one profile over time.
+        Index("ix_runs_endpoint_profile_created", "endpoint_id", "profile_name", "created_at"),
+        # Scorecards: an endpoint's latest measured run of a profile, one probe of this index.
+        Index(
+            "ix_runs_measured",
+            "endpoint_id",
+            "profile_name",
+            "created_at",
+            sqlite_where=text(MEASURED_SQL),
+            postgresql_where=text(MEASURED_SQL),
+        ),
         # A schedule slot runs at most once.
         UniqueConstraint("schedule_id", "scheduled_for"),
         # At most one running probe per endpoint: two would disturb each other's numbers.
@@ -293,6 +309,11 @@ class Run(Base):
     output_tokens_per_s_at_slo: Mapped[float | None] = mapped_column(Float)
     # The scorecard rests on a step measured with a degraded client (client-bound, output length off).
     quality_degraded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    operating_step: Mapped[int | None]  # the scorecard's operating step (latency history joins it)
+    # Digests of the prices and of the serving stack the run ran with (app/domain.snapshot_key):
+    # where they change between two runs, a trend draws a marker.
+    price_key: Mapped[str | None] = mapped_column(String(16))
+    stack_key: Mapped[str | None] = mapped_column(String(16))
     cancel_requested_at: Mapped[datetime | None]  # a user asked to cancel; the executing worker stops it
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 

@@ -397,11 +397,17 @@ class Letter(BaseModel):
 
 
 class TrendPoint(BaseModel):
-    run_id: int
+    """One run, or one time bucket of runs (then `at` is the bucket's start, the cost its median)."""
+
+    run_id: int | None = Field(description="the run; in a bucket, set only when the bucket holds one run")
     at: datetime
-    cost_per_million_tokens: float | None
-    output_tokens_per_s: float | None
-    degraded: bool = Field(default=False, description="the run's scorecard rests on a degraded measurement")
+    runs: int = 1
+    cost_per_million_tokens: float | None = Field(description="the run's, or the bucket's median")
+    cost_p10: float | None = Field(default=None, description="buckets: 10th percentile of the cost")
+    cost_p90: float | None = Field(default=None, description="buckets: 90th percentile of the cost")
+    output_tokens_per_s: float | None = Field(description="at the SLO: the run's, or the bucket's mean")
+    degraded: bool = Field(default=False, description="a run here rests on a degraded measurement")
+    synthetic: bool = Field(default=False, description="generated history, not a measurement")
 
 
 class Scorecard(BaseModel):
@@ -429,14 +435,28 @@ class CostSeries(BaseModel):
     endpoint_id: int
     endpoint: str
     profile: str
+    synthetic: bool = Field(default=False, description="the endpoint's generated history (smartbench seed)")
     points: list[TrendPoint]
+
+
+class TrendMarker(BaseModel):
+    at: datetime
+    endpoint_id: int
+    endpoint: str
+    kind: Literal["price", "stack"]
+    label: str
+    run_id: int
 
 
 class CostTrends(BaseModel):
     since: datetime
     until: datetime
-    profile: str | None
+    profile: str
+    grain: Literal["run", "hour", "day", "week"] = Field(description="raw runs, or buckets of this size")
     series: list[CostSeries]
+    markers: list[TrendMarker] = Field(default_factory=list)
+    endpoints_shown: int = 0
+    endpoints_available: int = Field(default=0, description="endpoints with runs of the profile in range")
 
 
 # -- schedules ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
 from app.schemas import CostTrends, CursorPage, ErrorBody, RunAccepted, RunCreate, RunListItem, Scorecard
-from app.services import runs, scorecards
+from app.services import runs, scorecards, trends
 from app.summary import RunSummary
 
 router = APIRouter(tags=["runs"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})
@@ -134,6 +134,12 @@ async def cost_trends(
     _: ReaderDep,
     days: Annotated[int, Query(ge=1, le=3650)] = 30,
     profile: str | None = None,
+    endpoint: Annotated[list[int] | None, Query(description="endpoint ids to draw, up to 10")] = None,
 ) -> CostTrends:
-    """Cost per million tokens at the SLO operating point, per endpoint, over time."""
-    return await scorecards.cost_trends(session, since=now - timedelta(days=days), until=now, profile=profile)
+    """Cost per million tokens at the SLO operating point, per endpoint, over time: one profile
+    (default: the overview's), raw runs while they fit, else hour/day/week buckets with the
+    median and the p10-p90 band; markers where prices or the serving stack changed."""
+    chosen = profile or await scorecards.default_profile(session)
+    return await trends.cost_trends(
+        session, profile=chosen, since=now - timedelta(days=days), until=now, endpoint_ids=endpoint
+    )

@@ -218,7 +218,9 @@ class LagMonitor:
         hit = sum(inside(ns) for s in samples for ns in s.chunk_ns)
         worst = self.worst()
         off = [o for _, _, o in windows if o is not None]
-        cause = f"; the OS ran something else on its core for {max(off):.0f} ms" if off and max(off) >= 1 else ""
+        cause = (
+            f"; the OS ran something else on its core for {max(off):.0f} ms" if off and max(off) >= 1 else ""
+        )
         many = "once" if len(windows) == 1 else f"{len(windows)} times"
         note = (
             f"event loop stalled {many}, at worst {worst:.1f} ms (limit {LOOP_STALL_LIMIT_MS:g} ms{cause}): "

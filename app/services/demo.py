@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -12,9 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import Endpoint
 from app.schemas import EndpointCreate, EndpointUpdate
 from app.security.crypto import SecretBox
-from app.services import endpoints, runs, schedules
+from app.services import endpoints, history, profiles, runs, schedules
+from app.simulator.presets import preset
 
 DEMO_PROFILE = "chat"
+
+
+HISTORY_DAYS = 90
+HISTORY_RUNS_PER_DAY = 4
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,11 @@ class DemoEndpoint:
     name: str
     preset: str
     fields: dict[str, Any]
+    engine_version: str | None = None
+    # Its synthetic history: the fields it had before, and when they changed (days ago).
+    before: dict[str, Any] = field(default_factory=dict)
+    upgraded_days_ago: float | None = None  # the serving stack: engine_version, decode steps 10 % faster
+    repriced_days_ago: float | None = None
 
 
 FLEET = [
@@ -30,20 +41,42 @@ FLEET = [
         "h100-fp8-70b",
         {"gpu_model": "H100 SXM", "gpu_count": 8, "price_per_gpu_hour": 2.50, "watts_per_gpu": 700,
          "engine": "vllm", "quantization": "fp8", "tags": ["demo", "self-hosted"]},
+        engine_version="0.11.0",
+        before={"price_per_gpu_hour": 3.00, "engine_version": "0.10.2"},
+        upgraded_days_ago=55, repriced_days_ago=20,
     ),
     DemoEndpoint(
         "b200-llama70b-nvfp4",
         "b200-nvfp4-70b",
         {"gpu_model": "B200", "gpu_count": 8, "price_per_gpu_hour": 4.00, "watts_per_gpu": 1000,
          "engine": "tensorrt-llm", "quantization": "nvfp4", "tags": ["demo", "self-hosted"]},
+        engine_version="1.0.0",
+        before={"engine_version": "0.21.0"},
+        upgraded_days_ago=35,
     ),
     DemoEndpoint(
         "hosted-llama70b-api",
         "h100-fp8-70b",
         {"input_price_per_million": 0.60, "output_price_per_million": 0.80, "engine": "hosted-api",
          "tags": ["demo", "hosted"]},
+        before={"input_price_per_million": 0.75, "output_price_per_million": 0.99},
+        repriced_days_ago=45,
     ),
 ]  # fmt: skip
+
+
+def history_plan(item: DemoEndpoint, now: datetime) -> history.Plan:
+    """The demo endpoint's 90 days: the simulator's model of its preset, through its changes."""
+    changes = []
+    if item.upgraded_days_ago is not None:
+        changes.append(
+            history.Change(now - timedelta(days=item.upgraded_days_ago), {"engine_version": item.engine_version},
+                           step_factor=0.9)
+        )  # fmt: skip
+    if item.repriced_days_ago is not None:
+        prices = {key: item.fields.get(key) for key in item.before if key != "engine_version"}
+        changes.append(history.Change(now - timedelta(days=item.repriced_days_ago), prices))
+    return history.Plan(fields=item.before, config=preset(item.preset), changes=tuple(changes))
 
 
 async def register(
@@ -56,6 +89,15 @@ async def register(
         if existing is None:
             data = EndpointCreate(name=item.name, base_url=urls[item.name], model=model, **item.fields)
             endpoint = await endpoints.create(session, data=data, box=box, by=by)
+            endpoint.engine_version = item.engine_version
+            await session.flush()
+            # Open on trends: 90 days of synthetic history that today's measured runs continue.
+            await history.backfill(
+                session, endpoint=endpoint, profile=await profiles.get_by_name(session, DEMO_PROFILE),
+                plan=history_plan(item, now), start=now - timedelta(days=HISTORY_DAYS),
+                end=now - timedelta(minutes=30), runs_per_day=HISTORY_RUNS_PER_DAY,
+                rng=random.Random(f"{item.name}"),  # noqa: S311 - noise, not a secret
+            )  # fmt: skip
         else:
             update = EndpointUpdate(base_url=urls[item.name], model=model)
             endpoint = await endpoints.update(session, endpoint_id=existing.id, data=update, box=box)

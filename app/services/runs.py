@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import load_only
 
 from app.db import unit_of_work
-from app.domain import SLO
+from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models import Endpoint, RequestSample, Run, RunStatus, RunStep
+from app.models import SYNTHETIC, Endpoint, RequestSample, Run, RunStatus, RunStep
 from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.runner import StepResult, Workload
 from app.probe.stats import summarize_step
@@ -62,13 +62,17 @@ async def start(
     """Queue a run with the profile and the endpoint's cost inputs as they are now."""
     endpoint = await endpoint_service.get(session, endpoint_id)
     profile = await profile_service.get_by_name(session, profile_name)
+    cost = {field: getattr(endpoint, field) for field in COST_FIELDS}
+    stack = {field: getattr(endpoint, field) for field in ENDPOINT_FIELDS}
     run = Run(
         endpoint_id=endpoint.id,
         profile_id=profile.id,
         profile_name=profile.name,
         profile_snapshot=profile_service.snapshot(profile),
-        cost_snapshot={field: getattr(endpoint, field) for field in COST_FIELDS},
-        endpoint_snapshot={field: getattr(endpoint, field) for field in ENDPOINT_FIELDS},
+        cost_snapshot=cost,
+        endpoint_snapshot=stack,
+        price_key=snapshot_key(cost, PRICE_FIELDS),
+        stack_key=snapshot_key(stack, STACK_FIELDS),
         status=RunStatus.queued.value,
         trigger=trigger,
         created_at=now,
@@ -296,6 +300,7 @@ async def judge(session: AsyncSession, *, run: Run) -> None:
         run.scorecard = {}
         run.quality_degraded = False
         run.cost_per_million_tokens_at_slo = run.output_tokens_per_s_at_slo = None
+        run.operating_step = None
         return
     card = smart_letters(
         steps,
@@ -309,6 +314,7 @@ async def judge(session: AsyncSession, *, run: Run) -> None:
     point = card["operating_point"] or {}
     run.cost_per_million_tokens_at_slo = point.get("cost_per_million_tokens")
     run.output_tokens_per_s_at_slo = point.get("output_tokens_per_s")
+    run.operating_step = point.get("step_index")
     await session.flush()
 
 
@@ -331,6 +337,8 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
     run = await session.get(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
+    if run.source == SYNTHETIC:
+        return 0  # generated from the model, not from samples: nothing to re-derive
     inputs = CostInputs.from_snapshot(run.cost_snapshot)
     slo = SLO.from_profile(run.profile_snapshot)
     steps = (

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
-from app.models import Endpoint, Run, RunStatus, RunStep
-from app.schemas import CostSeries, CostTrends, Letter, Scorecard, TrendPoint
+from app.models import MEASURED_SQL, Endpoint, Run, RunStatus, RunStep
+from app.schemas import Letter, Scorecard, TrendPoint
 from app.services import endpoints as endpoint_service
+from app.services import trends
 from app.services.runs import LIST_COLUMNS
 
 EMPTY_LETTERS = [
@@ -37,47 +38,32 @@ def _empty_letters() -> list[Letter]:
     ]
 
 
-# A trend point needs these columns of a run, never its JSON snapshots.
-POINT_COLUMNS = (Run.id, Run.finished_at, Run.created_at, Run.cost_per_million_tokens_at_slo,
-                 Run.output_tokens_per_s_at_slo, Run.quality_degraded)  # fmt: skip
+# The runs a scorecard may rest on: succeeded, and measured (never generated history). A literal
+# predicate, so that PostgreSQL matches it to the partial index ix_runs_measured even in a
+# prepared statement.
+MEASURED = text("runs." + MEASURED_SQL.replace(" AND ", " AND runs."))
+TREND_DAYS = 30
 
 
-def _point(run: Any) -> TrendPoint:
-    return TrendPoint(
-        run_id=run.id,
-        at=run.finished_at or run.created_at,
-        cost_per_million_tokens=run.cost_per_million_tokens_at_slo,
-        output_tokens_per_s=run.output_tokens_per_s_at_slo,
-        degraded=run.quality_degraded,
-    )
-
-
-async def endpoint_scorecard(
-    session: AsyncSession, *, endpoint: Endpoint, profile: str, now: datetime, days: int = 30
-) -> Scorecard:
-    points = (
-        await session.execute(
-            select(*POINT_COLUMNS)
-            .where(
-                Run.endpoint_id == endpoint.id,
-                Run.profile_name == profile,
-                Run.status == RunStatus.succeeded.value,
-                Run.created_at >= now - timedelta(days=days),
-            )
-            .order_by(Run.created_at, Run.id)
-        )
-    ).all()
-    # The card is the latest successful run's stored judgement: one row, whatever the history.
-    latest = await session.scalar(
-        select(Run)
-        .where(
-            Run.endpoint_id == endpoint.id,
-            Run.profile_name == profile,
-            Run.status == RunStatus.succeeded.value,
-        )
+async def latest_runs(session: AsyncSession, *, profile: str, endpoint_ids: list[int]) -> dict[int, Run]:
+    """Each endpoint's latest measured run of the profile: one index probe per endpoint, in one
+    query, whatever the history holds (its stored judgement is the card)."""
+    if not endpoint_ids:
+        return {}
+    latest = (
+        select(Run.id)
+        .where(Run.endpoint_id == Endpoint.id, Run.profile_name == profile, MEASURED)
         .order_by(Run.created_at.desc(), Run.id.desc())
         .limit(1)
+        .correlate(Endpoint)
+        .scalar_subquery()
     )
+    ids = (await session.scalars(select(latest).where(Endpoint.id.in_(endpoint_ids)))).all()
+    rows = (await session.scalars(select(Run).where(Run.id.in_([i for i in ids if i is not None])))).all()
+    return {run.endpoint_id: run for run in rows}
+
+
+def _card(endpoint: Endpoint, profile: str, latest: Run | None, trend: list[TrendPoint]) -> Scorecard:
     card: dict[str, Any] = (latest.scorecard if latest is not None else None) or {}
     return Scorecard(
         endpoint_id=endpoint.id,
@@ -92,8 +78,34 @@ async def endpoint_scorecard(
         cost_per_million_tokens_at_slo=latest.cost_per_million_tokens_at_slo if latest else None,
         quality=card.get("quality") or {"degraded": False, "reasons": []},
         pricing=endpoint_service.pricing_kind(endpoint),
-        trend=[_point(row) for row in points],
+        trend=trend,
     )
+
+
+async def cards_for(
+    session: AsyncSession, *, endpoints: list[Endpoint], profile: str, now: datetime
+) -> list[Scorecard]:
+    """Cards for many endpoints in three queries: latest runs, and the daily trend buckets."""
+    latest = await latest_runs(session, profile=profile, endpoint_ids=[e.id for e in endpoints])
+    _, series = await trends.cost_series(
+        session, profile=profile, since=now - timedelta(days=TREND_DAYS), until=now,
+        endpoints=[(e.id, e.name) for e in endpoints], grain="day",
+    )  # fmt: skip
+    points: dict[int, list[TrendPoint]] = {}
+    for one in series:
+        points.setdefault(one.endpoint_id, []).extend(one.points)
+    return [
+        _card(e, profile, latest.get(e.id), sorted(points.get(e.id, []), key=lambda p: (p.at, p.synthetic)))
+        for e in endpoints
+    ]
+
+
+async def endpoint_scorecard(
+    session: AsyncSession, *, endpoint: Endpoint, profile: str, now: datetime
+) -> Scorecard:
+    """One endpoint on one profile: its latest measured run's stored judgement, and the daily
+    medians of its cost over TREND_DAYS days."""
+    return (await cards_for(session, endpoints=[endpoint], profile=profile, now=now))[0]
 
 
 async def profiles_with_runs(session: AsyncSession, *, endpoint_id: int | None = None) -> list[str]:
@@ -112,8 +124,8 @@ async def for_endpoint(
 
 
 async def overview(session: AsyncSession, *, profile: str, now: datetime) -> list[Scorecard]:
-    endpoints = (await session.scalars(select(Endpoint).order_by(Endpoint.name))).all()
-    return [await endpoint_scorecard(session, endpoint=e, profile=profile, now=now) for e in endpoints]
+    endpoints = list((await session.scalars(select(Endpoint).order_by(Endpoint.name, Endpoint.id))).all())
+    return await cards_for(session, endpoints=endpoints, profile=profile, now=now)
 
 
 async def default_profile(session: AsyncSession) -> str:
@@ -133,73 +145,65 @@ async def default_profile(session: AsyncSession) -> str:
     return latest or "chat"
 
 
-async def cost_trends(
+async def latency_history(
     session: AsyncSession,
     *,
+    endpoint_id: int,
+    profile: str,
     since: datetime,
     until: datetime,
-    profile: str | None,
-    endpoint_id: int | None = None,
-) -> CostTrends:
-    query = (
-        select(*POINT_COLUMNS, Run.endpoint_id, Run.profile_name, Endpoint.name.label("endpoint_name"))
-        .join(Endpoint, Endpoint.id == Run.endpoint_id)
-        .where(Run.status == RunStatus.succeeded.value, Run.created_at >= since, Run.created_at <= until)
-        .order_by(Run.created_at, Run.id)
-    )
-    if profile:
-        query = query.where(Run.profile_name == profile)
-    if endpoint_id is not None:
-        query = query.where(Run.endpoint_id == endpoint_id)
-    series: dict[tuple[int, str], CostSeries] = {}
-    for row in (await session.execute(query)).all():
-        key = (row.endpoint_id, row.profile_name)
-        if key not in series:
-            series[key] = CostSeries(
-                endpoint_id=row.endpoint_id, endpoint=row.endpoint_name, profile=row.profile_name, points=[]
-            )
-        series[key].points.append(_point(row))
-    return CostTrends(since=since, until=until, profile=profile, series=list(series.values()))
-
-
-async def latency_history(
-    session: AsyncSession, *, endpoint_id: int, profile: str, since: datetime, pct: str = "p99"
+    pct: str = "p99",
 ) -> list[dict[str, Any]]:
-    """Latency percentiles at each run's operating step, over time (endpoint page)."""
-    rows = (
-        await session.scalars(
-            select(Run)
-            .where(
-                Run.endpoint_id == endpoint_id,
-                Run.profile_name == profile,
-                Run.status == RunStatus.succeeded.value,
-                Run.created_at >= since,
+    """Latency percentiles at each run's operating step, over time (endpoint page): one join on
+    stored columns. Beyond RAW_LIMIT runs, the mean per time bucket (trends.grain_for)."""
+    if pct not in ("p50", "p90", "p95", "p99"):
+        raise ValueError(f"no stored percentile {pct!r}")
+    metrics = {key: getattr(RunStep, f"{key}_ms_{pct}") for key in ("ttft", "tpot", "itl")}
+    synthetic = (Run.source == trends.SYNTHETIC).label("synthetic")
+    where = and_(
+        Run.endpoint_id == endpoint_id,
+        Run.profile_name == profile,
+        Run.status == RunStatus.succeeded.value,
+        Run.created_at >= since,
+        Run.created_at <= until,
+        RunStep.run_id == Run.id,
+        RunStep.step_index == Run.operating_step,
+    )
+    count = await session.scalar(
+        select(func.count()).select_from(Run).join(RunStep, RunStep.run_id == Run.id).where(where)
+    )
+    if (count or 0) <= trends.RAW_LIMIT:
+        rows = await session.execute(
+            select(
+                Run.id, Run.created_at, Run.finished_at, synthetic, *(m.label(k) for k, m in metrics.items())
             )
-            .order_by(Run.created_at)
+            .select_from(Run)
+            .join(RunStep, RunStep.run_id == Run.id)
+            .where(where)
+            .order_by(Run.created_at, Run.id)
         )
-    ).all()
-    steps = {
-        (step.run_id, step.step_index): step
-        for step in (
-            await session.scalars(select(RunStep).where(RunStep.run_id.in_([r.id for r in rows])))
-        ).all()
-    }  # one query for all runs' steps, not one per run
-    history = []
-    for run in rows:
-        point = (run.scorecard or {}).get("operating_point") or {}
-        step = steps.get((run.id, point.get("step_index", 0)))
-        if step is None:
-            continue
-        history.append(
-            {
-                "at": run.finished_at or run.created_at,
-                "run_id": run.id,
-                f"ttft_{pct}": getattr(step, f"ttft_ms_{pct}"),
-                f"tpot_{pct}": getattr(step, f"tpot_ms_{pct}"),
-                f"itl_{pct}": getattr(step, f"itl_ms_{pct}"),
-            }
+        return [
+            {"at": row.finished_at or row.created_at, "run_id": row.id, "runs": 1, "synthetic": bool(row.synthetic),
+             **{f"{key}_{pct}": getattr(row, key) for key in metrics}}
+            for row in rows
+        ]  # fmt: skip
+    _, width = trends.grain_for(until - since)
+    bucket = trends.bucket_of(session, width).label("b")
+    rows = await session.execute(
+        select(
+            bucket, synthetic, func.count().label("runs"), *(func.avg(m).label(k) for k, m in metrics.items())
         )
-    return history
+        .select_from(Run)
+        .join(RunStep, RunStep.run_id == Run.id)
+        .where(where)
+        .group_by(bucket, synthetic)
+        .order_by(bucket, synthetic)
+    )
+    return [
+        {"at": trends.bucket_start(int(row.b), width), "run_id": None, "runs": int(row.runs),
+         "synthetic": bool(row.synthetic), **{f"{key}_{pct}": getattr(row, key) for key in metrics}}
+        for row in rows
+    ]  # fmt: skip
 
 
 async def run_steps(session: AsyncSession, *, run_id: int) -> list[dict[str, Any]]:

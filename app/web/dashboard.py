@@ -11,13 +11,14 @@ from fastapi.responses import HTMLResponse
 from app.deps import NowDep, ReaderDep, SessionDep
 from app.schemas import Scorecard
 from app.services import endpoints as endpoint_service
-from app.services import profiles, scorecards
+from app.services import profiles, scorecards, trends
 from app.web import figures
 from app.web.templating import render
 
 router = APIRouter()
 
 SORTS = {"name", "S", "M", "A", "R", "T", "cost"}
+COMPARE_MAX = 6
 
 
 @router.get("/", name="overview")
@@ -53,24 +54,28 @@ async def overview(
 
 
 @router.get("/trends", name="trends")
-async def trends(
+async def trends_page(
     request: Request,
     session: SessionDep,
     now: NowDep,
     _: ReaderDep,
     days: int = Query(30, ge=1, le=3650),
     profile: str | None = None,
+    endpoint: list[int] = Query(default_factory=list),
 ) -> HTMLResponse:
-    data = await scorecards.cost_trends(
-        session, since=now - timedelta(days=days), until=now, profile=profile or None
+    chosen = profile or await scorecards.default_profile(session)
+    data = await trends.cost_trends(
+        session, profile=chosen, since=now - timedelta(days=days), until=now, endpoint_ids=endpoint
     )
-    figure = await asyncio.to_thread(figures.cost_trend, data.series)
+    figure = await asyncio.to_thread(figures.cost_trend, data.series, markers=data.markers)
     all_profiles = [p.name for p in await profiles.list_all(session)]
+    all_endpoints, _total = await endpoint_service.list_page(session, limit=500)
     return render(
         request,
         "trends.html",
-        {"data": data, "figure": figure, "days": days, "profile": profile or "", "profiles": all_profiles},
-    )
+        {"data": data, "figure": figure, "days": days, "profile": chosen, "profiles": all_profiles,
+         "endpoints": all_endpoints, "picked": [s.endpoint_id for s in data.series]},
+    )  # fmt: skip
 
 
 @router.get("/compare", name="compare")
@@ -84,10 +89,14 @@ async def compare(
 ) -> HTMLResponse:
     chosen = profile or await scorecards.default_profile(session)
     all_endpoints, _total = await endpoint_service.list_page(session, limit=500)
-    picked = [e for e in all_endpoints if e.id in endpoint][:6]
-    cards = [
-        await scorecards.endpoint_scorecard(session, endpoint=e, profile=chosen, now=now) for e in picked
-    ]
+    if endpoint:
+        picked = [e for e in all_endpoints if e.id in endpoint][:COMPARE_MAX]
+    else:  # open on what can be compared: the endpoints measured on this profile
+        measured = await scorecards.latest_runs(
+            session, profile=chosen, endpoint_ids=[e.id for e in all_endpoints]
+        )
+        picked = [e for e in all_endpoints if e.id in measured][:COMPARE_MAX]
+    cards = await scorecards.cards_for(session, endpoints=picked, profile=chosen, now=now)
     curves = []
     slo_tpot = None
     for endpoint_row, card in zip(picked, cards, strict=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from markupsafe import Markup
 from app.domain import load_label, load_of
 from app.probe.stats import itl_gaps_ms
 from app.probe.types import Sample
-from app.schemas import CostSeries, TrendPoint
+from app.schemas import CostSeries, TrendMarker, TrendPoint
 
 PALETTE = ["#15803d", "#2563eb", "#b45309", "#7c3aed", "#db2777", "#0891b2"]
 LAYOUT: dict[str, Any] = {
@@ -43,37 +44,131 @@ def _layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
 
 
 def cost_trend(
-    series: Sequence[CostSeries], title: str = "Cost per million tokens at the SLO operating point"
+    series: Sequence[CostSeries],
+    title: str = "Cost per million tokens at the SLO operating point",
+    markers: Sequence[TrendMarker] = (),
 ) -> str:
-    fig = go.Figure(layout=_layout(title, "run finished", "$ per million tokens"))
-    for i, s in enumerate(series):
+    """One line per endpoint (its synthetic history dotted and paler), a p10-p90 band under
+    bucketed medians, hollow markers on degraded runs, and a dashed line where prices or the
+    serving stack changed. With at most one point per series a line says nothing: a bar each."""
+    drawn = [s for s in series if any(p.cost_per_million_tokens is not None for p in s.points)]
+    if drawn and all(len(s.points) <= 1 for s in drawn):
+        return _cost_bars(drawn, title)
+    fig = go.Figure(layout=_layout(title, "", "$ per million tokens"))
+    colors: dict[int, str] = {}
+    for s in drawn:
+        color = colors.setdefault(s.endpoint_id, PALETTE[len(colors) % len(PALETTE)])
         points = [p for p in s.points if p.cost_per_million_tokens is not None]
+        x = [p.at.isoformat() for p in points]
+        name = f"{s.endpoint}{' · synthetic' if s.synthetic else ''}"
+        banded = [p for p in points if p.cost_p10 is not None and p.cost_p90 is not None and p.runs > 1]
+        if banded:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.at.isoformat() for p in banded] + [p.at.isoformat() for p in reversed(banded)],
+                    y=[p.cost_p90 for p in banded] + [p.cost_p10 for p in reversed(banded)],
+                    fill="toself", fillcolor=color, opacity=0.12 if s.synthetic else 0.2,
+                    line={"width": 0}, hoverinfo="skip", showlegend=False, name=f"{name} p10-p90",
+                )
+            )  # fmt: skip
         fig.add_trace(
             go.Scatter(
-                x=[p.at.isoformat() for p in points],
+                x=x,
                 y=[p.cost_per_million_tokens for p in points],
                 mode="lines+markers",
-                name=f"{s.endpoint} · {s.profile}",
-                line={"color": PALETTE[i % len(PALETTE)]},
+                name=name,
+                opacity=0.65 if s.synthetic else 1.0,
+                line={"color": color, "dash": "dot" if s.synthetic else "solid"},
                 # A run whose scorecard rests on a degraded measurement: hollow marker, said on hover.
-                marker={"symbol": ["circle-open" if p.degraded else "circle" for p in points], "size": 8},
-                customdata=[[p.run_id, " (degraded measurement)" if p.degraded else ""] for p in points],
-                hovertemplate="$%{y:.3f} per M tokens<br>run %{customdata[0]}%{customdata[1]}"
+                marker={"symbol": ["circle-open" if p.degraded else "circle" for p in points],
+                        "size": 5 if s.synthetic else 7},
+                customdata=[[_what(p), " (degraded measurement)" if p.degraded else ""] for p in points],
+                hovertemplate="$%{y:.3f} per M tokens<br>%{customdata[0]}%{customdata[1]}"
                 "<extra>%{fullData.name}</extra>",
             )
-        )
+        )  # fmt: skip
+    for m in markers:
+        fig.add_vline(x=m.at.timestamp() * 1000, line={"color": "#64748b", "dash": "dash", "width": 1})
+        fig.add_annotation(
+            x=m.at.isoformat(), y=1, yref="paper", text=("price" if m.kind == "price" else "stack") + " change",
+            hovertext=f"{m.endpoint}: {m.label}", showarrow=False, yanchor="bottom", font={"size": 10},
+        )  # fmt: skip
+    _time_axis(fig, [p.at for s in drawn for p in s.points])
     return _json(fig)
+
+
+def _what(point: TrendPoint) -> str:
+    kind = "synthetic " if point.synthetic else ""
+    if point.run_id is not None and point.runs == 1:
+        return f"{kind}run {point.run_id}"
+    band = (
+        f", p10-p90 ${point.cost_p10:.3f}-${point.cost_p90:.3f}"
+        if point.cost_p10 is not None and point.cost_p90 is not None
+        else ""
+    )
+    return f"median of {point.runs} {kind}runs{band}"
+
+
+def _cost_bars(series: Sequence[CostSeries], title: str) -> str:
+    fig = go.Figure(layout=_layout(title + " (one run each so far)", "", "$ per million tokens"))
+    points = [(s, s.points[0]) for s in series]
+    fig.add_trace(
+        go.Bar(
+            x=[f"{s.endpoint}{' (synthetic)' if s.synthetic else ''}" for s, _ in points],
+            y=[p.cost_per_million_tokens for _, p in points],
+            marker={"color": [PALETTE[i % len(PALETTE)] for i in range(len(points))],
+                    "pattern": {"shape": ["/" if p.degraded or s.synthetic else "" for s, p in points]}},
+            text=[f"${p.cost_per_million_tokens:.3f}" for _, p in points],
+            textposition="outside",
+            customdata=[[_what(p), p.at.strftime("%Y-%m-%d %H:%M UTC")] for _, p in points],
+            hovertemplate="%{customdata[0]} at %{customdata[1]}<extra></extra>",
+            name="cost",
+        )
+    )  # fmt: skip
+    return _json(fig)
+
+
+def _time_axis(fig: go.Figure, times: Sequence[datetime]) -> None:
+    """Readable ticks whatever the span: never sub-second labels for runs minutes apart."""
+    if not times:
+        return
+    span = (max(times) - min(times)).total_seconds()
+    fmt = "%H:%M" if span < 86_400 else ("%b %d" if span < 200 * 86_400 else "%b %Y")
+    fig.update_xaxes(type="date", tickformat=fmt)
 
 
 def latency_trend(history: Sequence[dict[str, Any]], pct: str) -> str:
-    fig = go.Figure(layout=_layout(f"Latency at the operating step ({pct})", "run finished", "ms"))
-    x = [h["at"].isoformat() for h in history]
-    for i, (key, label) in enumerate((("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"))):
+    """Latency at each run's operating step over time; with one run so far, a bar per metric."""
+    title = f"Latency at the operating step ({pct})"
+    labels = (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"))
+    if len(history) == 1:
+        only = history[0]
+        fig = go.Figure(layout=_layout(title + " · one run so far", "", "ms"))
         fig.add_trace(
-            go.Scatter(x=x, y=[h.get(f"{key}_{pct}") for h in history], mode="lines+markers", name=f"{label} {pct}",
-                       line={"color": PALETTE[i]})
+            go.Bar(x=[f"{label} {pct}" for _, label in labels], y=[only.get(f"{key}_{pct}") for key, _ in labels],
+                   marker={"color": PALETTE[:3]}, text=[_ms(only.get(f"{key}_{pct}")) for key, _ in labels],
+                   textposition="outside", name="latency")
         )  # fmt: skip
+        return _json(fig)
+    fig = go.Figure(layout=_layout(title, "", "ms"))
+    for synthetic in (False, True):
+        part = [h for h in history if bool(h.get("synthetic")) == synthetic]
+        if not part:
+            continue
+        x = [h["at"].isoformat() for h in part]
+        for i, (key, label) in enumerate(labels):
+            fig.add_trace(
+                go.Scatter(x=x, y=[h.get(f"{key}_{pct}") for h in part], mode="lines+markers",
+                           name=f"{label} {pct}{' · synthetic' if synthetic else ''}",
+                           opacity=0.65 if synthetic else 1.0, marker={"size": 4 if synthetic else 6},
+                           line={"color": PALETTE[i], "dash": "dot" if synthetic else "solid"})
+            )  # fmt: skip
+    _time_axis(fig, [h["at"] for h in history])
     return _json(fig)
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} ms"
 
 
 def distributions(samples: Sequence[Sample]) -> dict[str, str]:
@@ -170,18 +265,34 @@ def tradeoff(
 
 
 def sparkline(points: Sequence[TrendPoint], width: int = 120, height: int = 28) -> Markup:
-    """A tiny inline SVG of cost over time (numbers only, so safe to mark up)."""
-    values = [p.cost_per_million_tokens for p in points if p.cost_per_million_tokens is not None]
-    if len(values) < 2:
+    """A tiny inline SVG of cost over time (numbers only, so safe to mark up): measured runs a
+    solid green line, synthetic history a dotted purple one, on one scale."""
+    priced = [p for p in points if p.cost_per_million_tokens is not None]
+    if len(priced) < 2:
         return Markup('<span class="muted">—</span>')
+    values = [float(p.cost_per_million_tokens or 0.0) for p in priced]
     lo, hi = min(values), max(values)
     span = (hi - lo) or 1.0
     step = (width - 4) / (len(values) - 1)
-    coords = " ".join(
-        f"{2 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}" for i, v in enumerate(values)
-    )
+
+    def coords(indices: list[int]) -> str:
+        return " ".join(
+            f"{2 + i * step:.1f},{height - 2 - (values[i] - lo) / span * (height - 4):.1f}" for i in indices
+        )
+
+    lines = []
+    for synthetic, color, dash in ((True, "#9333ea", ' stroke-dasharray="2 2"'), (False, "#15803d", "")):
+        indices = [i for i, p in enumerate(priced) if p.synthetic == synthetic]
+        if len(indices) == 1:
+            x, y = coords(indices).split(",")
+            lines.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{color}"/>')
+        elif indices:
+            lines.append(
+                f'<polyline class="{"synthetic" if synthetic else "measured"}" points="{coords(indices)}" '
+                f'fill="none" stroke="{color}" stroke-width="1.5"{dash}/>'
+            )
+    kinds = " (synthetic history dotted)" if any(p.synthetic for p in priced) else ""
     return Markup(  # noqa: S704 - only numbers are interpolated
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="cost trend from {values[0]:.3f} to {values[-1]:.3f}"><polyline points="{coords}" fill="none" '
-        f'stroke="#15803d" stroke-width="1.5"/></svg>'
+        f'aria-label="cost trend from {values[0]:.3f} to {values[-1]:.3f}{kinds}">{"".join(lines)}</svg>'
     )

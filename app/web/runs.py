@@ -80,27 +80,34 @@ async def run_progress(request: Request, run_id: int, session: SessionDep, _: Re
 
 
 async def endpoint_context(session: SessionDep, endpoint_id: int, now: NowDep) -> dict[str, object]:
-    """Scorecards per profile, cost and latency history, recent runs (endpoint page)."""
+    """Scorecards per profile, each with its cost and latency history; recent runs (endpoint page)."""
     from datetime import timedelta
 
+    from app.services import endpoints as endpoint_service
+    from app.services import trends
+
+    endpoint = await endpoint_service.get(session, endpoint_id)
     cards = await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now)
-    since = now - timedelta(days=30)
-    mine = (
-        await scorecards.cost_trends(session, since=since, until=now, profile=None, endpoint_id=endpoint_id)
-    ).series
-    latency = {}
+    since = now - timedelta(days=scorecards.TREND_DAYS)
+    cost: dict[str, str] = {}
+    latency: dict[str, str] = {}
     for card in cards:
+        _, series = await trends.cost_series(
+            session, profile=card.profile, since=since, until=now, endpoints=[(endpoint.id, endpoint.name)]
+        )
         pct = "p" + str(int((card.slo or {}).get("percentile") or 99))
         history = await scorecards.latency_history(
-            session, endpoint_id=endpoint_id, profile=card.profile, since=since, pct=pct
+            session, endpoint_id=endpoint_id, profile=card.profile, since=since, until=now, pct=pct
+        )
+        cost[card.profile] = await asyncio.to_thread(
+            figures.cost_trend, series, f"Cost per million tokens · {card.profile}"
         )
         latency[card.profile] = await asyncio.to_thread(figures.latency_trend, history, pct)
-    cost_figure = await asyncio.to_thread(figures.cost_trend, mine) if mine else None
     recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)
     return {
         "schedules": await schedule_service.list_all(session, endpoint_id=endpoint_id),
         "cards": cards,
-        "cost_figure": cost_figure,
+        "cost_figures": cost,
         "latency_figures": latency,
         "recent": recent,
         "waiting": await runs.waiting_reasons(session, recent),
