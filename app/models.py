@@ -246,6 +246,8 @@ class Schedule(Base):
     profile: Mapped[Profile] = relationship(lazy="raise")
 
 
+TREND_INDEX = ("endpoint_id", "profile_name", "status", "created_at", "source", "cost_per_million_tokens_at_slo",
+               "output_tokens_per_s_at_slo", "quality_degraded", "price_key", "stack_key", "id")  # fmt: skip
 SYNTHETIC = "synthetic"  # runs.source of generated history: shown, labelled, never scored
 # Runs a scorecard may rest on (app/services/scorecards.py uses the same literal predicate).
 MEASURED_SQL = f"status = 'succeeded' AND source <> '{SYNTHETIC}'"
@@ -259,8 +261,9 @@ class Run(Base):
         Index("ix_runs_endpoint_id_created_at", "endpoint_id", "created_at"),
         Index("ix_runs_status_created_at", "status", "created_at"),
         Index("ix_runs_created_at_id", "created_at", "id"),  # the run list's keyset
-        # Trends and scorecards: one endpoint's runs of one profile over time.
-        Index("ix_runs_endpoint_profile_created", "endpoint_id", "profile_name", "created_at"),
+        # Trends: one endpoint's runs of one profile over time, covering what a trend reads (its
+        # buckets, counts and change markers come from the index alone).
+        Index("ix_runs_trend", *TREND_INDEX),
         # Scorecards: an endpoint's latest measured run of a profile, one probe of this index.
         Index(
             "ix_runs_measured",

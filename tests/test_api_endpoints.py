@@ -74,6 +74,27 @@ async def test_list_is_paged(client: httpx.AsyncClient, people) -> None:
     assert "limit" in error["fields"]
 
 
+async def test_list_filters_by_tag_and_text_in_sql(client: httpx.AsyncClient, people) -> None:
+    auth = await bearer(client, "editor")
+    tags = [["prod"], ["prod-eu"], ["staging", "prod"], ["100%_ok"], []]
+    for i, tag_list in enumerate(tags):
+        body = {
+            "name": f"t{i}_x",
+            "base_url": f"http://127.0.0.1:{9100 + i}/v1",
+            "model": f"m{i}",
+            "tags": tag_list,
+        }
+        assert (await client.post("/api/v1/endpoints", json=body, headers=auth)).status_code == 201
+    prod = (await client.get("/api/v1/endpoints?tag=prod&limit=1", headers=auth)).json()
+    assert prod["total"] == 2 and [e["name"] for e in prod["items"]] == ["t0_x"]  # not "prod-eu"
+    odd = (await client.get("/api/v1/endpoints", params={"tag": "100%_ok"}, headers=auth)).json()
+    assert [e["name"] for e in odd["items"]] == ["t3_x"]
+    assert (await client.get("/api/v1/endpoints", params={"tag": "100"}, headers=auth)).json()["total"] == 0
+    # `_` and `%` in the text are literal, not wildcards.
+    assert (await client.get("/api/v1/endpoints", params={"q": "t_"}, headers=auth)).json()["total"] == 0
+    assert (await client.get("/api/v1/endpoints", params={"q": "2_x"}, headers=auth)).json()["total"] == 1
+
+
 async def test_validation_errors_name_the_field(client: httpx.AsyncClient, people) -> None:
     auth = await bearer(client, "editor")
     bad_url = await client.post("/api/v1/endpoints", json={**H100, "base_url": "ftp://x"}, headers=auth)

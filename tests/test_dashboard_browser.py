@@ -113,15 +113,19 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
                 expect(row.locator("td.cost")).to_contain_text(
                     f"${card['cost_per_million_tokens_at_slo']:.3f}"
                 )
-            expect(row.locator("svg.spark, .muted").first).to_be_visible()
+            # The 30-day trend: the demo's synthetic history dotted, today's measurement solid.
+            expect(row.locator("svg.spark polyline.synthetic")).to_have_count(1)
+            expect(row.locator("svg.spark circle, svg.spark polyline.measured").first).to_be_attached()
         page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
 
         # Endpoint page: scorecard and charts with data.
         first = overview_json["items"][0]
         page.goto(f"{base}/endpoints/{first['endpoint_id']}")
         expect(page.locator(".scorecard").first).to_be_visible()
-        expect(page.locator(".chart[data-rendered]").first).to_be_visible()
-        assert int(page.locator(".chart[data-rendered]").first.get_attribute("data-rendered") or 0) >= 1
+        cost = page.locator('.chart[data-chart="cost-chat"][data-rendered]')
+        expect(cost).to_be_visible()
+        assert int(cost.get_attribute("data-rendered") or 0) >= 2  # synthetic history and measured runs
+        expect(page.locator('.chart[data-chart="latency-chat"][data-rendered]')).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "endpoint.png"), full_page=True)
 
         # Run page: the step table shows the JSON's numbers; six charts draw.
@@ -134,9 +138,9 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
         expect(page.locator(".chart[data-rendered]")).to_have_count(6)
         page.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
 
-        # Compare: two or more endpoints side by side, with the trade-off curves.
-        ids = "&".join(f"endpoint={c['endpoint_id']}" for c in overview_json["items"])
-        page.goto(f"{base}/compare?profile={overview_json['profile']}&{ids}")
+        # Compare: it opens on the measured endpoints, side by side, with the trade-off curves.
+        page.goto(f"{base}/compare")
+        expect(page.locator('input[name="endpoint"]:checked')).to_have_count(len(overview_json["items"]))
         for card in overview_json["items"]:
             if card["cost_per_million_tokens_at_slo"] is not None:
                 cell = page.locator(f'#compare-table td.cost[data-endpoint="{card["endpoint"]}"]')
@@ -144,13 +148,20 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
         expect(page.locator(".chart[data-rendered]")).to_have_count(1)
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
-        # Trends: one series per endpoint.
-        page.goto(f"{base}/trends?days=1&profile=chat")
+        # Trends open on the chat profile's 30 days: per endpoint its synthetic history (dotted)
+        # and today's measured runs, the price change and the stack upgrade marked.
+        page.goto(f"{base}/trends")
+        trends = httpx.get(f"{base}/api/v1/trends/cost").json()
+        assert trends["profile"] == "chat" and trends["grain"] == "run"
+        assert {(s["endpoint"], s["synthetic"]) for s in trends["series"]} == {
+            (c["endpoint"], synthetic) for c in overview_json["items"] for synthetic in (False, True)
+        }
+        assert all(len(s["points"]) > 50 for s in trends["series"] if s["synthetic"])
         chart = page.locator('.chart[data-chart="cost-trend"][data-rendered]')
         expect(chart).to_have_attribute("data-rendered", re.compile(r"^[1-9]"))
-        assert int(chart.get_attribute("data-rendered") or 0) == len(
-            httpx.get(f"{base}/api/v1/trends/cost?days=1&profile=chat").json()["series"]
-        )
+        assert int(chart.get_attribute("data-rendered") or 0) >= len(trends["series"])
+        expect(page.locator("#trend-table .badge.synthetic")).to_have_count(len(overview_json["items"]))
+        expect(page.locator("#trend-markers li").first).to_contain_text("price")
         page.screenshot(path=str(ARTIFACTS / "trends.png"), full_page=True)
         browser.close()
     assert problems == [], problems

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,15 +79,26 @@ async def get_by_name(session: AsyncSession, name: str) -> Endpoint:
 async def list_page(
     session: AsyncSession, *, limit: int = 50, offset: int = 0, tag: str | None = None, q: str | None = None
 ) -> tuple[list[Endpoint], int]:
-    query = select(Endpoint)
+    """A page of endpoints by name, and how many match: both in SQL."""
+    conditions = []
     if q:
-        like = f"%{q.lower()}%"
-        query = query.where(func.lower(Endpoint.name).like(like) | func.lower(Endpoint.model).like(like))
-    rows = list((await session.scalars(query.order_by(Endpoint.name, Endpoint.id))).all())
+        like = f"%{_escape_like(q.lower())}%"
+        conditions.append(
+            func.lower(Endpoint.name).like(like, escape="\\")
+            | func.lower(Endpoint.model).like(like, escape="\\")
+        )
     if tag:
-        # Tags are a JSON list; filter in Python to keep one query shape on SQLite and PostgreSQL.
-        rows = [row for row in rows if tag in (row.tags or [])]
-    return rows[offset : offset + limit], len(rows)
+        # Tags are a JSON list stored as text on both backends: match the quoted element.
+        conditions.append(cast(Endpoint.tags, Text).like(f"%{_escape_like(json.dumps(tag))}%", escape="\\"))
+    total = await session.scalar(select(func.count()).select_from(Endpoint).where(*conditions)) or 0
+    rows = await session.scalars(
+        select(Endpoint).where(*conditions).order_by(Endpoint.name, Endpoint.id).limit(limit).offset(offset)
+    )
+    return list(rows.all()), int(total)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def _ensure_unique_name(session: AsyncSession, name: str, exclude_id: int | None = None) -> None:

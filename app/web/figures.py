@@ -87,12 +87,20 @@ def cost_trend(
                 "<extra>%{fullData.name}</extra>",
             )
         )  # fmt: skip
-    for m in markers:
-        fig.add_vline(x=m.at.timestamp() * 1000, line={"color": "#64748b", "dash": "dash", "width": 1})
-        fig.add_annotation(
-            x=m.at.isoformat(), y=1, yref="paper", text=("price" if m.kind == "price" else "stack") + " change",
-            hovertext=f"{m.endpoint}: {m.label}", showarrow=False, yanchor="bottom", font={"size": 10},
-        )  # fmt: skip
+    # One layout update for all markers: plotly validates the whole layout on each add_vline.
+    fig.update_layout(
+        shapes=[
+            {"type": "line", "xref": "x", "yref": "paper", "x0": m.at.isoformat(), "x1": m.at.isoformat(),
+             "y0": 0, "y1": 1, "line": {"color": "#64748b", "dash": "dash", "width": 1}}
+            for m in markers
+        ],
+        annotations=[
+            {"x": m.at.isoformat(), "y": 1, "yref": "paper", "showarrow": False, "yanchor": "bottom",
+             "text": ("price" if m.kind == "price" else "stack") + " change", "font": {"size": 10},
+             "hovertext": f"{m.endpoint}: {m.label}"}
+            for m in markers
+        ],
+    )  # fmt: skip
     _time_axis(fig, [p.at for s in drawn for p in s.points])
     return _json(fig)
 

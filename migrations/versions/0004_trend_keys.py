@@ -23,6 +23,8 @@ depends_on: str | Sequence[str] | None = None
 PRICE_FIELDS = ("gpu_count", "price_per_gpu_hour", "overhead_per_hour",
                 "input_price_per_million", "output_price_per_million")  # fmt: skip
 STACK_FIELDS = ("model", "engine", "engine_version", "quantization", "gpu_model", "gpu_count")
+TREND_INDEX = ("endpoint_id", "profile_name", "status", "created_at", "source", "cost_per_million_tokens_at_slo",
+               "output_tokens_per_s_at_slo", "quality_degraded", "price_key", "stack_key", "id")  # fmt: skip
 MEASURED_SQL = "status = 'succeeded' AND source <> 'synthetic'"
 BATCH = 2000
 
@@ -48,9 +50,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("operating_step", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("price_key", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("stack_key", sa.String(length=16), nullable=True))
-        batch_op.create_index(
-            "ix_runs_endpoint_profile_created", ["endpoint_id", "profile_name", "created_at"], unique=False
-        )
+        batch_op.create_index("ix_runs_trend", list(TREND_INDEX), unique=False)
         batch_op.create_index(
             "ix_runs_measured",
             ["endpoint_id", "profile_name", "created_at"],
@@ -97,7 +97,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index("ix_runs_measured")
-        batch_op.drop_index("ix_runs_endpoint_profile_created")
+        batch_op.drop_index("ix_runs_trend")
         batch_op.drop_column("stack_key")
         batch_op.drop_column("price_key")
         batch_op.drop_column("operating_step")
