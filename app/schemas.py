@@ -488,3 +488,57 @@ class ScheduleRead(BaseModel):
     catchup_window_s: int | None
     next_run_at: datetime | None
     last_run_at: datetime | None
+
+
+# -- page twins: what the endpoint and compare pages show, as JSON ----------------------------------
+
+
+class LatencyPoint(BaseModel):
+    """Latency at a run's operating step (or a bucket's mean) at the profile's SLO percentile."""
+
+    at: datetime
+    run_id: int | None
+    runs: int = 1
+    synthetic: bool = False
+    ttft_ms: float | None
+    tpot_ms: float | None
+    itl_ms: float | None
+
+
+class ProfileHistory(BaseModel):
+    """One profile on the endpoint page: its scorecard, cost trend and latency history."""
+
+    profile: str
+    scorecard: Scorecard
+    grain: Literal["run", "hour", "day", "week"]
+    cost: list[CostSeries]
+    percentile: str = Field(description="the latency history's statistic: the SLO's percentile")
+    latency: list[LatencyPoint]
+
+
+class EndpointPage(BaseModel):
+    """`/endpoints/{id}` as JSON (`/api/v1/endpoints/{id}/overview`)."""
+
+    endpoint: EndpointRead
+    since: datetime
+    profiles: list[ProfileHistory]
+    schedules: list[ScheduleRead]
+    recent_runs: list[RunListItem]
+
+
+class CompareCurve(BaseModel):
+    endpoint_id: int
+    endpoint: str
+    gpu_count: int | None
+    run_id: int
+    steps: list[dict[str, Any]] = Field(description="the latest measured run's step summaries")
+
+
+class ComparePage(BaseModel):
+    """`/compare` as JSON (`/api/v1/compare`): the picked endpoints' scorecards side by side."""
+
+    profile: str
+    picked: list[int] = Field(description="endpoint ids compared (those asked for, else the measured ones)")
+    cards: list[Scorecard]
+    curves: list[CompareCurve]
+    slo_tpot_ms: float | None

@@ -183,3 +183,50 @@ async def test_keyset_pages_hold_under_concurrent_inserts(app, client: httpx.Asy
     assert before <= set(ids), "a run that existed before the walk was skipped"
     keys = [(datetime.fromisoformat(at), run_id) for at, run_id in seen]
     assert keys == sorted(keys, reverse=True)
+
+
+async def test_endpoint_and_compare_pages_have_json_twins(app, client: httpx.AsyncClient, people) -> None:  # type: ignore[no-untyped-def]
+    now = app.state.clock()
+    async with unit_of_work(app.state.sessionmaker) as session:
+        await profiles.ensure_builtins(session)
+        report = await history.seed(
+            session, endpoints=2, days=3, runs_per_day=4, profile_name="chat", now=now,
+            box=SecretBox(app.state.settings.encryption_keyring()),
+        )  # fmt: skip
+        ids = [
+            e.id
+            for e in (await session.scalars(select(Endpoint).where(Endpoint.name.in_(report.names)))).all()
+        ]
+        for endpoint_id, cost in zip(ids, (0.5, 0.8), strict=True):
+            run = _run(endpoint_id, now - timedelta(hours=1), cost)
+            run.scorecard = {
+                "letters": [], "slo": {"tpot_ms": 50.0, "percentile": 99.0},
+                "operating_point": {"step_index": 0, "load": 8.0, "load_kind": "concurrency", "interpolated": False,
+                                    "output_tokens_per_s": 99.0},
+            }  # fmt: skip
+            session.add(run)
+            await session.flush()
+            session.add(
+                RunStep(run_id=run.id, step_index=0, summary={"concurrency": 8, "output_tokens_per_s": 99.0})
+            )
+    auth = await bearer(client, "viewer")
+    twin = (await client.get(f"/api/v1/endpoints/{ids[0]}/overview", headers=auth)).json()
+    assert twin["endpoint"]["id"] == ids[0] and [p["profile"] for p in twin["profiles"]] == ["chat"]
+    chat = twin["profiles"][0]
+    assert chat["scorecard"]["cost_per_million_tokens_at_slo"] == 0.5
+    assert {s["synthetic"] for s in chat["cost"]} == {True, False} and chat["percentile"] == "p99"
+    assert (
+        sum(1 for point in chat["latency"] if point["synthetic"]) == 12
+    )  # 3 days x 4, operating steps joined
+    assert len(twin["recent_runs"]) == 13 and twin["recent_runs"][0]["id"] == chat["scorecard"]["run_id"]
+    page = await client.get(f"/endpoints/{ids[0]}", headers=auth)
+    assert page.status_code == 200 and f"/api/v1/endpoints/{ids[0]}/overview" in page.text
+    assert 'data-chart="cost-chat"' in page.text and 'data-chart="latency-chat"' in page.text
+    # Compare opens on the measured endpoints; the JSON twin says the same.
+    compare = (await client.get("/api/v1/compare?profile=chat", headers=auth)).json()
+    assert compare["picked"] == sorted(ids) and [c["run_id"] for c in compare["curves"]] == [
+        c["run_id"] for c in compare["cards"]
+    ]
+    assert compare["slo_tpot_ms"] == 50.0
+    html = (await client.get("/compare?profile=chat", headers=auth)).text
+    assert html.count('name="endpoint" value=') == 2 and html.count("checked") == 2

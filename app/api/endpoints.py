@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import BoxDep, EditorDep, ReaderDep, SessionDep
-from app.schemas import EndpointCreate, EndpointRead, EndpointUpdate, ErrorBody, Page
-from app.services import endpoints
+from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, SessionDep
+from app.schemas import EndpointCreate, EndpointPage, EndpointRead, EndpointUpdate, ErrorBody, Page
+from app.services import endpoints, pages
 
 router = APIRouter(
     prefix="/endpoints",
@@ -49,6 +49,13 @@ async def create_endpoint(
 @router.get("/{endpoint_id}", responses={404: {"model": ErrorBody}})
 async def read_endpoint(endpoint_id: int, session: SessionDep, _: ReaderDep) -> EndpointRead:
     return endpoints.to_read(await endpoints.get(session, endpoint_id))
+
+
+@router.get("/{endpoint_id}/overview", name="api_endpoint_overview", responses={404: {"model": ErrorBody}})
+async def endpoint_overview(endpoint_id: int, session: SessionDep, now: NowDep, _: ReaderDep) -> EndpointPage:
+    """The endpoint page as JSON: per profile its scorecard, 30-day cost trend and latency history
+    (the same series, buckets and markers as the page draws), schedules and recent runs."""
+    return await pages.endpoint_page(session, endpoint_id=endpoint_id, now=now)
 
 
 @router.patch("/{endpoint_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})

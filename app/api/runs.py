@@ -9,30 +9,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
-from app.schemas import CostTrends, CursorPage, ErrorBody, RunAccepted, RunCreate, RunListItem, Scorecard
-from app.services import runs, scorecards, trends
+from app.schemas import (
+    ComparePage,
+    CostTrends,
+    CursorPage,
+    ErrorBody,
+    RunAccepted,
+    RunCreate,
+    RunListItem,
+    Scorecard,
+)
+from app.services import pages, runs, scorecards, trends
 from app.summary import RunSummary
 
 router = APIRouter(tags=["runs"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})
-
-
-def list_item(run: Any, endpoint: str, waiting_for: str | None = None) -> RunListItem:
-    return RunListItem(
-        id=run.id,
-        endpoint_id=run.endpoint_id,
-        endpoint=endpoint,
-        profile=run.profile_name,
-        status=run.status,
-        trigger=run.trigger,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        cost_per_million_tokens_at_slo=run.cost_per_million_tokens_at_slo,
-        output_tokens_per_s_at_slo=run.output_tokens_per_s_at_slo,
-        quality_degraded=run.quality_degraded,
-        waiting_for=waiting_for,
-        error=run.error,
-    )
 
 
 @router.post("/endpoints/{endpoint_id}/runs", status_code=202, responses={403: {"model": ErrorBody}})
@@ -62,7 +52,7 @@ async def list_runs(
     )
     waiting = await runs.waiting_reasons(session, [run for run, _ in rows])
     return CursorPage[RunListItem](
-        items=[list_item(run, name, waiting.get(run.id)) for run, name in rows],
+        items=[runs.list_item(run, name, waiting.get(run.id)) for run, name in rows],
         limit=limit,
         next=following,
         total=total,
@@ -119,7 +109,7 @@ async def endpoint_scorecard(
     }
 
 
-@router.get("/scorecards")
+@router.get("/scorecards", name="api_scorecards")
 async def all_scorecards(
     session: SessionDep, now: NowDep, _: ReaderDep, profile: str | None = None
 ) -> dict[str, Any]:
@@ -127,7 +117,20 @@ async def all_scorecards(
     return {"profile": chosen, "items": await scorecards.overview(session, profile=chosen, now=now)}
 
 
-@router.get("/trends/cost")
+@router.get("/compare", name="api_compare")
+async def compare(
+    session: SessionDep,
+    now: NowDep,
+    _: ReaderDep,
+    profile: str | None = None,
+    endpoint: Annotated[list[int] | None, Query(description="endpoint ids, 2 to 6")] = None,
+) -> ComparePage:
+    """The compare page as JSON: scorecards side by side and each latest measured run's steps
+    (the trade-off curves); without `endpoint`, the endpoints measured on the profile."""
+    return await pages.compare_page(session, profile=profile, endpoint_ids=endpoint or [], now=now)
+
+
+@router.get("/trends/cost", name="cost_trends_api")
 async def cost_trends(
     session: SessionDep,
     now: NowDep,

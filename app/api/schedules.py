@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
-from app.models import Schedule
 from app.schemas import ErrorBody, ScheduleCreate, ScheduleRead, ScheduleUpdate
 from app.services import schedules
 
@@ -14,26 +13,15 @@ router = APIRouter(
 )
 
 
-def to_read(schedule: Schedule, endpoint: str, profile: str) -> ScheduleRead:
-    return ScheduleRead(
-        id=schedule.id,
-        endpoint_id=schedule.endpoint_id,
-        endpoint=endpoint,
-        profile=profile,
-        interval_s=schedule.interval_s,
-        enabled=schedule.enabled,
-        offset_s=schedule.offset_s,
-        catchup_window_s=schedule.catchup_window_s,
-        next_run_at=schedule.next_run_at,
-        last_run_at=schedule.last_run_at,
-    )
-
-
 @router.get("")
 async def list_schedules(
     session: SessionDep, _: ReaderDep, endpoint_id: int | None = None
 ) -> dict[str, list[ScheduleRead]]:
-    return {"items": [to_read(*row) for row in await schedules.list_all(session, endpoint_id=endpoint_id)]}
+    return {
+        "items": [
+            schedules.to_read(*row) for row in await schedules.list_all(session, endpoint_id=endpoint_id)
+        ]
+    }
 
 
 @router.post("", status_code=201, responses={422: {"model": ErrorBody}})
@@ -52,7 +40,7 @@ async def create_schedule(
     row = next(
         r for r in await schedules.list_all(session, endpoint_id=body.endpoint_id) if r[0].id == schedule.id
     )
-    return to_read(*row)
+    return schedules.to_read(*row)
 
 
 @router.patch("/{schedule_id}")
@@ -67,7 +55,7 @@ async def update_schedule(
         for r in await schedules.list_all(session, endpoint_id=schedule.endpoint_id)
         if r[0].id == schedule.id
     )
-    return to_read(*row)
+    return schedules.to_read(*row)
 
 
 @router.delete("/{schedule_id}", status_code=204)

@@ -27,6 +27,7 @@ from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.runner import StepResult, Workload
 from app.probe.stats import summarize_step
 from app.probe.types import Sample, Target
+from app.schemas import RunListItem
 from app.scoring.cost import CostInputs, step_costs
 from app.scoring.smart import smart_letters
 from app.security.crypto import SecretBox
@@ -374,6 +375,25 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
 
 
 # -- reading --------------------------------------------------------------------------------------------
+
+
+def list_item(run: Any, endpoint: str, waiting_for: str | None = None) -> RunListItem:
+    return RunListItem(
+        id=run.id,
+        endpoint_id=run.endpoint_id,
+        endpoint=endpoint,
+        profile=run.profile_name,
+        status=run.status,
+        trigger=run.trigger,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        cost_per_million_tokens_at_slo=run.cost_per_million_tokens_at_slo,
+        output_tokens_per_s_at_slo=run.output_tokens_per_s_at_slo,
+        quality_degraded=run.quality_degraded,
+        waiting_for=waiting_for,
+        error=run.error,
+    )
 
 
 async def get(session: AsyncSession, run_id: int) -> Run:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFound, ValidationFailed
 from app.models import Endpoint, Profile, Run, RunStatus, Schedule
+from app.schemas import ScheduleRead
 from app.services import runs
 
 MAX_OFFSET_S = 60.0
@@ -103,6 +104,21 @@ async def get(session: AsyncSession, schedule_id: int) -> Schedule:
 async def delete(session: AsyncSession, *, schedule_id: int) -> None:
     await session.delete(await get(session, schedule_id))
     await session.flush()
+
+
+def to_read(schedule: Schedule, endpoint: str, profile: str) -> ScheduleRead:
+    return ScheduleRead(
+        id=schedule.id,
+        endpoint_id=schedule.endpoint_id,
+        endpoint=endpoint,
+        profile=profile,
+        interval_s=schedule.interval_s,
+        enabled=schedule.enabled,
+        offset_s=schedule.offset_s,
+        catchup_window_s=schedule.catchup_window_s,
+        next_run_at=schedule.next_run_at,
+        last_run_at=schedule.last_run_at,
+    )
 
 
 async def list_all(

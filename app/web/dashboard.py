@@ -11,14 +11,13 @@ from fastapi.responses import HTMLResponse
 from app.deps import NowDep, ReaderDep, SessionDep
 from app.schemas import Scorecard
 from app.services import endpoints as endpoint_service
-from app.services import profiles, scorecards, trends
+from app.services import pages, profiles, scorecards, trends
 from app.web import figures
 from app.web.templating import render
 
 router = APIRouter()
 
 SORTS = {"name", "S", "M", "A", "R", "T", "cost"}
-COMPARE_MAX = 6
 
 
 @router.get("/", name="overview")
@@ -87,40 +86,14 @@ async def compare(
     profile: str | None = None,
     endpoint: list[int] = Query(default_factory=list),
 ) -> HTMLResponse:
-    chosen = profile or await scorecards.default_profile(session)
-    all_endpoints, _total = await endpoint_service.list_page(session, limit=500)
-    if endpoint:
-        picked = [e for e in all_endpoints if e.id in endpoint][:COMPARE_MAX]
-    else:  # open on what can be compared: the endpoints measured on this profile
-        measured = await scorecards.latest_runs(
-            session, profile=chosen, endpoint_ids=[e.id for e in all_endpoints]
-        )
-        picked = [e for e in all_endpoints if e.id in measured][:COMPARE_MAX]
-    cards = await scorecards.cards_for(session, endpoints=picked, profile=chosen, now=now)
-    curves = []
-    slo_tpot = None
-    for endpoint_row, card in zip(picked, cards, strict=True):
-        if card.run_id is not None:
-            curves.append(
-                (
-                    endpoint_row.name,
-                    await scorecards.run_steps(session, run_id=card.run_id),
-                    endpoint_row.gpu_count,
-                )
-            )
-            slo_tpot = (card.slo or {}).get("tpot_ms") or slo_tpot
-    figure = await asyncio.to_thread(figures.tradeoff, curves, slo_tpot) if curves else None
+    data = await pages.compare_page(session, profile=profile, endpoint_ids=endpoint, now=now)
+    curves = [(c.endpoint, c.steps, c.gpu_count) for c in data.curves]
+    figure = await asyncio.to_thread(figures.tradeoff, curves, data.slo_tpot_ms) if curves else None
     all_profiles = [p.name for p in await profiles.list_all(session)]
+    all_endpoints, _total = await endpoint_service.list_page(session, limit=500)
     return render(
         request,
         "compare.html",
-        {
-            "cards": cards,
-            "profile": chosen,
-            "profiles": all_profiles,
-            "endpoints": all_endpoints,
-            "picked": [e.id for e in picked],
-            "figure": figure,
-            "too_few": len(picked) < 2,
-        },
-    )
+        {"page": data, "cards": data.cards, "profile": data.profile, "profiles": all_profiles,
+         "endpoints": all_endpoints, "picked": data.picked, "figure": figure, "too_few": len(data.picked) < 2},
+    )  # fmt: skip

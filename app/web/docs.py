@@ -10,6 +10,6 @@ from app.web.templating import templates
 router = APIRouter()
 
 
-@router.get("/docs")
+@router.get("/docs", name="docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "docs.html", {"openapi_url": request.app.openapi_url})

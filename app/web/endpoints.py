@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -11,9 +12,9 @@ from pydantic import BaseModel, ValidationError
 from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, SessionDep
 from app.errors import ValidationFailed
 from app.schemas import ENGINES, EndpointCreate, EndpointUpdate, field_errors
-from app.services import endpoints, profiles
+from app.services import endpoints, pages, profiles
+from app.web import figures
 from app.web.forms import endpoint_form_values, endpoint_payload, form_str
-from app.web.runs import endpoint_context
 from app.web.templating import render
 
 router = APIRouter(prefix="/endpoints")
@@ -93,12 +94,26 @@ async def create(request: Request, session: SessionDep, box: BoxDep, user: Edito
 async def detail(
     request: Request, endpoint_id: int, session: SessionDep, now: NowDep, _: ReaderDep
 ) -> HTMLResponse:
-    endpoint = endpoints.to_read(await endpoints.get(session, endpoint_id))
-    context = await endpoint_context(session, endpoint_id, now)
+    data = await pages.endpoint_page(session, endpoint_id=endpoint_id, now=now)
+
+    def build() -> dict[str, dict[str, str]]:
+        return {
+            "cost": {
+                h.profile: figures.cost_trend(h.cost, f"Cost per million tokens · {h.profile}")
+                for h in data.profiles
+            },
+            "latency": {h.profile: figures.latency_trend(h.latency, h.percentile) for h in data.profiles},
+        }
+
+    charts = await asyncio.to_thread(build)
     all_profiles = [p.name for p in await profiles.list_all(session)]
     return render(
-        request, "endpoints/detail.html", {"endpoint": endpoint, "profiles": all_profiles, **context}
-    )
+        request,
+        "endpoints/detail.html",
+        {"page": data, "endpoint": data.endpoint, "profiles": all_profiles, "cards": [h.scorecard for h in data.profiles],
+         "schedules": data.schedules, "recent": data.recent_runs, "cost_figures": charts["cost"],
+         "latency_figures": charts["latency"]},
+    )  # fmt: skip
 
 
 @router.get("/{endpoint_id}/edit", name="endpoint_edit")

@@ -16,7 +16,7 @@ from markupsafe import Markup
 from app.domain import load_label, load_of
 from app.probe.stats import itl_gaps_ms
 from app.probe.types import Sample
-from app.schemas import CostSeries, TrendMarker, TrendPoint
+from app.schemas import CostSeries, LatencyPoint, TrendMarker, TrendPoint
 
 PALETTE = ["#15803d", "#2563eb", "#b45309", "#7c3aed", "#db2777", "#0891b2"]
 LAYOUT: dict[str, Any] = {
@@ -145,33 +145,33 @@ def _time_axis(fig: go.Figure, times: Sequence[datetime]) -> None:
     fig.update_xaxes(type="date", tickformat=fmt)
 
 
-def latency_trend(history: Sequence[dict[str, Any]], pct: str) -> str:
+def latency_trend(history: Sequence[LatencyPoint], pct: str) -> str:
     """Latency at each run's operating step over time; with one run so far, a bar per metric."""
     title = f"Latency at the operating step ({pct})"
-    labels = (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"))
+    labels = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"))
     if len(history) == 1:
         only = history[0]
         fig = go.Figure(layout=_layout(title + " · one run so far", "", "ms"))
+        values = [getattr(only, key) for key, _ in labels]
         fig.add_trace(
-            go.Bar(x=[f"{label} {pct}" for _, label in labels], y=[only.get(f"{key}_{pct}") for key, _ in labels],
-                   marker={"color": PALETTE[:3]}, text=[_ms(only.get(f"{key}_{pct}")) for key, _ in labels],
-                   textposition="outside", name="latency")
+            go.Bar(x=[f"{label} {pct}" for _, label in labels], y=values, marker={"color": PALETTE[:3]},
+                   text=[_ms(v) for v in values], textposition="outside", name="latency")
         )  # fmt: skip
         return _json(fig)
     fig = go.Figure(layout=_layout(title, "", "ms"))
     for synthetic in (False, True):
-        part = [h for h in history if bool(h.get("synthetic")) == synthetic]
+        part = [h for h in history if h.synthetic == synthetic]
         if not part:
             continue
-        x = [h["at"].isoformat() for h in part]
+        x = [h.at.isoformat() for h in part]
         for i, (key, label) in enumerate(labels):
             fig.add_trace(
-                go.Scatter(x=x, y=[h.get(f"{key}_{pct}") for h in part], mode="lines+markers",
+                go.Scatter(x=x, y=[getattr(h, key) for h in part], mode="lines+markers",
                            name=f"{label} {pct}{' · synthetic' if synthetic else ''}",
                            opacity=0.65 if synthetic else 1.0, marker={"size": 4 if synthetic else 6},
                            line={"color": PALETTE[i], "dash": "dot" if synthetic else "solid"})
             )  # fmt: skip
-    _time_axis(fig, [h["at"] for h in history])
+    _time_axis(fig, [h.at for h in history])
     return _json(fig)
 
 

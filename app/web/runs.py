@@ -8,8 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
-from app.services import runs, scorecards
-from app.services import schedules as schedule_service
+from app.services import runs
 from app.web import figures
 from app.web.forms import form_str
 from app.web.templating import render
@@ -77,38 +76,3 @@ async def run_progress(request: Request, run_id: int, session: SessionDep, _: Re
         "runs/_progress.html",
         {"run": summary, "waiting_for": await runs.waiting_for(session, run_id=run_id)},
     )
-
-
-async def endpoint_context(session: SessionDep, endpoint_id: int, now: NowDep) -> dict[str, object]:
-    """Scorecards per profile, each with its cost and latency history; recent runs (endpoint page)."""
-    from datetime import timedelta
-
-    from app.services import endpoints as endpoint_service
-    from app.services import trends
-
-    endpoint = await endpoint_service.get(session, endpoint_id)
-    cards = await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now)
-    since = now - timedelta(days=scorecards.TREND_DAYS)
-    cost: dict[str, str] = {}
-    latency: dict[str, str] = {}
-    for card in cards:
-        _, series = await trends.cost_series(
-            session, profile=card.profile, since=since, until=now, endpoints=[(endpoint.id, endpoint.name)]
-        )
-        pct = "p" + str(int((card.slo or {}).get("percentile") or 99))
-        history = await scorecards.latency_history(
-            session, endpoint_id=endpoint_id, profile=card.profile, since=since, until=now, pct=pct
-        )
-        cost[card.profile] = await asyncio.to_thread(
-            figures.cost_trend, series, f"Cost per million tokens · {card.profile}"
-        )
-        latency[card.profile] = await asyncio.to_thread(figures.latency_trend, history, pct)
-    recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)
-    return {
-        "schedules": await schedule_service.list_all(session, endpoint_id=endpoint_id),
-        "cards": cards,
-        "cost_figures": cost,
-        "latency_figures": latency,
-        "recent": recent,
-        "waiting": await runs.waiting_reasons(session, recent),
-    }

@@ -1,0 +1,73 @@
+"""Page assembly: what the endpoint and compare pages show, as typed models. The pages render
+them (with their figures) and the API returns them, so a page and its JSON twin cannot drift."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.schemas import CompareCurve, ComparePage, EndpointPage, LatencyPoint, ProfileHistory
+from app.services import endpoints as endpoint_service
+from app.services import runs, schedules, scorecards, trends
+
+COMPARE_MAX = 6
+
+
+async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetime) -> EndpointPage:
+    endpoint = await endpoint_service.get(session, endpoint_id)
+    since = now - timedelta(days=scorecards.TREND_DAYS)
+    histories = []
+    for card in await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now):
+        grain, cost = await trends.cost_series(
+            session, profile=card.profile, since=since, until=now, endpoints=[(endpoint.id, endpoint.name)]
+        )
+        pct = "p" + str(int((card.slo or {}).get("percentile") or 99))
+        latency = await scorecards.latency_history(
+            session, endpoint_id=endpoint_id, profile=card.profile, since=since, until=now, pct=pct
+        )
+        histories.append(
+            ProfileHistory(
+                profile=card.profile, scorecard=card, grain=grain, cost=cost, percentile=pct,  # type: ignore[arg-type]
+                latency=[
+                    LatencyPoint(at=h["at"], run_id=h["run_id"], runs=h["runs"], synthetic=h["synthetic"],
+                                 ttft_ms=h[f"ttft_{pct}"], tpot_ms=h[f"tpot_{pct}"], itl_ms=h[f"itl_{pct}"])
+                    for h in latency
+                ],
+            )
+        )  # fmt: skip
+    recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)
+    waiting = await runs.waiting_reasons(session, recent)
+    return EndpointPage(
+        endpoint=endpoint_service.to_read(endpoint),
+        since=since,
+        profiles=histories,
+        schedules=[
+            schedules.to_read(*row) for row in await schedules.list_all(session, endpoint_id=endpoint_id)
+        ],
+        recent_runs=[runs.list_item(run, endpoint.name, waiting.get(run.id)) for run in recent],
+    )
+
+
+async def compare_page(
+    session: AsyncSession, *, profile: str | None, endpoint_ids: list[int], now: datetime
+) -> ComparePage:
+    chosen = profile or await scorecards.default_profile(session)
+    every, _total = await endpoint_service.list_page(session, limit=500)
+    if endpoint_ids:
+        picked = [e for e in every if e.id in endpoint_ids][:COMPARE_MAX]
+    else:  # open on what can be compared: the endpoints measured on this profile
+        measured = await scorecards.latest_runs(session, profile=chosen, endpoint_ids=[e.id for e in every])
+        picked = [e for e in every if e.id in measured][:COMPARE_MAX]
+    cards = await scorecards.cards_for(session, endpoints=picked, profile=chosen, now=now)
+    curves = []
+    slo_tpot = None
+    for endpoint, card in zip(picked, cards, strict=True):
+        if card.run_id is not None:
+            steps = await scorecards.run_steps(session, run_id=card.run_id)
+            curves.append(CompareCurve(endpoint_id=endpoint.id, endpoint=endpoint.name, gpu_count=endpoint.gpu_count,
+                                       run_id=card.run_id, steps=steps))  # fmt: skip
+            slo_tpot = (card.slo or {}).get("tpot_ms") or slo_tpot
+    return ComparePage(
+        profile=chosen, picked=[e.id for e in picked], cards=cards, curves=curves, slo_tpot_ms=slo_tpot
+    )
