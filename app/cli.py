@@ -564,8 +564,18 @@ def seed(
             now=datetime.now(UTC), box=SecretBox(settings.encryption_keyring()), prefix=prefix,
         )  # fmt: skip
 
+    async def analyze() -> None:
+        from app.db import create_engine, refresh_statistics
+
+        engine = create_engine(settings)
+        try:
+            await refresh_statistics(engine)
+        finally:
+            await engine.dispose()
+
     try:
         report = asyncio.run(_with_session(settings, work))
+        asyncio.run(analyze())
     except Exception as exc:
         raise _fail(str(exc)) from None
     out.print(

@@ -81,3 +81,16 @@ def downgrade(settings: Settings, revision: str) -> None:
 
 async def upgrade_async(settings: Settings, revision: str = "head") -> None:
     await asyncio.to_thread(upgrade, settings, revision)
+
+
+async def refresh_statistics(engine: AsyncEngine) -> None:
+    """After a bulk load: planner statistics, and on PostgreSQL the visibility map too (so the
+    covering indexes answer trend queries without visiting the table). Autovacuum gets there on
+    its own within minutes; a benchmark or a seeded demo should not wait for it."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await auto.exec_driver_sql("VACUUM (ANALYZE) runs, run_steps, endpoints")
+    else:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("ANALYZE")
