@@ -64,6 +64,16 @@ async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -
         await engine.dispose()
 
 
+def _freeze_heap() -> None:
+    """Before serving: what is loaded by now (modules, routes, templates) lives as long as the
+    process, so the collector need not scan it again: full collections, and their pauses in the
+    middle of a request, stay short."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _upgrade(settings: Settings) -> None:
     from app.db import upgrade
 
@@ -133,7 +143,9 @@ def serve(
         from app.services.executor import keep_off_probe_cores
 
         keep_off_probe_cores(settings.core_plan()[0])
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=False)
+    app = create_app(settings)
+    _freeze_heap()
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, proxy_headers=False)
 
 
 @cli.command()
@@ -258,7 +270,9 @@ def demo(
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: make that an
         # exit that unwinds, so the simulators above are stopped with the demo.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        app = create_app(settings)
+        _freeze_heap()
+        uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @cli.command()

@@ -374,6 +374,7 @@ class RunListItem(BaseModel):
     profile: str
     status: str
     trigger: str
+    source: str = Field(default="smartbench", description='"synthetic" for generated history (never scored)')
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -37,10 +37,7 @@ async def create_schedule(
         now=now,
         catchup_window_s=body.catchup_window_s,
     )
-    row = next(
-        r for r in await schedules.list_all(session, endpoint_id=body.endpoint_id) if r[0].id == schedule.id
-    )
-    return schedules.to_read(*row)
+    return await schedules.read(session, schedule_id=schedule.id)
 
 
 @router.patch("/{schedule_id}")
@@ -50,12 +47,7 @@ async def update_schedule(
     schedule = await schedules.update(
         session, schedule_id=schedule_id, interval_s=body.interval_s, enabled=body.enabled, now=now
     )
-    row = next(
-        r
-        for r in await schedules.list_all(session, endpoint_id=schedule.endpoint_id)
-        if r[0].id == schedule.id
-    )
-    return schedules.to_read(*row)
+    return await schedules.read(session, schedule_id=schedule.id)
 
 
 @router.delete("/{schedule_id}", status_code=204)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Endpoint
@@ -80,7 +81,7 @@ async def list_page(
     session: AsyncSession, *, limit: int = 50, offset: int = 0, tag: str | None = None, q: str | None = None
 ) -> tuple[list[Endpoint], int]:
     """A page of endpoints by name, and how many match: both in SQL."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if q:
         like = f"%{_escape_like(q.lower())}%"
         conditions.append(

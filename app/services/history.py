@@ -204,7 +204,7 @@ async def _write(session: AsyncSession, pending: list[tuple[dict[str, Any], list
 # -- smartbench seed --------------------------------------------------------------------------------
 
 # (preset, the endpoint's fields today, the engine version before the upgrade in its history)
-FLEET_PRESETS = (
+FLEET_PRESETS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("h100-fp8-70b", {"gpu_model": "H100 SXM", "gpu_count": 8, "price_per_gpu_hour": 2.50, "engine": "vllm",
                       "engine_version": "0.11.0", "quantization": "fp8", "watts_per_gpu": 700}, "0.10.2"),
     ("b200-nvfp4-70b", {"gpu_model": "B200", "gpu_count": 8, "price_per_gpu_hour": 4.00, "engine": "tensorrt-llm",

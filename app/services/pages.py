@@ -28,7 +28,7 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         )
         histories.append(
             ProfileHistory(
-                profile=card.profile, scorecard=card, grain=grain, cost=cost, percentile=pct,  # type: ignore[arg-type]
+                profile=card.profile, scorecard=card, grain=grain, cost=cost, percentile=pct,
                 latency=[
                     LatencyPoint(at=h["at"], run_id=h["run_id"], runs=h["runs"], synthetic=h["synthetic"],
                                  ttft_ms=h[f"ttft_{pct}"], tpot_ms=h[f"tpot_{pct}"], itl_ms=h[f"itl_{pct}"])

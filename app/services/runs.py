@@ -385,6 +385,7 @@ def list_item(run: Any, endpoint: str, waiting_for: str | None = None) -> RunLis
         profile=run.profile_name,
         status=run.status,
         trigger=run.trigger,
+        source=run.source,
         created_at=run.created_at,
         started_at=run.started_at,
         finished_at=run.finished_at,

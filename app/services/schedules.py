@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -121,18 +122,29 @@ def to_read(schedule: Schedule, endpoint: str, profile: str) -> ScheduleRead:
     )
 
 
-async def list_all(
-    session: AsyncSession, *, endpoint_id: int | None = None
-) -> list[tuple[Schedule, str, str]]:
-    query = (
+def _named() -> Any:
+    return (
         select(Schedule, Endpoint.name, Profile.name)
         .join(Endpoint, Endpoint.id == Schedule.endpoint_id)
         .join(Profile, Profile.id == Schedule.profile_id)
-        .order_by(Endpoint.name, Profile.name)
     )
+
+
+async def list_all(
+    session: AsyncSession, *, endpoint_id: int | None = None
+) -> list[tuple[Schedule, str, str]]:
+    query = _named().order_by(Endpoint.name, Profile.name)
     if endpoint_id is not None:
         query = query.where(Schedule.endpoint_id == endpoint_id)
     return [(s, e, p) for s, e, p in (await session.execute(query)).all()]
+
+
+async def read(session: AsyncSession, *, schedule_id: int) -> ScheduleRead:
+    """One schedule with its endpoint's and profile's names (one query)."""
+    row = (await session.execute(_named().where(Schedule.id == schedule_id))).one_or_none()
+    if row is None:
+        raise NotFound(f"schedule {schedule_id} does not exist")
+    return to_read(*row)
 
 
 async def tick(session: AsyncSession, *, now: datetime) -> bool:

@@ -123,9 +123,27 @@ async def for_endpoint(
     return [await endpoint_scorecard(session, endpoint=endpoint, profile=name, now=now) for name in names]
 
 
-async def overview(session: AsyncSession, *, profile: str, now: datetime) -> list[Scorecard]:
+SORTS = ("name", "S", "M", "A", "R", "T", "cost")
+
+
+async def overview(
+    session: AsyncSession, *, profile: str, now: datetime, sort: str = "name"
+) -> list[Scorecard]:
+    """Every endpoint's card on the profile, by name, by a letter (best first) or by cost
+    (cheapest first); cards without the figure last."""
     endpoints = list((await session.scalars(select(Endpoint).order_by(Endpoint.name, Endpoint.id))).all())
-    return await cards_for(session, endpoints=endpoints, profile=profile, now=now)
+    cards = await cards_for(session, endpoints=endpoints, profile=profile, now=now)
+
+    def key(card: Scorecard) -> tuple[bool, float, str]:
+        if sort == "cost":
+            cost = card.cost_per_million_tokens_at_slo
+            return (cost is None, cost or 0.0, card.endpoint.lower())
+        if sort in "SMART":
+            score = next((entry.score for entry in card.letters if entry.letter == sort), None)
+            return (score is None, -(score or 0.0), card.endpoint.lower())
+        return (False, 0.0, card.endpoint.lower())
+
+    return sorted(cards, key=key)
 
 
 async def default_profile(session: AsyncSession) -> str:

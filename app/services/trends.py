@@ -133,7 +133,7 @@ async def cost_series(
             add(
                 row.endpoint_id,
                 row.synthetic,
-                TrendPoint(
+                TrendPoint.model_construct(  # the database's own columns: nothing to validate
                     run_id=row.id,
                     at=row.finished_at or row.created_at,
                     cost_per_million_tokens=row.cost_per_million_tokens_at_slo,
@@ -149,7 +149,7 @@ async def cost_series(
             add(
                 row.endpoint_id,
                 row.synthetic,
-                TrendPoint(
+                TrendPoint.model_construct(
                     run_id=row.first_id if row.runs == 1 else None,
                     at=bucket_start(int(row.b), width),
                     runs=int(row.runs),

@@ -9,15 +9,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from app.deps import NowDep, ReaderDep, SessionDep
-from app.schemas import Scorecard
 from app.services import endpoints as endpoint_service
 from app.services import pages, profiles, scorecards, trends
 from app.web import figures
 from app.web.templating import render
 
 router = APIRouter()
-
-SORTS = {"name", "S", "M", "A", "R", "T", "cost"}
 
 
 @router.get("/", name="overview")
@@ -30,19 +27,8 @@ async def overview(
     sort: str = "name",
 ) -> HTMLResponse:
     chosen = profile or await scorecards.default_profile(session)
-    cards = await scorecards.overview(session, profile=chosen, now=now)
-    sort = sort if sort in SORTS else "name"
-
-    def key(card: Scorecard) -> tuple[bool, float, str]:
-        if sort == "cost":
-            cost = card.cost_per_million_tokens_at_slo
-            return (cost is None, cost or 0.0, card.endpoint.lower())
-        if sort in "SMART":
-            score = next((entry.score for entry in card.letters if entry.letter == sort), None)
-            return (score is None, -(score or 0.0), card.endpoint.lower())
-        return (False, 0.0, card.endpoint.lower())
-
-    cards.sort(key=key)
+    sort = sort if sort in scorecards.SORTS else "name"
+    cards = await scorecards.overview(session, profile=chosen, now=now, sort=sort)
     sparks = {card.endpoint_id: figures.sparkline(card.trend) for card in cards}
     all_profiles = [p.name for p in await profiles.list_all(session)]
     return render(
