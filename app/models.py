@@ -296,7 +296,7 @@ class Run(Base):
     environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # detected engine, client
 
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.queued.value)
-    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual|api|schedule|import|cli
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual|api|schedule|demo|seed
     source: Mapped[str] = mapped_column(String(32), default="smartbench")  # or aiperf, vllm, ...
     scheduled_for: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
