@@ -42,8 +42,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
         while True:
             assert proc.poll() is None, log.read_text()
             try:
-                items = httpx.get(f"{base}/api/v1/runs?limit=500", timeout=5).json()["items"]
-                runs = [r for r in items if r["trigger"] == "demo"]  # the first probes; schedules add more
+                items = httpx.get(f"{base}/api/v1/runs?limit=100", timeout=5).json()["items"]
+                runs = [
+                    r for r in items if r["trigger"] == "demo"
+                ]  # the first probes (the newest runs, past the back-fill)
                 if len(runs) == 3 and all(r["status"] in ("succeeded", "failed") for r in runs):
                     break
             except (httpx.HTTPError, KeyError, ValueError):
@@ -90,7 +92,7 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
     base, _ = demo
     ARTIFACTS.mkdir(exist_ok=True)
     overview_json = httpx.get(f"{base}/api/v1/scorecards?profile=chat").json()
-    runs = [r for r in httpx.get(f"{base}/api/v1/runs?limit=500").json()["items"] if r["trigger"] == "demo"]
+    runs = [r for r in httpx.get(f"{base}/api/v1/runs?limit=100").json()["items"] if r["trigger"] == "demo"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})

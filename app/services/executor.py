@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -180,9 +181,10 @@ class Executor:
                 worked = await self.tick() or fired > 0
                 backoff = self.idle_s
             except Exception as exc:  # the database may be restarting: wait, with back-off, go on
-                log.warning("executor cycle failed (%s); retrying in %.1f s", type(exc).__name__, backoff)
+                wait = backoff * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not a secret
+                log.warning("executor cycle failed (%s); retrying in %.1f s", runs.db_reason(exc), wait)
                 worked = False
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(wait)
                 backoff = min(backoff * 2, 10.0)
                 continue
             if not worked:

@@ -9,6 +9,7 @@ import csv
 import io
 import logging
 import os
+import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -195,7 +196,7 @@ async def execute(
                     log.info("run %s: cancellation requested, stopping its probe", run_id)
                     probe.cancel()
             except Exception as exc:  # the database is away: the probe goes on, beats resume
-                log.warning("run %s: heartbeat failed (%s)", run_id, type(exc).__name__)
+                log.warning("run %s: heartbeat failed (%s)", run_id, db_reason(exc))
 
     heart = asyncio.get_running_loop().create_task(beat())
     running = asyncio.get_running_loop().create_task(probe.run())
@@ -243,7 +244,9 @@ async def _store(sessionmaker: async_sessionmaker[AsyncSession], run_id: int, st
 
 
 async def _with_retry(action: Callable[[], Awaitable[None]], *, what: str, attempts: int = 8) -> None:
-    """Retry a database write with back-off (0.5 s doubling to 10 s) while the database restarts."""
+    """Retry a database write with back-off (0.5 s doubling to 10 s, jittered so that two
+    writers that collided do not collide again in step) while the database restarts or a
+    competing SQLite writer holds the lock."""
     delay = 0.5
     for attempt in range(attempts):
         try:
@@ -252,9 +255,17 @@ async def _with_retry(action: Callable[[], Awaitable[None]], *, what: str, attem
         except (OSError, DBAPIError) as exc:
             if attempt == attempts - 1:
                 raise
-            log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
-            await asyncio.sleep(delay)
+            wait = delay * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not a secret
+            log.warning("%s failed (%s); retrying in %.1f s", what, db_reason(exc), wait)
+            await asyncio.sleep(wait)
             delay = min(delay * 2, 10.0)
+
+
+def db_reason(exc: BaseException) -> str:
+    """An exception's type and the first line of the driver's message (no SQL, no parameters)."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()[0][:120] if str(orig).strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 async def store_steps(session: AsyncSession, *, run_id: int, steps: list[StepResult]) -> None:
@@ -282,6 +293,9 @@ async def finish(
     environment: dict[str, Any],
     now: datetime,
 ) -> None:
+    # Write first: on SQLite the transaction then holds the write lock before it reads, so no
+    # other writer can commit between its reads and its writes (which would fail the upgrade).
+    await session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=now))
     run = await session.get(Run, run_id)
     if run is None:
         return
