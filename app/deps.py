@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
+import annotated_types
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,6 +53,10 @@ def get_box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
 
+
+# A row id from a path or a query: the id columns are 32-bit signed integers on PostgreSQL; one
+# past the range is refused with a 422 (in the API's error shape) before a driver overflows on it.
+RowId = Annotated[int, annotated_types.Interval(ge=1, le=2**31 - 1)]
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -239,3 +239,18 @@ async def test_prometheus_metrics(client: httpx.AsyncClient, people) -> None:
     response = await client.get("/metrics", headers=auth)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     assert "smartbench_endpoints 0" in response.text and "smartbench_runs_executing_here" in response.text
+
+
+async def test_ids_past_the_id_range_are_refused_not_500(client: httpx.AsyncClient, people) -> None:
+    """Ids are the databases' signed 32-bit integer columns: one past the range (or 2^63, which
+    overflowed SQLite's driver) is a 422 in the error shape, never a 500 (issue #10.6)."""
+    auth = await bearer(client, "editor")
+    assert_error_shape(await client.get(f"/api/v1/runs/{2**63}", headers=auth), 422, "validation_failed")
+    big = 2**31
+    for path in (f"/api/v1/endpoints/{big}", f"/api/v1/runs/{big}", f"/api/v1/runs?endpoint_id={big}",
+                 f"/api/v1/trends/cost?endpoint={big}", f"/api/v1/endpoints/{big}/overview"):  # fmt: skip
+        assert_error_shape(await client.get(path, headers=auth), 422, "validation_failed")
+    assert (await client.get(f"/api/v1/endpoints/{big - 1}", headers=auth)).status_code == 404
+    for path in (f"/endpoints/{big}", f"/runs/{big}", f"/trends?endpoint={big}"):
+        response = await client.get(path, headers=auth)
+        assert 400 <= response.status_code < 500, (path, response.status_code)

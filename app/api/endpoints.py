@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, SessionDep
+from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
 from app.schemas import EndpointCreate, EndpointPage, EndpointRead, EndpointUpdate, ErrorBody, Page
 from app.services import endpoints, pages
 
@@ -47,12 +47,14 @@ async def create_endpoint(
 
 
 @router.get("/{endpoint_id}", responses={404: {"model": ErrorBody}})
-async def read_endpoint(endpoint_id: int, session: SessionDep, _: ReaderDep) -> EndpointRead:
+async def read_endpoint(endpoint_id: RowId, session: SessionDep, _: ReaderDep) -> EndpointRead:
     return endpoints.to_read(await endpoints.get(session, endpoint_id))
 
 
 @router.get("/{endpoint_id}/overview", name="api_endpoint_overview", responses={404: {"model": ErrorBody}})
-async def endpoint_overview(endpoint_id: int, session: SessionDep, now: NowDep, _: ReaderDep) -> EndpointPage:
+async def endpoint_overview(
+    endpoint_id: RowId, session: SessionDep, now: NowDep, _: ReaderDep
+) -> EndpointPage:
     """The endpoint page as JSON: per profile its scorecard, 30-day cost trend and latency history
     (the same series, buckets and markers as the page draws), schedules and recent runs."""
     return await pages.endpoint_page(session, endpoint_id=endpoint_id, now=now)
@@ -60,12 +62,12 @@ async def endpoint_overview(endpoint_id: int, session: SessionDep, now: NowDep, 
 
 @router.patch("/{endpoint_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
 async def update_endpoint(
-    endpoint_id: int, body: EndpointUpdate, session: SessionDep, box: BoxDep, _: EditorDep
+    endpoint_id: RowId, body: EndpointUpdate, session: SessionDep, box: BoxDep, _: EditorDep
 ) -> EndpointRead:
     return endpoints.to_read(await endpoints.update(session, endpoint_id=endpoint_id, data=body, box=box))
 
 
 @router.delete("/{endpoint_id}", status_code=204, responses={404: {"model": ErrorBody}})
-async def delete_endpoint(endpoint_id: int, session: SessionDep, _: EditorDep) -> Response:
+async def delete_endpoint(endpoint_id: RowId, session: SessionDep, _: EditorDep) -> Response:
     await endpoints.delete(session, endpoint_id=endpoint_id)
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
+from app.deps import EditorDep, NowDep, ReaderDep, RowId, SessionDep
 from app.schemas import (
     ComparePage,
     CostTrends,
@@ -27,7 +27,7 @@ router = APIRouter(tags=["runs"], responses={401: {"model": ErrorBody}, 404: {"m
 
 @router.post("/endpoints/{endpoint_id}/runs", status_code=202, responses={403: {"model": ErrorBody}})
 async def start_run(
-    endpoint_id: int, body: RunCreate, request: Request, session: SessionDep, now: NowDep, user: EditorDep
+    endpoint_id: RowId, body: RunCreate, request: Request, session: SessionDep, now: NowDep, user: EditorDep
 ) -> RunAccepted:
     """Queue a probe of `profile` against the endpoint; it runs in the background."""
     run = await runs.start(
@@ -40,7 +40,7 @@ async def start_run(
 async def list_runs(
     session: SessionDep,
     _: ReaderDep,
-    endpoint_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    endpoint_id: RowId | None = None,
     profile: str | None = None,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -60,7 +60,7 @@ async def list_runs(
 
 
 @router.get("/runs/{run_id}", name="api_run")
-async def read_run(run_id: int, session: SessionDep, _: ReaderDep) -> RunSummary:
+async def read_run(run_id: RowId, session: SessionDep, _: ReaderDep) -> RunSummary:
     """The run summary of DESIGN.md, with its scorecard and live progress."""
     return await runs.summary(session, run_id=run_id)
 
@@ -69,7 +69,7 @@ async def read_run(run_id: int, session: SessionDep, _: ReaderDep) -> RunSummary
     "/runs/{run_id}/cancel", status_code=202, responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}}
 )
 async def cancel_run(
-    run_id: int, request: Request, session: SessionDep, now: NowDep, _: EditorDep
+    run_id: RowId, request: Request, session: SessionDep, now: NowDep, _: EditorDep
 ) -> RunAccepted:
     """Cancel a run: a queued one at once; a running one stops after its probe keeps what it
     measured (status `cancelled` within a few seconds)."""
@@ -79,7 +79,7 @@ async def cancel_run(
 
 @router.get("/runs/{run_id}/samples", response_model=None)
 async def read_samples(
-    run_id: int,
+    run_id: RowId,
     request: Request,
     session: SessionDep,
     _: ReaderDep,
@@ -101,7 +101,7 @@ async def read_samples(
 
 @router.get("/endpoints/{endpoint_id}/scorecard")
 async def endpoint_scorecard(
-    endpoint_id: int, session: SessionDep, now: NowDep, _: ReaderDep, profile: str | None = None
+    endpoint_id: RowId, session: SessionDep, now: NowDep, _: ReaderDep, profile: str | None = None
 ) -> dict[str, list[Scorecard]]:
     """One scorecard per profile measured (or the one asked for), with its 30-day trend."""
     return {
@@ -123,7 +123,7 @@ async def compare(
     now: NowDep,
     _: ReaderDep,
     profile: str | None = None,
-    endpoint: Annotated[list[int] | None, Query(description="endpoint ids, 2 to 6")] = None,
+    endpoint: Annotated[list[RowId] | None, Query(description="endpoint ids, 2 to 6")] = None,
 ) -> ComparePage:
     """The compare page as JSON: scorecards side by side and each latest measured run's steps
     (the trade-off curves); without `endpoint`, the endpoints measured on the profile."""
@@ -137,7 +137,7 @@ async def cost_trends(
     _: ReaderDep,
     days: Annotated[int, Query(ge=1, le=3650)] = 30,
     profile: str | None = None,
-    endpoint: Annotated[list[int] | None, Query(description="endpoint ids to draw, up to 10")] = None,
+    endpoint: Annotated[list[RowId] | None, Query(description="endpoint ids to draw, up to 10")] = None,
 ) -> CostTrends:
     """Cost per million tokens at the SLO operating point, per endpoint, over time: one profile
     (default: the overview's), raw runs while they fit, else hour/day/week buckets with the

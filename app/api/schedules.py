@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
+from app.deps import EditorDep, NowDep, ReaderDep, RowId, SessionDep
 from app.schemas import ErrorBody, ScheduleCreate, ScheduleRead, ScheduleUpdate
 from app.services import schedules
 
@@ -15,7 +15,7 @@ router = APIRouter(
 
 @router.get("")
 async def list_schedules(
-    session: SessionDep, _: ReaderDep, endpoint_id: int | None = None
+    session: SessionDep, _: ReaderDep, endpoint_id: RowId | None = None
 ) -> dict[str, list[ScheduleRead]]:
     return {
         "items": [
@@ -42,7 +42,7 @@ async def create_schedule(
 
 @router.patch("/{schedule_id}")
 async def update_schedule(
-    schedule_id: int, body: ScheduleUpdate, session: SessionDep, now: NowDep, _: EditorDep
+    schedule_id: RowId, body: ScheduleUpdate, session: SessionDep, now: NowDep, _: EditorDep
 ) -> ScheduleRead:
     schedule = await schedules.update(
         session, schedule_id=schedule_id, interval_s=body.interval_s, enabled=body.enabled, now=now
@@ -51,6 +51,6 @@ async def update_schedule(
 
 
 @router.delete("/{schedule_id}", status_code=204)
-async def delete_schedule(schedule_id: int, session: SessionDep, _: EditorDep) -> Response:
+async def delete_schedule(schedule_id: RowId, session: SessionDep, _: EditorDep) -> Response:
     await schedules.delete(session, schedule_id=schedule_id)
     return Response(status_code=204)

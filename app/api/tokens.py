@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.deps import LoggedInDep, NowDep, SessionDep, ViewerWriteDep
+from app.deps import LoggedInDep, NowDep, RowId, SessionDep, ViewerWriteDep
 from app.models import Role
 from app.schemas import ErrorBody, TokenCreate, TokenCreated, TokenRead
 from app.services import auth
@@ -30,7 +30,7 @@ async def create_token(
 
 
 @router.delete("/{token_id}", responses={404: {"model": ErrorBody}})
-async def revoke_token(token_id: int, session: SessionDep, now: NowDep, user: ViewerWriteDep) -> TokenRead:
+async def revoke_token(token_id: RowId, session: SessionDep, now: NowDep, user: ViewerWriteDep) -> TokenRead:
     return TokenRead.model_validate(
         await auth.revoke_token(session, token_id=token_id, principal=user, now=now)
     )

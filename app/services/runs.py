@@ -597,8 +597,22 @@ async def samples_csv(sessionmaker: async_sessionmaker[AsyncSession], *, run_id:
         async for row in result:
             buf.seek(0)
             buf.truncate()
-            writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in SAMPLE_COLUMNS])
+            writer.writerow([csv_cell(getattr(row, c)) for c in SAMPLE_COLUMNS])
             yield buf.getvalue()
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet shows as text: a string a target sent (an error,
+    a finish_reason) that starts like a formula gets a leading apostrophe (OWASP's advice for
+    CSV injection). Numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 async def samples_for_charts(session: AsyncSession, *, run_id: int, limit: int = 20000) -> list[Sample]:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.deps import LoggedInDep, NowDep, PrincipalDep, SessionDep, SettingsDep, ViewerWriteDep, check_csrf
+from app.deps import (
+    LoggedInDep,
+    NowDep,
+    PrincipalDep,
+    RowId,
+    SessionDep,
+    SettingsDep,
+    ViewerWriteDep,
+    check_csrf,
+)
 from app.errors import ValidationFailed
 from app.security.csrf import SESSION_COOKIE
 from app.security.passwords import verify_password
@@ -145,7 +154,7 @@ async def create_token(
 
 @router.post("/settings/tokens/{token_id}/revoke", name="revoke_token")
 async def revoke_token(
-    token_id: int, user: ViewerWriteDep, session: SessionDep, now: NowDep
+    token_id: RowId, user: ViewerWriteDep, session: SessionDep, now: NowDep
 ) -> RedirectResponse:
     await auth.revoke_token(session, token_id=token_id, principal=user, now=now)
     return RedirectResponse("/settings/tokens", status_code=303)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from app.deps import NowDep, ReaderDep, SessionDep
+from app.deps import NowDep, ReaderDep, RowId, SessionDep
 from app.services import endpoints as endpoint_service
 from app.services import pages, profiles, scorecards, trends
 from app.web import figures
@@ -46,7 +46,7 @@ async def trends_page(
     _: ReaderDep,
     days: int = Query(30, ge=1, le=3650),
     profile: str | None = None,
-    endpoint: list[int] = Query(default_factory=list),
+    endpoint: list[RowId] = Query(default_factory=list),
 ) -> HTMLResponse:
     chosen = profile or await scorecards.default_profile(session)
     data = await trends.cost_trends(
@@ -70,7 +70,7 @@ async def compare(
     now: NowDep,
     _: ReaderDep,
     profile: str | None = None,
-    endpoint: list[int] = Query(default_factory=list),
+    endpoint: list[RowId] = Query(default_factory=list),
 ) -> HTMLResponse:
     data = await pages.compare_page(session, profile=profile, endpoint_ids=endpoint, now=now)
     curves = [(c.endpoint, c.steps, c.gpu_count) for c in data.curves]

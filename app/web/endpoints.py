@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, SessionDep
+from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
 from app.errors import ValidationFailed
 from app.schemas import ENGINES, EndpointCreate, EndpointUpdate, field_errors
 from app.services import endpoints, pages, profiles
@@ -92,7 +92,7 @@ async def create(request: Request, session: SessionDep, box: BoxDep, user: Edito
 
 @router.get("/{endpoint_id}", name="endpoint_detail")
 async def detail(
-    request: Request, endpoint_id: int, session: SessionDep, now: NowDep, _: ReaderDep
+    request: Request, endpoint_id: RowId, session: SessionDep, now: NowDep, _: ReaderDep
 ) -> HTMLResponse:
     data = await pages.endpoint_page(session, endpoint_id=endpoint_id, now=now)
 
@@ -117,7 +117,7 @@ async def detail(
 
 
 @router.get("/{endpoint_id}/edit", name="endpoint_edit")
-async def edit_page(request: Request, endpoint_id: int, session: SessionDep, _: EditorDep) -> HTMLResponse:
+async def edit_page(request: Request, endpoint_id: RowId, session: SessionDep, _: EditorDep) -> HTMLResponse:
     endpoint = endpoints.to_read(await endpoints.get(session, endpoint_id))
     values = {
         key: "" if value is None else (", ".join(value) if key == "tags" else str(value))
@@ -128,7 +128,7 @@ async def edit_page(request: Request, endpoint_id: int, session: SessionDep, _: 
 
 @router.post("/{endpoint_id}/edit")
 async def edit(
-    request: Request, endpoint_id: int, session: SessionDep, box: BoxDep, _: EditorDep
+    request: Request, endpoint_id: RowId, session: SessionDep, box: BoxDep, _: EditorDep
 ) -> Response:
     current = await endpoints.get(session, endpoint_id)
     form = await request.form()
@@ -160,6 +160,6 @@ async def edit(
 
 
 @router.post("/{endpoint_id}/delete", name="endpoint_delete")
-async def delete(request: Request, endpoint_id: int, session: SessionDep, _: EditorDep) -> RedirectResponse:
+async def delete(request: Request, endpoint_id: RowId, session: SessionDep, _: EditorDep) -> RedirectResponse:
     await endpoints.delete(session, endpoint_id=endpoint_id)
     return RedirectResponse(request.url_for("endpoints_list").path, status_code=303)

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from app.deps import EditorDep, NowDep, ReaderDep, SessionDep
+from app.deps import EditorDep, NowDep, ReaderDep, RowId, SessionDep
 from app.services import runs
 from app.web import figures
 from app.web.forms import form_str
@@ -18,7 +18,7 @@ router = APIRouter()
 
 @router.post("/endpoints/{endpoint_id}/runs", name="run_now")
 async def run_now(
-    request: Request, endpoint_id: int, session: SessionDep, now: NowDep, user: EditorDep
+    request: Request, endpoint_id: RowId, session: SessionDep, now: NowDep, user: EditorDep
 ) -> RedirectResponse:
     form = await request.form()
     run = await runs.start(
@@ -34,14 +34,14 @@ async def run_now(
 
 @router.post("/runs/{run_id}/cancel", name="run_cancel")
 async def cancel(
-    request: Request, run_id: int, session: SessionDep, now: NowDep, _: EditorDep
+    request: Request, run_id: RowId, session: SessionDep, now: NowDep, _: EditorDep
 ) -> RedirectResponse:
     await runs.request_cancel(session, run_id=run_id, now=now)
     return RedirectResponse(request.url_for("run_page", run_id=run_id).path, status_code=303)
 
 
 @router.get("/runs/{run_id}", name="run_page")
-async def run_page(request: Request, run_id: int, session: SessionDep, _: ReaderDep) -> HTMLResponse:
+async def run_page(request: Request, run_id: RowId, session: SessionDep, _: ReaderDep) -> HTMLResponse:
     summary = await runs.summary(session, run_id=run_id)
     charts: dict[str, str] = {}
     if summary.steps:
@@ -68,7 +68,7 @@ async def run_page(request: Request, run_id: int, session: SessionDep, _: Reader
 
 
 @router.get("/runs/{run_id}/progress", name="run_progress")
-async def run_progress(request: Request, run_id: int, session: SessionDep, _: ReaderDep) -> HTMLResponse:
+async def run_progress(request: Request, run_id: RowId, session: SessionDep, _: ReaderDep) -> HTMLResponse:
     """The live-progress partial; the run page includes it and refreshes it until the run ends."""
     summary = await runs.summary(session, run_id=run_id)
     return render(

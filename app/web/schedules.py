@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
-from app.deps import EditorDep, NowDep, SessionDep
+from app.deps import EditorDep, NowDep, RowId, SessionDep
 from app.errors import ValidationFailed
 from app.services import schedules
 from app.web.forms import form_str
@@ -15,7 +15,7 @@ router = APIRouter()
 INTERVALS = {"60": 60, "300": 300, "900": 900, "3600": 3600, "21600": 21600, "86400": 86400}
 
 
-def _back(request: Request, endpoint_id: int) -> RedirectResponse:
+def _back(request: Request, endpoint_id: RowId) -> RedirectResponse:
     return RedirectResponse(
         request.url_for("endpoint_detail", endpoint_id=endpoint_id).path + "#schedules", status_code=303
     )
@@ -23,7 +23,7 @@ def _back(request: Request, endpoint_id: int) -> RedirectResponse:
 
 @router.post("/endpoints/{endpoint_id}/schedules", name="schedule_add")
 async def add(
-    request: Request, endpoint_id: int, session: SessionDep, now: NowDep, _: EditorDep
+    request: Request, endpoint_id: RowId, session: SessionDep, now: NowDep, _: EditorDep
 ) -> RedirectResponse:
     form = await request.form()
     interval = INTERVALS.get(form_str(form, "interval_s"))
@@ -44,7 +44,7 @@ async def add(
 
 @router.post("/schedules/{schedule_id}/toggle", name="schedule_toggle")
 async def toggle(
-    request: Request, schedule_id: int, session: SessionDep, now: NowDep, _: EditorDep
+    request: Request, schedule_id: RowId, session: SessionDep, now: NowDep, _: EditorDep
 ) -> RedirectResponse:
     schedule = await schedules.get(session, schedule_id)
     await schedules.update(
@@ -54,7 +54,7 @@ async def toggle(
 
 
 @router.post("/schedules/{schedule_id}/delete", name="schedule_delete")
-async def remove(request: Request, schedule_id: int, session: SessionDep, _: EditorDep) -> RedirectResponse:
+async def remove(request: Request, schedule_id: RowId, session: SessionDep, _: EditorDep) -> RedirectResponse:
     schedule = await schedules.get(session, schedule_id)
     endpoint_id = schedule.endpoint_id
     await schedules.delete(session, schedule_id=schedule_id)
