@@ -17,7 +17,7 @@ from app.db import unit_of_work
 from app.domain import PRICE_FIELDS, STACK_FIELDS, snapshot_key
 from app.models import Endpoint, Run, RunStep
 from app.security.crypto import SecretBox
-from app.services import history, profiles, scorecards, trends
+from app.services import history, scorecards, trends
 from tests.conftest import bearer
 
 NOW = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)  # a Wednesday
@@ -42,6 +42,14 @@ def _run(endpoint_id: int, at: datetime, cost: float | None, *, price: float = 2
         quality_degraded=degraded, scorecard={}, price_key=snapshot_key(cost_snapshot, PRICE_FIELDS),
         stack_key=snapshot_key(stack, STACK_FIELDS),
     )  # fmt: skip
+
+
+async def _seed(app, session, *, days: float, now: datetime) -> history.SeedReport:  # type: ignore[no-untyped-def]
+    """Two synthetic endpoints with `days` of chat history, 4 runs a day."""
+    box = SecretBox(app.state.settings.encryption_keyring())
+    return await history.seed(
+        session, endpoints=2, days=days, runs_per_day=4, profile_name="chat", now=now, box=box
+    )
 
 
 def test_grain_follows_the_range() -> None:
@@ -114,11 +122,7 @@ async def test_raw_points_while_they_fit_then_buckets_and_markers(
 
 async def test_synthetic_history_is_shown_but_never_scored(app, client: httpx.AsyncClient, people) -> None:  # type: ignore[no-untyped-def]
     async with unit_of_work(app.state.sessionmaker) as session:
-        await profiles.ensure_builtins(session)
-        report = await history.seed(
-            session, endpoints=2, days=10, runs_per_day=4, profile_name="chat", now=NOW,
-            box=SecretBox(app.state.settings.encryption_keyring()),
-        )  # fmt: skip
+        report = await _seed(app, session, days=10, now=NOW)
         assert report.runs == 80 and report.steps == 320
         assert await session.scalar(select(func.count()).select_from(RunStep)) == 320
         first = await session.scalar(select(Endpoint).where(Endpoint.name == report.names[0]))
@@ -188,11 +192,7 @@ async def test_keyset_pages_hold_under_concurrent_inserts(app, client: httpx.Asy
 async def test_endpoint_and_compare_pages_have_json_twins(app, client: httpx.AsyncClient, people) -> None:  # type: ignore[no-untyped-def]
     now = app.state.clock()
     async with unit_of_work(app.state.sessionmaker) as session:
-        await profiles.ensure_builtins(session)
-        report = await history.seed(
-            session, endpoints=2, days=3, runs_per_day=4, profile_name="chat", now=now,
-            box=SecretBox(app.state.settings.encryption_keyring()),
-        )  # fmt: skip
+        report = await _seed(app, session, days=3, now=now)
         ids = [
             e.id
             for e in (await session.scalars(select(Endpoint).where(Endpoint.name.in_(report.names)))).all()

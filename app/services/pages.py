@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.schemas import CompareCurve, ComparePage, EndpointPage, LatencyPoint, ProfileHistory
+from app.schemas import CompareCurve, ComparePage, EndpointPage, ProfileHistory
 from app.services import endpoints as endpoint_service
 from app.services import runs, schedules, scorecards, trends
 
@@ -28,14 +28,9 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         )
         histories.append(
             ProfileHistory(
-                profile=card.profile, scorecard=card, grain=grain, cost=cost, percentile=pct,
-                latency=[
-                    LatencyPoint(at=h["at"], run_id=h["run_id"], runs=h["runs"], synthetic=h["synthetic"],
-                                 ttft_ms=h[f"ttft_{pct}"], tpot_ms=h[f"tpot_{pct}"], itl_ms=h[f"itl_{pct}"])
-                    for h in latency
-                ],
+                profile=card.profile, scorecard=card, grain=grain, cost=cost, percentile=pct, latency=latency
             )
-        )  # fmt: skip
+        )
     recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)
     waiting = await runs.waiting_reasons(session, recent)
     return EndpointPage(

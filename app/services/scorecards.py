@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
 from app.models import MEASURED_SQL, Endpoint, Run, RunStatus, RunStep
-from app.schemas import Letter, Scorecard, TrendPoint
+from app.schemas import LatencyPoint, Letter, Scorecard, TrendPoint
 from app.services import endpoints as endpoint_service
 from app.services import trends
 from app.services.runs import LIST_COLUMNS
@@ -171,19 +171,16 @@ async def latency_history(
     since: datetime,
     until: datetime,
     pct: str = "p99",
-) -> list[dict[str, Any]]:
+) -> list[LatencyPoint]:
     """Latency percentiles at each run's operating step, over time (endpoint page): one join on
     stored columns. Beyond RAW_LIMIT runs, the mean per time bucket (trends.grain_for)."""
     if pct not in ("p50", "p90", "p95", "p99"):
         raise ValueError(f"no stored percentile {pct!r}")
-    metrics = {key: getattr(RunStep, f"{key}_ms_{pct}") for key in ("ttft", "tpot", "itl")}
+    metrics = {f"{key}_ms": getattr(RunStep, f"{key}_ms_{pct}") for key in ("ttft", "tpot", "itl")}
     synthetic = (Run.source == trends.SYNTHETIC).label("synthetic")
     where = and_(
+        trends.in_range(profile, since, until),
         Run.endpoint_id == endpoint_id,
-        Run.profile_name == profile,
-        Run.status == RunStatus.succeeded.value,
-        Run.created_at >= since,
-        Run.created_at <= until,
         RunStep.run_id == Run.id,
         RunStep.step_index == Run.operating_step,
     )
@@ -201,8 +198,8 @@ async def latency_history(
             .order_by(Run.created_at, Run.id)
         )
         return [
-            {"at": row.finished_at or row.created_at, "run_id": row.id, "runs": 1, "synthetic": bool(row.synthetic),
-             **{f"{key}_{pct}": getattr(row, key) for key in metrics}}
+            LatencyPoint(at=row.finished_at or row.created_at, run_id=row.id, synthetic=bool(row.synthetic),
+                         **{key: getattr(row, key) for key in metrics})
             for row in rows
         ]  # fmt: skip
     _, width = trends.grain_for(until - since)
@@ -218,8 +215,8 @@ async def latency_history(
         .order_by(bucket, synthetic)
     )
     return [
-        {"at": trends.bucket_start(int(row.b), width), "run_id": None, "runs": int(row.runs),
-         "synthetic": bool(row.synthetic), **{f"{key}_{pct}": getattr(row, key) for key in metrics}}
+        LatencyPoint(at=trends.bucket_start(int(row.b), width), run_id=None, runs=int(row.runs),
+                     synthetic=bool(row.synthetic), **{key: getattr(row, key) for key in metrics})
         for row in rows
     ]  # fmt: skip
 

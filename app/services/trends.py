@@ -66,7 +66,7 @@ def bucket_of(session: AsyncSession, width: int) -> ColumnElement[Any]:
     return _bucket(session.get_bind().dialect.name, width)
 
 
-def _in_range(profile: str, since: datetime, until: datetime) -> ColumnElement[bool]:
+def in_range(profile: str, since: datetime, until: datetime) -> ColumnElement[bool]:
     return and_(
         Run.profile_name == profile,
         Run.status == RunStatus.succeeded.value,
@@ -80,7 +80,7 @@ async def pick_endpoints(
 ) -> tuple[list[tuple[int, str]], int]:
     """The endpoints to draw (those asked for, else the first MAX_SERIES by name that have runs
     of the profile in the range), and how many endpoints have such runs in all."""
-    has_runs = exists().where(Run.endpoint_id == Endpoint.id, _in_range(profile, since, until))
+    has_runs = exists().where(Run.endpoint_id == Endpoint.id, in_range(profile, since, until))
     available = await session.scalar(select(func.count()).select_from(Endpoint).where(has_runs)) or 0
     query = select(Endpoint.id, Endpoint.name).where(has_runs).order_by(Endpoint.name, Endpoint.id)
     if wanted:
@@ -104,7 +104,7 @@ async def cost_series(
     if not ids:
         return grain or "run", []
     names = dict(endpoints)
-    where = and_(_in_range(profile, since, until), Run.endpoint_id.in_(ids))
+    where = and_(in_range(profile, since, until), Run.endpoint_id.in_(ids))
     if grain is None:
         counts = (
             await session.execute(select(func.count()).where(where).group_by(Run.endpoint_id))
@@ -238,7 +238,7 @@ async def markers(
             func.lag(Run.price_key).over(partition_by=Run.endpoint_id, order_by=order).label("prev_price"),
             func.lag(Run.stack_key).over(partition_by=Run.endpoint_id, order_by=order).label("prev_stack"),
         )
-        .where(_in_range(profile, since, until), Run.endpoint_id.in_(ids))
+        .where(in_range(profile, since, until), Run.endpoint_id.in_(ids))
         .subquery()
     )
     changed = (
@@ -260,21 +260,20 @@ async def markers(
             select(Run.id, Run.cost_snapshot, Run.endpoint_snapshot).where(Run.id.in_(wanted))
         )
     }
+    kinds = (  # (kind, the run's key, the previous run's key, the snapshot that holds the fields, fields)
+        ("price", "price_key", "prev_price", "cost_snapshot", PRICE_FIELDS),
+        ("stack", "stack_key", "prev_stack", "endpoint_snapshot", STACK_FIELDS),
+    )
     out = []
     for row in changed:
         before, after = snaps[row.prev_id], snaps[row.id]
-        if row.price_key != row.prev_price:
-            out.append(
-                TrendMarker(at=row.created_at, endpoint_id=row.endpoint_id, endpoint=names[row.endpoint_id],
-                            kind="price", run_id=row.id,
-                            label=_change(before.cost_snapshot, after.cost_snapshot, PRICE_FIELDS))
-            )  # fmt: skip
-        if row.stack_key != row.prev_stack:
-            out.append(
-                TrendMarker(at=row.created_at, endpoint_id=row.endpoint_id, endpoint=names[row.endpoint_id],
-                            kind="stack", run_id=row.id,
-                            label=_change(before.endpoint_snapshot, after.endpoint_snapshot, STACK_FIELDS))
-            )  # fmt: skip
+        for kind, key, prev, snapshot, fields in kinds:
+            if getattr(row, key) != getattr(row, prev):
+                out.append(
+                    TrendMarker(at=row.created_at, endpoint_id=row.endpoint_id, endpoint=names[row.endpoint_id],
+                                kind=kind, run_id=row.id,
+                                label=_change(getattr(before, snapshot), getattr(after, snapshot), fields))
+                )  # fmt: skip
     return sorted(out, key=lambda m: (m.at, m.endpoint))
 
 
