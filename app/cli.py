@@ -89,6 +89,14 @@ def _where(settings: Settings) -> str:
     return make_url(settings.db_url).render_as_string(hide_password=True)
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """X-Forwarded-For/-Proto are believed only from SMARTBENCH_TRUSTED_PROXIES (none by default)."""
+    trusted = settings.trusted_proxy_list()
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(trusted)}
+
+
 @cli.command()
 def version() -> None:
     """Print the version."""
@@ -145,7 +153,7 @@ def serve(
         keep_off_probe_cores(settings.core_plan()[0])
     app = create_app(settings)
     _freeze_heap()
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, proxy_headers=False)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, **proxy_options(settings))
 
 
 @cli.command()
@@ -246,8 +254,9 @@ def demo(
             box = SecretBox(settings.encryption_keyring())
             await profiles.ensure_builtins(session)
             await demo_service.register(
-                session, urls=urls, model="llama-3.3-70b", box=box, by=admin.id, now=datetime.now(UTC)
-            )
+                session, urls=urls, model="llama-3.3-70b", box=box, by=admin.id, now=datetime.now(UTC),
+                settings=settings,
+            )  # fmt: skip
             return created
 
         created = asyncio.run(_with_session(settings, work))
@@ -272,7 +281,7 @@ def demo(
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         app = create_app(settings)
         _freeze_heap()
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", **proxy_options(settings))
 
 
 @cli.command()
@@ -477,11 +486,31 @@ def user_create(
     out.print(f"user {username} created ({role})")
 
 
+@user_cli.command("unlock")
+def user_unlock(
+    username: Annotated[str, typer.Argument(help="The login name whose failed-login back-off to lift")],
+) -> None:
+    """Lift the back-off that failed logins put on an account."""
+    from app.services import throttle
+
+    settings = _settings()
+    _upgrade(settings)
+
+    async def work(session):
+        return await throttle.lift(session, throttle.account_key(username))
+
+    lifted = asyncio.run(_with_session(settings, work))
+    out.print(f"{username}: back-off lifted" if lifted else f"{username}: no back-off to lift")
+
+
 @token_cli.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="What the token is for")],
     read_only: Annotated[bool, typer.Option("--read-only", help="The token can only read")] = False,
     user: Annotated[str | None, typer.Option(help="Owner (default: the first admin)")] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Days until it stops working (default: never)")
+    ] = None,
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
     from datetime import UTC, datetime
@@ -505,7 +534,12 @@ def token_create(
             if owner is None:
                 raise AppError("no admin exists yet: start `smartbench serve` once or pass --user")
         _, token = await auth.create_token(
-            session, user_id=owner.id, name=name, read_only=read_only, now=datetime.now(UTC)
+            session,
+            user_id=owner.id,
+            name=name,
+            read_only=read_only,
+            now=datetime.now(UTC),
+            expires_in_days=expires_in_days,
         )
         return owner.username, token
 
@@ -576,6 +610,7 @@ def seed(
         return await history.seed(
             session, endpoints=endpoints, days=days, runs_per_day=runs_per_day, profile_name=profile,
             now=datetime.now(UTC), box=SecretBox(settings.encryption_keyring()), prefix=prefix,
+            settings=settings,
         )  # fmt: skip
 
     async def analyze() -> None:

@@ -51,7 +51,25 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     public_read: bool = False
     session_max_age_s: int = 14 * 24 * 3600
-    cookie_secure: bool | None = None  # None: secure cookies when the request came over https
+    # The address people open, e.g. https://bench.example.com. When it is https, cookies are
+    # Secure with the __Host- prefix and every answer carries HSTS.
+    public_url: str | None = None
+    cookie_secure: bool | None = None  # None: from public_url, else from the request's scheme
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed: IPs or networks, comma-separated.
+    # Empty (the default): none, the client address is the socket's.
+    trusted_proxies: str = ""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger request bodies answer 413
+    # Endpoint tokenizers are files (or folders holding tokenizer.json) in this directory, named
+    # by the endpoint; nothing else on the server is read. Default: <data_dir>/tokenizers.
+    tokenizer_dir: Path | None = None
+    # Outbound requests (endpoint and metrics URLs): "default" refuses link-local and cloud
+    # metadata addresses; "allowlist" allows only outbound_allow (networks and host names,
+    # comma-separated, "*.example.com" for a domain). The admin's settings page overrides both.
+    outbound_mode: Literal["default", "allowlist"] = "default"
+    outbound_allow: str = ""
+    # What a profile may ask of the probe; an admin raises these on the settings page.
+    max_profile_concurrency: int = Field(default=1024, ge=1)
+    max_requests_per_step: int = Field(default=100_000, ge=1)
 
     run_executor: bool = True  # execute queued runs in this process
     # Probe processes at once on this host (each takes a core while it measures). None: the
@@ -116,6 +134,20 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'smartbench.db'}"
+
+    @property
+    def https(self) -> bool:
+        """Served over TLS as far as cookies and HSTS go (public URL https, or cookie_secure)."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return (self.public_url or "").lower().startswith("https://")
+
+    @property
+    def tokenizers(self) -> Path:
+        return self.tokenizer_dir or self.data_dir / "tokenizers"
+
+    def trusted_proxy_list(self) -> list[str]:
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
     @property
     def probe_slots(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,10 +21,11 @@ from app.paths import resource_dir
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.db_url)
-    kwargs: dict[str, Any] = {"echo": settings.database_echo}
+    # Errors never carry the statement's parameters (they would land in logs and pages).
+    kwargs: dict[str, Any] = {"echo": settings.database_echo, "hide_parameters": True}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(url.database), data_dir=settings.data_dir)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
@@ -31,6 +33,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def private_file(path: Path, *, data_dir: Path) -> None:
+    """The SQLite file (API keys sealed, but also users and history) readable by its owner only:
+    its folder is created 0700 and the file 0600 (the -wal and -shm files take the file's mode);
+    the data directory, which smartbench owns, is kept 0700."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    else:
+        os.chmod(path, 0o600)
+    if path.parent.resolve() == data_dir.resolve() and path.parent.stat().st_mode & 0o077:
+        os.chmod(path.parent, 0o700)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

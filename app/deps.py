@@ -12,10 +12,19 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.errors import CsrfFailed, Forbidden, Unauthorized
+from app.errors import CsrfFailed, Forbidden, PasswordChangeRequired, Unauthorized
 from app.models import Role
 from app.security.crypto import SecretBox
-from app.security.csrf import ANON_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, csrf_valid, same_origin
+from app.security.csrf import (
+    ANON_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    cookie_name,
+    csrf_valid,
+    same_origin,
+)
+from app.security.redact import excerpts_visible
 from app.services import auth
 
 Clock = Callable[[], datetime]
@@ -79,11 +88,20 @@ async def get_principal(request: Request, session: SessionDep, now: NowDep) -> a
         if principal is None:
             raise Unauthorized("this API token is unknown, revoked or expired")
     else:
-        cookie = request.cookies.get(SESSION_COOKIE)
+        settings: Settings = request.app.state.settings
+        cookie = request.cookies.get(cookie_name(SESSION_COOKIE, settings.https))
         if cookie:
             principal = await auth.resolve_session(session, token=cookie, now=now)
     request.state.principal = principal
+    # What a target said (errors' excerpts) is for editors and admins only.
+    excerpts_visible.set(principal is not None and principal.role.rank >= Role.editor.rank)
+    if principal is not None and principal.must_change_password and request.url.path not in PASSWORD_PATHS:
+        raise PasswordChangeRequired("change your password first (it was set for you)")
     return principal
+
+
+# What a user who must change their password may still reach.
+PASSWORD_PATHS = frozenset({"/account/password", "/logout", "/login"})
 
 
 PrincipalDep = Annotated[auth.Principal | None, Depends(get_principal)]
@@ -102,7 +120,8 @@ async def check_csrf(request: Request, principal: auth.Principal | None, setting
         request.url.scheme,
     ):
         raise CsrfFailed("cross-site request refused")
-    binding = principal.session_token if principal is not None else request.cookies.get(ANON_COOKIE)
+    anon = request.cookies.get(cookie_name(ANON_COOKIE, settings.https))
+    binding = principal.session_token if principal is not None else anon
     presented = request.headers.get(CSRF_HEADER)
     if presented is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -141,7 +160,17 @@ async def require_login(principal: PrincipalDep) -> auth.Principal:
     return principal
 
 
+async def require_admin_reader(principal: PrincipalDep) -> auth.Principal:
+    """Reading what only admins see (site settings, lockouts); read-only tokens may."""
+    if principal is None:
+        raise Unauthorized("log in or send an API token")
+    if principal.role is not Role.admin:
+        raise Forbidden(f"this needs the admin role; you are {principal.role.value}")
+    return principal
+
+
 LoggedInDep = Annotated[auth.Principal, Depends(require_login)]
+AdminReaderDep = Annotated[auth.Principal, Depends(require_admin_reader)]
 ReaderDep = Annotated[auth.Principal | None, Depends(require_reader)]
 ViewerWriteDep = Annotated[
     auth.Principal, Depends(_require(Role.viewer))

@@ -47,6 +47,10 @@ class CsrfFailed(Forbidden):
     code = "csrf_failed"
 
 
+class PasswordChangeRequired(Forbidden):
+    code = "password_change_required"
+
+
 class ValidationFailed(AppError):
     status_code = 422
     code = "validation_failed"

@@ -11,18 +11,18 @@ import fastapi_offline
 import plotly
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
 from app.api import router as api_router
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, unit_of_work
 from app.deps import Clock, ReaderDep, SessionDep, system_clock
-from app.errors import AppError, Unauthorized
+from app.errors import AppError, PasswordChangeRequired, Unauthorized
+from app.middleware import Guard, SecurityHeaders
 from app.paths import resource_dir
 from app.schemas import Health
 from app.security.crypto import SecretBox
@@ -32,46 +32,6 @@ from app.web import router as web_router
 from app.web.templating import render_error
 
 log = logging.getLogger("smartbench")
-
-# Plotly sets inline styles on the charts it draws; scripts stay same-origin only.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
-
-
-class SecurityHeaders:
-    """Adds the security headers to every response (pure ASGI: no buffering of streams)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope.get("path", "")
-        csp = CSP
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                for name, value in (
-                    (b"content-security-policy", csp.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"same-origin"),
-                    (b"cross-origin-opener-policy", b"same-origin"),
-                ):
-                    if name not in present:
-                        headers.append((name, value))
-                if path.startswith("/api/") and b"cache-control" not in present:
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
@@ -107,7 +67,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.clock = clock
     app.state.secret_box = SecretBox(settings.encryption_keyring())
 
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(Guard, max_body_bytes=settings.max_body_bytes, error_page=render_error)
+    app.add_middleware(SecurityHeaders, hsts=settings.https)  # outermost: every answer gets them
     app.mount(
         "/static/vendor/swagger", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static")
     )
@@ -145,9 +106,13 @@ def _wants_json(request: Request) -> bool:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> Response:
+        headers: dict[str, str] = {}
         if _wants_json(request):
-            headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+            if isinstance(exc, Unauthorized):
+                headers["WWW-Authenticate"] = "Bearer"
             return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+        if isinstance(exc, PasswordChangeRequired):
+            return RedirectResponse(request.url_for("password_page").path, status_code=303)
         return render_error(
             request, exc.status_code, exc.message, login_redirect=isinstance(exc, Unauthorized)
         )
@@ -184,12 +149,3 @@ def _install_error_handlers(app: FastAPI) -> None:
                 headers=exc.headers,
             )
         return render_error(request, exc.status_code, message)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error(
-            "unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
-        )
-        if _wants_json(request):
-            return JSONResponse({"error": {"code": "internal", "message": "internal error"}}, status_code=500)
-        return render_error(request, 500, "Something went wrong on our side. The error was logged.")

@@ -151,6 +151,29 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="raise")
 
 
+class LoginThrottle(Base):
+    """Failed logins per account ("account:<name>") and per client address ("address:<ip>"):
+    the back-off they earn, shared by every process that serves the site."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
+
+
+class AppSetting(Base):
+    """Settings an admin changes on the settings page (they override the environment's)."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+
+
 # ---------------------------------------------------------------------------------------------
 # What is measured
 # ---------------------------------------------------------------------------------------------

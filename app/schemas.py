@@ -14,8 +14,11 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     ValidationError,
+    field_serializer,
     field_validator,
 )
+
+from app.security.redact import shown
 
 T = TypeVar("T")
 
@@ -36,6 +39,18 @@ TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-/]*$")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+
+
+def refuse_null(*fields: str) -> Any:
+    """A validator for partial updates: these fields may be omitted (kept) but never set to null,
+    so a null answers 422 naming the field instead of reaching a NOT NULL column."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be empty; omit the field to keep its value")
+        return value
+
+    return field_validator(*fields, mode="before")(staticmethod(check))
 
 
 class ErrorDetail(BaseModel):
@@ -112,6 +127,8 @@ class EndpointFields(BaseModel):
     tokenizer: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     enabled: bool | None = None
+
+    _not_null = refuse_null("name", "base_url", "model", "api_flavor", "enabled")
 
     @field_validator("name")
     @classmethod
@@ -224,6 +241,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
     read_only: bool = False
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650, description="None: never expires")
 
 
 class TokenRead(BaseModel):
@@ -234,6 +252,7 @@ class TokenRead(BaseModel):
     read_only: bool
     created_at: datetime
     last_used_at: datetime | None
+    expires_at: datetime | None
     revoked_at: datetime | None
 
 
@@ -298,6 +317,11 @@ class ProfileFields(BaseModel):
     slo_e2e_ms: float | None = Field(default=None, gt=0)
     slo_percentile: Literal[50, 90, 95, 99] | None = None
     target_price_per_million: float | None = Field(default=None, gt=0)
+
+    _not_null = refuse_null(
+        "name", "title", "input_tokens_mean", "input_tokens_spread", "output_tokens_mean",
+        "output_tokens_spread", "load_mode", "load_levels", "arrival", "warmup_requests", "slo_percentile",
+    )  # fmt: skip
 
     @field_validator("load_levels")
     @classmethod
@@ -383,6 +407,10 @@ class RunListItem(BaseModel):
     quality_degraded: bool = False
     waiting_for: str | None = Field(default=None, description="why a queued run has not started yet")
     error: str | None
+
+    @field_serializer("error")
+    def _error(self, value: str | None) -> str | None:
+        return shown(value)  # a target's excerpt only for editors and admins
 
 
 class Letter(BaseModel):
@@ -477,6 +505,8 @@ class ScheduleUpdate(BaseModel):
     interval_s: int | None = Field(default=None, ge=1, le=30 * 86_400)
     enabled: bool | None = None
 
+    _not_null = refuse_null("interval_s", "enabled")
+
 
 class ScheduleRead(BaseModel):
     id: int
@@ -543,3 +573,38 @@ class ComparePage(BaseModel):
     cards: list[Scorecard]
     curves: list[CompareCurve]
     slo_tpot_ms: float | None
+
+
+# -- site settings (admin) --------------------------------------------------------------------------
+
+
+class SiteSettingsRead(BaseModel):
+    outbound_mode: Literal["default", "allowlist"] = Field(
+        description="default: all but link-local and cloud metadata addresses; allowlist: only outbound_allow"
+    )
+    outbound_allow: list[str] = Field(description="networks (10.0.0.0/8) and host names (*.example.com)")
+    max_profile_concurrency: int = Field(
+        description="the highest concurrency or request rate a profile may ask"
+    )
+    max_requests_per_step: int = Field(description="the most requests (warm-up included) a step may send")
+
+
+class SiteSettingsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outbound_mode: Literal["default", "allowlist"] | None = None
+    outbound_allow: list[Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]] | None = (
+        Field(default=None, max_length=500)
+    )
+    max_profile_concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_requests_per_step: int | None = Field(default=None, ge=1, le=100_000_000)
+
+    _not_null = refuse_null(
+        "outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step"
+    )
+
+
+class Lockout(BaseModel):
+    key: str = Field(description="account:<name> or address:<ip>")
+    failures: int
+    last_failure_at: datetime
+    blocked_until: datetime | None

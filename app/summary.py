@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer
 
 from app.domain import degraded_reasons, load_kind, load_label, load_of
+from app.security.redact import shown
 
 
 class _Model(BaseModel):
@@ -121,6 +122,11 @@ class RunSummary(_Model):
     error: str | None = None
     environment: dict[str, Any] | None = None
     steps: list[StepSummary] = Field(default_factory=list)
+
+    @field_serializer("error")
+    def _error(self, value: str | None) -> str | None:
+        return shown(value)  # a target's excerpt only for those who may see it
+
     # Stored runs add these.
     source: str | None = None
     trigger: str | None = None

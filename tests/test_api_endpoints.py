@@ -166,13 +166,13 @@ async def test_writes_need_authentication_and_role(client: httpx.AsyncClient, pe
 
 async def test_revoking_a_token_takes_effect_at_once(client: httpx.AsyncClient, people) -> None:
     auth = await bearer(client, "editor")
-    made = await client.post("/api/v1/tokens", json={"name": "ci"}, headers=auth)
-    assert made.status_code == 201
-    second = {"Authorization": f"Bearer {made.json()['token']}"}
+    second = await bearer(client, "editor")
     assert (await client.get("/api/v1/endpoints", headers=second)).status_code == 200
     listed = (await client.get("/api/v1/tokens", headers=auth)).json()
     assert all("token" not in t for t in listed)
-    revoked = await client.delete(f"/api/v1/tokens/{made.json()['id']}", headers=auth)
+    prefix = second["Authorization"].removeprefix("Bearer ")[:10]
+    made = next(t for t in listed if t["prefix"] == prefix)
+    revoked = await client.delete(f"/api/v1/tokens/{made['id']}", headers=auth)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     assert_error_shape(await client.get("/api/v1/endpoints", headers=second), 401, "unauthorized")
 
@@ -195,10 +195,16 @@ async def test_api_key_is_write_only_and_dropped_on_host_change(client: httpx.As
     assert body["api_key_set"] is True and body["api_key_last4"] == "abcd"
     assert "0123456789" not in created.text
 
-    same_host = await client.patch(
+    # Another path on the same server asks for the key again; the same URL keeps it.
+    other_path = await client.patch(
         f"/api/v1/endpoints/{body['id']}", json={"base_url": "http://10.0.0.5:8000/v2"}, headers=auth
     )
-    assert same_host.json()["api_key_set"] is True
+    assert_error_shape(other_path, 422, "validation_failed")
+    assert "api_key" in other_path.json()["error"]["fields"]
+    same_url = await client.patch(
+        f"/api/v1/endpoints/{body['id']}", json={"base_url": H100["base_url"], "model": "m2"}, headers=auth
+    )
+    assert same_url.json()["api_key_set"] is True
 
     moved = await client.patch(
         f"/api/v1/endpoints/{body['id']}", json={"base_url": "http://evil.example/v1"}, headers=auth

@@ -69,7 +69,10 @@ async def test_first_admin_gets_a_one_time_password(settings: Settings, app) -> 
     assert first is not None and first.password and len(first.password) >= 20
     async with unit_of_work(app.state.sessionmaker) as session:
         assert await users.ensure_first_admin(session, username="admin", password=None) is None
-        user = await users.authenticate(session, username="admin", password=first.password, now=now)
+        result = await users.authenticate(
+            session, username="admin", password=first.password, address="127.0.0.1", now=now
+        )
+        user = result.user
         assert user is not None and user.role == "admin" and user.must_change_password
 
 
@@ -78,10 +81,10 @@ async def test_first_admin_from_settings(settings: Settings, app) -> None:
         first = await users.ensure_first_admin(session, username="root-admin", password="from-the-env-123")
     assert first is not None and first.password is None
     async with unit_of_work(app.state.sessionmaker) as session:
-        user = await users.authenticate(
-            session, username="root-admin", password="from-the-env-123", now=app.state.clock()
+        result = await users.authenticate(
+            session, username="root-admin", password="from-the-env-123", address=None, now=app.state.clock()
         )
-        assert user is not None and not user.must_change_password
+        assert result.user is not None and not result.user.must_change_password
 
 
 async def test_keys_rotate_with_file_keys(settings: Settings, app, client: httpx.AsyncClient) -> None:

@@ -48,8 +48,9 @@ async def _seed(app, session, *, days: float, now: datetime) -> history.SeedRepo
     """Two synthetic endpoints with `days` of chat history, 4 runs a day."""
     box = SecretBox(app.state.settings.encryption_keyring())
     return await history.seed(
-        session, endpoints=2, days=days, runs_per_day=4, profile_name="chat", now=now, box=box
-    )
+        session, endpoints=2, days=days, runs_per_day=4, profile_name="chat", now=now, box=box,
+        settings=app.state.settings,
+    )  # fmt: skip
 
 
 def test_grain_follows_the_range() -> None:

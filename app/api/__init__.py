@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import endpoints, profiles, runs, schedules, tokens
+from app.api import endpoints, profiles, runs, schedules, site, tokens
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(endpoints.router)
@@ -10,3 +10,4 @@ router.include_router(tokens.router)
 router.include_router(profiles.router)
 router.include_router(runs.router)
 router.include_router(schedules.router)
+router.include_router(site.router)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
+from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
 from app.schemas import EndpointCreate, EndpointPage, EndpointRead, EndpointUpdate, ErrorBody, Page
 from app.services import endpoints, pages
 
@@ -41,9 +41,11 @@ async def list_endpoints(
 
 @router.post("", status_code=201, responses={409: {"model": ErrorBody}})
 async def create_endpoint(
-    body: EndpointCreate, session: SessionDep, box: BoxDep, user: EditorDep
+    body: EndpointCreate, session: SessionDep, box: BoxDep, settings: SettingsDep, user: EditorDep
 ) -> EndpointRead:
-    return endpoints.to_read(await endpoints.create(session, data=body, box=box, by=user.user_id))
+    return endpoints.to_read(
+        await endpoints.create(session, data=body, box=box, by=user.user_id, settings=settings)
+    )
 
 
 @router.get("/{endpoint_id}", responses={404: {"model": ErrorBody}})
@@ -62,9 +64,16 @@ async def endpoint_overview(
 
 @router.patch("/{endpoint_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
 async def update_endpoint(
-    endpoint_id: RowId, body: EndpointUpdate, session: SessionDep, box: BoxDep, _: EditorDep
+    endpoint_id: RowId,
+    body: EndpointUpdate,
+    session: SessionDep,
+    box: BoxDep,
+    settings: SettingsDep,
+    _: EditorDep,
 ) -> EndpointRead:
-    return endpoints.to_read(await endpoints.update(session, endpoint_id=endpoint_id, data=body, box=box))
+    return endpoints.to_read(
+        await endpoints.update(session, endpoint_id=endpoint_id, data=body, box=box, settings=settings)
+    )
 
 
 @router.delete("/{endpoint_id}", status_code=204, responses={404: {"model": ErrorBody}})

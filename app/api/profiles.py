@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import EditorDep, ReaderDep, SessionDep
+from app.deps import EditorDep, ReaderDep, SessionDep, SettingsDep
 from app.schemas import ErrorBody, ProfileCreate, ProfileRead, ProfileUpdate
 from app.services import profiles
 
@@ -19,8 +19,10 @@ async def list_profiles(session: SessionDep, _: ReaderDep) -> dict[str, list[Pro
 
 
 @router.post("", status_code=201, responses={422: {"model": ErrorBody}})
-async def create_profile(body: ProfileCreate, session: SessionDep, _: EditorDep) -> ProfileRead:
-    return ProfileRead.model_validate(await profiles.create(session, data=body))
+async def create_profile(
+    body: ProfileCreate, session: SessionDep, settings: SettingsDep, _: EditorDep
+) -> ProfileRead:
+    return ProfileRead.model_validate(await profiles.create(session, data=body, settings=settings))
 
 
 @router.get("/{name}", responses={404: {"model": ErrorBody}})
@@ -29,8 +31,10 @@ async def read_profile(name: str, session: SessionDep, _: ReaderDep) -> ProfileR
 
 
 @router.patch("/{name}", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
-async def update_profile(name: str, body: ProfileUpdate, session: SessionDep, _: EditorDep) -> ProfileRead:
-    return ProfileRead.model_validate(await profiles.update(session, name=name, data=body))
+async def update_profile(
+    name: str, body: ProfileUpdate, session: SessionDep, settings: SettingsDep, _: EditorDep
+) -> ProfileRead:
+    return ProfileRead.model_validate(await profiles.update(session, name=name, data=body, settings=settings))
 
 
 @router.delete("/{name}", status_code=204, responses={404: {"model": ErrorBody}})

@@ -18,13 +18,20 @@ async def list_tokens(session: SessionDep, user: LoggedInDep) -> list[TokenRead]
     return [TokenRead.model_validate(row) for row in rows]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={403: {"model": ErrorBody}})
 async def create_token(
     body: TokenCreate, session: SessionDep, now: NowDep, user: ViewerWriteDep
 ) -> TokenCreated:
-    # A token can never do more than its owner; a read-only token never writes.
+    # A token can never do more than its owner; a read-only token never writes; a token never
+    # mints another.
+    auth.may_mint_tokens(user)
     row, token = await auth.create_token(
-        session, user_id=user.user_id, name=body.name, read_only=body.read_only, now=now
+        session,
+        user_id=user.user_id,
+        name=body.name,
+        read_only=body.read_only,
+        now=now,
+        expires_in_days=body.expires_in_days,
     )
     return TokenCreated.model_validate({**TokenRead.model_validate(row).model_dump(), "token": token})
 

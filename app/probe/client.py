@@ -9,16 +9,22 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.resolver import DefaultResolver
 
 from app.probe.sse import LineTooLong, SSEParser
 from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
+from app.security.outbound import OutboundPolicy, OutboundRefused
+from app.security.redact import Redactor, excerpt
 
 perf_ns = time.perf_counter_ns
 
@@ -55,12 +61,46 @@ class _StampedHandler(ResponseHandler):
         super().data_received(data)
 
 
-def make_session(concurrency: int, timeouts: Timeouts) -> aiohttp.ClientSession:
+class PolicyResolver(AbstractResolver):
+    """DNS through the outbound policy: a name is connected to only at addresses the policy
+    allows, judged on what the resolver returned this time (so rebinding cannot pass)."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self.policy = policy
+        self.inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if (problem := self.policy.host_problem(host)) is not None:
+            raise OutboundRefused(f"outbound policy: {problem}")
+        found = await self.inner.resolve(host, port, family)
+        problem = self.policy.resolved_problem(host, [r["host"] for r in found])
+        if problem is not None:
+            raise OutboundRefused(f"outbound policy: {problem}")
+        return found
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def outbound_problem(url: str, limits: Limits) -> str | None:
+    """A literal address in the URL never reaches the resolver: judge it before connecting."""
+    if limits.outbound is None:
+        return None
+    host = urlsplit(url).hostname or ""
+    problem = OutboundPolicy.from_dict(limits.outbound).host_problem(host)
+    return None if problem is None else f"outbound policy: {problem}"
+
+
+def make_session(concurrency: int, timeouts: Timeouts, limits: Limits | None = None) -> aiohttp.ClientSession:
     """A client whose connection pool is sized to the load: no request waits for a socket."""
+    policy = None if limits is None or limits.outbound is None else OutboundPolicy.from_dict(limits.outbound)
     connector = aiohttp.TCPConnector(
         limit=max(1, concurrency),
         limit_per_host=max(1, concurrency),
-        ttl_dns_cache=300,
+        ttl_dns_cache=300,  # what is cached passed the policy when it was resolved
+        resolver=None if policy is None else PolicyResolver(policy),
         enable_cleanup_closed=True,
     )
     if isinstance(getattr(connector, "_factory", None), functools.partial):
@@ -103,18 +143,27 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def error_message(body: bytes) -> str:
+def error_message(body: bytes, secret: str | None = None) -> str:
+    """What a target's error body says, as an excerpt (see app.security.redact), with the
+    endpoint's key removed before anything is cut."""
+    redactor = Redactor(secret)
+    body = redactor.bytes(body)
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         text = body[:200].decode("utf-8", "replace").strip()
-        return text or "(empty body)"
+        return excerpt(text) if text else "(empty body)"
     if isinstance(obj, dict):
         err = obj.get("error", obj)
-        if isinstance(err, dict):
-            return str(err.get("message") or err)[:200]
-        return str(err)[:200]
-    return str(obj)[:200]
+        text = str(err.get("message") or err) if isinstance(err, dict) else str(err)
+    else:
+        text = str(obj)
+    return excerpt(redactor.text(text)[:200])
+
+
+def said(text: str, secret: str | None) -> str:
+    """Other text from the target (a header, a malformed line, a parser's message)."""
+    return excerpt(Redactor(secret).text(text)[:200])
 
 
 async def stream_request(
@@ -176,16 +225,19 @@ async def stream_request(
             response_started = True
             sample.http_status = resp.status
             if resp.status != 200:
-                await _record_http_error(resp, sample, limits)
+                await _record_http_error(resp, sample, limits, target.api_key)
                 return sample
             ctype = resp.headers.get("Content-Type", "")
             if not ctype.startswith("text/event-stream"):
                 raw = await resp.content.read(limits.max_error_body_bytes)
                 kind = "JSON" if "json" in ctype else (ctype.split(";")[0] or "a body without a content type")
+                kind = said(kind, target.api_key) if kind != "JSON" else kind
                 sample.error_kind = ErrorKind.protocol_error
-                sample.error_detail = f"{kind} where a stream was asked for: {error_message(raw)}"[:500]
+                sample.error_detail = (
+                    f"{kind} where a stream was asked for: {error_message(raw, target.api_key)}"[:500]
+                )
                 return sample
-            await _read_stream(resp, sample, state, limits, keep_text)
+            await _read_stream(resp, sample, state, limits, keep_text, target.api_key)
     except asyncio.CancelledError:
         if fired and task.uncancel() == 0:
             _fail(sample, fired[0], "deadline reached")
@@ -215,9 +267,11 @@ async def stream_request(
         else:
             _fail(sample, ErrorKind.connect_error, f"the connection failed: {type(exc).__name__}")
     except aiohttp.ClientResponseError as exc:
-        _fail(sample, ErrorKind.protocol_error, f"malformed HTTP response: {exc.message}"[:500])
+        _fail(
+            sample, ErrorKind.protocol_error, f"malformed HTTP response: {said(exc.message, target.api_key)}"
+        )
     except aiohttp.ClientError as exc:
-        _fail(sample, ErrorKind.protocol_error, f"{type(exc).__name__}: {exc}"[:500])
+        _fail(sample, ErrorKind.protocol_error, f"{type(exc).__name__}: {said(str(exc), target.api_key)}")
     finally:
         if handle is not None:
             handle.cancel()
@@ -231,7 +285,9 @@ def _fail(sample: Sample, kind: str, detail: str) -> None:
         sample.error_detail = detail[:500]
 
 
-async def _record_http_error(resp: aiohttp.ClientResponse, sample: Sample, limits: Limits) -> None:
+async def _record_http_error(
+    resp: aiohttp.ClientResponse, sample: Sample, limits: Limits, secret: str | None
+) -> None:
     status = resp.status
     try:
         raw = await resp.content.read(limits.max_error_body_bytes)
@@ -243,14 +299,19 @@ async def _record_http_error(resp: aiohttp.ClientResponse, sample: Sample, limit
         sample.error_kind = f"http_{status}"
     if status == 429:
         sample.retry_after_s = parse_retry_after(resp.headers.get("Retry-After"))
-    detail = error_message(raw)
+    detail = error_message(raw, secret)
     if 300 <= status < 400:
-        detail = f"redirect to {resp.headers.get('Location', '?')} (not followed)"
+        detail = f"redirect to {said(resp.headers.get('Location', '?'), secret)} (not followed)"
     sample.error_detail = f"HTTP {status}: {detail}"[:500]
 
 
 async def _read_stream(
-    resp: aiohttp.ClientResponse, sample: Sample, state: dict[str, Any], limits: Limits, keep_text: bool
+    resp: aiohttp.ClientResponse,
+    sample: Sample,
+    state: dict[str, Any],
+    limits: Limits,
+    keep_text: bool,
+    secret: str | None,
 ) -> None:
     parser = SSEParser(limits.max_line_bytes)
     feed = parser.feed
@@ -301,7 +362,7 @@ async def _read_stream(
                 _fail(
                     sample,
                     ErrorKind.protocol_error,
-                    "invalid JSON in a data line: " + payload[:80].decode("utf-8", "replace"),
+                    "invalid JSON in a data line: " + said(payload.decode("utf-8", "replace")[:400], secret),
                 )
                 raise _ProtocolError() from None
             if not isinstance(obj, dict):
@@ -309,7 +370,9 @@ async def _read_stream(
                 raise _ProtocolError()
             if "error" in obj:
                 _fail(
-                    sample, ErrorKind.protocol_error, "error inside a 200 stream: " + error_message(payload)
+                    sample,
+                    ErrorKind.protocol_error,
+                    "error inside a 200 stream: " + error_message(payload, secret),
                 )
                 raise _ProtocolError()
             usage = obj.get("usage")

@@ -35,6 +35,7 @@ import orjson
 from app.domain import SLO
 from app.probe.runner import Prober, StepResult, Workload
 from app.probe.types import Limits, Sample, Target, Timeouts
+from app.security.redact import Redactor
 from app.summary import RunSummary, StepSummary
 
 SAMPLE_BATCH = 500
@@ -262,9 +263,7 @@ class ProbeProcess:
         return f"the probe process {how}" + (f": {last}" if last else "")
 
     def stderr_tail(self) -> str:
-        text = "".join(self._stderr)
-        key = self.spec.target.api_key
-        return text.replace(key, "[api key]") if key else text
+        return Redactor(self.spec.target.api_key).text("".join(self._stderr))
 
     def _note_stderr(self, text: str) -> None:
         self._stderr.append(text + "\n")
@@ -296,14 +295,18 @@ class _Reading:
 
 
 class _Channel:
-    """The child's side: JSON lines on the parent's pipe."""
+    """The child's side: JSON lines on the parent's pipe. Whatever a target sent back, the
+    endpoint's key never crosses it (each line is redacted as a whole, the last guard after the
+    client's own)."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes], secret: str | None = None) -> None:
         self.out = out
+        self.redactor = Redactor(secret)
         self._last_progress = 0.0
 
     def send(self, kind: str, **fields: Any) -> None:
-        self.out.write(orjson.dumps({"kind": kind, **fields}) + b"\n")
+        line = orjson.dumps({"kind": kind, **fields})
+        self.out.write((self.redactor.bytes(line) if self.redactor else line) + b"\n")
         self.out.flush()
 
     def progress(self, step: int, done: int, planned: int | None) -> None:
@@ -382,7 +385,7 @@ def main() -> None:
     os.dup2(2, 1)
     spec = ProbeSpec.from_json(sys.stdin.buffer.read())
     try:
-        run_fast(_child(spec, _Channel(out)))
+        run_fast(_child(spec, _Channel(out, spec.target.api_key)))
         out.close()
     except BrokenPipeError:  # nobody is listening any more: the orchestrator is gone
         os._exit(1)

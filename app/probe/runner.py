@@ -29,7 +29,14 @@ import numpy as np
 import orjson
 
 from app.domain import SLO
-from app.probe.client import error_message, headers_for, make_session, stream_request
+from app.probe.client import (
+    error_message,
+    headers_for,
+    make_session,
+    outbound_problem,
+    said,
+    stream_request,
+)
 from app.probe.prompts import (
     BodyOptions,
     Calibration,
@@ -269,7 +276,9 @@ class Prober:
         """Reach the server, check the key and model, learn which options it takes, calibrate
         prompt lengths. Raises ProbeError with a one-line reason when it cannot be measured."""
         notes: list[str] = []
-        async with make_session(2, self.timeouts) as session:
+        if (refused := outbound_problem(self.target.url, self.limits)) is not None:
+            raise ProbeError(f"cannot connect to {self.target.base_url}: {refused}")
+        async with make_session(2, self.timeouts, self.limits) as session:
             status, body, server = await self._post(session, self._body(16, 0, BodyOptions(), stream=False))
             if refuses_an_option(status, body):
                 self.options = BodyOptions(pin_output=False)
@@ -343,12 +352,14 @@ class Prober:
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise ProbeError(f"{self.target.base_url} did not answer within {timeout.total:g} s") from None
         except aiohttp.ClientError as exc:
-            raise ProbeError(f"{self.target.base_url}: {type(exc).__name__}: {exc}") from None
+            raise ProbeError(
+                f"{self.target.base_url}: {type(exc).__name__}: {said(str(exc), self.target.api_key)}"
+            ) from None
 
     def _raise_for(self, status: int, body: bytes) -> None:
         if status == 200:
             return
-        message = error_message(body)
+        message = error_message(body, self.target.api_key)
         if status in (401, 403):
             raise ProbeError(f"the server rejected the API key (HTTP {status}: {message})")
         if status == 404:
@@ -490,7 +501,7 @@ class Prober:
         cancelled = False
         dispatch_lag = 0.0
         try:
-            async with make_session(pool, self.timeouts) as session:
+            async with make_session(pool, self.timeouts, self.limits) as session:
                 ramp = min(RAMP_SPACING_S * concurrency, RAMP_MAX_S) if closed else 0.0
                 monitor.start(settle_s=ramp + TICK_S if closed else 0.0)
                 try:

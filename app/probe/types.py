@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -36,6 +37,8 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     max_line_bytes: int = 1024 * 1024
     max_error_body_bytes: int = 64 * 1024
+    # Where the probe may connect (OutboundPolicy.to_dict()); None: anywhere (the CLI's own probe).
+    outbound: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

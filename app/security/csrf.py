@@ -14,6 +14,12 @@ ANON_COOKIE = "smartbench_anon"
 SESSION_COOKIE = "smartbench_session"
 
 
+def cookie_name(base: str, https: bool) -> str:
+    """Served over https, cookies take the __Host- prefix: browsers then accept them only when
+    Secure, for path /, without a Domain, so no sibling subdomain can set or shadow them."""
+    return "__Host-" + base if https else base
+
+
 def csrf_token(secret: bytes, binding: str) -> str:
     return hmac.new(secret, b"csrf:" + binding.encode(), hashlib.sha256).hexdigest()
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import NotFound
+from app.errors import Forbidden, NotFound
 from app.models import ApiToken, Role, User, WebSession
 from app.security.tokens import new_api_token, new_session_token, token_hash
 
@@ -23,6 +23,7 @@ class Principal:
     via: str  # "session" | "token"
     read_only: bool = False
     session_token: str | None = None  # binds the CSRF token for browser sessions
+    must_change_password: bool = False
 
     def can(self, role: Role) -> bool:
         if self.read_only and role is not Role.viewer:
@@ -56,6 +57,16 @@ async def end_session(session: AsyncSession, *, token: str, now: datetime) -> No
     )
 
 
+async def end_user_sessions(
+    session: AsyncSession, *, user_id: int, now: datetime, keep: str | None = None
+) -> None:
+    """End every session of a user (after a password change), except the one holding `keep`."""
+    query = update(WebSession).where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(WebSession.id != token_hash(keep))
+    await session.execute(query.values(revoked_at=now))
+
+
 async def resolve_session(session: AsyncSession, *, token: str, now: datetime) -> Principal | None:
     row = (
         await session.execute(
@@ -71,11 +82,37 @@ async def resolve_session(session: AsyncSession, *, token: str, now: datetime) -
         return None
     if now - web_session.last_seen_at > SEEN_RESOLUTION:
         web_session.last_seen_at = now
-    return Principal(user.id, user.username, Role(user.role), "session", session_token=token)
+    return Principal(
+        user.id,
+        user.username,
+        Role(user.role),
+        "session",
+        session_token=token,
+        must_change_password=user.must_change_password,
+    )
+
+
+MAX_TOKEN_DAYS = 3650
+
+
+def may_mint_tokens(principal: Principal) -> None:
+    """Tokens come from a browser session (or the CLI), never from another token: a leaked
+    token must not outlive its own revocation through tokens it minted."""
+    if principal.via == "token":
+        raise Forbidden(
+            "API tokens are created from a logged-in browser session or `smartbench token create`, "
+            "never with another token"
+        )
 
 
 async def create_token(
-    session: AsyncSession, *, user_id: int, name: str, read_only: bool, now: datetime
+    session: AsyncSession,
+    *,
+    user_id: int,
+    name: str,
+    read_only: bool,
+    now: datetime,
+    expires_in_days: int | None = None,
 ) -> tuple[ApiToken, str]:
     token = new_api_token()
     row = ApiToken(
@@ -85,6 +122,7 @@ async def create_token(
         prefix=token[:10],
         read_only=read_only,
         created_at=now,
+        expires_at=None if expires_in_days is None else now + timedelta(days=expires_in_days),
     )
     session.add(row)
     await session.flush()
@@ -127,4 +165,11 @@ async def resolve_token(session: AsyncSession, *, token: str, now: datetime) -> 
         return None
     if api_token.last_used_at is None or now - api_token.last_used_at > SEEN_RESOLUTION:
         api_token.last_used_at = now
-    return Principal(user.id, user.username, Role(user.role), "token", read_only=api_token.read_only)
+    return Principal(
+        user.id,
+        user.username,
+        Role(user.role),
+        "token",
+        read_only=api_token.read_only,
+        must_change_password=user.must_change_password,
+    )

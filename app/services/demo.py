@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.models import Endpoint
 from app.schemas import EndpointCreate, EndpointUpdate
 from app.security.crypto import SecretBox
@@ -80,7 +81,14 @@ def history_plan(item: DemoEndpoint, now: datetime) -> history.Plan:
 
 
 async def register(
-    session: AsyncSession, *, urls: dict[str, str], model: str, box: SecretBox, by: int | None, now: datetime
+    session: AsyncSession,
+    *,
+    urls: dict[str, str],
+    model: str,
+    box: SecretBox,
+    by: int | None,
+    now: datetime,
+    settings: Settings,
 ) -> list[int]:
     """Register (or re-point) the demo endpoints and queue a first run of each."""
     queued = []
@@ -88,7 +96,7 @@ async def register(
         existing = await session.scalar(select(Endpoint).where(Endpoint.name == item.name))
         if existing is None:
             data = EndpointCreate(name=item.name, base_url=urls[item.name], model=model, **item.fields)
-            endpoint = await endpoints.create(session, data=data, box=box, by=by)
+            endpoint = await endpoints.create(session, data=data, box=box, by=by, settings=settings)
             endpoint.engine_version = item.engine_version
             await session.flush()
             # Open on trends: 90 days of synthetic history that today's measured runs continue.
@@ -100,7 +108,9 @@ async def register(
             )  # fmt: skip
         else:
             update = EndpointUpdate(base_url=urls[item.name], model=model)
-            endpoint = await endpoints.update(session, endpoint_id=existing.id, data=update, box=box)
+            endpoint = await endpoints.update(
+                session, endpoint_id=existing.id, data=update, box=box, settings=settings
+            )
         run = await runs.start(
             session, endpoint_id=endpoint.id, profile_name=DEMO_PROFILE, by=by, trigger="demo", now=now
         )

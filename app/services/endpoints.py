@@ -11,10 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.config import Settings
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Endpoint
 from app.schemas import EndpointCreate, EndpointRead, EndpointUpdate
 from app.security.crypto import SecretBox
+from app.services import site
+from app.services.tokenizers import tokenizer_problem
 
 
 def to_read(endpoint: Endpoint) -> EndpointRead:
@@ -121,12 +124,17 @@ def _set_key(endpoint: Endpoint, box: SecretBox, key: str | None) -> None:
         endpoint.api_key_last4 = None
 
 
-async def create(session: AsyncSession, *, data: EndpointCreate, box: SecretBox, by: int | None) -> Endpoint:
+async def create(
+    session: AsyncSession, *, data: EndpointCreate, box: SecretBox, by: int | None, settings: Settings
+) -> Endpoint:
     values = data.model_dump(exclude={"api_key"})
     problems = pricing_problems(values)
     if problems:
         raise ValidationFailed("the cost inputs are incomplete", fields=problems)
     await _ensure_unique_name(session, data.name)
+    await site.check_urls(session, settings, {"base_url": data.base_url, "metrics_url": data.metrics_url})
+    if data.tokenizer is not None:
+        tokenizer_problem(settings, data.tokenizer)
     endpoint = Endpoint(**{k: v for k, v in values.items() if v is not None}, created_by_id=by)
     endpoint.tags = values.get("tags") or []
     _set_key(endpoint, box, data.api_key.get_secret_value() if data.api_key else None)
@@ -139,7 +147,7 @@ async def create(session: AsyncSession, *, data: EndpointCreate, box: SecretBox,
 
 
 async def update(
-    session: AsyncSession, *, endpoint_id: int, data: EndpointUpdate, box: SecretBox
+    session: AsyncSession, *, endpoint_id: int, data: EndpointUpdate, box: SecretBox, settings: Settings
 ) -> Endpoint:
     endpoint = await get(session, endpoint_id)
     changes = data.model_dump(exclude_unset=True, exclude={"api_key"})
@@ -153,8 +161,21 @@ async def update(
         raise ValidationFailed("the cost inputs are incomplete", fields=problems)
     if "name" in changes:
         await _ensure_unique_name(session, changes["name"], exclude_id=endpoint.id)
+    await site.check_urls(
+        session, settings, {f: changes[f] for f in ("base_url", "metrics_url") if changes.get(f)}
+    )
+    if changes.get("tokenizer"):
+        tokenizer_problem(settings, changes["tokenizer"])
 
-    old_host = _host(endpoint.base_url)
+    old_origin, old_path = _origin(endpoint.base_url), urlsplit(endpoint.base_url).path
+    new_url = changes.get("base_url", endpoint.base_url)
+    keep_key = endpoint.api_key_encrypted is not None and "api_key" not in data.model_fields_set
+    if keep_key and _origin(new_url) == old_origin and urlsplit(new_url).path != old_path:
+        # Same server, another path (another service behind one proxy): ask, never assume.
+        raise ValidationFailed(
+            "the URL path changed: give the API key again",
+            fields={"api_key": "the URL path changed: give the API key again, or remove it"},
+        )
     for field, value in changes.items():
         if field == "tags":
             value = value or []
@@ -162,8 +183,8 @@ async def update(
 
     if "api_key" in data.model_fields_set:
         _set_key(endpoint, box, data.api_key.get_secret_value() if data.api_key else None)
-    elif endpoint.api_key_encrypted is not None and _host(endpoint.base_url) != old_host:
-        # A key must never be sent to a host it was not given for.
+    elif keep_key and _origin(endpoint.base_url) != old_origin:
+        # A key is never sent to a scheme, host or port it was not given for.
         _set_key(endpoint, box, None)
     try:
         await session.flush()
@@ -199,6 +220,7 @@ async def reencrypt_keys(session: AsyncSession, *, box: SecretBox) -> int:
     return changed
 
 
-def _host(url: str) -> tuple[str, str, int | None]:
+def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
-    return (parts.scheme, (parts.hostname or "").lower(), parts.port)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.scheme, (parts.hostname or "").lower(), port)

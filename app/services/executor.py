@@ -51,7 +51,9 @@ class Executor:
         scheduler: bool = True,
         run_deadline_s: float | None = None,
         probe_cores: list[int] | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings or Settings()  # the tokenizer directory, the outbound policy's defaults
         self.run_deadline_s = run_deadline_s
         self.probe_cores = list(probe_cores or [])  # one per probe slot, when pinning
         self.cores_in_use: dict[asyncio.Task[str], int] = {}
@@ -91,6 +93,7 @@ class Executor:
             scheduler=settings.scheduler,
             run_deadline_s=settings.run_deadline_s,
             probe_cores=probes,
+            settings=settings,
         )
 
     async def reap(self) -> int:
@@ -153,6 +156,7 @@ class Executor:
                 run_id,
                 box=self.box,
                 clock=self.clock,
+                settings=self.settings,
                 deadline_s=self.run_deadline_s,
                 cpu=cpu,
             ),

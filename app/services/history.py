@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
 from app.models import SYNTHETIC, Endpoint, Profile, Run, RunStatus, RunStep
 from app.scoring.cost import CostInputs, step_costs
@@ -233,6 +234,7 @@ async def seed(
     profile_name: str,
     now: datetime,
     box: SecretBox,
+    settings: Settings,
     prefix: str = "seed",
     rng_seed: int = 0,
 ) -> SeedReport:
@@ -260,7 +262,7 @@ async def seed(
             name=name, base_url="http://127.0.0.1:9/v1", model="synthetic",
             **{**declared, "price_per_gpu_hour": price}, tags=["synthetic"],
         )  # fmt: skip
-        endpoint = await endpoint_service.create(session, data=data, box=box, by=None)
+        endpoint = await endpoint_service.create(session, data=data, box=box, by=None, settings=settings)
         endpoint.engine_version = fields["engine_version"]  # as a run would have detected it
         plan = Plan(
             fields={"price_per_gpu_hour": round(price * 1.25, 2), "engine_version": previous},

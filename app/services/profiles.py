@@ -19,9 +19,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.errors import NotFound, ValidationFailed
 from app.models import Profile
 from app.schemas import ProfileCreate, ProfileUpdate
+from app.services import site
 
 BUILTINS: list[dict[str, Any]] = [
     {
@@ -105,6 +107,29 @@ async def get_by_name(session: AsyncSession, name: str) -> Profile:
     return profile
 
 
+async def _within_limits(session: AsyncSession, settings: Settings, values: dict[str, Any]) -> None:
+    """What a profile asks of the probe stays within the site's limits (an admin raises them):
+    otherwise any editor could turn the probe into a load cannon."""
+    limits = await site.load(session, settings)
+    problems: dict[str, str] = {}
+    top = limits.max_profile_concurrency
+    levels = values.get("load_levels") or []
+    if levels and max(levels) > top:
+        problems["load_levels"] = f"at most {top} (the site's limit; an admin can raise it)"
+    if (values.get("max_concurrency") or 0) > top:
+        problems["max_concurrency"] = f"at most {top} (the site's limit; an admin can raise it)"
+    most = limits.max_requests_per_step
+    warm = (values.get("warmup_requests") or 0) * (
+        max(levels) if values.get("load_mode") == "concurrency" and levels else 1
+    )
+    if (values.get("requests_per_step") or 0) + warm > most:
+        problems["requests_per_step"] = (
+            f"a step may send at most {most} requests, warm-up included (the site's limit; an admin can raise it)"
+        )
+    if problems:
+        raise ValidationFailed("the profile asks more than this site allows", fields=problems)
+
+
 def _check(values: dict[str, Any]) -> None:
     if not values.get("requests_per_step") and not values.get("duration_per_step_s"):
         raise ValidationFailed(
@@ -119,9 +144,10 @@ def _check(values: dict[str, Any]) -> None:
         )
 
 
-async def create(session: AsyncSession, *, data: ProfileCreate) -> Profile:
+async def create(session: AsyncSession, *, data: ProfileCreate, settings: Settings) -> Profile:
     values = data.model_dump()
     _check(values)
+    await _within_limits(session, settings, values)
     if await session.scalar(select(Profile.id).where(func.lower(Profile.name) == data.name.lower())):
         raise ValidationFailed("that profile exists", fields={"name": f"{data.name!r} already exists"})
     profile = Profile(**values, builtin=False)
@@ -130,11 +156,12 @@ async def create(session: AsyncSession, *, data: ProfileCreate) -> Profile:
     return profile
 
 
-async def update(session: AsyncSession, *, name: str, data: ProfileUpdate) -> Profile:
+async def update(session: AsyncSession, *, name: str, data: ProfileUpdate, settings: Settings) -> Profile:
     profile = await get_by_name(session, name)
     changes = data.model_dump(exclude_unset=True)
     merged = {**snapshot(profile), **changes}
     _check(merged)
+    await _within_limits(session, settings, merged)
     renamed = "name" in changes and changes["name"] != profile.name
     if renamed and await session.scalar(
         select(Profile.id).where(func.lower(Profile.name) == changes["name"].lower())

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import load_only
 
+from app.config import Settings
 from app.db import unit_of_work
 from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -27,13 +28,15 @@ from app.models import SYNTHETIC, Endpoint, RequestSample, Run, RunStatus, RunSt
 from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.runner import StepResult, Workload
 from app.probe.stats import summarize_step
-from app.probe.types import Sample, Target
+from app.probe.types import Limits, Sample, Target
 from app.schemas import RunListItem
 from app.scoring.cost import CostInputs, step_costs
 from app.scoring.smart import smart_letters
 from app.security.crypto import SecretBox
+from app.security.redact import shown
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
+from app.services import site, tokenizers
 from app.services.records import sample_from_row, sample_row, step_columns, with_origin
 from app.summary import RunSummary, StepSummary
 
@@ -133,9 +136,11 @@ def workload_from(profile: dict[str, Any]) -> Workload:
     )
 
 
-async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox) -> ProbeSpec:
+async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox, settings: Settings) -> ProbeSpec:
     """What the run's probe process needs: the endpoint as it is now (its key decrypted here and
-    handed to the child on a pipe), the profile as it was snapshotted."""
+    handed to the child on a pipe), the profile as it was snapshotted, the outbound policy the
+    probe enforces at connect time, the tokenizer's file. Raises ValueError when the endpoint
+    cannot be probed as configured (the message is fit to show)."""
     endpoint = await session.get(Endpoint, run.endpoint_id)
     key = endpoint_service.decrypt_key(endpoint, box) if endpoint is not None else None
     target = Target(
@@ -144,8 +149,14 @@ async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox) -> Prob
         run.endpoint_snapshot.get("api_flavor") or "chat",
         key,
     )
-    tokenizer = endpoint.tokenizer if endpoint is not None else None
-    return ProbeSpec(target, workload_from(dict(run.profile_snapshot)), tokenizer=tokenizer)
+    tokenizer = tokenizers.resolve(settings, endpoint.tokenizer) if endpoint and endpoint.tokenizer else None
+    policy = (await site.load(session, settings)).outbound
+    return ProbeSpec(
+        target,
+        workload_from(dict(run.profile_snapshot)),
+        limits=Limits(outbound=policy.to_dict()),
+        tokenizer=tokenizer,
+    )
 
 
 async def execute(
@@ -154,6 +165,7 @@ async def execute(
     *,
     box: SecretBox,
     clock: Callable[[], datetime],
+    settings: Settings,
     deadline_s: float | None = None,
     beat_s: float = 1.0,
     cpu: int | None = None,
@@ -165,8 +177,19 @@ async def execute(
         run = await session.get(Run, run_id)
         if run is None:
             return "missing"
-        spec = await probe_spec(session, run, box=box)
         planned_steps = len(run.profile_snapshot["load_levels"])
+        try:
+            spec = await probe_spec(session, run, box=box, settings=settings)
+        except ValueError as exc:
+            await finish(
+                session,
+                run_id=run_id,
+                status=RunStatus.failed.value,
+                error=str(exc),
+                environment={},
+                now=clock(),
+            )
+            return RunStatus.failed.value
     pending: dict[str, Any] = {}
 
     def progress(step: int, done: int, planned: int | None) -> None:
@@ -578,7 +601,13 @@ async def samples_page(
     total = (
         await session.scalar(select(func.count(RequestSample.id)).where(RequestSample.run_id == run_id)) or 0
     )
-    return [{c: getattr(r, c) for c in SAMPLE_COLUMNS} for r in rows], int(total)
+    return [_sample_dict(r) for r in rows], int(total)
+
+
+def _sample_dict(row: RequestSample) -> dict[str, Any]:
+    data = {c: getattr(row, c) for c in SAMPLE_COLUMNS}
+    data["error_detail"] = shown(data["error_detail"])  # a target's excerpt: editors and admins
+    return data
 
 
 async def samples_csv(sessionmaker: async_sessionmaker[AsyncSession], *, run_id: int) -> AsyncIterator[str]:
@@ -597,7 +626,8 @@ async def samples_csv(sessionmaker: async_sessionmaker[AsyncSession], *, run_id:
         async for row in result:
             buf.seek(0)
             buf.truncate()
-            writer.writerow([csv_cell(getattr(row, c)) for c in SAMPLE_COLUMNS])
+            data = _sample_dict(row)
+            writer.writerow([csv_cell(data[c]) for c in SAMPLE_COLUMNS])
             yield buf.getvalue()
 
 

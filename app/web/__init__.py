@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.web import account, dashboard, docs, endpoints, profiles, runs, schedules
+from app.web import account, dashboard, docs, endpoints, profiles, runs, schedules, site
 
 router = APIRouter(include_in_schema=False)
 router.include_router(dashboard.router)
@@ -12,3 +12,4 @@ router.include_router(docs.router)
 router.include_router(profiles.router)
 router.include_router(runs.router)
 router.include_router(schedules.router)
+router.include_router(site.router)

@@ -15,12 +15,10 @@ from app.deps import (
     ViewerWriteDep,
     check_csrf,
 )
-from app.errors import ValidationFailed
-from app.security.csrf import SESSION_COOKIE
-from app.security.passwords import verify_password
+from app.security.csrf import SESSION_COOKIE, cookie_name
 from app.services import auth, users
 from app.web.forms import form_str
-from app.web.templating import cookie_secure, render, safe_next
+from app.web.templating import read_cookie, render, safe_next, set_cookie
 
 router = APIRouter()
 
@@ -43,15 +41,19 @@ async def login(
         form_str(form, "password"),
         form_str(form, "next"),
     )
-    user = await users.authenticate(session, username=username, password=password, now=now)
-    if user is None:
-        return render(
-            request,
-            "login.html",
-            {"next": safe_next(target), "username": username, "error": "Wrong user name or password."},
-            status_code=400,
-        )
-    old = request.cookies.get(SESSION_COOKIE)
+    address = request.client.host if request.client else None
+    result = await users.authenticate(session, username=username, password=password, address=address, now=now)
+    if result.user is None:
+        context = {"next": safe_next(target), "username": username, "error": "Wrong user name or password."}
+        if result.throttled is not None:
+            wait = result.throttled.retry_after_s
+            context["error"] = f"Too many failed logins. Try again in {wait} s."
+            page = render(request, "login.html", context, status_code=429)
+            page.headers["Retry-After"] = str(wait)
+            return page
+        return render(request, "login.html", context, status_code=400)
+    user = result.user
+    old = read_cookie(request, SESSION_COOKIE)
     if old:
         await auth.end_session(session, token=old, now=now)
     token = await auth.start_session(
@@ -64,15 +66,7 @@ async def login(
     response = RedirectResponse(
         "/account/password" if user.must_change_password else safe_next(target), status_code=303
     )
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=settings.session_max_age_s,
-        httponly=True,
-        samesite="lax",
-        secure=cookie_secure(request, settings),
-        path="/",
-    )
+    set_cookie(response, request, SESSION_COOKIE, token, max_age=settings.session_max_age_s)
     return response
 
 
@@ -81,11 +75,11 @@ async def logout(
     request: Request, session: SessionDep, now: NowDep, settings: SettingsDep, principal: PrincipalDep
 ) -> Response:
     await check_csrf(request, principal, settings)
-    token = request.cookies.get(SESSION_COOKIE)
+    token = read_cookie(request, SESSION_COOKIE)
     if token:
         await auth.end_session(session, token=token, now=now)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(cookie_name(SESSION_COOKIE, settings.https), path="/", secure=settings.https)
     return response
 
 
@@ -96,25 +90,24 @@ async def password_page(request: Request, user: LoggedInDep, session: SessionDep
 
 
 @router.post("/account/password")
-async def change_password(request: Request, user: ViewerWriteDep, session: SessionDep) -> Response:
+async def change_password(
+    request: Request, user: ViewerWriteDep, session: SessionDep, now: NowDep
+) -> Response:
     form = await request.form()
-    account = await users.get(session, user.user_id)
-    errors: dict[str, str] = {}
-    if not verify_password(account.password_hash, form_str(form, "current")):
-        errors["current"] = "this is not your current password"
-    new, again = form_str(form, "new"), form_str(form, "again")
-    if new != again:
-        errors["again"] = "the two new passwords differ"
-    if not errors:
-        try:
-            await users.set_password(session, user=account, password=new)
-        except ValidationFailed as exc:
-            errors["new"] = exc.fields.get("password", exc.message)
+    errors = await users.change_password(
+        session,
+        user_id=user.user_id,
+        current=form_str(form, "current"),
+        new=form_str(form, "new"),
+        again=form_str(form, "again"),
+        now=now,
+        keep_session=user.session_token,
+    )
     if errors:
         return render(
             request,
             "account/password.html",
-            {"errors": errors, "forced": account.must_change_password},
+            {"errors": errors, "forced": user.must_change_password},
             status_code=400,
         )
     return render(request, "account/password.html", {"errors": {}, "forced": False, "changed": True})
@@ -132,16 +125,23 @@ async def tokens_page(request: Request, user: LoggedInDep, session: SessionDep) 
 async def create_token(
     request: Request, user: ViewerWriteDep, session: SessionDep, now: NowDep
 ) -> HTMLResponse:
+    auth.may_mint_tokens(user)
     form = await request.form()
     name = form_str(form, "name").strip()
     read_only = form.get("read_only") == "on"
+    expiry = form_str(form, "expires_in_days").strip()
     errors: dict[str, str] = {}
     if not 1 <= len(name) <= 100:
         errors["name"] = "give the token a name of 1 to 100 characters"
+    days = int(expiry) if expiry.isdigit() else None
+    if expiry and (days is None or not 1 <= days <= auth.MAX_TOKEN_DAYS):
+        errors["expires_in_days"] = (
+            f"give a number of days from 1 to {auth.MAX_TOKEN_DAYS}, or leave it empty"
+        )
     created = None
     if not errors:
         _, created = await auth.create_token(
-            session, user_id=user.user_id, name=name, read_only=read_only, now=now
+            session, user_id=user.user_id, name=name, read_only=read_only, now=now, expires_in_days=days
         )
     rows = await auth.list_tokens(session, user_id=user.user_id)
     return render(

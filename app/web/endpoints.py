@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
+from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
 from app.errors import ValidationFailed
 from app.schemas import ENGINES, EndpointCreate, EndpointUpdate, field_errors
 from app.services import endpoints, pages, profiles
@@ -67,7 +67,9 @@ async def new_page(request: Request, _: EditorDep) -> HTMLResponse:
 
 
 @router.post("/new")
-async def create(request: Request, session: SessionDep, box: BoxDep, user: EditorDep) -> Response:
+async def create(
+    request: Request, session: SessionDep, box: BoxDep, settings: SettingsDep, user: EditorDep
+) -> Response:
     form = await request.form()
     values = endpoint_form_values(form)
     payload, errors = endpoint_payload(values)
@@ -77,7 +79,7 @@ async def create(request: Request, session: SessionDep, box: BoxDep, user: Edito
     data, errors = _validate(EndpointCreate, payload, errors)
     if data is not None:
         try:
-            created = await endpoints.create(session, data=data, box=box, by=user.user_id)
+            created = await endpoints.create(session, data=data, box=box, by=user.user_id, settings=settings)
             return RedirectResponse(
                 request.url_for("endpoint_detail", endpoint_id=created.id).path, status_code=303
             )
@@ -128,7 +130,12 @@ async def edit_page(request: Request, endpoint_id: RowId, session: SessionDep, _
 
 @router.post("/{endpoint_id}/edit")
 async def edit(
-    request: Request, endpoint_id: RowId, session: SessionDep, box: BoxDep, _: EditorDep
+    request: Request,
+    endpoint_id: RowId,
+    session: SessionDep,
+    box: BoxDep,
+    settings: SettingsDep,
+    _: EditorDep,
 ) -> Response:
     current = await endpoints.get(session, endpoint_id)
     form = await request.form()
@@ -142,7 +149,7 @@ async def edit(
     data, errors = _validate(EndpointUpdate, payload, errors)
     if data is not None:
         try:
-            await endpoints.update(session, endpoint_id=endpoint_id, data=data, box=box)
+            await endpoints.update(session, endpoint_id=endpoint_id, data=data, box=box, settings=settings)
             return RedirectResponse(
                 request.url_for("endpoint_detail", endpoint_id=endpoint_id).path, status_code=303
             )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from app.deps import EditorDep, ReaderDep, SessionDep
+from app.deps import EditorDep, ReaderDep, SessionDep, SettingsDep
 from app.errors import ValidationFailed
 from app.schemas import ProfileCreate, ProfileRead, ProfileUpdate, field_errors
 from app.services import profiles
@@ -90,13 +90,13 @@ async def new_page(request: Request, _: EditorDep) -> HTMLResponse:
 
 
 @router.post("/new")
-async def create(request: Request, session: SessionDep, _: EditorDep) -> Response:
+async def create(request: Request, session: SessionDep, settings: SettingsDep, _: EditorDep) -> Response:
     form = await request.form()
     values = {f: form_str(form, f) for f in FIELDS}
     payload, errors = parse(values)
     if not errors:
         try:
-            await profiles.create(session, data=ProfileCreate.model_validate(payload))
+            await profiles.create(session, data=ProfileCreate.model_validate(payload), settings=settings)
             return RedirectResponse(request.url_for("profiles_list").path, status_code=303)
         except ValidationError as exc:
             errors = field_errors(exc)
@@ -116,14 +116,18 @@ async def edit_page(request: Request, name: str, session: SessionDep, _: EditorD
 
 
 @router.post("/{name}/edit")
-async def edit(request: Request, name: str, session: SessionDep, _: EditorDep) -> Response:
+async def edit(
+    request: Request, name: str, session: SessionDep, settings: SettingsDep, _: EditorDep
+) -> Response:
     current = ProfileRead.model_validate(await profiles.get_by_name(session, name))
     form = await request.form()
     values = {f: form_str(form, f) for f in FIELDS}
     payload, errors = parse(values)
     if not errors:
         try:
-            await profiles.update(session, name=name, data=ProfileUpdate.model_validate(payload))
+            await profiles.update(
+                session, name=name, data=ProfileUpdate.model_validate(payload), settings=settings
+            )
             return RedirectResponse(request.url_for("profiles_list").path, status_code=303)
         except ValidationError as exc:
             errors = field_errors(exc)

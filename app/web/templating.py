@@ -13,7 +13,8 @@ from jinja2 import pass_context
 from app import __version__
 from app.config import Settings
 from app.paths import resource_dir
-from app.security.csrf import ANON_COOKIE, csrf_token
+from app.security.csrf import ANON_COOKIE, cookie_name, csrf_token
+from app.security.redact import shown
 from app.security.tokens import new_session_token
 
 templates = Jinja2Templates(directory=str(resource_dir("templates")))
@@ -46,12 +47,34 @@ _PATHS: dict[tuple[str, tuple[str, ...]], str | None] = {}  # the routes are the
 
 
 templates.env.globals["url_for"] = _url_for
+templates.env.filters["shown"] = shown  # a target's excerpt only for those who may see it
 
 
 def cookie_secure(request: Request, settings: Settings) -> bool:
-    if settings.cookie_secure is not None:
-        return settings.cookie_secure
+    if settings.cookie_secure is not None or settings.https:
+        return settings.https
     return request.url.scheme == "https"
+
+
+def set_cookie(
+    response: Response, request: Request, base: str, value: str, *, max_age: int | None = None
+) -> None:
+    """Our cookies: HttpOnly, SameSite=Lax, path /, Secure (and __Host-) when served over https."""
+    settings: Settings = request.app.state.settings
+    response.set_cookie(
+        cookie_name(base, settings.https),
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=cookie_secure(request, settings),
+        path="/",
+    )
+
+
+def read_cookie(request: Request, base: str) -> str | None:
+    settings: Settings = request.app.state.settings
+    return request.cookies.get(cookie_name(base, settings.https))
 
 
 def render(
@@ -63,7 +86,7 @@ def render(
     if principal is not None and principal.session_token:
         binding = principal.session_token
     else:
-        binding = request.cookies.get(ANON_COOKIE) or ""
+        binding = read_cookie(request, ANON_COOKIE) or ""
         if not binding:
             binding = new_anon = new_session_token()
     ctx = {
@@ -75,14 +98,7 @@ def render(
     }
     response = templates.TemplateResponse(request, template, ctx, status_code=status_code)
     if new_anon:
-        response.set_cookie(
-            ANON_COOKIE,
-            new_anon,
-            httponly=True,
-            samesite="lax",
-            secure=cookie_secure(request, settings),
-            path="/",
-        )
+        set_cookie(response, request, ANON_COOKIE, new_anon)
     response.headers.setdefault("cache-control", "no-store")
     return response
 

@@ -1,0 +1,104 @@
+"""Site settings an admin changes on the settings page: the outbound policy and the limits on
+what a profile may ask of the probe. Each starts from the environment's value
+(SMARTBENCH_OUTBOUND_MODE, ...) and a value saved here overrides it, in every process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import ValidationFailed
+from app.models import AppSetting
+from app.schemas import SiteSettingsRead, SiteSettingsUpdate
+from app.security.outbound import OutboundPolicy
+
+KEYS = ("outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step")
+
+
+@dataclass(frozen=True)
+class Site:
+    outbound: OutboundPolicy
+    max_profile_concurrency: int
+    max_requests_per_step: int
+
+    def read(self) -> SiteSettingsRead:
+        return SiteSettingsRead(
+            outbound_mode=self.outbound.mode,
+            outbound_allow=self.outbound.to_dict()["entries"],
+            max_profile_concurrency=self.max_profile_concurrency,
+            max_requests_per_step=self.max_requests_per_step,
+        )
+
+
+def _split(raw: str | list[str]) -> list[str]:
+    items = raw if isinstance(raw, list) else raw.replace("\n", ",").split(",")
+    return [item.strip() for item in items if item.strip()]
+
+
+async def load(session: AsyncSession, settings: Settings) -> Site:
+    values: dict[str, object] = {
+        "outbound_mode": settings.outbound_mode,
+        "outbound_allow": _split(settings.outbound_allow),
+        "max_profile_concurrency": settings.max_profile_concurrency,
+        "max_requests_per_step": settings.max_requests_per_step,
+    }
+    for row in (await session.scalars(select(AppSetting).where(AppSetting.key.in_(KEYS)))).all():
+        values[row.key] = row.value
+    allow = values["outbound_allow"]
+    try:
+        policy = OutboundPolicy.parse(
+            str(values["outbound_mode"]), _split(allow if isinstance(allow, list) else "")
+        )
+    except ValueError:  # a bad environment value: refuse everything rather than allow it
+        policy = OutboundPolicy("allowlist")
+    return Site(
+        policy, int(str(values["max_profile_concurrency"])), int(str(values["max_requests_per_step"]))
+    )
+
+
+async def save(session: AsyncSession, settings: Settings, data: SiteSettingsUpdate, *, by: str) -> Site:
+    changes = data.model_dump(exclude_unset=True)
+    if "outbound_allow" in changes or "outbound_mode" in changes:
+        current = await load(session, settings)
+        mode = changes.get("outbound_mode", current.outbound.mode)
+        entries = changes.get("outbound_allow", current.outbound.to_dict()["entries"])
+        try:
+            OutboundPolicy.parse(mode, entries)
+        except ValueError as exc:
+            raise ValidationFailed(
+                "the outbound policy is not valid", fields={"outbound_allow": str(exc)}
+            ) from exc
+        if mode == "allowlist" and not entries:
+            raise ValidationFailed(
+                "an empty allowlist refuses every endpoint",
+                fields={"outbound_allow": "list at least one network or host name"},
+            )
+    for key, value in changes.items():
+        row = await session.get(AppSetting, key)
+        if row is None:
+            session.add(AppSetting(key=key, value=value, updated_by=by))
+        else:
+            row.value = value
+            row.updated_by = by
+    await session.flush()
+    return await load(session, settings)
+
+
+async def url_problem(policy: OutboundPolicy, url: str) -> str | None:
+    """The policy's judgement of a URL being saved; DNS resolution runs in a worker thread."""
+    return await anyio.to_thread.run_sync(policy.url_problem, url)
+
+
+async def check_urls(session: AsyncSession, settings: Settings, urls: dict[str, str | None]) -> None:
+    """Refuse endpoint or metrics URLs the outbound policy refuses, naming the field."""
+    policy = (await load(session, settings)).outbound
+    problems = {}
+    for field, url in urls.items():
+        if url and (problem := await url_problem(policy, url)) is not None:
+            problems[field] = f"refused by the outbound policy: {problem}"
+    if problems:
+        raise ValidationFailed("the outbound policy refuses this address", fields=problems)
