@@ -3,7 +3,7 @@ secret box, and who is asking (with the role and CSRF checks that every write pa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -140,7 +140,7 @@ async def require_reader(
     return principal
 
 
-def _require(role: Role) -> Callable[..., object]:
+def _require(role: Role) -> Callable[..., Awaitable[auth.Principal]]:
     async def dependency(request: Request, principal: PrincipalDep, settings: SettingsDep) -> auth.Principal:
         if principal is None:
             raise Unauthorized("log in or send an API token to change anything")
@@ -152,6 +152,20 @@ def _require(role: Role) -> Callable[..., object]:
         return principal
 
     return dependency
+
+
+async def require_session_writer(
+    request: Request, principal: PrincipalDep, settings: SettingsDep
+) -> auth.Principal:
+    """Minting API tokens: a browser session (or the CLI), never a token, so a leaked token
+    cannot outlive its own revocation through tokens it minted."""
+    writer = await _require(Role.viewer)(request, principal, settings)
+    if writer.via == "token":
+        raise Forbidden(
+            "API tokens are created from a logged-in browser session or `smartbench token create`, "
+            "never with another token"
+        )
+    return writer
 
 
 async def require_login(principal: PrincipalDep) -> auth.Principal:
@@ -171,6 +185,7 @@ async def require_admin_reader(principal: PrincipalDep) -> auth.Principal:
 
 LoggedInDep = Annotated[auth.Principal, Depends(require_login)]
 AdminReaderDep = Annotated[auth.Principal, Depends(require_admin_reader)]
+SessionWriterDep = Annotated[auth.Principal, Depends(require_session_writer)]
 ReaderDep = Annotated[auth.Principal | None, Depends(require_reader)]
 ViewerWriteDep = Annotated[
     auth.Principal, Depends(_require(Role.viewer))

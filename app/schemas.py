@@ -493,7 +493,7 @@ class CostTrends(BaseModel):
 
 class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    endpoint_id: int
+    endpoint_id: int = Field(ge=1, le=2**31 - 1)
     profile: ProfileName
     interval_s: int = Field(ge=1, le=30 * 86_400, description="Seconds between slots")
     enabled: bool = True

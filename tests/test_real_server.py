@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -71,10 +73,14 @@ async def test_dashboard_runs_a_profile_against_transformers_serve(
     ) as client:
         auth = await bearer(client, "editor")
         assert (await client.post("/api/v1/profiles", json=profile, headers=auth)).status_code == 201
+        # Endpoints name a tokenizer from the tokenizer directory: the model's own tokenizer.json.
+        shelf = app.state.settings.tokenizers / "tiny-llama"
+        shelf.mkdir(parents=True)
+        shutil.copy(Path(model) / "tokenizer.json", shelf / "tokenizer.json")
         created = await client.post(
             "/api/v1/endpoints",
             json={"name": "tiny-llama", "base_url": url, "model": model, "gpu_count": 1, "price_per_gpu_hour": 1.0,
-                  "tokenizer": model},
+                  "tokenizer": "tiny-llama"},
             headers=auth,
         )  # fmt: skip
         assert created.status_code == 201, created.text

@@ -85,7 +85,7 @@ async def read_samples(
     _: ReaderDep,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> StreamingResponse | dict[str, Any]:
     if format == "csv":
         await runs.get(session, run_id)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Forbidden, NotFound
+from app.errors import NotFound
 from app.models import ApiToken, Role, User, WebSession
 from app.security.tokens import new_api_token, new_session_token, token_hash
 
@@ -93,16 +93,6 @@ async def resolve_session(session: AsyncSession, *, token: str, now: datetime) -
 
 
 MAX_TOKEN_DAYS = 3650
-
-
-def may_mint_tokens(principal: Principal) -> None:
-    """Tokens come from a browser session (or the CLI), never from another token: a leaked
-    token must not outlive its own revocation through tokens it minted."""
-    if principal.via == "token":
-        raise Forbidden(
-            "API tokens are created from a logged-in browser session or `smartbench token create`, "
-            "never with another token"
-        )
 
 
 async def create_token(

@@ -11,6 +11,7 @@ from app.deps import (
     PrincipalDep,
     RowId,
     SessionDep,
+    SessionWriterDep,
     SettingsDep,
     ViewerWriteDep,
     check_csrf,
@@ -123,9 +124,8 @@ async def tokens_page(request: Request, user: LoggedInDep, session: SessionDep) 
 
 @router.post("/settings/tokens")
 async def create_token(
-    request: Request, user: ViewerWriteDep, session: SessionDep, now: NowDep
+    request: Request, user: SessionWriterDep, session: SessionDep, now: NowDep
 ) -> HTMLResponse:
-    auth.may_mint_tokens(user)
     form = await request.form()
     name = form_str(form, "name").strip()
     read_only = form.get("read_only") == "on"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
@@ -42,7 +42,11 @@ def _form_context(values: dict[str, str], errors: dict[str, str], **extra: Any) 
 
 @router.get("", name="endpoints_list")
 async def list_page(
-    request: Request, session: SessionDep, _: ReaderDep, page: int = 1, q: str = ""
+    request: Request,
+    session: SessionDep,
+    _: ReaderDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    q: str = "",
 ) -> HTMLResponse:
     page = max(page, 1)
     rows, total = await endpoints.list_page(
