@@ -92,6 +92,21 @@ def test_login_register_list_and_field_error(tmp_path: Path, database_url: str |
         expect(page.locator("#f-name")).to_have_value("broken")
         page.screenshot(path=str(ARTIFACTS / f"endpoint-form-error-{tag}.png"), full_page=True)
 
+        # The outbound policy: a cloud metadata address is refused; the admin switches to an allowlist.
+        page.fill("#f-base_url", "http://169.254.169.254/v1")
+        page.click("button:has-text('Register endpoint')")
+        expect(page.locator("[data-error-for=base_url]")).to_contain_text("outbound policy")
+        page.click("header >> text=Security")
+        expect(page.locator("h1")).to_have_text("Security settings")
+        page.select_option("#f-outbound_mode", "allowlist")
+        page.fill("#f-outbound_allow", "10.0.0.0/8\n*.inference.example.com")
+        page.fill("#f-max_profile_concurrency", "2048")
+        page.click("#site-form button[type=submit]")
+        expect(page.locator(".alert.ok")).to_contain_text("Saved")
+        expect(page.locator("#f-outbound_allow")).to_have_value("10.0.0.0/8\n*.inference.example.com")
+        expect(page.locator("#f-max_profile_concurrency")).to_have_value("2048")
+        page.screenshot(path=str(ARTIFACTS / f"security-settings-{tag}.png"), full_page=True)
+
         # Log out: the dashboard asks for a login again.
         page.click("button:has-text('Log out')")
         expect(page).to_have_url(re.compile(r".*/login.*"))

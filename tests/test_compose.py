@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import yaml
@@ -20,7 +21,7 @@ def test_compose_wires_postgres_app_and_scalable_workers() -> None:
     assert "healthcheck" in db
 
     app, worker = services["app"], services["worker"]
-    assert app["command"][:2] == ["smartbench", "serve"] and "8080" in app["ports"][0]
+    assert app["command"][:2] == ["smartbench", "serve"] and app["expose"] == ["8080"] and "ports" not in app
     assert worker["command"] == ["smartbench", "worker"]
     assert "ports" not in worker and "container_name" not in worker  # so `--scale worker=N` works
     for service in (app, worker):
@@ -40,3 +41,16 @@ def test_dockerfile_installs_the_package_and_serves() -> None:
     assert "pip install ." in text and '"smartbench", "serve"' in text
     for path in ("app", "migrations", "templates", "static"):
         assert f"COPY {path} ./{path}" in text
+
+
+def test_compose_serves_over_tls_through_a_trusted_proxy() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    proxy, app = services["proxy"], services["app"]
+    assert proxy["image"].startswith("caddy:") and "app:8080" in proxy["command"]
+    assert {"80:80", "443:443"} <= set(proxy["ports"])
+    address = proxy["networks"]["default"]["ipv4_address"]
+    assert app["environment"]["SMARTBENCH_TRUSTED_PROXIES"] == address
+    assert app["environment"]["SMARTBENCH_PUBLIC_URL"].startswith("https://")
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
