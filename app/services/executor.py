@@ -53,7 +53,8 @@ class Executor:
         probe_cores: list[int] | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self.settings = settings or Settings()  # the tokenizer directory, the outbound policy's defaults
+        # The tokenizer directory and the outbound policy's defaults (plain defaults when built bare).
+        self.settings = settings or Settings.model_construct()
         self.run_deadline_s = run_deadline_s
         self.probe_cores = list(probe_cores or [])  # one per probe slot, when pinning
         self.cores_in_use: dict[asyncio.Task[str], int] = {}
