@@ -115,25 +115,23 @@ def render_metrics(state: SimulatorState) -> str:
         0.6 + 0.4 * util if running else 0.0
     )
     label = f'model_name="{c.model}"'
-    lines = [
-        "# HELP vllm:num_requests_running Number of requests in model execution batches.",
-        "# TYPE vllm:num_requests_running gauge",
-        f"vllm:num_requests_running{{{label}}} {running}",
-        "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
-        "# TYPE vllm:num_requests_waiting gauge",
-        f"vllm:num_requests_waiting{{{label}}} {waiting}",
-        "# HELP vllm:gpu_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
-        "# TYPE vllm:gpu_cache_usage_perc gauge",
-        f"vllm:gpu_cache_usage_perc{{{label}}} {kv:.6f}",
-        "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
-        "# TYPE vllm:prompt_tokens_total counter",
-        f"vllm:prompt_tokens_total{{{label}}} {m.prompt_tokens_total}",
-        "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
-        "# TYPE vllm:generation_tokens_total counter",
-        f"vllm:generation_tokens_total{{{label}}} {m.generation_tokens_total}",
-        "# HELP vllm:request_success_total Count of successfully processed requests.",
-        "# TYPE vllm:request_success_total counter",
-        f'vllm:request_success_total{{{label},finished_reason="length"}} {m.success_total}',
+    names = state.persona.metric_names  # the engine's own names for the same gauges and counters
+    lines: list[str] = []
+    for key, kind, value, help_text in (
+        ("running", "gauge", running, "Number of requests in model execution batches."),
+        ("waiting", "gauge", waiting, "Number of requests waiting to be processed."),
+        ("kv", "gauge", f"{kv:.6f}", "KV-cache usage. 1 means 100 percent usage."),
+        ("prompt", "counter", m.prompt_tokens_total, "Number of prefill tokens processed."),
+        ("generation", "counter", m.generation_tokens_total, "Number of generation tokens processed."),
+        ("success", "counter", m.success_total, "Count of successfully processed requests."),
+    ):
+        if key in names:
+            lines += [
+                f"# HELP {names[key]} {help_text}",
+                f"# TYPE {names[key]} {kind}",
+                f"{names[key]}{{{label}}} {value}",
+            ]
+    lines += [
         "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).",
         "# TYPE DCGM_FI_DEV_POWER_USAGE gauge",
     ]

@@ -54,6 +54,11 @@ class SimConfig:
     idle_watts_per_gpu: float = 100.0
     engine_version: str = "0.1.0"
     extra: dict[str, str] = field(default_factory=dict)
+    # Which engine to look like (routes, model card, metric names, error shape): personas.py.
+    persona: str = "smartbench"
+    # Features to get wrong, by the names of the conformance checks (features.py).
+    broken: frozenset[str] = frozenset()
+    limit_every: int = 0  # answer every n-th completion 429 (a server that rate-limits)
 
     def with_overrides(self, **changes: object) -> SimConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]

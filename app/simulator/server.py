@@ -20,8 +20,10 @@ from typing import Any
 import orjson
 
 from app import __version__
+from app.simulator import features
 from app.simulator.engine import BatchEngine, FixedEngine, Generation, Timeline
 from app.simulator.openai import parse_request, refusal, render_metrics
+from app.simulator.personas import persona
 from app.simulator.presets import SimConfig
 from app.vocab import WORDS
 
@@ -56,6 +58,14 @@ class SimulatorState:
         else:
             self.engine = None
         self.metrics = Metrics()
+        self.persona = persona(config.persona)
+        server = self.persona.server_header
+        if server == "smartbench-simulator":
+            server = SERVER_HEADER.decode()
+        self.head = (f"Server: {server}\r\n" if server else "").encode() + b"".join(
+            f"{k}: {v}\r\n".encode() for k, v in self.persona.extra_headers.items()
+        )
+        self.completions_seen = 0
         self.rng = random.Random(config.seed)
         self.created = int(time.time())
         self.connections: set[HTTPConnection] = set()
@@ -309,8 +319,8 @@ class HTTPConnection(asyncio.Protocol):
         framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % length
         conn = b"keep-alive" if self.keep_alive else b"close"
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\nServer: %s\r\nContent-Type: %s\r\n%sConnection: %s\r\nCache-Control: no-cache\r\n\r\n%s"
-            % (status, reason, SERVER_HEADER, content_type, framing, conn, tail)
+            b"HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\n%sConnection: %s\r\nCache-Control: no-cache\r\n\r\n%s"
+            % (status, reason, self.state.head, content_type, framing, conn, tail)
         )
 
     def write_chunk(self, data: bytes) -> None:
@@ -336,8 +346,8 @@ class HTTPConnection(asyncio.Protocol):
         reason = _REASONS.get(status, b"Unknown")
         conn = b"keep-alive" if self.keep_alive else b"close"
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\nServer: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: %s\r\n%s\r\n%s"
-            % (status, reason, SERVER_HEADER, content_type, len(body), conn, extra_headers, body)
+            b"HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %d\r\nConnection: %s\r\n%s\r\n%s"
+            % (status, reason, self.state.head, content_type, len(body), conn, extra_headers, body)
         )
         self._done()
 
@@ -357,7 +367,14 @@ class HTTPConnection(asyncio.Protocol):
         self.state.metrics.errors_total += 1
         if close:
             self.keep_alive = False
-        body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+        style = self.state.persona.error_style
+        body: object
+        if style == "tgi":  # text-generation-inference's own shape
+            body = {"error": message, "error_type": "validation" if status < 500 else "generation"}
+        elif style == "fastapi" and status in (400, 404, 422):  # FastAPI's HTTPException
+            body = {"detail": message}
+        else:
+            body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
         self.respond_json(status, body, extra)
 
     def _done(self) -> None:
@@ -373,6 +390,18 @@ class HTTPConnection(asyncio.Protocol):
     # -- routing --------------------------------------------------------------------------------
 
     def _dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        who = self.state.persona
+        fixed = who.routes.get((method, path))
+        if fixed is not None:
+            status, ctype, text = fixed
+            text = text.replace("{version}", self.state.config.engine_version).replace(
+                "{model}", self.state.config.model
+            )
+            self.respond(status, ctype.encode(), text.encode())
+            return
+        if method == "GET" and who.metrics_path is not None and path == who.metrics_path:
+            self.metrics(headers, body)
+            return
         route = _ROUTES.get((method, path))
         if route is None:
             if any(p == path for _, p in _ROUTES):
@@ -388,26 +417,17 @@ class HTTPConnection(asyncio.Protocol):
         route(self, headers, body)
 
     def models(self, headers: dict[str, str], body: bytes) -> None:
-        model = {
-            "id": self.state.config.model,
+        config, who = self.state.config, self.state.persona
+        name = "other-model" if "models" in config.broken else config.model
+        model: dict[str, Any] = {
+            "id": name,
             "object": "model",
             "created": self.state.created,
-            "owned_by": "smartbench",
+            "owned_by": who.owned_by.replace("{model}", name),
         }
+        for key, value in who.model_card_extra.items():
+            model[key] = value.replace("{model}", name) if isinstance(value, str) else value
         self.respond_json(200, {"object": "list", "data": [model]})
-
-    def version(self, headers: dict[str, str], body: bytes) -> None:
-        self.respond_json(
-            200,
-            {
-                "version": self.state.config.engine_version,
-                "engine": "smartbench-simulator",
-                "preset": self.state.config.name,
-            },
-        )
-
-    def health(self, headers: dict[str, str], body: bytes) -> None:
-        self.respond(200, b"text/plain", b"")
 
     def metrics(self, headers: dict[str, str], body: bytes) -> None:
         self.respond(200, b"text/plain; version=0.0.4", render_metrics(self.state).encode())
@@ -431,18 +451,39 @@ class HTTPConnection(asyncio.Protocol):
             self.respond_error(400, "the body must be a JSON object", "invalid_request_error")
             return
         if req.get("model") != config.model:
+            if "error_bad_model" in config.broken:
+                self.respond(404, b"text/html", b"<html><body>Not Found</body></html>")
+                return
             self.respond_error(
                 404, f"The model `{req.get('model')}` does not exist.", "invalid_request_error", param="model"
             )
+            return
+        state.completions_seen += 1
+        if config.limit_every and state.completions_seen % config.limit_every == 0:
+            retry = b"" if "rate_limit" in config.broken else b"Retry-After: 1\r\n"
+            self.respond_error(429, "rate limit reached, slow down", "rate_limit_error", extra=retry)
             return
         if config.strict is not None and (refused := refusal(req, config.strict)) is not None:
             self.respond_json(*refused)
             return
         parsed = parse_request(req, chat=chat)
         if isinstance(parsed, str):
+            if "error_bad_request" in config.broken:
+                self.respond(400, b"text/plain", parsed.encode())
+                return
             self.respond_error(400, parsed, "invalid_request_error")
             return
         prompt_tokens, max_tokens, min_tokens, ignore_eos, stops, stream, include_usage, continuous = parsed
+        if features.wants_feature_path(req, config.broken, config.limit_every):
+            said = features.answer(
+                req, chat=chat, model=config.model, broken=config.broken, reasoning=config.reasoning_tokens,
+                counter=state.completions_seen, prompt_tokens=prompt_tokens, max_tokens=max_tokens, stops=stops,
+                stream=stream, include_usage=include_usage, continuous=continuous and config.chunk_usage,
+                created=state.created, request_id=state.next_id(),
+            )  # fmt: skip
+            state.metrics.success_total += 1
+            self.respond(said.status, said.content_type, said.body, said.extra)
+            return
         if config.error_rate and state.rng.random() < config.error_rate:
             self.respond_error(500, "simulated internal error", "server_error")
             return
@@ -502,9 +543,6 @@ _ROUTES: dict[tuple[str, str], Callable[[HTTPConnection, dict[str, str], bytes],
     ("GET", "/v1/models"): HTTPConnection.models,
     ("POST", "/v1/chat/completions"): HTTPConnection.chat,
     ("POST", "/v1/completions"): HTTPConnection.completions,
-    ("GET", "/version"): HTTPConnection.version,
-    ("GET", "/health"): HTTPConnection.health,
-    ("GET", "/metrics"): HTTPConnection.metrics,
 }
 
 _REASONS = {
