@@ -240,7 +240,9 @@ def demo(
         try:
             urls = {
                 item.name: stack.enter_context(
-                    simulator_process("--preset", item.preset, "--model", "llama-3.3-70b")
+                    simulator_process(
+                        "--preset", item.preset, "--model", "llama-3.3-70b", *item.simulator_args
+                    )
                 ).base_url
                 for item in demo_service.FLEET
             }
@@ -319,6 +321,18 @@ def simulate(
     api_key: Annotated[
         str | None, typer.Option(help="require this bearer key", envvar="SMARTBENCH_SIM_API_KEY")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="play this engine: vllm, sglang, tensorrt-llm, nim, dynamo, tgi, llama.cpp, ollama, "
+            "transformers, hosted (routes, model card, metric names, error shapes)"
+        ),
+    ] = None,
+    engine_version: Annotated[str | None, typer.Option(help="the version the engine reports")] = None,
+    broken: Annotated[
+        str | None,
+        typer.Option("--break", help="conformance checks to fail, comma-separated (e.g. tool_calls,stop)"),
+    ] = None,
 ) -> None:
     """A standalone simulated OpenAI-compatible endpoint."""
     from app.aio import run_fast
@@ -342,7 +356,14 @@ def simulate(
             natural_output_tokens=natural_output_tokens,
             queue_limit=queue_limit,
             api_key=api_key,
+            persona=engine,
+            engine_version=engine_version,
+            broken=frozenset(b.strip() for b in broken.split(",") if b.strip()) if broken else None,
         )
+        if engine is not None:
+            from app.simulator.personas import persona
+
+            persona(engine)
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     if strict not in (None, "openai", "fastapi", "tgi"):

@@ -133,3 +133,42 @@ def snapshot_key(snapshot: Mapping[str, Any] | None, fields: tuple[str, ...]) ->
 
     picked = {name: (snapshot or {}).get(name) for name in fields}
     return hashlib.sha1(json.dumps(picked, sort_keys=True).encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+# -- the conformance checklist (app/probe/inspect.py runs it; the A and T letters read it) -----------
+
+CHECKLIST_VERSION = "2026.11-1"
+# (id, title, weight): the weight is how widely the feature is used by applications (T letter).
+CHECKLIST: tuple[tuple[str, str, float], ...] = (
+    ("chat", "chat completions", 3.0),
+    ("completions", "text completions", 1.0),
+    ("streaming", "streaming (SSE)", 3.0),
+    ("usage_in_stream", "usage in the stream (stream_options.include_usage)", 2.0),
+    ("per_chunk_usage", "per-chunk usage (continuous_usage_stats)", 0.5),
+    ("max_tokens", "max_tokens honoured", 2.0),
+    ("stop", "stop sequences honoured", 2.0),
+    ("n", "n > 1 (or a clear refusal)", 0.5),
+    ("logprobs", "logprobs", 1.0),
+    ("tool_calls", "tool calls (streamed deltas, JSON arguments)", 3.0),
+    ("structured_output", "structured output (json_schema response format)", 2.0),
+    ("reasoning", "reasoning content separated from the answer", 1.0),
+    ("seed", "seed repeatability", 0.5),
+    ("models", "/v1/models lists the model", 2.0),
+    ("error_bad_model", "404 in OpenAI's error shape for an unknown model", 1.0),
+    ("error_bad_request", "400/422 in OpenAI's error shape for a bad request", 1.0),
+    ("rate_limit", "429 carries Retry-After", 1.0),
+)
+TITLES = {cid: title for cid, title, _ in CHECKLIST}
+WEIGHTS = {cid: weight for cid, _, weight in CHECKLIST}
+
+
+def conformance(checks: list[dict[str, Any]], ids: tuple[str, ...] | None = None) -> float | None:
+    """The weighted share of checks passed (not_observed left out): T's conformance term."""
+    total = passed = 0.0
+    for check in checks:
+        if check["status"] == "not_observed" or (ids is not None and check["id"] not in ids):
+            continue
+        weight = WEIGHTS.get(check["id"], 1.0)
+        total += weight
+        passed += weight if check["status"] == "passed" else 0.0
+    return passed / total if total else None

@@ -468,3 +468,26 @@ class RequestSample(Base):
     error_detail: Mapped[str | None] = mapped_column(String(500))
     http_status: Mapped[int | None] = mapped_column(Integer)
     retry_after_s: Mapped[float | None] = mapped_column(Float)
+
+
+class Inspection(Base):
+    """What an endpoint turned out to be (engine detection) and how much of the OpenAI API it
+    honoured (the conformance checklist), after a run or on demand. Kept, so a regression after
+    an upgrade shows."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (Index("ix_inspections_endpoint_created", "endpoint_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    engine: Mapped[str] = mapped_column(String(50))
+    engine_version: Mapped[str | None] = mapped_column(String(100))
+    declared_engine: Mapped[str | None] = mapped_column(String(50))
+    checklist_version: Mapped[str] = mapped_column(String(20))
+    evidence: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    checks: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    metrics_exposed: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -555,6 +555,9 @@ class EndpointPage(BaseModel):
     profiles: list[ProfileHistory]
     schedules: list[ScheduleRead]
     recent_runs: list[RunListItem]
+    inspection: InspectionRead | None = Field(
+        default=None, description="the latest engine detection and checklist"
+    )
 
 
 class CompareCurve(BaseModel):
@@ -608,3 +611,48 @@ class Lockout(BaseModel):
     failures: int
     last_failure_at: datetime
     blocked_until: datetime | None
+
+
+# -- inspections (engine detection and the conformance checklist) ----------------------------------
+
+
+class InspectionCheck(BaseModel):
+    id: str
+    title: str
+    status: Literal["passed", "failed", "not_supported", "not_observed"]
+    request: str = Field(description="what smartbench sent (never the key)")
+    evidence: str = Field(description="an excerpt of the answer; what the target said is shown to editors")
+
+    @field_serializer("evidence")
+    def _evidence(self, value: str) -> str | None:
+        return shown(value)
+
+
+class InspectionEvidence(BaseModel):
+    engine: str
+    weight: int
+    source: str
+    saw: str
+
+
+class InspectionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    endpoint_id: int
+    run_id: int | None
+    created_at: datetime
+    engine: str = Field(description="vllm, sglang, tensorrt-llm, nim, dynamo, tgi, llama.cpp, ollama, transformers, "
+                        "smartbench-simulator or unknown")  # fmt: skip
+    engine_version: str | None
+    declared_engine: str | None
+    warning: str | None = Field(default=None, description="set when the declared and detected engines differ")
+    checklist_version: str
+    evidence: list[InspectionEvidence]
+    checks: list[InspectionCheck]
+    metrics_exposed: bool
+    duration_s: float | None
+    error: str | None
+
+
+EndpointPage.model_rebuild()

@@ -7,8 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
-from app.schemas import EndpointCreate, EndpointPage, EndpointRead, EndpointUpdate, ErrorBody, Page
-from app.services import endpoints, pages
+from app.schemas import (
+    EndpointCreate,
+    EndpointPage,
+    EndpointRead,
+    EndpointUpdate,
+    ErrorBody,
+    InspectionRead,
+    Page,
+)
+from app.services import endpoints, inspections, pages
 
 router = APIRouter(
     prefix="/endpoints",
@@ -74,6 +82,22 @@ async def update_endpoint(
     return endpoints.to_read(
         await endpoints.update(session, endpoint_id=endpoint_id, data=body, box=box, settings=settings)
     )
+
+
+@router.get("/{endpoint_id}/inspections", responses={404: {"model": ErrorBody}})
+async def list_inspections(endpoint_id: RowId, session: SessionDep, _: ReaderDep) -> list[InspectionRead]:
+    """The endpoint's inspections, newest first (20): detected engine, evidence, checklist."""
+    await endpoints.get(session, endpoint_id)
+    return [inspections.to_read(row) for row in await inspections.recent(session, endpoint_id=endpoint_id)]
+
+
+@router.post("/{endpoint_id}/inspections", status_code=201, responses={404: {"model": ErrorBody}})
+async def inspect_endpoint(
+    endpoint_id: RowId, session: SessionDep, box: BoxDep, settings: SettingsDep, now: NowDep, _: EditorDep
+) -> InspectionRead:
+    """Inspect now: engine detection and the conformance checklist, a few small requests (at most 60 s)."""
+    row = await inspections.inspect_now(session, endpoint_id=endpoint_id, box=box, settings=settings, now=now)
+    return inspections.to_read(row)
 
 
 @router.delete("/{endpoint_id}", status_code=204, responses={404: {"model": ErrorBody}})

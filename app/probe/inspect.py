@@ -28,40 +28,17 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from app.domain import CHECKLIST, CHECKLIST_VERSION, TITLES
 from app.probe.client import headers_for, make_session, outbound_problem
 from app.probe.types import Limits, Target, Timeouts
-from app.security.redact import Redactor
+from app.security.redact import Redactor, excerpt
 
-CHECKLIST_VERSION = "2026.11-1"
 DETECTION_THRESHOLD = 5
 REQUEST_TIMEOUT_S = 15.0
 INSPECTION_TIMEOUT_S = 90.0
 EXCERPT = 300
 ENGINES = ("vllm", "sglang", "tensorrt-llm", "nim", "dynamo", "tgi", "llama.cpp", "ollama", "transformers",
            "smartbench-simulator")  # fmt: skip
-
-# (id, title, weight): the weight is how widely the feature is used by applications (T letter).
-CHECKLIST: tuple[tuple[str, str, float], ...] = (
-    ("chat", "chat completions", 3.0),
-    ("completions", "text completions", 1.0),
-    ("streaming", "streaming (SSE)", 3.0),
-    ("usage_in_stream", "usage in the stream (stream_options.include_usage)", 2.0),
-    ("per_chunk_usage", "per-chunk usage (continuous_usage_stats)", 0.5),
-    ("max_tokens", "max_tokens honoured", 2.0),
-    ("stop", "stop sequences honoured", 2.0),
-    ("n", "n > 1 (or a clear refusal)", 0.5),
-    ("logprobs", "logprobs", 1.0),
-    ("tool_calls", "tool calls (streamed deltas, JSON arguments)", 3.0),
-    ("structured_output", "structured output (json_schema response format)", 2.0),
-    ("reasoning", "reasoning content separated from the answer", 1.0),
-    ("seed", "seed repeatability", 0.5),
-    ("models", "/v1/models lists the model", 2.0),
-    ("error_bad_model", "404 in OpenAI's error shape for an unknown model", 1.0),
-    ("error_bad_request", "400/422 in OpenAI's error shape for a bad request", 1.0),
-    ("rate_limit", "429 carries Retry-After", 1.0),
-)
-TITLES = {cid: title for cid, title, _ in CHECKLIST}
-WEIGHTS = {cid: weight for cid, _, weight in CHECKLIST}
 
 WEATHER_TOOL = {
     "type": "function",
@@ -151,7 +128,7 @@ class _Client:
         if reply is None:
             return "(no answer)"
         text = self.redactor.bytes(reply.body[:4096]).decode("utf-8", "replace")
-        return f"HTTP {reply.status}: {text[:EXCERPT]}"
+        return f"HTTP {reply.status}: {excerpt(text[:EXCERPT])}"
 
     async def get(self, url: str) -> _Reply | None:
         try:
@@ -159,9 +136,7 @@ class _Client:
             async with self.session.get(
                 url, headers=self.headers, allow_redirects=False, timeout=timeout
             ) as r:
-                return _Reply(
-                    r.status, {k.lower(): v for k, v in r.headers.items()}, await r.content.read(65536)
-                )
+                return _Reply(r.status, {k.lower(): v for k, v in r.headers.items()}, await _body(r, 65536))
         except (aiohttp.ClientError, TimeoutError, OSError):
             return None
 
@@ -174,7 +149,7 @@ class _Client:
                     url, data=orjson.dumps(body), headers=self.headers, allow_redirects=False, timeout=timeout
                 ) as r:
                     reply = _Reply(
-                        r.status, {k.lower(): v for k, v in r.headers.items()}, await r.content.read(1 << 20)
+                        r.status, {k.lower(): v for k, v in r.headers.items()}, await _body(r, 1 << 20)
                     )
             except (aiohttp.ClientError, TimeoutError, OSError):
                 return None
@@ -188,6 +163,16 @@ class _Client:
                 delay = 1.0
             await asyncio.sleep(delay)
         return None
+
+
+async def _body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body (a stream included, to its end), at most `limit` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await response.content.read(limit - size)):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 # -- detection ---------------------------------------------------------------------------------------
@@ -598,7 +583,7 @@ async def run_checks(client: _Client) -> list[CheckResult]:
         try:
             status, request, evidence = await CHECKS[cid](client, client.target.model)
         except Exception as exc:  # a check that trips over a strange answer fails, never the inspection
-            status, request, evidence = "failed", cid, f"{type(exc).__name__}: {exc}"[:EXCERPT]
+            status, request, evidence = "failed", cid, f"{type(exc).__name__}: {excerpt(str(exc)[:EXCERPT])}"
         results.append(CheckResult(cid, title, status, request, client.redactor.text(evidence)))
     if client.retry_after:
         with_header = [v for v in client.retry_after if v]
@@ -639,15 +624,3 @@ async def inspect(
             return Inspection("unknown", None, [], error=f"the inspection passed its {timeout_s:g} s bound")
     found.duration_s = round(time.monotonic() - started, 2)
     return found
-
-
-def conformance(checks: list[dict[str, Any]], ids: tuple[str, ...] | None = None) -> float | None:
-    """The weighted share of checks passed (not_observed left out): T's conformance term."""
-    total = passed = 0.0
-    for check in checks:
-        if check["status"] == "not_observed" or (ids is not None and check["id"] not in ids):
-            continue
-        weight = WEIGHTS.get(check["id"], 1.0)
-        total += weight
-        passed += weight if check["status"] == "passed" else 0.0
-    return passed / total if total else None

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain import SLO, degraded_reasons, load_kind, load_label, load_of, metric_at
+from app.domain import SLO, TITLES, conformance, degraded_reasons, load_kind, load_label, load_of, metric_at
 from app.scoring.cost import CostInputs, step_costs
 
 CAPACITY_REFERENCE = 256  # concurrent users at SLO that earn a full capacity score
@@ -302,18 +302,31 @@ def smart_letters(
                 not (at.get("quality") or {}).get("osl_mismatch_flag", False),
             )
         )
+    inspection = environment.get("inspection") or {}
+    detected = inspection.get("engine")
+    declared = endpoint.get("engine")
+    if detected and detected != "unknown" and declared and declared not in ("other", "hosted-api"):
+        checks.append(
+            (f"detected engine ({detected}) is the declared one ({declared})", detected == declared)
+        )
+    seen = {c["id"]: c["status"] for c in inspection.get("checks") or [] if c.get("status") != "not_observed"}
+    for cid in serving_checks(profile):
+        if cid in seen:
+            checks.append((f"{TITLES.get(cid, cid)} ({seen[cid].replace('_', ' ')})", seen[cid] == "passed"))
     done = [ok for _, ok in checks if ok is not None]
     a_score = 100.0 * sum(done) / len(done) if done else None
+    engine_seen = (
+        f"{detected} {inspection.get('engine_version') or ''}".strip()
+        if detected
+        else environment.get("server")
+    )
     a_letter = _letter(
         "A",
         "Architecture and software",
         a_score,
         [
-            {
-                "label": "engine (declared / detected)",
-                "value": endpoint.get("engine") or environment.get("server"),
-                "unit": "",
-            },
+            {"label": "engine (declared)", "value": declared, "unit": ""},
+            {"label": "engine (detected)", "value": engine_seen, "unit": ""},
             {"label": "quantization (declared)", "value": endpoint.get("quantization"), "unit": ""},
             {"label": "hardware (declared)", "value": _hardware(endpoint), "unit": ""},
             *({"label": label, "value": ok, "unit": "check"} for label, ok in checks),
@@ -323,7 +336,9 @@ def smart_letters(
                 "unit": "not measured yet",
             },
         ],
-        "100 x (API checks passed / API checks run) in this run; declared stack shown as evidence, not scored.",
+        "100 x (checks passed / checks judged): the API behaviour seen under load in this run, the detected "
+        "engine against the declared one, and the serving features this profile needs from the conformance "
+        "checklist (a feature refused counts as not passed); the declared stack is evidence, not scored.",
         _degraded([at]),
     )
 
@@ -353,20 +368,7 @@ def smart_letters(
         _degraded(point_steps),
     )
 
-    t_letter = _letter(
-        "T",
-        "Technology ecosystem",
-        None,
-        [
-            {
-                "label": "OpenAI API surface (chat, completions, tools, JSON mode, logprobs)",
-                "value": None,
-                "unit": "not measured yet",
-            },
-            {"label": "telemetry (Prometheus metrics, health)", "value": None, "unit": "not measured yet"},
-        ],
-        "Scored from conformance and telemetry checks, which smartbench does not run yet.",
-    )
+    t_letter = technology_letter(inspection)
     reasons = _degraded([lightest, *point_steps, at])
     return {
         "operating_point": (
@@ -379,6 +381,58 @@ def smart_letters(
         "slo": slo.as_dict(),
         "letters": [s_letter, m_letter, a_letter, r_letter, t_letter],
     }
+
+
+# Engines whose source is open (the simulator is smartbench's own, Apache-2.0). NIM is a
+# licensed container; an unknown engine cannot be credited.
+OPEN_SOURCE = frozenset({"vllm", "sglang", "tensorrt-llm", "dynamo", "tgi", "llama.cpp", "ollama", "transformers",
+                         "smartbench-simulator"})  # fmt: skip
+
+
+def serving_checks(profile: Mapping[str, Any]) -> tuple[str, ...]:
+    """The conformance checks that a profile's serving depends on (A letter)."""
+    ids: tuple[str, ...] = ("streaming", "usage_in_stream", "max_tokens", "stop", "error_bad_model",
+                            "error_bad_request")  # fmt: skip
+    if profile.get("name") == "reasoning" or (profile.get("output_tokens_mean") or 0) >= 2048:
+        ids += ("reasoning",)
+    return ids
+
+
+def technology_letter(inspection: Mapping[str, Any]) -> dict[str, Any]:
+    """T: how well the endpoint fits the tools people use, from its latest inspection."""
+    checks = list(inspection.get("checks") or [])
+    share = conformance(checks)
+    engine = inspection.get("engine")
+    by_id = {c["id"]: c["status"] for c in checks}
+    ecosystem = {
+        "open-source engine": engine in OPEN_SOURCE if engine else None,
+        "OpenAI-compatible (chat and /v1/models)": (by_id.get("chat") == "passed" and by_id.get("models") == "passed")
+        if checks else None,
+        "metrics exposed (Prometheus)": bool(inspection.get("metrics_exposed")) if engine else None,
+    }  # fmt: skip
+    known = [bool(v) for v in ecosystem.values() if v is not None]
+    score = None
+    if share is not None and known:
+        score = 100.0 * (0.7 * share + 0.3 * sum(known) / len(known))
+    passed = sum(1 for c in checks if c["status"] == "passed")
+    judged = sum(1 for c in checks if c["status"] != "not_observed")
+    return _letter(
+        "T",
+        "Technology ecosystem",
+        score,
+        [
+            {"label": "conformance (weighted by how widely each feature is used)",
+             "value": None if share is None else round(100 * share, 1), "unit": "%"},
+            {"label": "checks passed", "value": f"{passed} of {judged}" if checks else None, "unit": ""},
+            *({"label": label, "value": value, "unit": "check"} for label, value in ecosystem.items()),
+            *({"label": TITLES.get(c["id"], c["id"]), "value": c["status"].replace("_", " "), "unit": "check"}
+              for c in checks),
+        ],
+        "100 x (0.7 x weighted share of conformance checks passed + 0.3 x share of ecosystem checks met: open-"
+        "source engine, OpenAI-compatible, metrics exposed). Weights: chat, streaming, tool calls 3; usage, "
+        "max_tokens, stop, structured output, /v1/models 2; the rest 1 or 0.5. Not observed: left out. No "
+        "inspection yet: not measured.",
+    )  # fmt: skip
 
 
 def _hardware(endpoint: Mapping[str, Any]) -> str | None:

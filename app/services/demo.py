@@ -34,6 +34,7 @@ class DemoEndpoint:
     before: dict[str, Any] = field(default_factory=dict)
     upgraded_days_ago: float | None = None  # the serving stack: engine_version, decode steps 10 % faster
     repriced_days_ago: float | None = None
+    simulator_args: tuple[str, ...] = ()  # which engine the simulator plays, and how
 
 
 FLEET = [
@@ -45,6 +46,7 @@ FLEET = [
         engine_version="0.11.0",
         before={"price_per_gpu_hour": 3.00, "engine_version": "0.10.2"},
         upgraded_days_ago=55, repriced_days_ago=20,
+        simulator_args=("--engine", "vllm", "--engine-version", "0.11.0"),
     ),
     DemoEndpoint(
         "b200-llama70b-nvfp4",
@@ -54,6 +56,9 @@ FLEET = [
         engine_version="1.0.0",
         before={"engine_version": "0.21.0"},
         upgraded_days_ago=35,
+        # trtllm-serve: no per-chunk usage; this build's structured output and n > 1 misbehave.
+        simulator_args=("--engine", "tensorrt-llm", "--engine-version", "1.0.0", "--no-chunk-usage",
+                        "--break", "structured_output,n"),
     ),
     DemoEndpoint(
         "hosted-llama70b-api",
@@ -62,6 +67,8 @@ FLEET = [
          "tags": ["demo", "hosted"]},
         before={"input_price_per_million": 0.75, "output_price_per_million": 0.99},
         repriced_days_ago=45,
+        # A hosted API shows nothing of its engine and no metrics; it rate-limits now and then.
+        simulator_args=("--engine", "hosted", "--break", "logprobs"),
     ),
 ]  # fmt: skip
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.schemas import CompareCurve, ComparePage, EndpointPage, ProfileHistory
 from app.services import endpoints as endpoint_service
-from app.services import runs, schedules, scorecards, trends
+from app.services import inspections, runs, schedules, scorecards, trends
 
 COMPARE_MAX = 6
 
@@ -33,6 +33,7 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         )
     recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)
     waiting = await runs.waiting_reasons(session, recent)
+    inspected = await inspections.latest(session, endpoint_id=endpoint_id)
     return EndpointPage(
         endpoint=endpoint_service.to_read(endpoint),
         since=since,
@@ -41,6 +42,9 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
             schedules.to_read(*row) for row in await schedules.list_all(session, endpoint_id=endpoint_id)
         ],
         recent_runs=[runs.list_item(run, endpoint.name, waiting.get(run.id)) for run in recent],
+        inspection=inspections.to_read(inspected, declared=endpoint.engine)
+        if inspected is not None
+        else None,
     )
 
 

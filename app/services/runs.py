@@ -25,6 +25,7 @@ from app.db import unit_of_work
 from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import SYNTHETIC, Endpoint, RequestSample, Run, RunStatus, RunStep
+from app.probe import inspect as probe_inspect
 from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.runner import StepResult, Workload
 from app.probe.stats import summarize_step
@@ -35,8 +36,8 @@ from app.scoring.smart import smart_letters
 from app.security.crypto import SecretBox
 from app.security.redact import shown
 from app.services import endpoints as endpoint_service
+from app.services import inspections, site, tokenizers
 from app.services import profiles as profile_service
-from app.services import site, tokenizers
 from app.services.records import sample_from_row, sample_row, step_columns, with_origin
 from app.summary import RunSummary, StepSummary
 
@@ -237,6 +238,9 @@ async def execute(
                 running.cancel()
             raise
         status, error, environment = outcome.status, outcome.error, outcome.environment or {}
+        if environment and status != RunStatus.cancelled.value:
+            inspected = await _inspect_after(sessionmaker, run_id, spec, clock)
+            environment = {**environment, "inspection": inspected}
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a run must end in a status, whatever happened
@@ -253,6 +257,38 @@ async def execute(
 
         await _with_retry(close, what=f"run {run_id}: recording its end")
     return status
+
+
+async def _inspect_after(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    run_id: int,
+    spec: ProbeSpec,
+    clock: Callable[[], datetime],
+) -> dict[str, Any]:
+    """After the steps (never during them): what serves the endpoint and how much of the API it
+    honours, stored as an inspection of the run and kept in the run's environment for scoring."""
+    async with unit_of_work(sessionmaker) as session:
+        run = await session.get(Run, run_id)
+        endpoint = await session.get(Endpoint, run.endpoint_id) if run is not None else None
+        if endpoint is None:
+            return {"error": "the endpoint was deleted"}
+        endpoint_id, declared, metrics_url = endpoint.id, endpoint.engine, endpoint.metrics_url
+    try:
+        found = await probe_inspect.inspect(
+            spec.target, limits=spec.limits, metrics_url=metrics_url, timeout_s=inspections.RUN_BOUND_S
+        )
+    except Exception as exc:  # an inspection never fails the run it follows
+        log.warning("run %s: inspection failed (%s)", run_id, type(exc).__name__)
+        return {"error": f"the inspection failed: {type(exc).__name__}"}
+
+    async def keep() -> None:
+        async with unit_of_work(sessionmaker) as session:
+            inspections.store(
+                session, endpoint_id=endpoint_id, declared=declared, found=found, now=clock(), run_id=run_id
+            )
+
+    await _with_retry(keep, what=f"run {run_id}: storing its inspection")
+    return inspections.summary(found)
 
 
 async def _store(sessionmaker: async_sessionmaker[AsyncSession], run_id: int, step: StepResult) -> None:

@@ -235,6 +235,10 @@ PERSONAS: dict[str, Persona] = {
 }
 
 
+# A hosted API: OpenAI's routes only, nothing about the engine behind it, no metrics.
+PERSONAS["hosted"] = Persona("hosted", owned_by="organization", metrics_path=None)
+
+
 def persona(name: str) -> Persona:
     try:
         return PERSONAS[name]

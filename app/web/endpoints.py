@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
 from app.errors import ValidationFailed
 from app.schemas import ENGINES, EndpointCreate, EndpointUpdate, field_errors
-from app.services import endpoints, pages, profiles
+from app.services import endpoints, inspections, pages, profiles
 from app.web import figures
 from app.web.forms import endpoint_form_values, endpoint_payload, form_str
 from app.web.templating import render
@@ -116,7 +116,7 @@ async def detail(
     return render(
         request,
         "endpoints/detail.html",
-        {"page": data, "endpoint": data.endpoint, "profiles": all_profiles, "cards": [h.scorecard for h in data.profiles],
+        {"page": data, "endpoint": data.endpoint, "inspection": data.inspection, "profiles": all_profiles, "cards": [h.scorecard for h in data.profiles],
          "schedules": data.schedules, "recent": data.recent_runs, "cost_figures": charts["cost"],
          "latency_figures": charts["latency"]},
     )  # fmt: skip
@@ -167,6 +167,17 @@ async def edit(
         "endpoints/form.html",
         _form_context(values, errors, endpoint=endpoints.to_read(current)),
         status_code=400,
+    )
+
+
+@router.post("/{endpoint_id}/inspect", name="endpoint_inspect")
+async def inspect(
+    request: Request, endpoint_id: RowId, session: SessionDep, box: BoxDep, settings: SettingsDep, now: NowDep,
+    _: EditorDep,
+) -> RedirectResponse:  # fmt: skip
+    await inspections.inspect_now(session, endpoint_id=endpoint_id, box=box, settings=settings, now=now)
+    return RedirectResponse(
+        request.url_for("endpoint_detail", endpoint_id=endpoint_id).path + "#serving", status_code=303
     )
 
 

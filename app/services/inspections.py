@@ -1,0 +1,115 @@
+"""Inspections of an endpoint (engine detection and the conformance checklist): after each run
+and on demand ("Inspect" on the endpoint page, POST /api/v1/endpoints/{id}/inspections)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.models import Endpoint, Inspection
+from app.probe import inspect as probe_inspect
+from app.probe.types import Limits, Target
+from app.schemas import InspectionRead
+from app.security.crypto import SecretBox
+from app.services import endpoints as endpoint_service
+from app.services import site
+
+log = logging.getLogger("smartbench.inspections")
+
+RUN_BOUND_S = 60.0  # an inspection after a run never holds its end longer than this
+
+
+async def target_for(
+    session: AsyncSession, endpoint: Endpoint, *, box: SecretBox, settings: Settings
+) -> tuple[Target, Limits]:
+    key = endpoint_service.decrypt_key(endpoint, box)
+    policy = (await site.load(session, settings)).outbound
+    target = Target(endpoint.base_url, endpoint.model, endpoint.api_flavor or "chat", key)
+    return target, Limits(outbound=policy.to_dict())
+
+
+def summary(found: probe_inspect.Inspection) -> dict[str, Any]:
+    """What a run keeps of its inspection (in its environment), for scoring and recompute."""
+    data = found.as_dict()
+    return {k: data[k] for k in ("engine", "engine_version", "checks", "checklist_version", "metrics_exposed",
+                                 "evidence", "error")}  # fmt: skip
+
+
+def store(
+    session: AsyncSession,
+    *,
+    endpoint_id: int,
+    declared: str | None,
+    found: probe_inspect.Inspection,
+    now: datetime,
+    run_id: int | None = None,
+) -> Inspection:
+    row = Inspection(
+        endpoint_id=endpoint_id,
+        run_id=run_id,
+        created_at=now,
+        engine=found.engine,
+        engine_version=(found.engine_version or None) and str(found.engine_version)[:100],
+        declared_engine=declared,
+        checklist_version=found.checklist_version,
+        evidence=[vars(e) for e in found.evidence],
+        checks=[vars(c) for c in found.checks],
+        metrics_exposed=found.metrics_exposed,
+        duration_s=found.duration_s,
+        error=found.error,
+    )
+    session.add(row)
+    return row
+
+
+async def inspect_now(
+    session: AsyncSession, *, endpoint_id: int, box: SecretBox, settings: Settings, now: datetime
+) -> Inspection:
+    endpoint = await endpoint_service.get(session, endpoint_id)
+    target, limits = await target_for(session, endpoint, box=box, settings=settings)
+    found = await probe_inspect.inspect(
+        target, limits=limits, metrics_url=endpoint.metrics_url, timeout_s=RUN_BOUND_S
+    )
+    row = store(session, endpoint_id=endpoint.id, declared=endpoint.engine, found=found, now=now)
+    await session.flush()
+    return row
+
+
+async def latest(session: AsyncSession, *, endpoint_id: int) -> Inspection | None:
+    result: Inspection | None = await session.scalar(
+        select(Inspection)
+        .where(Inspection.endpoint_id == endpoint_id)
+        .order_by(Inspection.created_at.desc(), Inspection.id.desc())
+        .limit(1)
+    )
+    return result
+
+
+async def recent(session: AsyncSession, *, endpoint_id: int, limit: int = 20) -> list[Inspection]:
+    rows = await session.scalars(
+        select(Inspection)
+        .where(Inspection.endpoint_id == endpoint_id)
+        .order_by(Inspection.created_at.desc(), Inspection.id.desc())
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+def to_read(row: Inspection, *, declared: str | None = None) -> InspectionRead:
+    """`declared`: the endpoint's engine now (else as it was when inspected)."""
+    read = InspectionRead.model_validate(row)
+    return read.model_copy(update={"warning": disagreement(declared or row.declared_engine, row.engine)})
+
+
+def disagreement(declared: str | None, detected: str) -> str | None:
+    """A warning when the declared engine and the detected one differ (unknown never differs)."""
+    if not declared or detected == "unknown" or declared in ("other", "hosted-api"):
+        return None
+    if declared == detected:
+        return None
+    return f"declared {declared}, but the endpoint looks like {detected}"
