@@ -418,9 +418,24 @@ def probe(
     timeout_idle: Annotated[float, typer.Option(help="Longest gap between reads (s)")] = 30.0,
     timeout_total: Annotated[float, typer.Option(help="Seconds for a whole request")] = 600.0,
     processes: Annotated[int, typer.Option(help="Shard the load across N worker processes (cores)")] = 1,
+    inspect: Annotated[
+        bool,
+        typer.Option("--inspect", help="Only inspect: detect the engine and run the conformance checklist"),
+    ] = False,
+    metrics_url: Annotated[
+        str | None, typer.Option(help="The server's Prometheus endpoint (default: <root>/metrics)")
+    ] = None,
 ) -> None:
     """Run one benchmark now: progress bar, result table, optional JSON summary."""
-    from app.probe.console import run_probe_command
+    from app.probe.console import run_inspect_command, run_probe_command
+
+    if inspect:
+        raise typer.Exit(
+            run_inspect_command(
+                base_url=base_url, model=model, api=api, api_key=api_key, metrics_url=metrics_url,
+                json_out=json_out, console=err if json_out == "-" else out,
+            )
+        )  # fmt: skip
 
     if concurrency and rate:
         raise _fail("give --concurrency or --rate, not both", 2)

@@ -186,3 +186,14 @@ def test_which_refusals_fall_back(status: int, body: bytes, falls_back: bool) ->
     from app.probe.runner import refuses_an_option
 
     assert refuses_an_option(status, body) is falls_back
+
+
+def test_probe_inspect_prints_the_engine_and_the_checklist() -> None:
+    with simulator("--preset", "zero", "--engine", "llama.cpp", "--engine-version", "4120",
+                   "--break", "logprobs") as url:  # fmt: skip
+        out = smartbench("probe", "--base-url", url, "--model", "sim", "--inspect", "--json", "-")
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert (found["engine"], found["engine_version"]) == ("llama.cpp", "b4120")
+    assert {c["id"]: c["status"] for c in found["checks"]}["logprobs"] == "failed"
+    assert "engine: llama.cpp b4120" in out.stderr and "get_weather" in out.stderr

@@ -10,10 +10,12 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from app.domain import SLO, load_label
+from app.probe.inspect import inspect
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
 from app.probe.prompts import load_tokenizer
 from app.probe.runner import Workload
@@ -143,6 +145,44 @@ def run_probe_command(
         console.print(f"[red]smartbench: the run {outcome.status}:[/red] {outcome.error}")
     _write_json(summary, json_out)
     return 0 if outcome.status == "succeeded" else 1
+
+
+def run_inspect_command(
+    *,
+    base_url: str,
+    model: str,
+    api: str,
+    api_key: str | None,
+    metrics_url: str | None,
+    json_out: str | None,
+    console: Console,
+) -> int:
+    """`smartbench probe --inspect`: the engine, its evidence and the checklist, no load."""
+    found = asyncio.run(inspect(Target(base_url.rstrip("/"), model, api, api_key), metrics_url=metrics_url))
+    if found.error:
+        console.print(f"[red]smartbench: cannot inspect:[/red] {found.error}")
+    version = f" {found.engine_version}" if found.engine_version else ""
+    console.print(f"engine: [bold]{found.engine}{version}[/bold]   metrics: "
+                  f"{'exposed at ' + str(found.metrics_url) if found.metrics_exposed else 'not found'}")  # fmt: skip
+    for item in found.evidence:
+        console.print(f"  {escape(item.source)}: {escape(item.saw)} ({item.engine} +{item.weight})")
+    table = Table(title=f"conformance checklist {found.checklist_version}")
+    for column in ("check", "result", "request"):
+        table.add_column(column)
+    colours = {"passed": "green", "failed": "red", "not_supported": "yellow", "not_observed": "dim"}
+    for check in found.checks:
+        table.add_row(
+            check.title, f"[{colours[check.status]}]{check.status.replace('_', ' ')}[/]", check.request
+        )
+    console.print(table)
+    if json_out:
+        data = orjson.dumps(found.as_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+        if json_out == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            Path(json_out).write_bytes(data)
+    return 3 if found.error else 0
 
 
 def _step_load(mode: str, level: float) -> dict[str, Any]:
