@@ -466,6 +466,7 @@ def probe(
         json_out=json_out,
         timeouts=(timeout_connect, timeout_ttft, timeout_idle, timeout_total),
         processes=processes,
+        metrics_url=metrics_url,
         console=err if json_out == "-" else out,
     )
     raise typer.Exit(code)

@@ -121,7 +121,9 @@ def degraded_reasons(step: Mapping[str, Any]) -> list[str]:
 # -- what a run ran on: the keys that mark a price change or a serving-stack change on a trend ----
 
 PRICE_FIELDS = ("gpu_count", "price_per_gpu_hour", "overhead_per_hour",
-                "input_price_per_million", "output_price_per_million")  # fmt: skip
+                "input_price_per_million", "output_price_per_million", "electricity_price_per_kwh")  # fmt: skip
+# Fields added after runs were keyed: they count only when set, so older keys stay equal.
+LATE_KEY_FIELDS = frozenset({"electricity_price_per_kwh"})
 STACK_FIELDS = ("model", "engine", "engine_version", "quantization", "gpu_model", "gpu_count")
 
 
@@ -131,7 +133,10 @@ def snapshot_key(snapshot: Mapping[str, Any] | None, fields: tuple[str, ...]) ->
     import hashlib
     import json
 
-    picked = {name: (snapshot or {}).get(name) for name in fields}
+    snap = snapshot or {}
+    picked = {
+        name: snap.get(name) for name in fields if name not in LATE_KEY_FIELDS or snap.get(name) is not None
+    }
     return hashlib.sha1(json.dumps(picked, sort_keys=True).encode(), usedforsecurity=False).hexdigest()[:16]
 
 

@@ -200,6 +200,7 @@ class Endpoint(Base):
     # Hosted, per-token priced APIs.
     input_price_per_million: Mapped[float | None] = mapped_column(Float)
     output_price_per_million: Mapped[float | None] = mapped_column(Float)
+    electricity_price_per_kwh: Mapped[float | None] = mapped_column(Float)  # adds energy to self-hosted cost
 
     # Declared (and later detected) serving stack.
     engine: Mapped[str | None] = mapped_column(String(50))

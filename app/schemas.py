@@ -120,6 +120,7 @@ class EndpointFields(BaseModel):
     watts_per_gpu: float | None = Field(default=None, gt=0, le=10_000)
     input_price_per_million: float | None = Field(default=None, ge=0, le=10_000)
     output_price_per_million: float | None = Field(default=None, ge=0, le=10_000)
+    electricity_price_per_kwh: float | None = Field(default=None, ge=0, le=10, description="$ per kWh")
     engine: ShortText | None = None
     quantization: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
     tags: list[str] | None = None
@@ -224,6 +225,7 @@ class EndpointRead(BaseModel):
     watts_per_gpu: float | None
     input_price_per_million: float | None
     output_price_per_million: float | None
+    electricity_price_per_kwh: float | None = None
     engine: str | None
     engine_version: str | None
     quantization: str | None

@@ -55,6 +55,28 @@ class Quality(_Model):
     error_rate: float | None = None
 
 
+class Telemetry(_Model):
+    """What the server's own metrics said during a step (app/probe/telemetry.py)."""
+
+    source: str | None = None
+    scrapes: int = 0
+    window_s: float | None = None
+    running_mean: float | None = None
+    running_max: float | None = None
+    waiting_mean: float | None = None
+    waiting_max: float | None = None
+    kv_usage_mean: float | None = None  # 0..1
+    kv_usage_max: float | None = None
+    prefix_hit_rate: float | None = None
+    preemptions: float | None = None
+    server_ttft_ms: float | None = None  # the server's own mean, from its histogram
+    server_itl_ms: float | None = None
+    power_w: float | None = None  # measured mean power over the step, all GPUs
+    energy_j: float | None = None
+    energy_source: str | None = None  # "energy counter" | "power gauge"
+    series: list[list[float | None]] = Field(default_factory=list)  # [t s, running, waiting, kv, watts]
+
+
 class StepSummary(_Model):
     concurrency: int | None = None
     request_rate: float | None = None
@@ -86,6 +108,8 @@ class StepSummary(_Model):
     cost_per_million_good_tokens: float | None = None
     cost_per_million_tokens_blended: float | None = None
     tokens_per_joule: float | None = None
+    energy_source: str | None = None  # "measured" (the server's DCGM metrics) | "declared" (watts typed in)
+    telemetry: Telemetry | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

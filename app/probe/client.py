@@ -115,6 +115,16 @@ def make_session(concurrency: int, timeouts: Timeouts, limits: Limits | None = N
     )
 
 
+async def read_all(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body (a stream included, to its end), at most `limit` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await response.content.read(limit - size)):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 def headers_for(target: Target) -> dict[str, str]:
     headers = {
         "Content-Type": "application/json",

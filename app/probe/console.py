@@ -88,6 +88,7 @@ def run_probe_command(
     timeouts: tuple[float, float, float, float],
     console: Console,
     processes: int = 1,
+    metrics_url: str | None = None,
 ) -> int:
     workload = Workload(
         input_tokens=input_tokens,
@@ -113,6 +114,7 @@ def run_probe_command(
         timeouts=Timeouts(*timeouts),
         tokenizer=tokenizer,
         processes=processes,
+        metrics_url=metrics_url,
     )
     planned = None if requests is None else requests + warmup
     with Progress(

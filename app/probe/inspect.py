@@ -29,7 +29,7 @@ import aiohttp
 import orjson
 
 from app.domain import CHECKLIST, CHECKLIST_VERSION, TITLES
-from app.probe.client import headers_for, make_session, outbound_problem
+from app.probe.client import headers_for, make_session, outbound_problem, read_all
 from app.probe.types import Limits, Target, Timeouts
 from app.security.redact import Redactor, excerpt
 
@@ -136,7 +136,9 @@ class _Client:
             async with self.session.get(
                 url, headers=self.headers, allow_redirects=False, timeout=timeout
             ) as r:
-                return _Reply(r.status, {k.lower(): v for k, v in r.headers.items()}, await _body(r, 65536))
+                return _Reply(
+                    r.status, {k.lower(): v for k, v in r.headers.items()}, await read_all(r, 65536)
+                )
         except (aiohttp.ClientError, TimeoutError, OSError):
             return None
 
@@ -149,7 +151,7 @@ class _Client:
                     url, data=orjson.dumps(body), headers=self.headers, allow_redirects=False, timeout=timeout
                 ) as r:
                     reply = _Reply(
-                        r.status, {k.lower(): v for k, v in r.headers.items()}, await _body(r, 1 << 20)
+                        r.status, {k.lower(): v for k, v in r.headers.items()}, await read_all(r, 1 << 20)
                     )
             except (aiohttp.ClientError, TimeoutError, OSError):
                 return None
@@ -163,16 +165,6 @@ class _Client:
                 delay = 1.0
             await asyncio.sleep(delay)
         return None
-
-
-async def _body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body (a stream included, to its end), at most `limit` bytes."""
-    parts: list[bytes] = []
-    size = 0
-    while size < limit and (chunk := await response.content.read(limit - size)):
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)
 
 
 # -- detection ---------------------------------------------------------------------------------------

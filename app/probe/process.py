@@ -59,6 +59,7 @@ class ProbeSpec:
     limits: Limits = field(default_factory=Limits)
     tokenizer: str | None = None
     processes: int = 1
+    metrics_url: str | None = None  # the server's Prometheus endpoint, scraped during each step
 
     def to_json(self) -> bytes:
         return orjson.dumps(dataclasses.asdict(self))
@@ -76,6 +77,7 @@ class ProbeSpec:
             limits=Limits(**data["limits"]),
             tokenizer=data["tokenizer"],
             processes=int(data["processes"]),
+            metrics_url=data.get("metrics_url"),
         )
 
 
@@ -341,6 +343,7 @@ async def _child(spec: ProbeSpec, channel: _Channel) -> None:
             limits=spec.limits,
             tokenizer=spec.tokenizer,
             processes=spec.processes,
+            metrics_url=spec.metrics_url,
         )
     except ValueError as exc:  # e.g. a tokenizer that cannot be loaded
         channel.send("end", status="failed", error=str(exc), environment=None)

@@ -13,6 +13,7 @@ stall while every stream sat between tokens delayed no stamp that a statistic re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import multiprocessing
@@ -47,6 +48,7 @@ from app.probe.prompts import (
     tokens_per_chunk,
 )
 from app.probe.stats import summarize_step
+from app.probe.telemetry import Scraper
 from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
 from app.summary import StepSummary
 
@@ -255,7 +257,10 @@ class Prober:
         limits: Limits = Limits(),
         tokenizer: str | None = None,
         processes: int = 1,
+        metrics_url: str | None = None,
     ) -> None:
+        self.metrics_url = metrics_url  # scraped once a second during each step (telemetry.py)
+        self._scraper: Scraper | None = None
         self.processes = max(1, processes)
         self.tokenizer_spec = tokenizer
         self.target = target
@@ -427,9 +432,30 @@ class Prober:
                 sample.chunk_tokens = counts
 
     async def run_step(self, index: int, level: float, progress: Progress | None = None) -> StepResult:
-        if self.processes > 1:
-            return await self._sharded_step(index, level, progress)
-        return await self._local_step(index, level, progress)
+        scraper = None
+        if self.metrics_url and outbound_problem(self.metrics_url, self.limits) is None:
+            scraper = Scraper(self.metrics_url, self.limits)
+            await scraper.start()
+        self._scraper = scraper
+        try:
+            if self.processes > 1:
+                result = await self._sharded_step(index, level, progress)
+            else:
+                result = await self._local_step(index, level, progress)
+        except BaseException:
+            if scraper is not None:
+                with contextlib.suppress(Exception):
+                    await scraper.stop()
+            raise
+        if scraper is not None:
+            telemetry = await scraper.stop()
+            if telemetry is not None:
+                update: dict[str, Any] = {"telemetry": telemetry}
+                tps = result.summary.output_tokens_per_s
+                if telemetry.power_w and tps:  # measured energy needs no price: tokens per joule now
+                    update |= {"tokens_per_joule": tps / telemetry.power_w, "energy_source": "measured"}
+                result.summary = result.summary.model_copy(update=update)
+        return result
 
     async def _sharded_step(self, index: int, level: float, progress: Progress | None) -> StepResult:
         """Beyond one core: the step's clients are split across worker processes (each its own
@@ -457,7 +483,11 @@ class Prober:
         loop = asyncio.get_running_loop()
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            if self._scraper is not None:
+                await self._scraper.mark("start")
             results = await asyncio.gather(*(loop.run_in_executor(pool, _run_shard, job) for job in jobs))
+            if self._scraper is not None:
+                await self._scraper.mark("end")
         samples = [sample for result in results for sample in result[0]]
         bound = any(result[1] for result in results)
         notes = [f"{n} processes", *sorted({note for result in results for note in result[2]})]
@@ -503,6 +533,8 @@ class Prober:
         try:
             async with make_session(pool, self.timeouts, self.limits) as session:
                 ramp = min(RAMP_SPACING_S * concurrency, RAMP_MAX_S) if closed else 0.0
+                if self._scraper is not None:
+                    await self._scraper.mark("start")
                 monitor.start(settle_s=ramp + TICK_S if closed else 0.0)
                 try:
                     if closed:
@@ -515,6 +547,8 @@ class Prober:
                     cancelled = True  # keep what completed; the run ends after this step
                 finally:
                     await monitor.stop()
+                    if self._scraper is not None and not cancelled:
+                        await self._scraper.mark("end")
         finally:
             gc.unfreeze()
         self._count_tokens(samples)

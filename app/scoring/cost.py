@@ -19,6 +19,7 @@ class CostInputs:
     watts_per_gpu: float | None = None
     input_price_per_million: float | None = None
     output_price_per_million: float | None = None
+    electricity_price_per_kwh: float | None = None  # self-hosted: energy is paid for by the hour too
 
     @classmethod
     def from_snapshot(cls, snap: Mapping[str, Any] | None) -> CostInputs:
@@ -42,6 +43,12 @@ class CostInputs:
         return self.gpu_count * self.price_per_gpu_hour + (self.overhead_per_hour or 0.0)
 
     @property
+    def declared_watts(self) -> float | None:
+        if not self.gpu_count or not self.watts_per_gpu:
+            return None
+        return self.gpu_count * self.watts_per_gpu
+
+    @property
     def blended_price(self) -> float | None:
         """Artificial Analysis' 3:1 blend of input and output prices, per million tokens."""
         if not self.per_token:
@@ -57,21 +64,29 @@ def per_million(hourly: float | None, tokens_per_s: float | None) -> float | Non
     return hourly / (tokens_per_s * 3600.0) * MILLION
 
 
-def step_costs(step: Mapping[str, Any], inputs: CostInputs) -> dict[str, float | None]:
-    """The cost fields of a step summary (DESIGN's run summary keys)."""
+def step_costs(step: Mapping[str, Any], inputs: CostInputs) -> dict[str, Any]:
+    """The cost fields of a step summary (DESIGN's run summary keys). Power is the step's
+    measured mean (the server's DCGM metrics, telemetry.power_w) when there is one, labelled
+    "measured", else the declared gpu_count x watts_per_gpu, labelled "declared". With an
+    electricity price, a self-hosted hour also pays for that power."""
     out_tps = step.get("output_tokens_per_s")
     in_tps = step.get("input_tokens_per_s")
     total_tps = step.get("total_tokens_per_s")
     good_tps = step.get("good_tokens_per_s")
-    result: dict[str, float | None] = {
+    measured = (step.get("telemetry") or {}).get("power_w")
+    watts = measured if measured else inputs.declared_watts
+    result: dict[str, Any] = {
         "cost_per_million_output_tokens": None,
         "cost_per_million_tokens": None,
         "cost_per_million_good_tokens": None,
         "cost_per_million_tokens_blended": None,
         "tokens_per_joule": None,
+        "energy_source": None if not watts else ("measured" if measured else "declared"),
     }
     if inputs.self_hosted:
         hourly = inputs.hourly_cost
+        if hourly is not None and inputs.electricity_price_per_kwh is not None and watts:
+            hourly += watts / 1000.0 * inputs.electricity_price_per_kwh
         result["cost_per_million_output_tokens"] = per_million(hourly, out_tps)
         result["cost_per_million_tokens"] = per_million(hourly, total_tps)
         result["cost_per_million_good_tokens"] = per_million(hourly, good_tps)
@@ -89,7 +104,7 @@ def step_costs(step: Mapping[str, Any], inputs: CostInputs) -> dict[str, float |
         if good_tps:
             result["cost_per_million_good_tokens"] = spend_per_s / good_tps * MILLION
         result["cost_per_million_tokens_blended"] = inputs.blended_price
-    result["tokens_per_joule"] = tokens_per_joule(out_tps, inputs)
+    result["tokens_per_joule"] = tokens_per_joule(out_tps, inputs, measured or None)
     return result
 
 

@@ -35,7 +35,7 @@ class OperatingPoint:
     step_index: int
     interpolated: bool
     next_step_index: int | None = None  # the step that breaks the SLO, when interpolated
-    costs: dict[str, float | None] = field(default_factory=dict)
+    costs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def step_indices(self) -> list[int]:
@@ -116,12 +116,15 @@ def operating_point(
         if best is None or point.output_tokens_per_s > best.output_tokens_per_s:
             best = point
     if best is not None:
+        # Power as measured in the step the point rests on (its telemetry), else declared.
+        measured_in = next((s for s in steps if s.get("_index") == best.step_index), {})
         best.costs = step_costs(
             {
                 "output_tokens_per_s": best.output_tokens_per_s,
                 "input_tokens_per_s": best.input_tokens_per_s,
                 "total_tokens_per_s": best.total_tokens_per_s,
                 "good_tokens_per_s": best.good_tokens_per_s,
+                "telemetry": measured_in.get("telemetry"),
             },
             inputs,
         )
@@ -358,7 +361,7 @@ def smart_letters(
             },
             {"label": "target price", "value": float(target), "unit": "$ per million tokens"},
             {
-                "label": "tokens per joule (declared power)",
+                "label": f"tokens per joule ({(point.costs.get('energy_source') if point else None) or 'no power known'})",
                 "value": point.costs.get("tokens_per_joule") if point else None,
                 "unit": "tokens/J",
             },

@@ -61,6 +61,10 @@ def pricing_problems(values: dict[str, Any]) -> dict[str, str]:
         for field in ("input_price_per_million", "output_price_per_million"):
             if values.get(field) is None:
                 problems[field] = "give both the input and the output price per million tokens"
+    if values.get("electricity_price_per_kwh") is not None and not gpu_hour:
+        problems["electricity_price_per_kwh"] = (
+            "electricity adds to self-hosted pricing: give a price per GPU-hour too"
+        )
     if values.get("watts_per_gpu") is not None and not values.get("gpu_count"):
         problems.setdefault("gpu_count", "give the GPU count so energy can be computed from watts per GPU")
     return problems

@@ -43,7 +43,10 @@ def step_columns(summary: dict[str, Any]) -> dict[str, Any]:
     cols["client_bound"] = bool(quality.get("client_bound"))
     cols["osl_mismatch_pct"] = quality.get("osl_mismatch_pct")
     cols["usage_tokenizer_diff_pct"] = quality.get("usage_tokenizer_diff_pct")
-    cols["energy_source"] = "declared" if summary.get("tokens_per_joule") is not None else None
+    cols["energy_source"] = (
+        summary.get("energy_source") if summary.get("tokens_per_joule") is not None else None
+    )
+    cols["energy_joules"] = (summary.get("telemetry") or {}).get("energy_j")
     return cols
 
 

@@ -44,7 +44,7 @@ from app.summary import RunSummary, StepSummary
 log = logging.getLogger("smartbench.runs")
 
 COST_FIELDS = ("gpu_count", "price_per_gpu_hour", "overhead_per_hour", "watts_per_gpu",
-               "input_price_per_million", "output_price_per_million")  # fmt: skip
+               "input_price_per_million", "output_price_per_million", "electricity_price_per_kwh")  # fmt: skip
 ENDPOINT_FIELDS = (
     "name",
     "base_url",
@@ -157,6 +157,7 @@ async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox, setting
         workload_from(dict(run.profile_snapshot)),
         limits=Limits(outbound=policy.to_dict()),
         tokenizer=tokenizer,
+        metrics_url=endpoint.metrics_url if endpoint is not None else None,
     )
 
 

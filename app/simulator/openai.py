@@ -104,16 +104,16 @@ def refusal(req: dict[str, Any], style: str) -> tuple[int, dict[str, Any]] | Non
 
 
 def render_metrics(state: SimulatorState) -> str:
+    """The engine's gauges and counters in its own names (personas.py), the server's TTFT and
+    time-per-token histograms (sum and count), and a DCGM exporter's power gauge and energy
+    counter per GPU (the energy is the simulator's integral of its power model)."""
+    state.power_tick()
     m = state.metrics
     c = state.config
     engine = state.engine
     running = len(engine.running) if isinstance(engine, BatchEngine) else (engine.running if engine else 0)
     waiting = len(engine.waiting) if isinstance(engine, BatchEngine) else 0
     kv = engine.kv_used / c.kv_budget_tokens if isinstance(engine, BatchEngine) else 0.0
-    util = min(1.0, running / max(1, c.max_batch)) if running else 0.0
-    watts = c.idle_watts_per_gpu + (c.watts_per_gpu - c.idle_watts_per_gpu) * (
-        0.6 + 0.4 * util if running else 0.0
-    )
     label = f'model_name="{c.model}"'
     names = state.persona.metric_names  # the engine's own names for the same gauges and counters
     lines: list[str] = []
@@ -131,11 +131,24 @@ def render_metrics(state: SimulatorState) -> str:
                 f"# TYPE {names[key]} {kind}",
                 f"{names[key]}{{{label}}} {value}",
             ]
+    for key, total, count, help_text in (
+        ("ttft", m.ttft_sum_s, m.ttft_count, "Histogram of time to first token in seconds."),
+        ("itl", m.itl_sum_s, m.itl_count, "Histogram of time per output token in seconds."),
+    ):
+        if key in names:
+            name = names[key]
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram",
+                      f'{name}_bucket{{{label},le="+Inf"}} {count}', f"{name}_sum{{{label}}} {total:.6f}",
+                      f"{name}_count{{{label}}} {count}"]  # fmt: skip
+    per_gpu_w = m.watts / max(1, c.gpu_count)
+    per_gpu_mj = m.energy_j * 1000.0 / max(1, c.gpu_count)
+    lines += ["# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).", "# TYPE DCGM_FI_DEV_POWER_USAGE gauge"]
+    lines += [f'DCGM_FI_DEV_POWER_USAGE{{gpu="{i}"}} {per_gpu_w:.3f}' for i in range(c.gpu_count)]
+    lines += ["# HELP DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION Total energy consumption since boot (in mJ).",
+              "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter"]  # fmt: skip
     lines += [
-        "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).",
-        "# TYPE DCGM_FI_DEV_POWER_USAGE gauge",
+        f'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu="{i}"}} {per_gpu_mj:.3f}' for i in range(c.gpu_count)
     ]
-    lines += [f'DCGM_FI_DEV_POWER_USAGE{{gpu="{i}"}} {watts:.1f}' for i in range(c.gpu_count)]
     lag = sorted(state.timeline.lateness_us)
     if lag:
         lines += [

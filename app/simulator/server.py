@@ -44,6 +44,15 @@ class Metrics:
     prompt_tokens_total: int = 0
     generation_tokens_total: int = 0
     started_ns: int = field(default_factory=time.perf_counter_ns)
+    # The server's own latency, as engines export it: sums and counts of seconds.
+    ttft_sum_s: float = 0.0
+    ttft_count: int = 0
+    itl_sum_s: float = 0.0
+    itl_count: int = 0
+    # Energy: the integral of the power model over time (what a DCGM energy counter reports).
+    energy_j: float = 0.0
+    power_at_ns: int = field(default_factory=time.perf_counter_ns)
+    watts: float = 0.0
 
 
 class SimulatorState:
@@ -70,10 +79,43 @@ class SimulatorState:
         self.created = int(time.time())
         self.connections: set[HTTPConnection] = set()
         self._ids = 0
+        self.power_tick()
 
     def next_id(self) -> str:
         self._ids += 1
         return f"cmpl-sim{self._ids:08d}"
+
+    def running_now(self) -> int:
+        engine = self.engine
+        if isinstance(engine, BatchEngine):
+            return len(engine.running) + len(engine.waiting)
+        return engine.running if engine is not None else 0
+
+    def power_tick(self) -> None:
+        """Account the energy used since the last change of load, then take the new power:
+        idle when nothing runs, else 60 % of the way to full power plus 40 % x utilisation."""
+        m, c = self.metrics, self.config
+        now = time.perf_counter_ns()
+        m.energy_j += m.watts * (now - m.power_at_ns) / 1e9
+        m.power_at_ns = now
+        running = self.running_now()
+        util = min(1.0, running / max(1, c.max_batch))
+        per_gpu = c.idle_watts_per_gpu + (c.watts_per_gpu - c.idle_watts_per_gpu) * (
+            0.6 + 0.4 * util if running else 0.0
+        )
+        m.watts = per_gpu * c.gpu_count
+
+
+def account_latency(state: SimulatorState, gen: Generation, first_ns: int) -> None:
+    """The server-side TTFT (arrival to first token) and time per output token after it."""
+    if not first_ns:
+        return
+    m = state.metrics
+    m.ttft_sum_s += (first_ns - gen.arrived_ns) / 1e9
+    m.ttft_count += 1
+    if gen.output_tokens > 1:
+        m.itl_sum_s += (time.perf_counter_ns() - first_ns) / 1e9
+        m.itl_count += gen.output_tokens - 1
 
 
 class StreamSink:
@@ -84,6 +126,7 @@ class StreamSink:
         "closed",
         "conn",
         "continuous",
+        "first_ns",
         "gen",
         "include_usage",
         "prefix",
@@ -106,6 +149,7 @@ class StreamSink:
         self.include_usage = include_usage
         self.continuous = continuous
         self.reasoning = reasoning
+        self.first_ns = 0
         self.closed = False
         self.gen: Generation | None = None
         obj = "chat.completion.chunk" if chat else "text_completion"
@@ -156,6 +200,8 @@ class StreamSink:
         return self.prefix + body + b',"finish_reason":null}]' + usage + b"}\n\n"
 
     def on_tokens(self, start: int, count: int) -> None:
+        if not self.first_ns:
+            self.first_ns = time.perf_counter_ns()
         if not self.closed:
             self.conn.write_chunk(self.event_bytes(start, count))
 
@@ -174,6 +220,7 @@ class StreamSink:
         data = self.finish_bytes(reason)
         self.conn.end_chunked(b"%x\r\n%s\r\n" % (len(data), data))  # last event and terminator: one write
         self._account()
+        self.state.power_tick()
 
     def _account(self) -> None:
         assert self.gen is not None
@@ -181,6 +228,7 @@ class StreamSink:
         m.success_total += 1
         m.prompt_tokens_total += self.gen.input_tokens
         m.generation_tokens_total += self.gen.output_tokens
+        account_latency(self.state, self.gen, self.first_ns)
 
 
 class JsonSink:
@@ -193,9 +241,11 @@ class JsonSink:
         self.reasoning = reasoning
         self.closed = False
         self.gen: Generation | None = None
+        self.first_ns = 0
 
     def on_tokens(self, start: int, count: int) -> None:
-        return None
+        if not self.first_ns:
+            self.first_ns = time.perf_counter_ns()
 
     def on_finish(self, reason: str) -> None:
         if self.closed:
@@ -230,6 +280,8 @@ class JsonSink:
         m.success_total += 1
         m.prompt_tokens_total += self.gen.input_tokens
         m.generation_tokens_total += n
+        account_latency(self.state, self.gen, self.first_ns)
+        self.state.power_tick()
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -537,6 +589,7 @@ class HTTPConnection(asyncio.Protocol):
         if isinstance(sink, StreamSink):
             sink.start()
         engine.submit(gen)
+        state.power_tick()
 
 
 _ROUTES: dict[tuple[str, str], Callable[[HTTPConnection, dict[str, str], bytes], None]] = {

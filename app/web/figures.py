@@ -234,6 +234,39 @@ def sweep(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str]:
     return {"throughput": _json(tput), "latency": _json(lat)}
 
 
+def telemetry(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str]:
+    """What the server said under each load (steps with telemetry only): KV-cache use and queue
+    depth, and its own TTFT and time per token next to the client's."""
+    measured = [s for s in steps if s.get("telemetry")]
+    if not measured:
+        return {}
+    loads = [load_of(s) for s in measured]
+    tel = [s["telemetry"] for s in measured]
+    server = go.Figure(layout=_layout("Server state across the sweep (its own metrics)", load_label, "requests",
+                                      yaxis2={"title": "KV-cache use (%)", "overlaying": "y", "side": "right",
+                                              "rangemode": "tozero"}))  # fmt: skip
+    for i, (key, name) in enumerate((("running_mean", "running (mean)"), ("waiting_mean", "waiting (mean)"),
+                                     ("waiting_max", "waiting (max)"))):  # fmt: skip
+        server.add_trace(go.Scatter(x=loads, y=[t.get(key) for t in tel], mode="lines+markers", name=name,
+                                    line={"color": PALETTE[i]}))  # fmt: skip
+    for i, (key, name) in enumerate(
+        (("kv_usage_mean", "KV-cache (mean)"), ("kv_usage_max", "KV-cache (max)"))
+    ):
+        server.add_trace(go.Scatter(x=loads, y=[None if t.get(key) is None else 100 * t[key] for t in tel],
+                                    mode="lines+markers", name=name, yaxis="y2",
+                                    line={"color": PALETTE[3 + i], "dash": "dot"}))  # fmt: skip
+    lat = go.Figure(layout=_layout("Server's latency next to the client's", load_label, "ms"))
+    for i, (label, values) in enumerate((
+        ("TTFT, client (mean)", [(s.get("ttft_ms") or {}).get("mean") for s in measured]),
+        ("TTFT, server (mean)", [t.get("server_ttft_ms") for t in tel]),
+        ("ITL, client (mean)", [(s.get("itl_ms") or {}).get("mean") for s in measured]),
+        ("ITL, server (mean)", [t.get("server_itl_ms") for t in tel]),
+    )):  # fmt: skip
+        lat.add_trace(go.Scatter(x=loads, y=values, mode="lines+markers", name=label,
+                                 line={"color": PALETTE[i // 2], "dash": "dot" if i % 2 else "solid"}))  # fmt: skip
+    return {"server_state": _json(server), "server_latency": _json(lat)}
+
+
 def tradeoff(
     curves: Sequence[tuple[str, Sequence[dict[str, Any]], int | None]], slo_tpot_ms: float | None
 ) -> str:

@@ -18,7 +18,8 @@ def endpoint_form_values(form: FormData) -> dict[str, str]:
     """What the user typed, to re-fill the form (never the API key)."""
     fields = (
         "name", "base_url", "api_flavor", "model", "gpu_model", "gpu_count", "price_per_gpu_hour",
-        "overhead_per_hour", "watts_per_gpu", "input_price_per_million", "output_price_per_million",
+        "overhead_per_hour", "watts_per_gpu", "electricity_price_per_kwh", "input_price_per_million",
+        "output_price_per_million",
         "engine", "quantization", "tags", "metrics_url", "tokenizer", "description",
     )  # fmt: skip
     return {field: form_str(form, field) for field in fields}
@@ -29,6 +30,7 @@ NUMERIC = {
     "price_per_gpu_hour": float,
     "overhead_per_hour": float,
     "watts_per_gpu": float,
+    "electricity_price_per_kwh": float,
     "input_price_per_million": float,
     "output_price_per_million": float,
 }

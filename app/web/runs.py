@@ -54,6 +54,7 @@ async def run_page(request: Request, run_id: RowId, session: SessionDep, _: Read
         def build() -> dict[str, str]:
             out = figures.distributions(samples)
             out.update(figures.sweep(steps, load_label))
+            out.update(figures.telemetry(steps, load_label))
             out["tradeoff"] = figures.tradeoff(
                 [(endpoint.get("name", ""), steps, endpoint.get("gpu_count"))], profile.get("slo_tpot_ms")
             )

@@ -1,4 +1,4 @@
-"""inspections: detected engine, evidence and the conformance checklist per endpoint
+"""inspections (detected engine, evidence, the conformance checklist) and the electricity price
 
 Revision ID: 0006
 Revises: 0005
@@ -38,8 +38,12 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
     )
     op.create_index("ix_inspections_endpoint_created", "inspections", ["endpoint_id", "created_at"])
+    with op.batch_alter_table("endpoints") as batch:
+        batch.add_column(sa.Column("electricity_price_per_kwh", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("endpoints") as batch:
+        batch.drop_column("electricity_price_per_kwh")
     op.drop_index("ix_inspections_endpoint_created", table_name="inspections")
     op.drop_table("inspections")
