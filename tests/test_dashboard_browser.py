@@ -72,6 +72,13 @@ def test_demo_ranking_follows_the_presets(demo) -> None:  # type: ignore[no-unty
     score = {name: {e["letter"]: e["score"] for e in card["letters"]} for name, card in cards.items()}
     assert score["b200-llama70b-nvfp4"]["M"] > score["h100-llama70b-fp8"]["M"]
     assert score["b200-llama70b-nvfp4"]["R"] > score["h100-llama70b-fp8"]["R"]
+    # T is scored for every endpoint: vLLM conforms and exposes metrics; this TensorRT-LLM build
+    # breaks structured output and n and sends no per-chunk usage; the hosted API shows no engine
+    # and no metrics. A: the B200 stream carries no per-chunk usage.
+    t = {name: s["T"] for name, s in score.items()}
+    assert None not in t.values()
+    assert t["h100-llama70b-fp8"] > t["b200-llama70b-nvfp4"] > t["hosted-llama70b-api"]
+    assert score["b200-llama70b-nvfp4"]["A"] < score["h100-llama70b-fp8"]["A"]
     # Cost ratio: price ratio x the batching model's throughput ratio at each measured operating point.
     measured = b200["cost_per_million_tokens_at_slo"] / h100["cost_per_million_tokens_at_slo"]
     tput = {
@@ -128,6 +135,11 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
         expect(cost).to_be_visible()
         assert int(cost.get_attribute("data-rendered") or 0) >= 2  # synthetic history and measured runs
         expect(page.locator('.chart[data-chart="latency-chat"][data-rendered]')).to_be_visible()
+        # The engine detected after its run, with its evidence, and the conformance checklist.
+        twin = httpx.get(f"{base}/api/v1/endpoints/{first['endpoint_id']}/overview").json()["inspection"]
+        expect(page.locator("#detected-engine")).to_contain_text(twin["engine"])
+        expect(page.locator("#checklist tbody tr")).to_have_count(len(twin["checks"]))
+        expect(page.locator("#checklist .badge.ok").first).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "endpoint.png"), full_page=True)
 
         # Run page: the step table shows the JSON's numbers; six charts draw.
@@ -137,8 +149,17 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
         for i, step in enumerate(summary["steps"]):
             cell = page.locator(f'#steps-table tr[data-step="{i}"] td[data-metric="output_tokens_per_s"]')
             expect(cell).to_have_text(f"{step['output_tokens_per_s']:,.0f}")
-        expect(page.locator(".chart[data-rendered]")).to_have_count(6)
+        # Six charts, and two more from the server's own metrics when the endpoint exposes them.
+        telemetry = any(step.get("telemetry") for step in summary["steps"])
+        expect(page.locator(".chart[data-rendered]")).to_have_count(8 if telemetry else 6)
         page.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
+        with_metrics = next(r for r in runs if r["endpoint"].startswith("h100"))
+        page.goto(f"{base}/runs/{with_metrics['id']}")
+        expect(page.locator('.chart[data-chart="server_state"][data-rendered]')).to_be_visible()
+        expect(
+            page.locator('#steps-table td[data-metric="tokens_per_joule"] .energy-measured').first
+        ).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "run-telemetry.png"), full_page=True)
 
         # Compare: it opens on the measured endpoints, side by side, with the trade-off curves.
         page.goto(f"{base}/compare")

@@ -3,8 +3,9 @@ power and energy), scraped once a second from the probe's process while the step
 in count, and reduced to per-step aggregates plus a compact time series.
 
 Names differ per engine; each quantity is read from the first name the server exposes:
-vLLM `vllm:*`, SGLang `sglang:*`, TensorRT-LLM `trtllm_*`, Dynamo `dynamo_frontend_*` and
-`dynamo_component_*`, TGI `tgi_*`, llama.cpp `llamacpp:*`. Text is parsed with
+vLLM `vllm:*`, SGLang `sglang:*`, TensorRT-LLM `trtllm_*` (its latency histograms; it exports
+no queue gauges), Dynamo `dynamo_frontend_*` and `dynamo_component_*`, TGI `tgi_*`, llama.cpp
+`llamacpp:*`. Text is parsed with
 prometheus_client's parser. Energy comes from `DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION` (mJ,
 summed over GPUs) when exposed, else from the mean of `DCGM_FI_DEV_POWER_USAGE` (W) over the
 step; either way it is labelled measured, and the cost model prefers it to declared watts."""
@@ -28,11 +29,11 @@ MAX_POINTS = 3600  # an hour of one-second scrapes; later scrapes keep only the 
 SCRAPE_TIMEOUT_S = 2.0
 MAX_BYTES = 4 * 1024 * 1024
 
-RUNNING = ("vllm:num_requests_running", "sglang:num_running_reqs", "trtllm_num_requests_running",
-           "dynamo_frontend_inflight_requests", "tgi_batch_current_size", "llamacpp:requests_processing")  # fmt: skip
-WAITING = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "trtllm_num_requests_waiting",
-           "dynamo_frontend_queued_requests", "tgi_queue_size", "llamacpp:requests_deferred")  # fmt: skip
-KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage", "trtllm_kv_cache_utilization",
+RUNNING = ("vllm:num_requests_running", "sglang:num_running_reqs", "dynamo_frontend_inflight_requests",
+           "tgi_batch_current_size", "llamacpp:requests_processing")  # fmt: skip
+WAITING = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "dynamo_frontend_queued_requests",
+           "tgi_queue_size", "llamacpp:requests_deferred")  # fmt: skip
+KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage",
       "dynamo_component_kvstats_gpu_cache_usage_percent", "llamacpp:kv_cache_usage_ratio")  # fmt: skip
 TTFT = ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds", "trtllm_time_to_first_token_seconds",
         "dynamo_frontend_time_to_first_token_seconds")  # fmt: skip

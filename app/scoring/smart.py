@@ -331,6 +331,7 @@ def smart_letters(
             {"label": "engine (declared)", "value": declared, "unit": ""},
             {"label": "engine (detected)", "value": engine_seen, "unit": ""},
             {"label": "quantization (declared)", "value": endpoint.get("quantization"), "unit": ""},
+            *server_evidence(ordered, judged),
             {"label": "hardware (declared)", "value": _hardware(endpoint), "unit": ""},
             *({"label": label, "value": ok, "unit": "check"} for label, ok in checks),
             {
@@ -390,6 +391,33 @@ def smart_letters(
 # licensed container; an unknown engine cannot be credited.
 OPEN_SOURCE = frozenset({"vllm", "sglang", "tensorrt-llm", "dynamo", "tgi", "llama.cpp", "ollama", "transformers",
                          "smartbench-simulator"})  # fmt: skip
+
+
+def server_evidence(ordered: Sequence[Mapping[str, Any]], slo: SLO) -> list[dict[str, Any]]:
+    """What the server's own metrics showed across the sweep (A's evidence, not scored): where
+    its queue starts to grow, against where the SLO breaks, and its KV-cache at the top."""
+    measured = [s for s in ordered if s.get("telemetry")]
+    if not measured:
+        return [{"label": "server telemetry (metrics URL)", "value": None, "unit": "not measured"}]
+    queued = next((s for s in measured if ((s["telemetry"] or {}).get("waiting_mean") or 0) >= 0.5), None)
+    breaks = next((s for s in ordered if not slo.step_meets(s)), None)
+    if queued is None:
+        queue = "none at any load"
+    else:
+        where = (
+            "before the SLO breaks"
+            if queued is not breaks and slo.step_meets(queued)
+            else "as the SLO breaks"
+        )
+        queue = f"from {load_label(queued)} ({where})"
+    top = measured[-1]["telemetry"] or {}
+    kv = top.get("kv_usage_max")
+    return [
+        {"label": "server queue (its own gauge)", "value": queue, "unit": ""},
+        {"label": "KV-cache at the heaviest step (max)", "value": None if kv is None else round(100 * kv, 1),
+         "unit": "%"},
+        {"label": "server TTFT at the heaviest step (its histogram)", "value": top.get("server_ttft_ms"), "unit": "ms"},
+    ]  # fmt: skip
 
 
 def serving_checks(profile: Mapping[str, Any]) -> tuple[str, ...]:

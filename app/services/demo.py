@@ -35,6 +35,7 @@ class DemoEndpoint:
     upgraded_days_ago: float | None = None  # the serving stack: engine_version, decode steps 10 % faster
     repriced_days_ago: float | None = None
     simulator_args: tuple[str, ...] = ()  # which engine the simulator plays, and how
+    metrics_path: str | None = None  # where its Prometheus text is (telemetry and measured energy)
 
 
 FLEET = [
@@ -47,6 +48,7 @@ FLEET = [
         before={"price_per_gpu_hour": 3.00, "engine_version": "0.10.2"},
         upgraded_days_ago=55, repriced_days_ago=20,
         simulator_args=("--engine", "vllm", "--engine-version", "0.11.0"),
+        metrics_path="/metrics",
     ),
     DemoEndpoint(
         "b200-llama70b-nvfp4",
@@ -59,6 +61,7 @@ FLEET = [
         # trtllm-serve: no per-chunk usage; this build's structured output and n > 1 misbehave.
         simulator_args=("--engine", "tensorrt-llm", "--engine-version", "1.0.0", "--no-chunk-usage",
                         "--break", "structured_output,n"),
+        metrics_path="/prometheus/metrics",
     ),
     DemoEndpoint(
         "hosted-llama70b-api",
@@ -101,8 +104,11 @@ async def register(
     queued = []
     for item in FLEET:
         existing = await session.scalar(select(Endpoint).where(Endpoint.name == item.name))
+        metrics = urls[item.name].removesuffix("/v1") + item.metrics_path if item.metrics_path else None
         if existing is None:
-            data = EndpointCreate(name=item.name, base_url=urls[item.name], model=model, **item.fields)
+            data = EndpointCreate(
+                name=item.name, base_url=urls[item.name], model=model, metrics_url=metrics, **item.fields
+            )
             endpoint = await endpoints.create(session, data=data, box=box, by=by, settings=settings)
             endpoint.engine_version = item.engine_version
             await session.flush()
@@ -114,7 +120,7 @@ async def register(
                 rng=random.Random(f"{item.name}"),  # noqa: S311 - noise, not a secret
             )  # fmt: skip
         else:
-            update = EndpointUpdate(base_url=urls[item.name], model=model)
+            update = EndpointUpdate(base_url=urls[item.name], model=model, metrics_url=metrics)
             endpoint = await endpoints.update(
                 session, endpoint_id=existing.id, data=update, box=box, settings=settings
             )

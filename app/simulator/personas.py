@@ -106,9 +106,6 @@ PERSONAS: dict[str, Persona] = {
         },
         metrics_path="/prometheus/metrics",
         metric_names={
-            "running": "trtllm_num_requests_running",
-            "waiting": "trtllm_num_requests_waiting",
-            "kv": "trtllm_kv_cache_utilization",
             "success": "trtllm_request_success_total",
             "ttft": "trtllm_time_to_first_token_seconds",
             "itl": "trtllm_time_per_output_token_seconds",
