@@ -142,7 +142,9 @@ async def backfill(
         inputs = CostInputs.from_snapshot(cost)
         steps = model_steps(plan.config, snapshot, factor, math.exp(rng.gauss(0.0, NOISE)))
         for index, step in enumerate(steps):
-            step.update({k: None if v is None else _r(v) for k, v in step_costs(step, inputs).items()})
+            step.update(
+                {k: _r(v) if isinstance(v, float) else v for k, v in step_costs(step, inputs).items()}
+            )
             step["_index"] = index
         point = operating_point(steps, slo, inputs)
         for step in steps:

@@ -45,7 +45,7 @@ def simulator_process(
     *args: str, prefix: Sequence[str] = (), timeout: float = 20.0
 ) -> Iterator[SimulatorProcess]:
     """`smartbench simulate ARGS` on a free port (optionally behind a command prefix such as
-    `taskset -c 1`); yields once /health answers, stops the process on exit."""
+    `taskset -c 1`); yields once it answers HTTP, stops the process on exit."""
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own simulator
         [*prefix, sys.executable, "-m", "app.cli", "simulate", "--port", str(port), *args],
@@ -60,8 +60,8 @@ def simulator_process(
                 raise RuntimeError(
                     f"the simulator exited with {proc.returncode} (arguments: {' '.join(args)})"
                 )
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            try:  # any answer will do: every engine it plays has /v1/models (401 with a key)
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code < 500:
                     break
             except httpx.HTTPError:
                 pass
