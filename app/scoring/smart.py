@@ -298,7 +298,11 @@ def smart_letters(
     if at is not None:
         checks.append(("streaming (SSE) works", bool((at.get("requests") or {}).get("completed"))))
         checks.append(("token usage reported in the stream", at.get("token_count_source") == "usage"))
-        checks.append(("per-chunk usage (continuous_usage_stats)", environment.get("continuous_usage")))
+        # The preflight sees whether the option was accepted; the inspection whether usage came.
+        per_chunk = (environment.get("inspection") or {}).get("checks") or []
+        said = next((c["status"] for c in per_chunk if c.get("id") == "per_chunk_usage"), None)
+        checks.append(("per-chunk usage (continuous_usage_stats)",
+                       said == "passed" if said is not None else environment.get("continuous_usage")))  # fmt: skip
         checks.append(
             (
                 "output length honoured (max_tokens, ignore_eos)",

@@ -19,10 +19,16 @@ from app.vocab import WORDS
 FEATURE_FIELDS = ("tools", "response_format", "logprobs", "n", "seed", "top_logprobs")
 
 
-def wants_feature_path(req: dict[str, Any], broken: frozenset[str], limit_every: int) -> bool:
-    if broken or limit_every:
+# Broken features that plain load requests also meet: those send every request down this path
+# (a broken server is broken under load too). The others only change the requests that ask.
+HOT_BREAKS = frozenset({"chat", "completions", "streaming", "usage_in_stream", "per_chunk_usage", "max_tokens",
+                        "reasoning"})  # fmt: skip
+
+
+def wants_feature_path(req: dict[str, Any], broken: frozenset[str]) -> bool:
+    if any(req.get(name) not in (None, False, 1) for name in FEATURE_FIELDS):
         return True
-    return any(req.get(name) not in (None, False, 1) for name in FEATURE_FIELDS)
+    return bool(broken & HOT_BREAKS) or ("stop" in broken and bool(req.get("stop")))
 
 
 def sample_for(schema: Any, depth: int = 0) -> Any:

@@ -526,7 +526,7 @@ class HTTPConnection(asyncio.Protocol):
             self.respond_error(400, parsed, "invalid_request_error")
             return
         prompt_tokens, max_tokens, min_tokens, ignore_eos, stops, stream, include_usage, continuous = parsed
-        if features.wants_feature_path(req, config.broken, config.limit_every):
+        if features.wants_feature_path(req, config.broken):
             said = features.answer(
                 req, chat=chat, model=config.model, broken=config.broken, reasoning=config.reasoning_tokens,
                 counter=state.completions_seen, prompt_tokens=prompt_tokens, max_tokens=max_tokens, stops=stops,
