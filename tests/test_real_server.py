@@ -102,3 +102,26 @@ async def test_dashboard_runs_a_profile_against_transformers_serve(
         assert letters["M"]["score"] is not None and cards[0]["cost_per_million_tokens_at_slo"] is not None
         page = await client.get(f"/runs/{run_id}", headers=auth)
         assert page.status_code == 200 and "tiny-llama" in page.text
+
+
+def test_inspection_recognises_transformers_serve(served: tuple[str, str]) -> None:
+    """Engine detection and the checklist against the real server, not a simulator playing it."""
+    url, model = served
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "probe", "--base-url", url, "--model", model, "--inspect", "--json", "-"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert found["engine"] == "transformers", found["evidence"]
+    statuses = {c["id"]: c["status"] for c in found["checks"]}
+    assert (
+        statuses["chat"] == "passed" and statuses["streaming"] == "passed" and statuses["models"] == "passed"
+    )
+    assert len(statuses) == 17 and set(statuses.values()) <= {
+        "passed",
+        "failed",
+        "not_supported",
+        "not_observed",
+    }
+    print("transformers serve checklist:", statuses)

@@ -372,7 +372,10 @@ async def _streaming(c: _Client, model: str) -> tuple[str, str, str]:
     deltas = [
         e for e in events if any((ch.get("delta") or {}).get("content") for ch in e.get("choices") or [])
     ]
-    ok = sse and bool(deltas) and r is not None and b"[DONE]" in r.body
+    # OpenAI ends a stream with [DONE]; a final finish_reason ends it as clearly (the OpenAI
+    # SDK stops at either), so a server that sends only the latter passes.
+    finished = any(ch.get("finish_reason") for e in events for ch in e.get("choices") or [])
+    ok = sse and bool(deltas) and r is not None and (b"[DONE]" in r.body or finished)
     return ("passed" if ok else "failed"), "POST /chat/completions stream=true", c.excerpt(r)
 
 
