@@ -35,6 +35,9 @@ class Persona:
     metric_names: dict[str, str] = field(default_factory=dict)
     error_style: str = "openai"  # openai | tgi | fastapi
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # Usage on every chunk (vLLM's continuous_usage_stats): TensorRT-LLM, SGLang and Dynamo
+    # accept the option and send none.
+    chunk_usage: bool = True
 
 
 JSON = "application/json"
@@ -77,6 +80,7 @@ PERSONAS: dict[str, Persona] = {
     ),
     "sglang": Persona(
         "sglang",
+        chunk_usage=False,
         server_header="uvicorn",
         owned_by="sglang",
         model_card_extra={"root": "{model}", "max_model_len": 131072},
@@ -98,6 +102,7 @@ PERSONAS: dict[str, Persona] = {
     ),
     "tensorrt-llm": Persona(
         "tensorrt-llm",
+        chunk_usage=False,
         server_header="uvicorn",
         owned_by="tensorrt_llm",
         routes={
@@ -140,6 +145,7 @@ PERSONAS: dict[str, Persona] = {
     ),
     "dynamo": Persona(
         "dynamo",
+        chunk_usage=False,
         owned_by="nvidia",
         routes={
             ("GET", "/health"): (

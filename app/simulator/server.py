@@ -530,7 +530,8 @@ class HTTPConnection(asyncio.Protocol):
             said = features.answer(
                 req, chat=chat, model=config.model, broken=config.broken, reasoning=config.reasoning_tokens,
                 counter=state.completions_seen, prompt_tokens=prompt_tokens, max_tokens=max_tokens, stops=stops,
-                stream=stream, include_usage=include_usage, continuous=continuous and config.chunk_usage,
+                stream=stream, include_usage=include_usage,
+                continuous=continuous and config.chunk_usage and state.persona.chunk_usage,
                 created=state.created, request_id=state.next_id(),
             )  # fmt: skip
             state.metrics.success_total += 1
@@ -560,7 +561,14 @@ class HTTPConnection(asyncio.Protocol):
 
         sink: StreamSink | JsonSink
         if stream:
-            sink = StreamSink(self, state, chat, include_usage, continuous and config.chunk_usage, reasoning)
+            sink = StreamSink(
+                self,
+                state,
+                chat,
+                include_usage,
+                continuous and config.chunk_usage and state.persona.chunk_usage,
+                reasoning,
+            )
         else:
             sink = JsonSink(self, state, chat, reasoning)
         gen = Generation(
