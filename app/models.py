@@ -258,7 +258,9 @@ class Schedule(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
-    interval_s: Mapped[int] = mapped_column(Integer)
+    interval_s: Mapped[int] = mapped_column(Integer)  # cron schedules: the gap of their first two firings
+    cron: Mapped[str | None] = mapped_column(String(100))  # "0 2 * * *": fires on the cron instead
+    timezone: Mapped[str | None] = mapped_column(String(64))  # the cron's zone (IANA name), default UTC
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     offset_s: Mapped[float] = mapped_column(Float, default=0.0)  # stable per-endpoint spread
     catchup_window_s: Mapped[int | None] = mapped_column(Integer)

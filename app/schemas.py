@@ -493,11 +493,21 @@ class CostTrends(BaseModel):
 # -- schedules ------------------------------------------------------------------------------------
 
 
+CronText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=9, max_length=100)]
+TimeZoneName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
 class ScheduleCreate(BaseModel):
+    """Either `interval_s` (a fixed grid) or `cron` (with `timezone`, default UTC)."""
+
     model_config = ConfigDict(extra="forbid")
     endpoint_id: int = Field(ge=1, le=2**31 - 1)
     profile: ProfileName
-    interval_s: int = Field(ge=1, le=30 * 86_400, description="Seconds between slots")
+    interval_s: int | None = Field(default=None, ge=1, le=30 * 86_400, description="Seconds between slots")
+    cron: CronText | None = Field(default=None, description='five fields, e.g. "0 2 * * *" (02:00 every day)')
+    timezone: TimeZoneName | None = Field(
+        default=None, description="IANA zone of the cron, e.g. Europe/Paris"
+    )
     enabled: bool = True
     catchup_window_s: int | None = Field(default=None, ge=0, le=86_400)
 
@@ -505,9 +515,11 @@ class ScheduleCreate(BaseModel):
 class ScheduleUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     interval_s: int | None = Field(default=None, ge=1, le=30 * 86_400)
+    cron: CronText | None = None
+    timezone: TimeZoneName | None = None
     enabled: bool | None = None
 
-    _not_null = refuse_null("interval_s", "enabled")
+    _not_null = refuse_null("interval_s", "enabled", "cron", "timezone")
 
 
 class ScheduleRead(BaseModel):
@@ -516,11 +528,14 @@ class ScheduleRead(BaseModel):
     endpoint: str
     profile: str
     interval_s: int
+    cron: str | None = None
+    timezone: str | None = None
     enabled: bool
     offset_s: float
     catchup_window_s: int | None
     next_run_at: datetime | None
     last_run_at: datetime | None
+    next_firings: list[datetime] = Field(default_factory=list, description="the next five slots (UTC)")
 
 
 # -- page twins: what the endpoint and compare pages show, as JSON ----------------------------------

@@ -166,6 +166,14 @@ async def test_schedule_forms_on_the_endpoint_page(app, client: httpx.AsyncClien
     assert "paused" in (await client.get(path)).text
     await client.post(f"/schedules/{schedule_id}/delete", data={"csrf_token": csrf})
     assert (await client.get("/api/v1/schedules")).json()["items"] == []
+    cron = await client.post(
+        path + "/schedules",
+        data={"profile": "smoke", "interval_s": "300", "cron": "0 2 * * *", "timezone": "Europe/Paris",
+              "csrf_token": csrf},
+    )  # fmt: skip
+    assert cron.status_code == 303
+    page = (await client.get(path)).text
+    assert "<code>0 2 * * *</code>" in page and "Europe/Paris" in page and page.count('class="firing"') == 5
 
 
 async def test_retention_prunes_samples_not_summaries(app, client: httpx.AsyncClient, people) -> None:
@@ -203,3 +211,56 @@ async def test_retention_prunes_samples_not_summaries(app, client: httpx.AsyncCl
         assert await session.scalar(select(func.count(RunStep.id))) == 2
     after = (await client.get("/api/v1/trends/cost?days=60", headers=auth)).json()
     assert after["series"] == before["series"]
+
+
+async def test_a_cron_schedule_in_a_time_zone_fires_on_its_slots(app) -> None:
+    """ "0 2 * * *" in Europe/Paris: 01:00 UTC in winter, 00:00 UTC in summer; the spring change
+    makes one day 23 hours long; a slot fires once, then the next day's."""
+    await app.state.executor.stop()
+    endpoint_id = await _endpoint(app)
+    start = datetime(2026, 3, 26, 12, 0, tzinfo=UTC)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        schedule = await schedules.create(
+            session, endpoint_id=endpoint_id, profile_name="smoke", interval_s=None, enabled=True, now=start,
+            cron="0 2 * * *", timezone="Europe/Paris",
+        )  # fmt: skip
+        read = schedules.to_read(schedule, "e", "smoke")
+    assert [at.strftime("%m-%d %H:%M") for at in read.next_firings] == [
+        "03-27 01:00", "03-28 01:00", "03-29 01:00", "03-30 00:00", "03-31 00:00",
+    ]  # fmt: skip
+    assert read.cron == "0 2 * * *" and read.timezone == "Europe/Paris" and read.interval_s == 86400
+    first = read.next_firings[0]
+    assert await _tick_all(app, first - timedelta(seconds=1)) == 0
+    assert await _tick_all(app, first) == 1
+    assert await _tick_all(app, first + timedelta(minutes=30)) == 0
+    runs = await _runs(app)
+    assert [r.scheduled_for for r in runs] == [first]
+    async with unit_of_work(app.state.sessionmaker) as session:
+        again = await schedules.get(session, schedule.id)
+        assert again.next_run_at == read.next_firings[1]
+
+
+async def test_cron_through_the_api_and_its_errors(app, client: httpx.AsyncClient, people) -> None:
+    await app.state.executor.stop()
+    auth = await bearer(client, "editor")
+    endpoint = await client.post(
+        "/api/v1/endpoints",
+        json={"name": "c", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
+        headers=auth,
+    )
+    body = {"endpoint_id": endpoint.json()["id"], "profile": "smoke"}
+    for bad, field in (({"cron": "61 * * * *"}, "cron"), ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "timezone"),
+                       ({"cron": "0 2 * * *", "interval_s": 60}, "cron"), ({}, "cron")):  # fmt: skip
+        answer = await client.post("/api/v1/schedules", json={**body, **bad}, headers=auth)
+        assert answer.status_code == 422 and field in answer.json()["error"]["fields"], answer.text
+    made = await client.post("/api/v1/schedules", json={**body, "cron": "*/15 9-17 * * 1-5", "timezone": "UTC"},
+                             headers=auth)  # fmt: skip
+    assert made.status_code == 201, made.text
+    firings = [datetime.fromisoformat(at) for at in made.json()["next_firings"]]
+    assert len(firings) == 5 and all(
+        at.minute % 15 == 0 and 9 <= at.hour <= 17 and at.weekday() < 5 for at in firings
+    )
+    moved = await client.patch(
+        f"/api/v1/schedules/{made.json()['id']}", json={"interval_s": 300}, headers=auth
+    )
+    assert moved.json()["cron"] is None and moved.json()["interval_s"] == 300

@@ -36,6 +36,8 @@ async def create_schedule(
         enabled=body.enabled,
         now=now,
         catchup_window_s=body.catchup_window_s,
+        cron=body.cron,
+        timezone=body.timezone,
     )
     return await schedules.read(session, schedule_id=schedule.id)
 
@@ -45,8 +47,9 @@ async def update_schedule(
     schedule_id: RowId, body: ScheduleUpdate, session: SessionDep, now: NowDep, _: EditorDep
 ) -> ScheduleRead:
     schedule = await schedules.update(
-        session, schedule_id=schedule_id, interval_s=body.interval_s, enabled=body.enabled, now=now
-    )
+        session, schedule_id=schedule_id, interval_s=body.interval_s, enabled=body.enabled, now=now,
+        cron=body.cron, timezone=body.timezone,
+    )  # fmt: skip
     return await schedules.read(session, schedule_id=schedule.id)
 
 

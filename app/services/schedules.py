@@ -1,4 +1,5 @@
-"""Schedules: queue a run of a profile against an endpoint on a fixed cadence.
+"""Schedules: queue a run of a profile against an endpoint on a fixed cadence, or on a cron
+expression in a time zone (cronsim: DST as cron handles it).
 
 Slots sit on a fixed grid: `k x interval + offset` seconds since the epoch, where the offset is
 stable per endpoint (spreading starts, no thundering herd). A tick claims one due schedule
@@ -13,7 +14,9 @@ import hashlib
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronsim import CronSim, CronSimError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,10 +46,59 @@ def slot_after(t: datetime, interval_s: int, offset_s: float) -> datetime:
     return slot_at_or_before(t, interval_s, offset_s) + timedelta(seconds=interval_s)
 
 
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationFailed(
+            "unknown time zone", fields={"timezone": f"{name!r} is not an IANA time zone"}
+        ) from exc
+
+
+def check_cron(expr: str, zone: str | None, now: datetime) -> int:
+    """Refuse a bad cron or zone (422 naming the field); the gap between its next two firings."""
+    tz = _zone(zone)
+    try:
+        it = CronSim(expr, now.astimezone(tz))
+        first, second = next(it), next(it)
+    except (CronSimError, StopIteration) as exc:
+        raise ValidationFailed("not a cron expression", fields={"cron": f"{exc or 'never fires'}"}) from exc
+    return max(60, int((second - first).total_seconds()))
+
+
+def firings(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+    """The schedule's next `count` slots after `after`, in UTC (cron: in its zone, DST as cron does)."""
+    if schedule.cron:
+        it = CronSim(schedule.cron, after.astimezone(_zone(schedule.timezone)))
+        return [next(it).astimezone(UTC) for _ in range(count)]
+    first = slot_after(after, schedule.interval_s, schedule.offset_s)
+    if first - after < timedelta(milliseconds=1):  # `after` a hair before a slot: that slot is not later
+        first += timedelta(seconds=schedule.interval_s)
+    return [first + timedelta(seconds=schedule.interval_s * i) for i in range(count)]
+
+
+def latest_firing(schedule: Schedule, at: datetime) -> datetime:
+    """The schedule's latest slot at or before `at`."""
+    if schedule.cron:
+        it = CronSim(
+            schedule.cron, (at + timedelta(seconds=1)).astimezone(_zone(schedule.timezone)), reverse=True
+        )
+        return next(it).astimezone(UTC)
+    return slot_at_or_before(at, schedule.interval_s, schedule.offset_s)
+
+
 async def create(
-    session: AsyncSession, *, endpoint_id: int, profile_name: str, interval_s: int, enabled: bool, now: datetime,
-    catchup_window_s: int | None = None,
+    session: AsyncSession, *, endpoint_id: int, profile_name: str, interval_s: int | None, enabled: bool,
+    now: datetime, catchup_window_s: int | None = None, cron: str | None = None, timezone: str | None = None,
 ) -> Schedule:  # fmt: skip
+    if (interval_s is None) == (cron is None):
+        raise ValidationFailed(
+            "give an interval or a cron expression",
+            fields={"cron": "give interval_s or cron, not both or neither"},
+        )
+    if cron is not None:
+        interval_s = check_cron(cron, timezone, now)
+    assert interval_s is not None
     endpoint = await session.get(Endpoint, endpoint_id)
     if endpoint is None:
         raise NotFound(f"endpoint {endpoint_id} does not exist")
@@ -65,31 +117,45 @@ async def create(
         endpoint_id=endpoint_id,
         profile_id=profile.id,
         interval_s=interval_s,
+        cron=cron,
+        timezone=(timezone or "UTC") if cron else None,
         enabled=enabled,
-        offset_s=offset,
+        offset_s=offset if cron is None else 0.0,
         catchup_window_s=catchup_window_s
         if catchup_window_s is not None
         else min(interval_s, DEFAULT_CATCHUP_S),
-        next_run_at=slot_after(now, interval_s, offset),
         created_at=now,
     )
+    schedule.next_run_at = firings(schedule, now, 1)[0]
     session.add(schedule)
     await session.flush()
     return schedule
 
 
 async def update(
-    session: AsyncSession, *, schedule_id: int, interval_s: int | None, enabled: bool | None, now: datetime
-) -> Schedule:
+    session: AsyncSession, *, schedule_id: int, interval_s: int | None, enabled: bool | None, now: datetime,
+    cron: str | None = None, timezone: str | None = None,
+) -> Schedule:  # fmt: skip
     schedule = await get(session, schedule_id)
-    if interval_s is not None and interval_s != schedule.interval_s:
+    if interval_s is not None and cron is not None:
+        raise ValidationFailed("give an interval or a cron expression", fields={"cron": "not both"})
+    if interval_s is not None and (interval_s != schedule.interval_s or schedule.cron):
         schedule.interval_s = interval_s
+        schedule.cron = schedule.timezone = None
         schedule.offset_s = stable_offset(schedule.endpoint_id, interval_s)
         schedule.catchup_window_s = min(interval_s, DEFAULT_CATCHUP_S)
-        schedule.next_run_at = slot_after(now, interval_s, schedule.offset_s)
+        schedule.next_run_at = firings(schedule, now, 1)[0]
+    if cron is not None or (timezone is not None and schedule.cron):
+        expr = cron or schedule.cron
+        assert expr is not None
+        zone = timezone or schedule.timezone
+        schedule.interval_s = check_cron(expr, zone, now)
+        schedule.cron, schedule.timezone, schedule.offset_s = expr, zone or "UTC", 0.0
+        schedule.catchup_window_s = min(schedule.interval_s, DEFAULT_CATCHUP_S)
+        schedule.next_run_at = firings(schedule, now, 1)[0]
     if enabled is not None:
         if enabled and not schedule.enabled:
-            schedule.next_run_at = slot_after(now, schedule.interval_s, schedule.offset_s)
+            schedule.next_run_at = firings(schedule, now, 1)[0]
         schedule.enabled = enabled
     await session.flush()
     return schedule
@@ -108,12 +174,18 @@ async def delete(session: AsyncSession, *, schedule_id: int) -> None:
 
 
 def to_read(schedule: Schedule, endpoint: str, profile: str) -> ScheduleRead:
+    upcoming = []
+    if schedule.next_run_at is not None:
+        upcoming = [schedule.next_run_at, *firings(schedule, schedule.next_run_at, 4)]
     return ScheduleRead(
         id=schedule.id,
         endpoint_id=schedule.endpoint_id,
         endpoint=endpoint,
         profile=profile,
         interval_s=schedule.interval_s,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        next_firings=upcoming,
         enabled=schedule.enabled,
         offset_s=schedule.offset_s,
         catchup_window_s=schedule.catchup_window_s,
@@ -161,11 +233,13 @@ async def tick(session: AsyncSession, *, now: datetime) -> bool:
     if schedule is None or schedule.next_run_at is None:
         return False
     due = schedule.next_run_at
-    latest = slot_at_or_before(now, schedule.interval_s, schedule.offset_s)
+    latest = latest_firing(schedule, now)
     missed = due < latest  # the worker(s) were down: only the latest missed slot may run
     slot = latest if missed else due
     window = schedule.catchup_window_s if schedule.catchup_window_s is not None else schedule.interval_s
-    schedule.next_run_at = slot + timedelta(seconds=schedule.interval_s)
+    schedule.next_run_at = (
+        firings(schedule, slot, 1)[0] if schedule.cron else slot + timedelta(seconds=schedule.interval_s)
+    )
     schedule.last_run_at = now
     if missed and (now - slot).total_seconds() > window:
         await session.flush()  # too late to be worth running: wait for the next slot

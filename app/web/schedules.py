@@ -26,8 +26,9 @@ async def add(
     request: Request, endpoint_id: RowId, session: SessionDep, now: NowDep, _: EditorDep
 ) -> RedirectResponse:
     form = await request.form()
-    interval = INTERVALS.get(form_str(form, "interval_s"))
-    if interval is None:
+    cron = form_str(form, "cron").strip() or None
+    interval = None if cron else INTERVALS.get(form_str(form, "interval_s"))
+    if cron is None and interval is None:
         raise ValidationFailed(
             "choose one of the offered intervals", fields={"interval_s": "unknown interval"}
         )
@@ -38,6 +39,8 @@ async def add(
         interval_s=interval,
         enabled=True,
         now=now,
+        cron=cron,
+        timezone=form_str(form, "timezone").strip()[:64] or None,
     )
     return _back(request, endpoint_id)
 
