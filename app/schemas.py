@@ -672,4 +672,33 @@ class InspectionRead(BaseModel):
     error: str | None
 
 
+# -- the capacity planner ------------------------------------------------------------------------
+
+
+class PlanRowRead(BaseModel):
+    endpoint_id: int
+    endpoint: str
+    run_id: int = Field(description="the run the figures rest on")
+    measured_at: datetime | None
+    pricing: Literal["gpu_hour", "per_token"]
+    load_per_replica: float | None = Field(description="users or requests/s one replica carries at the SLO")
+    replicas: int | None
+    gpus: int | None
+    dollars_per_hour: float | None
+    dollars_per_month: float | None
+    kwh_per_month: float | None
+    energy_source: str | None = Field(description="measured | declared power behind the energy")
+    cost_per_million_tokens: float | None
+    degraded: bool = Field(description="the operating point rests on a degraded measurement")
+
+
+class PlanRead(BaseModel):
+    profile: str
+    demand: float
+    unit: Literal["users", "rps"]
+    headroom: float
+    sort: str
+    rows: list[PlanRowRead]
+
+
 EndpointPage.model_rebuild()

@@ -85,6 +85,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/settings/security"): "admin",
     ("POST", "/settings/security/lockouts/lift"): "admin",
     ("GET", "/metrics"): "reader",
+    ("GET", "/plan"): "reader",
+    ("GET", "/api/v1/plan"): "reader",
     ("GET", "/healthz"): "public",
 }
 

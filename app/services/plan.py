@@ -1,0 +1,128 @@
+"""The capacity planner: for a demand (concurrent users or requests per second) on a profile,
+with headroom, what each endpoint with a recent good run needs: replicas and GPUs, dollars per
+hour and month, energy per month, cost per million tokens, and the run it rests on.
+
+One replica is the endpoint as measured: it carries the load of its SLO operating point (the
+concurrency, or the request rate, at which the profile's SLO still holds), no more.
+    replicas = ceil(demand x (1 + headroom) / load at the operating point)
+    $/hour   = replicas x (gpu_count x price per GPU-hour + overhead + electricity for its power)
+Hosted APIs (priced per token) have no replicas: they cost the tokens the demand sends,
+    $/hour = demand tokens/s x 3600 x the run's cost per million tokens / 1e6,
+where a user sends the operating point's tokens/s divided by its concurrency. For a
+concurrency sweep, the requests/s a replica serves is its output tokens/s at the operating point
+divided by the profile's mean output length."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Endpoint
+from app.scoring.cost import CostInputs
+from app.services import scorecards
+
+HOURS_PER_MONTH = 730.0
+RECENT = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    endpoint_id: int
+    endpoint: str
+    run_id: int
+    measured_at: datetime | None
+    pricing: str  # gpu_hour | per_token
+    load_per_replica: float | None  # users (concurrency) or requests/s at the SLO, one replica
+    replicas: int | None
+    gpus: int | None
+    dollars_per_hour: float | None
+    dollars_per_month: float | None
+    kwh_per_month: float | None
+    energy_source: str | None
+    cost_per_million_tokens: float | None
+    degraded: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+async def plan(
+    session: AsyncSession,
+    *,
+    profile: str,
+    demand: float,
+    unit: Literal["users", "rps"],
+    headroom: float,
+    now: datetime,
+) -> list[PlanRow]:
+    endpoints = list((await session.scalars(select(Endpoint).order_by(Endpoint.name))).all())
+    latest = await scorecards.latest_runs(session, profile=profile, endpoint_ids=[e.id for e in endpoints])
+    rows = []
+    for endpoint in endpoints:
+        run = latest.get(endpoint.id)
+        if run is None or (run.finished_at or run.created_at) < now - RECENT:
+            continue
+        point = (run.scorecard or {}).get("operating_point") or {}
+        if not point:
+            continue
+        rows.append(_row(endpoint, run, point, demand, unit, headroom))
+    return rows
+
+
+def _row(
+    endpoint: Endpoint, run: Any, point: dict[str, Any], demand: float, unit: str, headroom: float
+) -> PlanRow:
+    inputs = CostInputs.from_snapshot(run.cost_snapshot)
+    need = demand * (1.0 + headroom)
+    concurrency = point.get("load") if point.get("load_kind") == "concurrency" else None
+    rate = point.get("load") if point.get("load_kind") == "rate" else None
+    total_tps = point.get("total_tokens_per_s")
+    rps = rate
+    out_mean = (run.profile_snapshot or {}).get("output_tokens_mean")
+    if rps is None and point.get("output_tokens_per_s") and out_mean:
+        rps = point["output_tokens_per_s"] / out_mean  # requests/s a closed loop completes there
+    per_replica = concurrency if unit == "users" else rps
+    cost = point.get("cost_per_million_tokens")
+    watts = None
+    if point.get("tokens_per_joule") and point.get("output_tokens_per_s"):
+        watts = point["output_tokens_per_s"] / point["tokens_per_joule"]
+    degraded = bool(point.get("degraded"))
+    common = {"endpoint_id": endpoint.id, "endpoint": endpoint.name, "run_id": run.id,
+              "measured_at": run.finished_at or run.created_at, "cost_per_million_tokens": cost,
+              "energy_source": point.get("energy_source"), "degraded": degraded}  # fmt: skip
+    if inputs.self_hosted:
+        replicas = math.ceil(need / per_replica - 1e-9) if per_replica else None
+        hourly = inputs.hourly_cost
+        if hourly is not None and inputs.electricity_price_per_kwh is not None and watts:
+            hourly += watts / 1000.0 * inputs.electricity_price_per_kwh
+        per_hour = replicas * hourly if replicas is not None and hourly is not None else None
+        return PlanRow(
+            **common, pricing="gpu_hour", load_per_replica=per_replica, replicas=replicas,
+            gpus=replicas * (inputs.gpu_count or 0) if replicas is not None else None,
+            dollars_per_hour=per_hour, dollars_per_month=per_hour * HOURS_PER_MONTH if per_hour is not None else None,
+            kwh_per_month=replicas * watts / 1000.0 * HOURS_PER_MONTH if replicas is not None and watts else None,
+        )  # fmt: skip
+    # Per-token pricing: the demand's tokens at the run's measured cost per million tokens.
+    tokens_per_unit = None
+    if total_tps and per_replica:
+        tokens_per_unit = total_tps / per_replica
+    per_hour = need * tokens_per_unit * 3600.0 * cost / 1e6 if tokens_per_unit and cost is not None else None
+    return PlanRow(
+        **common, pricing="per_token", load_per_replica=per_replica, replicas=None, gpus=None,
+        dollars_per_hour=per_hour, dollars_per_month=per_hour * HOURS_PER_MONTH if per_hour is not None else None,
+        kwh_per_month=None,
+    )  # fmt: skip
+
+
+SORTS = ("dollars_per_hour", "replicas", "gpus", "cost_per_million_tokens", "kwh_per_month", "endpoint")
+
+
+def sort_rows(rows: list[PlanRow], key: str) -> list[PlanRow]:
+    if key == "endpoint":
+        return sorted(rows, key=lambda r: r.endpoint.lower())
+    return sorted(rows, key=lambda r: (getattr(r, key) is None, getattr(r, key) or 0.0, r.endpoint.lower()))
