@@ -186,6 +186,20 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
         expect(page.locator("#trend-table .badge.synthetic")).to_have_count(len(overview_json["items"]))
         expect(page.locator("#trend-markers li").first).to_contain_text("price")
         page.screenshot(path=str(ARTIFACTS / "trends.png"), full_page=True)
+
+        # Capacity plan: 500 users on chat, each endpoint's replicas and cost as the API says.
+        plan = httpx.get(f"{base}/api/v1/plan?profile=chat&demand=500&unit=users&headroom=0.2").json()
+        page.goto(f"{base}/plan?profile=chat&demand=500&unit=users&headroom=20")
+        expect(page.locator("#plan-table tbody tr")).to_have_count(len(plan["rows"]))
+        for row in plan["rows"]:
+            cells = page.locator(f'#plan-table tr[data-endpoint="{row["endpoint"]}"]')
+            if row["dollars_per_hour"] is not None:
+                expect(cells.locator('td[data-field="dollars_per_hour"]')).to_have_text(
+                    f"${row['dollars_per_hour']:.2f}"
+                )
+            if row["replicas"] is not None:
+                expect(cells.locator('td[data-field="replicas"]')).to_have_text(str(row["replicas"]))
+        page.screenshot(path=str(ARTIFACTS / "plan.png"), full_page=True)
         browser.close()
     assert problems == [], problems
 
