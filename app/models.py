@@ -494,3 +494,4 @@ class Inspection(Base):
     metrics_exposed: Mapped[bool] = mapped_column(Boolean, default=False)
     duration_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    checks_at: Mapped[datetime | None]  # the checklist was carried over from the inspection at this time

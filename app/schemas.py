@@ -670,6 +670,9 @@ class InspectionRead(BaseModel):
     metrics_exposed: bool
     duration_s: float | None
     error: str | None
+    checks_at: datetime | None = Field(
+        default=None, description="set when the checklist was carried over from then"
+    )
 
 
 # -- the capacity planner ------------------------------------------------------------------------

@@ -97,3 +97,32 @@ async def test_inspect_on_demand_and_the_page_shows_it(idle_app, people) -> None
         assert "«…»" not in next(c for c in as_editor[0]["checks"] if c["id"] == "stop")["evidence"]
         page = await client.get(f"/endpoints/{endpoint_id}", headers=auth)
         assert 'id="checklist"' in page.text and "sglang" in page.text and "get_model_info" in page.text
+
+
+async def test_the_checklist_carries_over_between_close_runs(idle_app, people) -> None:  # type: ignore[no-untyped-def]
+    """Detection every run; the checklist's requests at most every 6 h, or when the engine or
+    its version changed."""
+    from sqlalchemy import update
+
+    from app.db import unit_of_work
+    from app.models import Inspection
+
+    app = idle_app
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        auth = await bearer(client, "editor")
+        assert (await client.post("/api/v1/profiles", json=SMOKE, headers=auth)).status_code == 201
+        with simulator("--preset", "fixed", "--ttft-ms", "5", "--itl-ms", "1", "--engine", "vllm",
+                       "--engine-version", "0.11.0") as url:  # fmt: skip
+            made = await client.post("/api/v1/endpoints", json={"name": "c", "base_url": url, "model": "sim"},
+                                     headers=auth)  # fmt: skip
+            endpoint_id = made.json()["id"]
+            first = (await _run(app, client, auth, endpoint_id))["environment"]["inspection"]
+            second = (await _run(app, client, auth, endpoint_id))["environment"]["inspection"]
+            async with unit_of_work(app.state.sessionmaker) as session:  # as if the engine was upgraded since
+                await session.execute(update(Inspection).values(engine_version="0.10.2"))
+            third = (await _run(app, client, auth, endpoint_id))["environment"]["inspection"]
+    assert first["checks_at"] is None and len(first["checks"]) == 17
+    assert second["checks_at"] is not None and second["checks"] == first["checks"]
+    assert third["checks_at"] is None  # the version moved: the checklist ran again

@@ -84,6 +84,7 @@ class Inspection:
     metrics_url: str | None = None
     duration_s: float = 0.0
     error: str | None = None
+    checks_at: str | None = None  # set when the checklist's answers were carried over from then
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

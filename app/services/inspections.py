@@ -4,7 +4,7 @@ and on demand ("Inspect" on the endpoint page, POST /api/v1/endpoints/{id}/inspe
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -22,6 +22,7 @@ from app.services import site
 log = logging.getLogger("smartbench.inspections")
 
 RUN_BOUND_S = 60.0  # an inspection after a run never holds its end longer than this
+CHECKLIST_EVERY = timedelta(hours=6)  # after runs, the checklist's requests at most this often
 
 
 async def target_for(
@@ -37,7 +38,7 @@ def summary(found: probe_inspect.Inspection) -> dict[str, Any]:
     """What a run keeps of its inspection (in its environment), for scoring and recompute."""
     data = found.as_dict()
     return {k: data[k] for k in ("engine", "engine_version", "checks", "checklist_version", "metrics_exposed",
-                                 "evidence", "error")}  # fmt: skip
+                                 "evidence", "error", "checks_at")}  # fmt: skip
 
 
 def store(
@@ -62,6 +63,7 @@ def store(
         metrics_exposed=found.metrics_exposed,
         duration_s=found.duration_s,
         error=found.error,
+        checks_at=datetime.fromisoformat(found.checks_at) if found.checks_at else None,
     )
     session.add(row)
     return row
@@ -84,6 +86,17 @@ async def latest(session: AsyncSession, *, endpoint_id: int) -> Inspection | Non
     result: Inspection | None = await session.scalar(
         select(Inspection)
         .where(Inspection.endpoint_id == endpoint_id)
+        .order_by(Inspection.created_at.desc(), Inspection.id.desc())
+        .limit(1)
+    )
+    return result
+
+
+async def latest_checked(session: AsyncSession, *, endpoint_id: int) -> Inspection | None:
+    """The latest inspection whose checklist was run then (not carried over)."""
+    result: Inspection | None = await session.scalar(
+        select(Inspection)
+        .where(Inspection.endpoint_id == endpoint_id, Inspection.checks_at.is_(None))
         .order_by(Inspection.created_at.desc(), Inspection.id.desc())
         .limit(1)
     )

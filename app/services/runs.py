@@ -267,17 +267,32 @@ async def _inspect_after(
     clock: Callable[[], datetime],
 ) -> dict[str, Any]:
     """After the steps (never during them): what serves the endpoint and how much of the API it
-    honours, stored as an inspection of the run and kept in the run's environment for scoring."""
+    honours, stored as an inspection of the run and kept in the run's environment for scoring.
+    Detection runs every time (a few GETs); the checklist's requests only when the last one is
+    older than CHECKLIST_EVERY or the engine or its version changed, else its answers carry over
+    (a smoke canary every minute does not send twenty extra requests each time)."""
     async with unit_of_work(sessionmaker) as session:
         run = await session.get(Run, run_id)
         endpoint = await session.get(Endpoint, run.endpoint_id) if run is not None else None
         if endpoint is None:
             return {"error": "the endpoint was deleted"}
         endpoint_id, declared, metrics_url = endpoint.id, endpoint.engine, endpoint.metrics_url
+        previous = await inspections.latest_checked(session, endpoint_id=endpoint_id)
+        carried = None
+        if previous is not None and clock() - previous.created_at < inspections.CHECKLIST_EVERY:
+            carried = (previous.engine, previous.engine_version, list(previous.checks), previous.created_at)
     try:
         found = await probe_inspect.inspect(
-            spec.target, limits=spec.limits, metrics_url=metrics_url, timeout_s=inspections.RUN_BOUND_S
-        )
+            spec.target, limits=spec.limits, metrics_url=metrics_url, timeout_s=inspections.RUN_BOUND_S,
+            checks=carried is None,
+        )  # fmt: skip
+        if carried is not None and (found.engine, found.engine_version) != carried[:2]:
+            found = await probe_inspect.inspect(
+                spec.target, limits=spec.limits, metrics_url=metrics_url, timeout_s=inspections.RUN_BOUND_S
+            )
+        elif carried is not None:
+            found.checks = [probe_inspect.CheckResult(**check) for check in carried[2]]
+            found.checks_at = carried[3].isoformat()
     except Exception as exc:  # an inspection never fails the run it follows
         log.warning("run %s: inspection failed (%s)", run_id, type(exc).__name__)
         return {"error": f"the inspection failed: {type(exc).__name__}"}

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("metrics_exposed", sa.Boolean(), nullable=False),
         sa.Column("duration_s", sa.Float(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("checks_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_inspections_endpoint_created", "inspections", ["endpoint_id", "created_at"])
     with op.batch_alter_table("endpoints") as batch:
