@@ -177,3 +177,9 @@ def conformance(checks: list[dict[str, Any]], ids: tuple[str, ...] | None = None
         total += weight
         passed += weight if check["status"] == "passed" else 0.0
     return passed / total if total else None
+
+
+def engines_comparable(declared: str | None, detected: str) -> bool:
+    """Whether a detected engine can be held against the declared one: both known, and the
+    declaration names an engine (not "other", not a hosted API that may run anything)."""
+    return bool(declared) and detected != "unknown" and declared not in ("other", "hosted-api")

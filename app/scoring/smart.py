@@ -12,7 +12,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain import SLO, TITLES, conformance, degraded_reasons, load_kind, load_label, load_of, metric_at
+from app.domain import (
+    SLO,
+    TITLES,
+    conformance,
+    degraded_reasons,
+    engines_comparable,
+    load_kind,
+    load_label,
+    load_of,
+    metric_at,
+)
 from app.scoring.cost import CostInputs, step_costs
 
 CAPACITY_REFERENCE = 256  # concurrent users at SLO that earn a full capacity score
@@ -294,13 +304,14 @@ def smart_letters(
     )
 
     # A: the serving stack and the API behaviour observed in this run.
+    inspection = environment.get("inspection") or {}
+    seen = {c["id"]: c["status"] for c in inspection.get("checks") or [] if c.get("status") != "not_observed"}
     checks: list[tuple[str, bool | None]] = []
     if at is not None:
         checks.append(("streaming (SSE) works", bool((at.get("requests") or {}).get("completed"))))
         checks.append(("token usage reported in the stream", at.get("token_count_source") == "usage"))
         # The preflight sees whether the option was accepted; the inspection whether usage came.
-        per_chunk = (environment.get("inspection") or {}).get("checks") or []
-        said = next((c["status"] for c in per_chunk if c.get("id") == "per_chunk_usage"), None)
+        said = seen.get("per_chunk_usage")
         checks.append(("per-chunk usage (continuous_usage_stats)",
                        said == "passed" if said is not None else environment.get("continuous_usage")))  # fmt: skip
         checks.append(
@@ -309,14 +320,12 @@ def smart_letters(
                 not (at.get("quality") or {}).get("osl_mismatch_flag", False),
             )
         )
-    inspection = environment.get("inspection") or {}
     detected = inspection.get("engine")
     declared = endpoint.get("engine")
-    if detected and detected != "unknown" and declared and declared not in ("other", "hosted-api"):
+    if detected and engines_comparable(declared, detected):
         checks.append(
             (f"detected engine ({detected}) is the declared one ({declared})", detected == declared)
         )
-    seen = {c["id"]: c["status"] for c in inspection.get("checks") or [] if c.get("status") != "not_observed"}
     for cid in serving_checks(profile):
         if cid in seen:
             checks.append((f"{TITLES.get(cid, cid)} ({seen[cid].replace('_', ' ')})", seen[cid] == "passed"))

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.domain import engines_comparable
 from app.models import Endpoint, Inspection
 from app.probe import inspect as probe_inspect
 from app.probe.types import Limits, Target
@@ -82,23 +83,14 @@ async def inspect_now(
     return row
 
 
-async def latest(session: AsyncSession, *, endpoint_id: int) -> Inspection | None:
+async def latest(session: AsyncSession, *, endpoint_id: int, checked_only: bool = False) -> Inspection | None:
+    """The endpoint's latest inspection; `checked_only`: the latest whose checklist ran then
+    (its answers not carried over)."""
+    query = select(Inspection).where(Inspection.endpoint_id == endpoint_id)
+    if checked_only:
+        query = query.where(Inspection.checks_at.is_(None))
     result: Inspection | None = await session.scalar(
-        select(Inspection)
-        .where(Inspection.endpoint_id == endpoint_id)
-        .order_by(Inspection.created_at.desc(), Inspection.id.desc())
-        .limit(1)
-    )
-    return result
-
-
-async def latest_checked(session: AsyncSession, *, endpoint_id: int) -> Inspection | None:
-    """The latest inspection whose checklist was run then (not carried over)."""
-    result: Inspection | None = await session.scalar(
-        select(Inspection)
-        .where(Inspection.endpoint_id == endpoint_id, Inspection.checks_at.is_(None))
-        .order_by(Inspection.created_at.desc(), Inspection.id.desc())
-        .limit(1)
+        query.order_by(Inspection.created_at.desc(), Inspection.id.desc()).limit(1)
     )
     return result
 
@@ -121,8 +113,6 @@ def to_read(row: Inspection, *, declared: str | None = None) -> InspectionRead:
 
 def disagreement(declared: str | None, detected: str) -> str | None:
     """A warning when the declared engine and the detected one differ (unknown never differs)."""
-    if not declared or detected == "unknown" or declared in ("other", "hosted-api"):
-        return None
-    if declared == detected:
+    if not engines_comparable(declared, detected) or declared == detected:
         return None
     return f"declared {declared}, but the endpoint looks like {detected}"

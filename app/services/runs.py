@@ -277,7 +277,7 @@ async def _inspect_after(
         if endpoint is None:
             return {"error": "the endpoint was deleted"}
         endpoint_id, declared, metrics_url = endpoint.id, endpoint.engine, endpoint.metrics_url
-        previous = await inspections.latest_checked(session, endpoint_id=endpoint_id)
+        previous = await inspections.latest(session, endpoint_id=endpoint_id, checked_only=True)
         carried = None
         if previous is not None and clock() - previous.created_at < inspections.CHECKLIST_EVERY:
             carried = (previous.engine, previous.engine_version, list(previous.checks), previous.created_at)
