@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     # What a profile may ask of the probe; an admin raises these on the settings page.
     max_profile_concurrency: int = Field(default=1024, ge=1)
     max_requests_per_step: int = Field(default=100_000, ge=1)
+    # Regressions (app/scoring/regression.py): a run's figures against the median of the last
+    # baseline_runs good runs of its endpoint and profile; a change counts beyond both the
+    # threshold (percent; percentage points for the error rate) and 3x the baseline's noise.
+    # An endpoint is down after down_after_failures failed runs in a row. The settings page
+    # overrides these.
+    baseline_runs: int = Field(default=5, ge=2, le=50)
+    regression_threshold_pct: float = Field(default=10.0, gt=0, le=1000)
+    regression_error_points: float = Field(default=1.0, gt=0, le=100)
+    down_after_failures: int = Field(default=3, ge=1, le=100)
 
     run_executor: bool = True  # execute queued runs in this process
     # Probe processes at once on this host (each takes a core while it measures). None: the

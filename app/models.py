@@ -344,6 +344,8 @@ class Run(Base):
     price_key: Mapped[str | None] = mapped_column(String(16))
     stack_key: Mapped[str | None] = mapped_column(String(16))
     cancel_requested_at: Mapped[datetime | None]  # a user asked to cancel; the executing worker stops it
+    # A figure of this run regressed against its baseline: it stays out of later baselines.
+    regressed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     endpoint: Mapped[Endpoint] = relationship(lazy="raise")
@@ -495,3 +497,82 @@ class Inspection(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     checks_at: Mapped[datetime | None]  # the checklist was carried over from the inspection at this time
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts: regressions and recoveries against a baseline, endpoints down and back up, and their
+# deliveries to webhooks
+# ---------------------------------------------------------------------------------------------
+
+
+class AlertKind(enum.StrEnum):
+    regression = "regression"
+    recovery = "recovery"
+    down = "down"
+    up = "up"
+
+
+class Alert(Base):
+    """Something that changed about an endpoint: a figure regressed against its baseline (or
+    recovered), or the endpoint went down (N failed runs in a row) or came back up. Kept."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_endpoint_created", "endpoint_id", "created_at"),
+        Index("ix_alerts_state", "endpoint_id", "profile_name", "metric", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))  # AlertKind
+    profile_name: Mapped[str | None] = mapped_column(String(64))  # None for down and up
+    metric: Mapped[str | None] = mapped_column(String(40))  # scoring.regression FIGURES key
+    baseline: Mapped[float | None] = mapped_column(Float)
+    value: Mapped[float | None] = mapped_column(Float)
+    change_pct: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the Change, the load, runs
+    message: Mapped[str] = mapped_column(Text)
+    degraded: Mapped[bool] = mapped_column(Boolean, default=False)  # rests on a degraded run
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Webhook(Base):
+    """Where alerts go: a generic JSON receiver (HMAC-SHA256 signed) or a Slack-compatible
+    incoming webhook. The URL (a Slack URL is itself a credential) and the signing secret are
+    sealed like endpoint keys and never shown again."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # json | slack
+    url_encrypted: Mapped[str] = mapped_column(Text)
+    url_hint: Mapped[str] = mapped_column(String(200))  # scheme://host/…last4
+    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)  # AlertKind values
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Delivery(Base):
+    """One alert to one webhook: retried with back-off until delivered or given up."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        UniqueConstraint("alert_id", "webhook_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -575,6 +575,10 @@ class EndpointPage(BaseModel):
     inspection: InspectionRead | None = Field(
         default=None, description="the latest engine detection and checklist"
     )
+    alerts: list[AlertRead] = Field(default_factory=list, description="the endpoint's newest alerts")
+    open_alerts: list[AlertRead] = Field(
+        default_factory=list, description="regressions not recovered yet, or the endpoint down"
+    )
 
 
 class CompareCurve(BaseModel):
@@ -598,7 +602,20 @@ class ComparePage(BaseModel):
 # -- site settings (admin) --------------------------------------------------------------------------
 
 
-class SiteSettingsRead(BaseModel):
+class AlertSettings(BaseModel):
+    """How regressions and outages are judged (app/scoring/regression.py)."""
+
+    baseline_runs: int = Field(ge=2, le=50, description="good runs whose median is the baseline")
+    regression_threshold_pct: float = Field(
+        gt=0, le=1000, description="the least relative change that counts"
+    )
+    regression_error_points: float = Field(
+        gt=0, le=100, description="the least rise of the error rate (percentage points) that counts"
+    )
+    down_after_failures: int = Field(ge=1, le=100, description="failed runs in a row that mean down")
+
+
+class SiteSettingsRead(AlertSettings):
     outbound_mode: Literal["default", "allowlist"] = Field(
         description="default: all but link-local and cloud metadata addresses; allowlist: only outbound_allow"
     )
@@ -617,10 +634,15 @@ class SiteSettingsUpdate(BaseModel):
     )
     max_profile_concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
     max_requests_per_step: int | None = Field(default=None, ge=1, le=100_000_000)
+    baseline_runs: int | None = Field(default=None, ge=2, le=50)
+    regression_threshold_pct: float | None = Field(default=None, gt=0, le=1000)
+    regression_error_points: float | None = Field(default=None, gt=0, le=100)
+    down_after_failures: int | None = Field(default=None, ge=1, le=100)
 
     _not_null = refuse_null(
-        "outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step"
-    )
+        "outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step",
+        "baseline_runs", "regression_threshold_pct", "regression_error_points", "down_after_failures",
+    )  # fmt: skip
 
 
 class Lockout(BaseModel):
@@ -704,4 +726,92 @@ class PlanRead(BaseModel):
     rows: list[PlanRowRead]
 
 
-EndpointPage.model_rebuild()
+# -- alerts and webhooks ---------------------------------------------------------------------------
+
+AlertKindName = Literal["regression", "recovery", "down", "up"]
+ALERT_KINDS: tuple[AlertKindName, ...] = ("regression", "recovery", "down", "up")
+
+
+class AlertRead(BaseModel):
+    id: int
+    endpoint_id: int
+    endpoint: str
+    run_id: int | None
+    kind: AlertKindName
+    profile: str | None = Field(description="the profile compared; null for down and up")
+    metric: str | None = Field(
+        description="ttft_ms, tpot_ms, output_tokens_per_s_at_slo, cost_per_million_tokens_at_slo, error_rate"
+    )
+    baseline: float | None = Field(description="the median of the baseline runs")
+    value: float | None
+    change_pct: float | None
+    message: str
+    degraded: bool = Field(description="the run it rests on was measured with a degraded client")
+    open: bool = Field(default=False, description="a regression not recovered yet, or an endpoint still down")
+    detail: dict[str, Any]
+    created_at: datetime
+
+
+class AlertPage(BaseModel):
+    items: list[AlertRead]
+    limit: int
+    open: list[AlertRead] = Field(description="regressions not recovered and endpoints down, newest first")
+
+
+class WebhookBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookCreate(WebhookBase):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2000)]
+    kind: Literal["json", "slack"] = "json"
+    events: list[AlertKindName] = Field(default_factory=lambda: list(ALERT_KINDS), min_length=1, max_length=4)
+    enabled: bool = True
+    secret: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = Field(
+        default=None, description="the HMAC key for json webhooks; generated when omitted and shown once"
+    )
+
+
+class WebhookUpdate(WebhookBase):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2000)] | None = None
+    events: list[AlertKindName] | None = Field(default=None, min_length=1, max_length=4)
+    enabled: bool | None = None
+
+    _not_null = refuse_null("name", "url", "events", "enabled")
+
+
+class WebhookRead(BaseModel):
+    id: int
+    name: str
+    kind: Literal["json", "slack"]
+    url_hint: str = Field(description="scheme, host and the URL's last 4 characters; the URL is never shown")
+    events: list[str]
+    enabled: bool
+    signed: bool = Field(description="deliveries carry X-Smartbench-Signature (json webhooks)")
+    created_at: datetime
+    created_by: str | None
+
+
+class WebhookCreated(WebhookRead):
+    secret: str | None = Field(description="the signing secret, shown this once")
+
+
+class DeliveryRead(BaseModel):
+    id: int
+    alert_id: int
+    webhook_id: int
+    webhook: str
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    response_status: int | None
+    error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+EndpointPage.model_rebuild()  # its inspection and alerts are defined further down

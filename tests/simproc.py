@@ -9,7 +9,7 @@ from app.simulator.process import simulator_process
 
 
 @contextmanager
-def simulator(*args: str) -> Iterator[str]:
-    """Start `smartbench simulate ARGS` on a free port; yields its base URL (…/v1)."""
-    with simulator_process(*args) as sim:
+def simulator(*args: str, port: int | None = None) -> Iterator[str]:
+    """Start `smartbench simulate ARGS` on a free port (or `port`); yields its base URL (…/v1)."""
+    with simulator_process(*args, port=port) as sim:
         yield sim.base_url

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import endpoints, plan, profiles, runs, schedules, site, tokens
+from app.api import alerts, endpoints, plan, profiles, runs, schedules, site, tokens
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(endpoints.router)
@@ -12,3 +12,4 @@ router.include_router(runs.router)
 router.include_router(schedules.router)
 router.include_router(site.router)
 router.include_router(plan.router)
+router.include_router(alerts.router)

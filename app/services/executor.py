@@ -21,11 +21,12 @@ from app.config import Settings
 from app.db import unit_of_work
 from app.models import RequestSample, Run, RunStatus
 from app.security.crypto import SecretBox
-from app.services import runs, schedules
+from app.services import runs, schedules, webhooks
 
 log = logging.getLogger("smartbench.executor")
 
 REAP_EVERY_S = 5.0
+DELIVER_EVERY_S = 2.0
 PRUNE_EVERY_S = 600.0
 PRUNE_BATCH = 5000
 
@@ -68,6 +69,7 @@ class Executor:
         self.idle_s = idle_s
         self.active: set[asyncio.Task[str]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._delivering: asyncio.Task[int] | None = None
 
     @classmethod
     def from_settings(
@@ -140,6 +142,21 @@ class Executor:
             if len(ids) < PRUNE_BATCH:
                 return total
 
+    async def deliver_tick(self) -> int:
+        """Send the webhook deliveries that are due; returns how many were attempted."""
+        return await webhooks.deliver_due(
+            self.sessionmaker, box=self.box, settings=self.settings, clock=self.clock
+        )
+
+    def _deliver_in_background(self) -> None:
+        """Deliveries run in a task of their own: a slow receiver never holds the loop."""
+        previous = self._delivering
+        if previous is not None and not previous.done():
+            return
+        if previous is not None and not previous.cancelled() and (exc := previous.exception()) is not None:
+            log.warning("webhook deliveries failed (%s)", runs.db_reason(exc))
+        self._delivering = asyncio.get_running_loop().create_task(self.deliver_tick(), name="webhooks")
+
     async def tick(self) -> bool:
         """Claim one queued run and start it. True when there was one."""
         if len(self.active) >= self.max_parallel:
@@ -171,7 +188,7 @@ class Executor:
 
     async def _forever(self) -> None:
         loop = asyncio.get_running_loop()
-        last_reap = last_prune = -1e9
+        last_reap = last_prune = last_deliver = -1e9
         backoff = self.idle_s
         while True:
             try:
@@ -179,6 +196,9 @@ class Executor:
                 if now - last_reap >= REAP_EVERY_S:
                     await self.reap()
                     last_reap = now
+                if now - last_deliver >= DELIVER_EVERY_S:
+                    self._deliver_in_background()
+                    last_deliver = now
                 if now - last_prune >= PRUNE_EVERY_S:
                     await self.prune()
                     last_prune = now
@@ -203,7 +223,7 @@ class Executor:
         self._loop = asyncio.get_running_loop().create_task(self._forever(), name="run-executor")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop, *self.active) if t is not None]
+        tasks = [t for t in (self._loop, self._delivering, *self.active) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.schemas import CompareCurve, ComparePage, EndpointPage, ProfileHistory
+from app.services import alerts, inspections, runs, schedules, scorecards, trends
 from app.services import endpoints as endpoint_service
-from app.services import inspections, runs, schedules, scorecards, trends
 
 COMPARE_MAX = 6
 
@@ -34,6 +34,7 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
     recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)
     waiting = await runs.waiting_reasons(session, recent)
     inspected = await inspections.latest(session, endpoint_id=endpoint_id)
+    recent_alerts, open_alerts = await alerts.listing(session, endpoint_id=endpoint_id, limit=20)
     return EndpointPage(
         endpoint=endpoint_service.to_read(endpoint),
         since=since,
@@ -45,6 +46,8 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         inspection=inspections.to_read(inspected, declared=endpoint.engine)
         if inspected is not None
         else None,
+        alerts=recent_alerts,
+        open_alerts=open_alerts,
     )
 
 

@@ -35,8 +35,8 @@ from app.scoring.cost import CostInputs, step_costs
 from app.scoring.smart import smart_letters
 from app.security.crypto import SecretBox
 from app.security.redact import shown
+from app.services import alerts, inspections, site, tokenizers
 from app.services import endpoints as endpoint_service
-from app.services import inspections, site, tokenizers
 from app.services import profiles as profile_service
 from app.services.records import sample_from_row, sample_row, step_columns, with_origin
 from app.summary import RunSummary, StepSummary
@@ -257,7 +257,26 @@ async def execute(
                 )
 
         await _with_retry(close, what=f"run {run_id}: recording its end")
+    await _alert_after(sessionmaker, run_id, settings, clock)
     return status
+
+
+async def _alert_after(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    run_id: int,
+    settings: Settings,
+    clock: Callable[[], datetime],
+) -> None:
+    """Regressions, recoveries, down and up (services/alerts.py); queued for delivery, never
+    sent from here, and never able to fail the run that has just been stored."""
+    try:
+        async with unit_of_work(sessionmaker) as session:
+            rules = (await site.load(session, settings)).alerting
+            raised = await alerts.after_run(session, run_id=run_id, rules=rules, now=clock())
+        for alert in raised:
+            log.info("run %s: %s", run_id, alert.message)
+    except Exception as exc:
+        log.warning("run %s: judging alerts failed (%s)", run_id, db_reason(exc))
 
 
 async def _inspect_after(

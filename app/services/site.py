@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.errors import ValidationFailed
 from app.models import AppSetting
-from app.schemas import SiteSettingsRead, SiteSettingsUpdate
+from app.schemas import AlertSettings, SiteSettingsRead, SiteSettingsUpdate
 from app.security.outbound import OutboundPolicy
 
 KEYS = ("outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step")
+ALERT_KEYS = ("baseline_runs", "regression_threshold_pct", "regression_error_points", "down_after_failures")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Site:
     outbound: OutboundPolicy
     max_profile_concurrency: int
     max_requests_per_step: int
+    alerting: AlertSettings
 
     def read(self) -> SiteSettingsRead:
         return SiteSettingsRead(
@@ -31,6 +33,7 @@ class Site:
             outbound_allow=self.outbound.to_dict()["entries"],
             max_profile_concurrency=self.max_profile_concurrency,
             max_requests_per_step=self.max_requests_per_step,
+            **self.alerting.model_dump(),
         )
 
 
@@ -41,12 +44,13 @@ def _split(raw: str | list[str]) -> list[str]:
 
 async def load(session: AsyncSession, settings: Settings) -> Site:
     values: dict[str, object] = {
+        **{key: getattr(settings, key) for key in ALERT_KEYS},
         "outbound_mode": settings.outbound_mode,
         "outbound_allow": _split(settings.outbound_allow),
         "max_profile_concurrency": settings.max_profile_concurrency,
         "max_requests_per_step": settings.max_requests_per_step,
     }
-    for row in (await session.scalars(select(AppSetting).where(AppSetting.key.in_(KEYS)))).all():
+    for row in (await session.scalars(select(AppSetting).where(AppSetting.key.in_(KEYS + ALERT_KEYS)))).all():
         values[row.key] = row.value
     allow = values["outbound_allow"]
     try:
@@ -56,7 +60,10 @@ async def load(session: AsyncSession, settings: Settings) -> Site:
     except ValueError:  # a bad environment value: refuse everything rather than allow it
         policy = OutboundPolicy("allowlist")
     return Site(
-        policy, int(str(values["max_profile_concurrency"])), int(str(values["max_requests_per_step"]))
+        policy,
+        int(str(values["max_profile_concurrency"])),
+        int(str(values["max_requests_per_step"])),
+        AlertSettings.model_validate({key: values[key] for key in ALERT_KEYS}),
     )
 
 

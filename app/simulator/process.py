@@ -42,11 +42,12 @@ class SimulatorProcess:
 
 @contextmanager
 def simulator_process(
-    *args: str, prefix: Sequence[str] = (), timeout: float = 20.0
+    *args: str, prefix: Sequence[str] = (), timeout: float = 20.0, port: int | None = None
 ) -> Iterator[SimulatorProcess]:
-    """`smartbench simulate ARGS` on a free port (optionally behind a command prefix such as
-    `taskset -c 1`); yields once it answers HTTP, stops the process on exit."""
-    port = free_port()
+    """`smartbench simulate ARGS` on a free port, or on `port` (a restart with other delays, as
+    a server upgraded in place), optionally behind a command prefix such as `taskset -c 1`;
+    yields once it answers HTTP, stops the process on exit."""
+    port = port or free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own simulator
         [*prefix, sys.executable, "-m", "app.cli", "simulate", "--port", str(port), *args],
         stdout=subprocess.DEVNULL,

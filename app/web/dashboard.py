@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from app.deps import NowDep, ReaderDep, RowId, SessionDep
+from app.services import alerts, pages, profiles, scorecards, trends
 from app.services import endpoints as endpoint_service
-from app.services import pages, profiles, scorecards, trends
 from app.web import figures
 from app.web.templating import render
 
@@ -31,11 +31,13 @@ async def overview(
     cards = await scorecards.overview(session, profile=chosen, now=now, sort=sort)
     sparks = {card.endpoint_id: figures.sparkline(card.trend) for card in cards}
     all_profiles = [p.name for p in await profiles.list_all(session)]
+    recent_alerts, open_alerts = await alerts.listing(session, limit=10)
     return render(
         request,
         "overview.html",
-        {"cards": cards, "profile": chosen, "profiles": all_profiles, "sort": sort, "sparks": sparks},
-    )
+        {"cards": cards, "profile": chosen, "profiles": all_profiles, "sort": sort, "sparks": sparks,
+         "recent_alerts": recent_alerts, "open_alerts": open_alerts},
+    )  # fmt: skip
 
 
 @router.get("/trends", name="trends")

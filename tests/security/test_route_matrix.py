@@ -88,6 +88,17 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/plan"): "reader",
     ("GET", "/api/v1/plan"): "reader",
     ("GET", "/healthz"): "public",
+    ("GET", "/api/v1/alerts"): "reader",
+    ("GET", "/api/v1/webhooks"): "admin_read",
+    ("POST", "/api/v1/webhooks"): "admin",
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): "admin",
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): "admin",
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): "admin_read",
+    ("GET", "/settings/alerts"): "admin",
+    ("POST", "/settings/alerts"): "admin",
+    ("POST", "/settings/alerts/webhooks"): "admin",
+    ("POST", "/settings/alerts/webhooks/{webhook_id}/toggle"): "admin",
+    ("POST", "/settings/alerts/webhooks/{webhook_id}/delete"): "admin",
 }
 
 CALLERS = ("anonymous", "viewer", "editor", "admin", "editor-read-only")
@@ -102,7 +113,7 @@ ALLOWED: dict[str, set[str]] = {
     "session": set(),
 }
 PARAMS = {"endpoint_id": "999999", "token_id": "999999", "run_id": "999999", "schedule_id": "999999",
-          "name": "no-such-profile"}  # fmt: skip
+          "webhook_id": "999999", "name": "no-such-profile"}  # fmt: skip
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:

@@ -1,0 +1,305 @@
+"""Alerts: after each run, its figures against the endpoint's baseline on the same profile
+(regressions and recoveries, app/scoring/regression.py), and the endpoint's health (down after
+N failed runs in a row, up at the next success). New alerts queue one delivery per webhook that
+wants them (app/services/webhooks.py sends them, apart from any run)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain import load_label, load_of
+from app.models import SYNTHETIC, Alert, AlertKind, Delivery, Endpoint, Run, RunStatus, RunStep, Webhook
+from app.schemas import AlertRead, AlertSettings
+from app.scoring import regression
+from app.security.redact import mask
+
+# Runs that count towards an endpoint's health: ended by its probe, one way or the other.
+HEALTH_STATUSES = (RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.interrupted.value)
+PERCENTILES = {50: "p50", 90: "p90", 95: "p95", 99: "p99"}
+
+
+async def after_run(
+    session: AsyncSession, *, run_id: int, rules: AlertSettings, now: datetime
+) -> list[Alert]:
+    """Judge a run that just ended; store and queue the alerts it raises."""
+    run = await session.get(Run, run_id)
+    if run is None or run.source != "smartbench":
+        return []
+    endpoint = await session.get(Endpoint, run.endpoint_id)
+    if endpoint is None:
+        return []
+    raised: list[Alert] = []
+    if run.status == RunStatus.succeeded.value:
+        raised += await _regressions(session, run, endpoint, rules, now)
+    raised += await _health(session, run, endpoint, rules, now)
+    for alert in raised:
+        session.add(alert)
+    await session.flush()
+    if raised:
+        await queue(session, raised, now)
+    return raised
+
+
+# -- regressions ------------------------------------------------------------------------------------
+
+
+async def _regressions(
+    session: AsyncSession, run: Run, endpoint: Endpoint, rules: AlertSettings, now: datetime
+) -> list[Alert]:
+    baseline_runs = list(
+        (
+            await session.scalars(
+                select(Run)
+                .where(
+                    Run.endpoint_id == run.endpoint_id,
+                    Run.profile_name == run.profile_name,
+                    Run.status == RunStatus.succeeded.value,
+                    Run.source == "smartbench",
+                    Run.regressed.is_(False),
+                    Run.id != run.id,
+                    Run.created_at <= run.created_at,
+                )
+                .order_by(Run.created_at.desc(), Run.id.desc())
+                .limit(rules.baseline_runs)
+            )
+        ).all()
+    )
+    steps = await _steps(session, [run.id, *(r.id for r in baseline_runs)])
+    pct = PERCENTILES.get(int(run.profile_snapshot.get("slo_percentile") or 99), "p99")
+    operating = [_operating_load(steps.get(r.id, []), r.operating_step) for r in baseline_runs]
+    own = steps.get(run.id, [])
+    reference = regression.reference_load(operating, min((s["load"] for s in own), default=None))
+    current = _figures(run, own, reference, pct)
+    history = [_figures(r, steps.get(r.id, []), reference, pct) for r in baseline_runs]
+    changes = regression.judge(
+        current,
+        history,
+        threshold_pct=rules.regression_threshold_pct,
+        error_points=rules.regression_error_points,
+    )
+    open_metrics = await _open_metrics(session, endpoint_id=run.endpoint_id, profile=run.profile_name)
+    at_load = next((s["label"] for s in own if s["load"] == reference), None)
+    alerts = []
+    for change in changes:
+        detail = {**change.as_dict(), "load": at_load, "percentile": pct,
+                  "baseline_run_ids": [r.id for r in baseline_runs]}  # fmt: skip
+        text = regression.describe(detail, at_load=at_load)
+        if change.verdict == "regression" and change.metric not in open_metrics:
+            kind, message = AlertKind.regression, f"{endpoint.name} ({run.profile_name}): {text}"
+        elif change.verdict != "regression" and change.metric in open_metrics:
+            kind, message = AlertKind.recovery, f"{endpoint.name} ({run.profile_name}) recovered: {text}"
+        else:
+            continue
+        alerts.append(
+            Alert(
+                endpoint_id=run.endpoint_id,
+                run_id=run.id,
+                kind=kind.value,
+                profile_name=run.profile_name,
+                metric=change.metric,
+                baseline=change.baseline,
+                value=change.value,
+                change_pct=change.change_pct,
+                detail=detail,
+                message=message,
+                degraded=run.quality_degraded,
+                created_at=now,
+            )
+        )
+    run.regressed = any(c.verdict == "regression" for c in changes)
+    return alerts
+
+
+async def _steps(session: AsyncSession, run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The columns a comparison reads, per run, lightest step first."""
+    rows = (
+        await session.execute(
+            select(
+                RunStep.run_id,
+                RunStep.step_index,
+                RunStep.concurrency,
+                RunStep.request_rate,
+                RunStep.requests_sent,
+                RunStep.requests_failed,
+                *(getattr(RunStep, f"ttft_ms_{p}") for p in PERCENTILES.values()),
+                *(getattr(RunStep, f"tpot_ms_{p}") for p in PERCENTILES.values()),
+            )
+            .where(RunStep.run_id.in_(run_ids))
+            .order_by(RunStep.run_id, RunStep.step_index)
+        )
+    ).all()
+    by_run: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        step = dict(row._mapping)
+        step["load"], step["label"] = load_of(step), load_label(step)
+        by_run.setdefault(row.run_id, []).append(step)
+    return by_run
+
+
+def _operating_load(steps: list[dict[str, Any]], operating_step: int | None) -> float | None:
+    return next((s["load"] for s in steps if s["step_index"] == operating_step), None)
+
+
+def _figures(
+    run: Run, steps: list[dict[str, Any]], reference: float | None, pct: str
+) -> dict[str, float | None]:
+    """A run's figures as the comparison reads them. Throughput at the SLO is 0 for a run whose
+    steps all broke it; its cost there is unknown (not compared)."""
+    at = next((s for s in steps if s["load"] == reference), None)
+    sent = sum(s["requests_sent"] or 0 for s in steps)
+    failed = sum(s["requests_failed"] or 0 for s in steps)
+    throughput = run.output_tokens_per_s_at_slo
+    return {
+        "ttft_ms": at[f"ttft_ms_{pct}"] if at else None,
+        "tpot_ms": at[f"tpot_ms_{pct}"] if at else None,
+        "output_tokens_per_s_at_slo": throughput if throughput is not None else (0.0 if steps else None),
+        "cost_per_million_tokens_at_slo": run.cost_per_million_tokens_at_slo,
+        "error_rate": failed / sent if sent else None,
+    }
+
+
+async def _open_metrics(session: AsyncSession, *, endpoint_id: int, profile: str) -> set[str]:
+    latest = (
+        select(func.max(Alert.id))
+        .where(
+            Alert.endpoint_id == endpoint_id,
+            Alert.profile_name == profile,
+            Alert.kind.in_((AlertKind.regression.value, AlertKind.recovery.value)),
+        )
+        .group_by(Alert.metric)
+    )
+    rows = await session.scalars(
+        select(Alert.metric).where(Alert.id.in_(latest), Alert.kind == AlertKind.regression.value)
+    )
+    return {metric for metric in rows.all() if metric}
+
+
+# -- health -----------------------------------------------------------------------------------------
+
+
+async def _health(
+    session: AsyncSession, run: Run, endpoint: Endpoint, rules: AlertSettings, now: datetime
+) -> list[Alert]:
+    if run.status not in HEALTH_STATUSES:
+        return []  # cancelled or skipped: says nothing of the endpoint
+    down = await _is_down(session, endpoint.id)
+    if run.status == RunStatus.succeeded.value:
+        if not down:
+            return []
+        return [Alert(endpoint_id=endpoint.id, run_id=run.id, kind=AlertKind.up.value, detail={},
+                      message=f"{endpoint.name} is back up: run {run.id} succeeded", created_at=now)]  # fmt: skip
+    if down:
+        return []
+    recent = (
+        await session.scalars(
+            select(Run.status)
+            .where(Run.endpoint_id == endpoint.id, Run.status.in_(HEALTH_STATUSES), Run.source != SYNTHETIC)
+            .order_by(Run.created_at.desc(), Run.id.desc())
+            .limit(rules.down_after_failures)
+        )
+    ).all()
+    if len(recent) < rules.down_after_failures or any(s == RunStatus.succeeded.value for s in recent):
+        return []
+    error = mask(run.error or "no error recorded")  # what the target sent stays on the run's page
+    return [
+        Alert(
+            endpoint_id=endpoint.id,
+            run_id=run.id,
+            kind=AlertKind.down.value,
+            detail={"failed_runs": len(recent), "error": error},
+            message=f"{endpoint.name} is down: {len(recent)} failed runs in a row; the last: {error}",
+            created_at=now,
+        )
+    ]
+
+
+async def _is_down(session: AsyncSession, endpoint_id: int) -> bool:
+    kind = await session.scalar(
+        select(Alert.kind)
+        .where(Alert.endpoint_id == endpoint_id, Alert.kind.in_((AlertKind.down.value, AlertKind.up.value)))
+        .order_by(Alert.id.desc())
+        .limit(1)
+    )
+    return kind == AlertKind.down.value
+
+
+# -- deliveries -------------------------------------------------------------------------------------
+
+
+async def queue(session: AsyncSession, alerts: list[Alert], now: datetime) -> None:
+    hooks = (await session.scalars(select(Webhook).where(Webhook.enabled.is_(True)))).all()
+    for alert in alerts:
+        for hook in hooks:
+            if alert.kind in hook.events:
+                session.add(Delivery(alert_id=alert.id, webhook_id=hook.id, status="pending",
+                                     next_attempt_at=now, created_at=now))  # fmt: skip
+    await session.flush()
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+async def open_ids(session: AsyncSession, *, endpoint_id: int | None = None) -> set[int]:
+    """Alerts still standing: each figure's latest regression/recovery when it is a regression,
+    each endpoint's latest down/up when it is down."""
+    scope = [Alert.endpoint_id == endpoint_id] if endpoint_id is not None else []
+    figures = (
+        select(func.max(Alert.id))
+        .where(*scope, Alert.kind.in_((AlertKind.regression.value, AlertKind.recovery.value)))
+        .group_by(Alert.endpoint_id, Alert.profile_name, Alert.metric)
+    )
+    health = (
+        select(func.max(Alert.id))
+        .where(*scope, Alert.kind.in_((AlertKind.down.value, AlertKind.up.value)))
+        .group_by(Alert.endpoint_id)
+    )
+    rows = await session.scalars(
+        select(Alert.id).where(
+            Alert.id.in_(figures.union(health)),
+            Alert.kind.in_((AlertKind.regression.value, AlertKind.down.value)),
+        )
+    )
+    return set(rows.all())
+
+
+async def listing(
+    session: AsyncSession, *, endpoint_id: int | None = None, limit: int = 50
+) -> tuple[list[AlertRead], list[AlertRead]]:
+    """The newest alerts (at most `limit`) and those still open, newest first."""
+    scope = [Alert.endpoint_id == endpoint_id] if endpoint_id is not None else []
+    standing = await open_ids(session, endpoint_id=endpoint_id)
+    query = select(Alert, Endpoint.name).join(Endpoint, Endpoint.id == Alert.endpoint_id)
+    recent = (await session.execute(query.where(*scope).order_by(Alert.id.desc()).limit(limit))).all()
+    opened = (
+        (await session.execute(query.where(Alert.id.in_(standing)).order_by(Alert.id.desc()))).all()
+        if standing
+        else []
+    )
+    return (
+        [to_read(alert, name, alert.id in standing) for alert, name in recent],
+        [to_read(alert, name, True) for alert, name in opened],
+    )
+
+
+def to_read(alert: Alert, endpoint: str, standing: bool) -> AlertRead:
+    return AlertRead(
+        id=alert.id,
+        endpoint_id=alert.endpoint_id,
+        endpoint=endpoint,
+        run_id=alert.run_id,
+        kind=alert.kind,
+        profile=alert.profile_name,
+        metric=alert.metric,
+        baseline=alert.baseline,
+        value=alert.value,
+        change_pct=alert.change_pct,
+        message=alert.message,
+        degraded=alert.degraded,
+        open=standing,
+        detail=alert.detail or {},
+        created_at=alert.created_at,
+    )

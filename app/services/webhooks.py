@@ -1,0 +1,324 @@
+"""Webhooks: where alerts go, and their delivery.
+
+Two kinds: `json` (the alert as JSON, signed with HMAC-SHA256, app/security/signing.py) and
+`slack` (a Slack-compatible incoming webhook: `{"text": ...}`; Mattermost and others take the
+same). The URL and the secret are sealed at rest; the URL shows only as a hint.
+
+Delivery is apart from runs: alerts queue rows in `deliveries`, and the executor's loop sends
+the due ones in a task of its own (`deliver_due`), so a slow or dead receiver never holds a run
+or the claiming of the next one. A delivery is claimed with a conditional UPDATE (several
+workers never send one twice), sent with a 10 s limit through the outbound policy, and retried
+with back-off (30 s doubling, at most an hour apart) until delivered or 8 attempts failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import unit_of_work
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.models import Alert, Delivery, Endpoint, Webhook
+from app.probe.client import PolicyResolver
+from app.schemas import DeliveryRead, WebhookCreate, WebhookCreated, WebhookRead, WebhookUpdate
+from app.security import signing
+from app.security.crypto import SecretBox
+from app.security.outbound import OutboundPolicy
+from app.services import site
+
+TIMEOUT_S = 10.0
+LEASE = timedelta(seconds=60)  # a claimed delivery is not claimed again meanwhile
+FIRST_RETRY_S = 30.0
+MAX_RETRY_S = 3600.0
+MAX_ATTEMPTS = 8
+USER_AGENT = "smartbench-webhooks/1"
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the n-th failed attempt: 30 s, 60 s, 120 s, ... at most an hour."""
+    return timedelta(seconds=min(FIRST_RETRY_S * 2 ** (attempts - 1), MAX_RETRY_S))
+
+
+def url_hint(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}/…{url[-4:]}"
+
+
+def to_read(hook: Webhook) -> WebhookRead:
+    return WebhookRead(
+        id=hook.id,
+        name=hook.name,
+        kind=hook.kind,
+        url_hint=hook.url_hint,
+        events=list(hook.events),
+        enabled=hook.enabled,
+        signed=hook.secret_encrypted is not None,
+        created_at=hook.created_at,
+        created_by=hook.created_by,
+    )
+
+
+async def list_all(session: AsyncSession) -> list[Webhook]:
+    return list((await session.scalars(select(Webhook).order_by(Webhook.name))).all())
+
+
+async def get(session: AsyncSession, webhook_id: int) -> Webhook:
+    hook = await session.get(Webhook, webhook_id)
+    if hook is None:
+        raise NotFound(f"webhook {webhook_id} does not exist")
+    return hook
+
+
+async def _check_url(session: AsyncSession, settings: Settings, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed("the webhook URL is not valid", fields={"url": "an http:// or https:// URL"})
+    await site.check_urls(session, settings, {"url": url})
+
+
+async def create(
+    session: AsyncSession, settings: Settings, box: SecretBox, data: WebhookCreate, *, by: str, now: datetime
+) -> WebhookCreated:
+    await _check_url(session, settings, data.url)
+    secret = (data.secret or signing.new_secret()) if data.kind == "json" else None
+    hook = Webhook(
+        name=data.name, kind=data.kind, url_encrypted=box.encrypt(data.url), url_hint=url_hint(data.url),
+        secret_encrypted=box.encrypt(secret) if secret else None, events=list(dict.fromkeys(data.events)),
+        enabled=data.enabled, created_at=now, created_by=by,
+    )  # fmt: skip
+    session.add(hook)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a webhook named {data.name!r} exists", fields={"name": "already taken"}) from exc
+    return WebhookCreated(**to_read(hook).model_dump(), secret=secret)
+
+
+async def update_one(
+    session: AsyncSession, settings: Settings, box: SecretBox, webhook_id: int, data: WebhookUpdate
+) -> Webhook:
+    hook = await get(session, webhook_id)
+    changes = data.model_dump(exclude_unset=True)
+    if "url" in changes:
+        await _check_url(session, settings, changes["url"])
+        hook.url_encrypted, hook.url_hint = box.encrypt(changes["url"]), url_hint(changes["url"])
+    if "events" in changes:
+        hook.events = list(dict.fromkeys(changes["events"]))
+    for field in ("name", "enabled"):
+        if field in changes:
+            setattr(hook, field, changes[field])
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a webhook named {hook.name!r} exists", fields={"name": "already taken"}) from exc
+    return hook
+
+
+async def delete(session: AsyncSession, webhook_id: int) -> None:
+    await session.delete(await get(session, webhook_id))
+    await session.flush()
+
+
+async def deliveries(
+    session: AsyncSession, *, webhook_id: int | None = None, limit: int = 50
+) -> list[DeliveryRead]:
+    query = (
+        select(Delivery, Webhook.name, Alert.kind)
+        .join(Webhook, Webhook.id == Delivery.webhook_id)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    if webhook_id is not None:
+        query = query.where(Delivery.webhook_id == webhook_id)
+    return [
+        DeliveryRead(
+            id=d.id,
+            alert_id=d.alert_id,
+            webhook_id=d.webhook_id,
+            webhook=name,
+            event=kind,
+            status=d.status,
+            attempts=d.attempts,
+            next_attempt_at=d.next_attempt_at,
+            last_attempt_at=d.last_attempt_at,
+            response_status=d.response_status,
+            error=d.error,
+            delivered_at=d.delivered_at,
+            created_at=d.created_at,
+        )
+        for d, name, kind in (await session.execute(query)).all()
+    ]
+
+
+# -- sending ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    delivery_id: int
+    attempts: int
+    kind: str
+    url: str
+    hint: str
+    secret: str | None
+    event: str
+    body: bytes
+
+
+def payload(alert: Alert, endpoint: str, delivery_id: int, public_url: str | None) -> dict[str, Any]:
+    run_url = f"{public_url.rstrip('/')}/runs/{alert.run_id}" if public_url and alert.run_id else None
+    return {
+        "delivery": delivery_id,
+        "event": alert.kind,
+        "alert_id": alert.id,
+        "at": alert.created_at.isoformat(),
+        "endpoint": {"id": alert.endpoint_id, "name": endpoint},
+        "profile": alert.profile_name,
+        "metric": alert.metric,
+        "baseline": alert.baseline,
+        "value": alert.value,
+        "change_pct": alert.change_pct,
+        "degraded": alert.degraded,
+        "detail": alert.detail,
+        "message": alert.message,
+        "run_id": alert.run_id,
+        "run_url": run_url,
+    }
+
+
+def slack_body(data: dict[str, Any]) -> dict[str, Any]:
+    mark = {
+        "regression": ":warning:",
+        "recovery": ":white_check_mark:",
+        "down": ":red_circle:",
+        "up": ":large_green_circle:",
+    }
+    text = f"{mark.get(data['event'], '')} smartbench {data['event']}: {data['message']}"
+    if data.get("degraded"):
+        text += " (measured with a degraded client)"
+    if data.get("run_url"):
+        text += f" <{data['run_url']}|run {data['run_id']}>"
+    return {"text": text}
+
+
+async def _claim(
+    session: AsyncSession, box: SecretBox, settings: Settings, now: datetime, limit: int
+) -> list[Job]:
+    due = (
+        await session.scalars(
+            select(Delivery.id)
+            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(limit)
+        )
+    ).all()
+    jobs = []
+    for delivery_id in due:
+        taken = await session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status == "pending", Delivery.next_attempt_at <= now)
+            .values(next_attempt_at=now + LEASE)
+        )
+        if getattr(taken, "rowcount", 0) != 1:
+            continue  # another worker took it
+        delivery = await session.get(Delivery, delivery_id)
+        alert = await session.get(Alert, delivery.alert_id) if delivery else None
+        hook = await session.get(Webhook, delivery.webhook_id) if delivery else None
+        if delivery is None or alert is None or hook is None:
+            continue
+        endpoint = await session.scalar(select(Endpoint.name).where(Endpoint.id == alert.endpoint_id)) or "?"
+        data = payload(alert, endpoint, delivery.id, settings.public_url)
+        body = orjson.dumps(slack_body(data) if hook.kind == "slack" else data)
+        jobs.append(
+            Job(
+                delivery.id,
+                delivery.attempts,
+                hook.kind,
+                box.decrypt(hook.url_encrypted),
+                hook.url_hint,
+                box.decrypt(hook.secret_encrypted) if hook.secret_encrypted else None,
+                alert.kind,
+                body,
+            )
+        )
+    return jobs
+
+
+async def _send(client: aiohttp.ClientSession, job: Job) -> tuple[int | None, str | None]:
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               "X-Smartbench-Event": job.event, "X-Smartbench-Delivery": str(job.delivery_id)}  # fmt: skip
+    if job.secret:
+        stamp = int(time.time())
+        headers[signing.TIMESTAMP_HEADER] = str(stamp)
+        headers[signing.SIGNATURE_HEADER] = signing.sign(job.secret, stamp, job.body)
+    try:
+        async with client.post(job.url, data=job.body, headers=headers, allow_redirects=False) as response:
+            await response.content.read(4096)
+            if 200 <= response.status < 300:
+                return response.status, None
+            return response.status, f"answered {response.status}"
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        detail = str(exc).replace(job.url, job.hint)[:200]  # a Slack URL is a credential
+        return None, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+async def deliver_due(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    box: SecretBox,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    limit: int = 20,
+) -> int:
+    """Send the deliveries that are due (at most `limit`); returns how many were attempted."""
+    now = clock()
+    async with unit_of_work(sessionmaker) as session:
+        jobs = await _claim(session, box, settings, now, limit)
+        policy = (await site.load(session, settings)).outbound
+    if not jobs:
+        return 0
+    results = await _post_all(jobs, policy)
+    done = clock()
+    async with unit_of_work(sessionmaker) as session:
+        for job, (status, error) in zip(jobs, results, strict=True):
+            delivery = await session.get(Delivery, job.delivery_id)
+            if delivery is None:
+                continue
+            delivery.attempts = job.attempts + 1
+            delivery.last_attempt_at = done
+            delivery.response_status = status
+            delivery.error = error
+            if error is None:
+                delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", done, None
+            elif delivery.attempts >= MAX_ATTEMPTS:
+                delivery.status, delivery.next_attempt_at = "failed", None
+            else:
+                delivery.next_attempt_at = done + backoff(delivery.attempts)
+    return len(jobs)
+
+
+async def _post_all(jobs: list[Job], policy: OutboundPolicy) -> list[tuple[int | None, str | None]]:
+    connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy), limit=8)
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+
+        async def one(job: Job) -> tuple[int | None, str | None]:
+            host = urlsplit(job.url).hostname or ""
+            if (problem := policy.host_problem(host)) is not None:  # a literal address skips the resolver
+                return None, f"refused by the outbound policy: {problem}"
+            return await _send(client, job)
+
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
