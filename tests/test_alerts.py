@@ -109,7 +109,9 @@ def verified(secret: str, headers: dict[str, str], body: bytes) -> bool:
 
 
 async def _run(app: Any, client: httpx.AsyncClient, auth: dict[str, str], endpoint_id: int) -> dict[str, Any]:
-    accepted = await client.post(f"/api/v1/endpoints/{endpoint_id}/runs", json={"profile": "quick"}, headers=auth)
+    accepted = await client.post(
+        f"/api/v1/endpoints/{endpoint_id}/runs", json={"profile": "quick"}, headers=auth
+    )
     assert accepted.status_code == 202, accepted.text
     assert await app.state.executor.tick() is True
     await asyncio.wait_for(asyncio.gather(*app.state.executor.active), timeout=120)
@@ -136,15 +138,25 @@ async def test_a_slowdown_regresses_is_delivered_signed_and_recovers(idle_app, p
         assert secret and signed.json()["url_hint"].endswith("json") and "url" not in signed.json()
         slack = await client.post(
             "/api/v1/webhooks",
-            json={"name": "chat", "url": f"{hook.url}/slack", "kind": "slack", "events": ["regression", "recovery"]},
+            json={
+                "name": "chat",
+                "url": f"{hook.url}/slack",
+                "kind": "slack",
+                "events": ["regression", "recovery"],
+            },
             headers=admin,
         )
         assert slack.status_code == 201 and slack.json()["secret"] is None
         assert "secret" not in (await client.get("/api/v1/webhooks", headers=admin)).json()["items"][0]
         made = await client.post(
             "/api/v1/endpoints",
-            json={"name": "canary", "base_url": f"http://127.0.0.1:{port}/v1", "model": "sim",
-                  "gpu_count": 1, "price_per_gpu_hour": 2.0},  # fmt: skip
+            json={
+                "name": "canary",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "model": "sim",
+                "gpu_count": 1,
+                "price_per_gpu_hour": 2.0,
+            },
             headers=editor,
         )
         endpoint_id = made.json()["id"]
@@ -175,7 +187,9 @@ async def test_a_slowdown_regresses_is_delivered_signed_and_recovers(idle_app, p
             assert not verified("whsec_not_the_secret_at_all", headers, body)
             assert headers["X-Smartbench-Event"] == "regression"
         ttft_body = next(json.loads(b) for _, b in json_posts if json.loads(b)["metric"] == "ttft_ms")
-        assert ttft_body["endpoint"]["name"] == "canary" and ttft_body["value"] == pytest.approx(ttft["value"])
+        assert ttft_body["endpoint"]["name"] == "canary" and ttft_body["value"] == pytest.approx(
+            ttft["value"]
+        )
         slack_texts = [json.loads(b)["text"] for path, _, b in hook.got if path == "/slack"]
         assert any("TTFT" in text and "canary" in text for text in slack_texts)
 
@@ -196,14 +210,18 @@ async def test_a_slowdown_regresses_is_delivered_signed_and_recovers(idle_app, p
         html = (await client.get(f"/endpoints/{endpoint_id}")).text
         assert 'id="endpoint-alerts"' in html and 'data-metric="ttft_ms"' in html
         assert 'id="recent-alerts"' in (await client.get("/")).text
-        deliveries = (await client.get(f"/api/v1/webhooks/{signed.json()['id']}/deliveries", headers=admin)).json()
+        deliveries = (
+            await client.get(f"/api/v1/webhooks/{signed.json()['id']}/deliveries", headers=admin)
+        ).json()
         assert {d["status"] for d in deliveries["items"]} == {"delivered"}
 
 
 async def test_failed_runs_in_a_row_mean_down_and_a_success_means_up(idle_app, people) -> None:  # type: ignore[no-untyped-def]
     app = idle_app
     port = free_port()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
         admin, editor = await bearer(client, "admin"), await bearer(client, "editor")
         changed = await client.patch("/api/v1/settings/site", json={"down_after_failures": 2}, headers=admin)
         assert changed.status_code == 200 and changed.json()["down_after_failures"] == 2
@@ -237,12 +255,18 @@ async def test_deliveries_retry_with_back_off_and_are_recorded(idle_app, people)
         receiver(fail_first=2) as hook,
     ):
         admin, editor = await bearer(client, "admin"), await bearer(client, "editor")
-        made = await client.post("/api/v1/webhooks", json={"name": "ops", "url": f"{hook.url}/x"}, headers=admin)
+        made = await client.post(
+            "/api/v1/webhooks", json={"name": "ops", "url": f"{hook.url}/x"}, headers=admin
+        )
         dead = await client.post(  # nothing listens there: every attempt fails, never blocking
-            "/api/v1/webhooks", json={"name": "dead", "url": f"http://127.0.0.1:{free_port()}/x"}, headers=admin
+            "/api/v1/webhooks",
+            json={"name": "dead", "url": f"http://127.0.0.1:{free_port()}/x"},
+            headers=admin,
         )
         endpoint = await client.post(
-            "/api/v1/endpoints", json={"name": "e", "base_url": "http://127.0.0.1:9/v1", "model": "m"}, headers=editor
+            "/api/v1/endpoints",
+            json={"name": "e", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
+            headers=editor,
         )
         async with unit_of_work(app.state.sessionmaker) as session:
             alert = Alert(endpoint_id=endpoint.json()["id"], kind="down", detail={}, message="e is down",
@@ -276,12 +300,18 @@ async def test_deliveries_retry_with_back_off_and_are_recorded(idle_app, people)
             now[0] += timedelta(hours=1)
             await app.state.executor.deliver_tick()
         gone = (await state())[dead.json()["id"]]
-        assert gone.status == "failed" and gone.attempts == webhooks.MAX_ATTEMPTS and gone.next_attempt_at is None
+        assert (
+            gone.status == "failed"
+            and gone.attempts == webhooks.MAX_ATTEMPTS
+            and gone.next_attempt_at is None
+        )
 
 
 async def test_webhook_urls_are_checked_and_never_shown(idle_app, people) -> None:  # type: ignore[no-untyped-def]
     app = idle_app
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
         admin, editor = await bearer(client, "admin"), await bearer(client, "editor")
         metadata = await client.post(
             "/api/v1/webhooks", json={"name": "x", "url": "http://169.254.169.254/latest"}, headers=admin
@@ -304,13 +334,24 @@ async def test_the_alerts_page_adds_webhooks_and_saves_the_rules(app, client, pe
     csrf = await login(client, "admin")
     bad = await client.post(
         "/settings/alerts/webhooks",
-        data={"csrf_token": csrf, "name": "ops", "url": "http://169.254.169.254/x", "kind": "json", "events": "down"},
+        data={
+            "csrf_token": csrf,
+            "name": "ops",
+            "url": "http://169.254.169.254/x",
+            "kind": "json",
+            "events": "down",
+        },
     )
     assert bad.status_code == 400 and 'data-error-for="url"' in bad.text and "ops" in bad.text  # kept
     made = await client.post(
         "/settings/alerts/webhooks",
-        data={"csrf_token": csrf, "name": "ops", "url": "http://127.0.0.1:1/hook/secretpath", "kind": "json",
-              "events": ["regression", "down"]},  # fmt: skip
+        data={
+            "csrf_token": csrf,
+            "name": "ops",
+            "url": "http://127.0.0.1:1/hook/secretpath",
+            "kind": "json",
+            "events": ["regression", "down"],
+        },
     )
     assert made.status_code == 201 and 'id="new-secret">whsec_' in made.text
     page = (await client.get("/settings/alerts")).text
