@@ -240,6 +240,11 @@ class Profile(Base):
     requests_per_step: Mapped[int | None] = mapped_column(Integer)
     duration_per_step_s: Mapped[float | None] = mapped_column(Float)
     warmup_requests: Mapped[int] = mapped_column(Integer, default=0)
+    # SLO search (app/probe/search.py): instead of every level, find the heaviest load that meets
+    # the SLO between the lowest level (the start) and the highest (the ceiling).
+    search: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    search_max_steps: Mapped[int] = mapped_column(Integer, default=10, server_default=text("10"))
+    search_budget_s: Mapped[float] = mapped_column(Float, default=900.0, server_default=text("900"))
 
     slo_ttft_ms: Mapped[float | None] = mapped_column(Float)
     slo_tpot_ms: Mapped[float | None] = mapped_column(Float)

@@ -314,6 +314,12 @@ class ProfileFields(BaseModel):
     requests_per_step: int | None = Field(default=None, ge=1, le=1_000_000)
     duration_per_step_s: float | None = Field(default=None, gt=0, le=86_400)
     warmup_requests: int | None = Field(default=None, ge=0, le=100_000)
+    search: bool | None = Field(
+        default=None,
+        description="search for the heaviest load meeting the SLO between the lowest and highest level",
+    )
+    search_max_steps: int | None = Field(default=None, ge=2, le=40)
+    search_budget_s: float | None = Field(default=None, gt=0, le=86_400)
     slo_ttft_ms: float | None = Field(default=None, gt=0)
     slo_tpot_ms: float | None = Field(default=None, gt=0)
     slo_e2e_ms: float | None = Field(default=None, gt=0)
@@ -323,6 +329,7 @@ class ProfileFields(BaseModel):
     _not_null = refuse_null(
         "name", "title", "input_tokens_mean", "input_tokens_spread", "output_tokens_mean",
         "output_tokens_spread", "load_mode", "load_levels", "arrival", "warmup_requests", "slo_percentile",
+        "search", "search_max_steps", "search_budget_s",
     )  # fmt: skip
 
     @field_validator("load_levels")
@@ -347,6 +354,9 @@ class ProfileCreate(ProfileFields):
     arrival: Literal["poisson", "constant"] = "poisson"
     warmup_requests: int = Field(default=0, ge=0, le=100_000)
     slo_percentile: Literal[50, 90, 95, 99] = 99
+    search: bool = False
+    search_max_steps: int = Field(default=10, ge=2, le=40)
+    search_budget_s: float = Field(default=900.0, gt=0, le=86_400)
 
 
 class ProfileUpdate(ProfileFields):
@@ -372,6 +382,9 @@ class ProfileRead(BaseModel):
     requests_per_step: int | None
     duration_per_step_s: float | None
     warmup_requests: int
+    search: bool
+    search_max_steps: int
+    search_budget_s: float
     slo_ttft_ms: float | None
     slo_tpot_ms: float | None
     slo_e2e_ms: float | None

@@ -34,6 +34,7 @@ import orjson
 
 from app.domain import SLO
 from app.probe.runner import Prober, StepResult, Workload
+from app.probe.search import SearchSpec
 from app.probe.types import Limits, Sample, Target, Timeouts
 from app.security.redact import Redactor
 from app.summary import RunSummary, StepSummary
@@ -70,6 +71,8 @@ class ProbeSpec:
         workload = dict(data["workload"])
         workload["levels"] = tuple(workload["levels"])
         workload["slo"] = SLO(**workload["slo"])
+        if workload.get("search") is not None:
+            workload["search"] = SearchSpec(**workload["search"])
         return cls(
             target=Target(**data["target"]),
             workload=Workload(**workload),
@@ -360,8 +363,7 @@ async def _child(spec: ProbeSpec, channel: _Channel) -> None:
     except asyncio.CancelledError:
         channel.send("end", status="cancelled", error="cancelled", environment=None)
         return
-    environment = result.preflight.environment() if result.preflight is not None else None
-    channel.send("end", status=result.status, error=result.error, environment=environment)
+    channel.send("end", status=result.status, error=result.error, environment=result.environment())
 
 
 def _die_with_parent() -> None:

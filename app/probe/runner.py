@@ -47,6 +47,7 @@ from app.probe.prompts import (
     sample_length,
     tokens_per_chunk,
 )
+from app.probe.search import Search, SearchSpec
 from app.probe.stats import summarize_step
 from app.probe.telemetry import Scraper
 from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
@@ -108,6 +109,7 @@ class Workload:
     warmup_requests: int = 0
     slo: SLO = field(default_factory=SLO)
     seed: int = 0
+    search: SearchSpec | None = None  # an SLO search instead of the fixed levels (probe/search.py)
 
 
 @dataclass
@@ -155,6 +157,13 @@ class RunResult:
     steps: list[StepResult]
     preflight: Preflight | None
     error: str | None = None
+    search: dict[str, Any] | None = None  # the SLO search's trail and answer
+
+    def environment(self) -> dict[str, Any] | None:
+        if self.preflight is None:
+            return None
+        found = self.preflight.environment()
+        return {**found, "search": self.search} if self.search is not None else found
 
 
 class LagMonitor:
@@ -681,21 +690,34 @@ class Prober:
         if on_preflight is not None:
             on_preflight(pre.environment())
         steps: list[StepResult] = []
+        search = Search(self.workload.search) if self.workload.search is not None else None
         try:
-            for index, level in enumerate(self.workload.levels):
+            index = 0
+            level: float | None = search.first() if search is not None else self.workload.levels[0]
+            while level is not None:
                 step = await self.run_step(index, level, progress)
                 steps.append(step)
                 if on_step is not None:
                     await on_step(step)
+                index += 1
+                if search is not None:  # the next load follows from this step's verdict
+                    met = self.workload.slo.step_meets(step.summary.as_dict())
+                    elapsed = (datetime.now(UTC) - started).total_seconds()
+                    level = search.next(level, met, elapsed_s=elapsed)
+                else:
+                    level = self.workload.levels[index] if index < len(self.workload.levels) else None
         except asyncio.CancelledError as exc:
             if isinstance(exc, StepCancelled) and exc.result.samples:
                 steps.append(exc.result)
                 if on_step is not None:
                     await on_step(exc.result)
-            return RunResult(started, datetime.now(UTC), "cancelled", steps, pre, "cancelled")
+            return RunResult(started, datetime.now(UTC), "cancelled", steps, pre, "cancelled",
+                             search.report() if search else None)  # fmt: skip
         status = "succeeded" if any(s.summary.requests.completed for s in steps) else "failed"
         error = None if status == "succeeded" else "no request completed"
-        return RunResult(started, datetime.now(UTC), status, steps, pre, error)
+        return RunResult(
+            started, datetime.now(UTC), status, steps, pre, error, search.report() if search else None
+        )
 
 
 @dataclass(frozen=True)

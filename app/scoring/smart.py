@@ -76,11 +76,13 @@ def _user_rate(step: Mapping[str, Any]) -> float | None:
 
 
 def operating_point(
-    steps: Sequence[Mapping[str, Any]], slo: SLO, inputs: CostInputs
+    steps: Sequence[Mapping[str, Any]], slo: SLO, inputs: CostInputs, *, searched: bool = False
 ) -> OperatingPoint | None:
     """The SLO-meeting point with the most output throughput, interpolated between a step that
     meets the SLO and the next heavier one that breaks it (where the binding metric crosses its
-    limit). Without an SLO (throughput first) it is the step with the most throughput."""
+    limit). Without an SLO (throughput first) it is the step with the most throughput. After an
+    SLO search (`searched`) it is the search's answer, the heaviest step that met the SLO, as
+    measured."""
     ordered = sorted((s for s in steps if s.get("output_tokens_per_s") is not None), key=lambda s: load_of(s))
     if not ordered:
         return None
@@ -102,7 +104,7 @@ def operating_point(
         )
         nxt = ordered[i + 1] if i + 1 < len(ordered) else None
         nxt_meets = nxt is not None and slo.step_meets(nxt)
-        if slo.defined and nxt is not None and not nxt_meets:
+        if not searched and slo.defined and nxt is not None and not nxt_meets:
             f = _crossing(step, nxt, slo)
             if f is not None and f > 0:
                 point = OperatingPoint(
@@ -123,7 +125,9 @@ def operating_point(
                     interpolated=True,
                     next_step_index=int(nxt.get("_index", i + 1)),
                 )
-        if best is None or point.output_tokens_per_s > best.output_tokens_per_s:
+        if best is None or (
+            point.load > best.load if searched else point.output_tokens_per_s > best.output_tokens_per_s
+        ):
             best = point
     if best is not None:
         # Power as measured in the step the point rests on (its telemetry), else declared.
@@ -215,7 +219,8 @@ def smart_letters(
     slo = SLO.from_profile(profile)
     judged = slo if slo.defined else REFERENCE_SLO
     indexed = [{**s, "_index": i} for i, s in enumerate(steps)]
-    point = operating_point(indexed, slo, inputs)
+    # An SLO search measured its answer: its operating point is that step, never interpolated.
+    point = operating_point(indexed, slo, inputs, searched=bool(profile.get("search")))
     ordered = sorted(indexed, key=load_of) if indexed else []
     meeting = [s for s in ordered if judged.step_meets(s)]
     at = (

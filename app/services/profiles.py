@@ -142,6 +142,19 @@ def _check(values: dict[str, Any]) -> None:
         raise ValidationFailed(
             "bad load levels", fields={"load_levels": "concurrency levels are whole numbers"}
         )
+    if values.get("search"):
+        if len(values.get("load_levels") or []) < 2:
+            raise ValidationFailed(
+                "an SLO search needs where to start and a ceiling",
+                fields={
+                    "load_levels": "give at least two levels: the lowest starts the search, the highest caps it"
+                },
+            )
+        if not any(values.get(k) for k in ("slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms")):
+            raise ValidationFailed(
+                "an SLO search needs an SLO",
+                fields={"search": "give a TTFT, TPOT or E2E limit to search against"},
+            )
 
 
 async def create(session: AsyncSession, *, data: ProfileCreate, settings: Settings) -> Profile:

@@ -28,6 +28,7 @@ from app.models import SYNTHETIC, Endpoint, RequestSample, Run, RunStatus, RunSt
 from app.probe import inspect as probe_inspect
 from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.runner import StepResult, Workload
+from app.probe.search import SearchSpec
 from app.probe.stats import summarize_step
 from app.probe.types import Limits, Sample, Target
 from app.schemas import RunListItem
@@ -134,6 +135,22 @@ def workload_from(profile: dict[str, Any]) -> Workload:
         duration_per_step_s=profile.get("duration_per_step_s"),
         warmup_requests=int(profile.get("warmup_requests") or 0),
         slo=SLO.from_profile(profile),
+        search=search_spec(profile),
+    )
+
+
+def search_spec(profile: dict[str, Any]) -> SearchSpec | None:
+    """A searching profile's bounds: from its lowest level up to its highest (older snapshots
+    have no search)."""
+    if not profile.get("search"):
+        return None
+    levels = [float(v) for v in profile["load_levels"]]
+    return SearchSpec(
+        start=min(levels),
+        ceiling=max(levels),
+        integer=(profile.get("load_mode") or "concurrency") == "concurrency",
+        max_steps=int(profile.get("search_max_steps") or 10),
+        budget_s=float(profile.get("search_budget_s") or 900.0),
     )
 
 
@@ -179,7 +196,8 @@ async def execute(
         run = await session.get(Run, run_id)
         if run is None:
             return "missing"
-        planned_steps = len(run.profile_snapshot["load_levels"])
+        search = search_spec(run.profile_snapshot)
+        planned_steps = search.max_steps if search else len(run.profile_snapshot["load_levels"])
         try:
             spec = await probe_spec(session, run, box=box, settings=settings)
         except ValueError as exc:

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/profiles")
 
 FIELDS = ("name", "title", "description", "input_tokens_mean", "input_tokens_spread", "output_tokens_mean",
           "output_tokens_spread", "load_mode", "load_levels", "arrival", "max_concurrency", "requests_per_step",
-          "duration_per_step_s", "warmup_requests", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms", "slo_percentile",
+          "duration_per_step_s", "warmup_requests", "search", "search_max_steps", "search_budget_s", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms", "slo_percentile",
           "target_price_per_million")  # fmt: skip
 INTS = {
     "input_tokens_mean",
@@ -28,8 +28,9 @@ INTS = {
     "requests_per_step",
     "warmup_requests",
     "slo_percentile",
+    "search_max_steps",
 }
-FLOATS = {"input_tokens_spread", "output_tokens_spread", "duration_per_step_s", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms",
+FLOATS = {"search_budget_s", "input_tokens_spread", "output_tokens_spread", "duration_per_step_s", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms",
           "target_price_per_million"}  # fmt: skip
 
 
@@ -39,7 +40,9 @@ def parse(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     for field, raw in values.items():
         raw = raw.strip()
         try:
-            if field == "load_levels":
+            if field == "search":
+                payload[field] = raw in ("on", "true", "1")
+            elif field == "load_levels":
                 payload[field] = [float(v) for v in raw.replace(" ", "").split(",") if v] if raw else None
             elif field in INTS:
                 payload[field] = int(raw) if raw else None
@@ -59,6 +62,8 @@ def parse(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
         "output_tokens_spread",
         "warmup_requests",
         "slo_percentile",
+        "search_max_steps",
+        "search_budget_s",
     ):
         if payload.get(key) is None:
             payload.pop(key, None)
@@ -69,6 +74,7 @@ def form_values(profile: ProfileRead) -> dict[str, str]:
     data = profile.model_dump()
     out = {k: "" if data.get(k) is None else str(data[k]) for k in FIELDS}
     out["load_levels"] = ", ".join(f"{v:g}" for v in profile.load_levels)
+    out["search"] = "on" if profile.search else ""
     return out
 
 
