@@ -7,6 +7,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -623,6 +624,62 @@ def _reencrypt(settings: Settings) -> None:
     except DecryptionError as exc:
         raise _fail(f"{exc}; nothing was changed") from None
     out.print(f"re-encrypted {changed} API key(s) with key {box.active_key_id}")
+
+
+@cli.command("import")
+def import_(
+    files: Annotated[
+        list[Path], typer.Argument(help="Result files or folders (their .json, .jsonl and .yaml files)")
+    ],
+    endpoint: Annotated[str, typer.Option(help="The registered endpoint the results are of")],
+    format: Annotated[
+        str, typer.Option(help="auto, aiperf, genai-perf, vllm, guidellm or inference-perf")
+    ] = "auto",
+    profile: Annotated[str | None, typer.Option(help="Judge by this profile's SLO (default: none)")] = None,
+    tool_version: Annotated[
+        str | None, typer.Option(help="The tool's version, for files that do not say")
+    ] = None,
+) -> None:
+    """Import AIPerf, GenAI-Perf, vllm bench, GuideLLM or inference-perf results as a run of an
+    endpoint: scored like smartbench's own runs, marked imported on every page. A file that does
+    not parse is refused with its line and field; nothing is stored then."""
+    from datetime import UTC, datetime
+
+    from app.errors import AppError
+    from app.services import endpoints as endpoint_service
+    from app.services import imports
+
+    paths: list[Path] = []
+    for path in files:
+        if path.is_dir():
+            paths += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".yaml", ".yml")
+            )
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise _fail(f"{path}: no such file")
+    settings = _settings()
+    _upgrade(settings)
+
+    async def work(session):
+        target = await endpoint_service.get_by_name(session, endpoint)
+        return await imports.import_run(
+            session, endpoint_id=target.id, files=[(str(p), p.read_bytes()) for p in paths], fmt=format,
+            profile_name=profile, tool_version=tool_version, by=None, now=datetime.now(UTC),
+        )  # fmt: skip
+
+    try:
+        result = asyncio.run(_with_session(settings, work))
+    except AppError as exc:
+        raise _fail(exc.fields.get("file") or exc.message) from None
+    version = f" {result.tool_version}" if result.tool_version else ""
+    out.print(
+        f"imported run {result.run_id}: {result.tool}{version}, {result.steps} step(s), {result.samples} request(s), "
+        f"judged by profile {result.profile}"
+    )
+    for note in result.notes:
+        out.print(f"  · {note}")
 
 
 @cli.command()

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     # Empty (the default): none, the client address is the socket's.
     trusted_proxies: str = ""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger request bodies answer 413
+    max_import_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # result files uploaded for import
     # Endpoint tokenizers are files (or folders holding tokenizer.json) in this directory, named
     # by the endpoint; nothing else on the server is read. Default: <data_dir>/tokenizers.
     tokenizer_dir: Path | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,6 +33,9 @@ from app.web import router as web_router
 from app.web.templating import render_error
 
 log = logging.getLogger("smartbench")
+
+
+UPLOADS = re.compile(r"/api/v1/imports|/endpoints/\d+/import")  # paths that take result files
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
@@ -67,7 +71,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.clock = clock
     app.state.secret_box = SecretBox(settings.encryption_keyring())
 
-    app.add_middleware(Guard, max_body_bytes=settings.max_body_bytes, error_page=render_error)
+    app.add_middleware(
+        Guard,
+        max_body_bytes=settings.max_body_bytes,
+        error_page=render_error,
+        uploads=UPLOADS,
+        max_upload_bytes=settings.max_import_bytes,
+    )
     app.add_middleware(SecurityHeaders, hsts=settings.https)  # outermost: every answer gets them
     app.mount(
         "/static/vendor/swagger", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static")

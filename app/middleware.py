@@ -9,6 +9,7 @@ Guard            a request body size limit (413 before anything parses the body)
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import traceback
 from collections.abc import Callable
@@ -75,16 +76,33 @@ class Guard:
     """Refuses bodies over `max_body_bytes` (by Content-Length at once, or while a chunked body
     is read) and turns an unhandled exception into one log line and a 500 in the error shape."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, error_page: ErrorPage | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        error_page: ErrorPage | None = None,
+        uploads: re.Pattern[str] | None = None,
+        max_upload_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.error_page = error_page
+        # Paths that take files (result imports) have a limit of their own.
+        self.uploads, self.max_upload_bytes = uploads, max_upload_bytes or max_body_bytes
+
+    def limit_for(self, path: str) -> int:
+        return (
+            self.max_upload_bytes
+            if self.uploads is not None and self.uploads.fullmatch(path)
+            else self.max_body_bytes
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body_bytes
+        limit = self.limit_for(scope.get("path", ""))
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -92,7 +110,7 @@ class Guard:
                 except ValueError:
                     declared = -1
                 if declared < 0 or declared > limit:
-                    await self._answer(scope, receive, send, 413, self._too_large())
+                    await self._answer(scope, receive, send, 413, self._too_large(limit))
                     return
         received = 0
         started = False
@@ -116,7 +134,7 @@ class Guard:
             await self.app(scope, counting_receive, watching_send)
         except BodyTooLarge:
             if not started:
-                await self._answer(scope, receive, send, 413, self._too_large())
+                await self._answer(scope, receive, send, 413, self._too_large(limit))
         except Exception as exc:
             error_id = secrets.token_hex(4)
             log.error(
@@ -135,8 +153,9 @@ class Guard:
                 message = f"internal error (id {error_id} in the server log)"
                 await self._answer(scope, receive, send, 500, message)
 
-    def _too_large(self) -> str:
-        return f"the request body is larger than {self.max_body_bytes} bytes"
+    @staticmethod
+    def _too_large(limit: int) -> str:
+        return f"the request body is larger than {limit} bytes"
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
         path: str = scope.get("path", "")

@@ -473,6 +473,10 @@ class Scorecard(BaseModel):
     )
     pricing: str
     trend: list[TrendPoint]
+    source: str = Field(
+        default="smartbench",
+        description="who measured the run it rests on: smartbench, or the tool it was imported from",
+    )
 
 
 class CostSeries(BaseModel):
@@ -825,6 +829,16 @@ class DeliveryRead(BaseModel):
     error: str | None
     delivered_at: datetime | None
     created_at: datetime
+
+
+class ImportResult(BaseModel):
+    run_id: int
+    tool: str = Field(description="aiperf, genai-perf, vllm, guidellm or inference-perf")
+    tool_version: str | None = Field(description="from the file, else as given; null when neither says")
+    profile: str = Field(description="the profile whose SLO judged it ('imported' when none was named)")
+    steps: int
+    samples: int = Field(description="requests kept as samples (0 when the files carry aggregates only)")
+    notes: list[str] = Field(description="definitions converted or flagged, field by field")
 
 
 EndpointPage.model_rebuild()  # its inspection and alerts are defined further down

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import alerts, endpoints, plan, profiles, runs, schedules, site, tokens
+from app.api import alerts, endpoints, imports, plan, profiles, runs, schedules, site, tokens
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(endpoints.router)
@@ -13,3 +13,4 @@ router.include_router(schedules.router)
 router.include_router(site.router)
 router.include_router(plan.router)
 router.include_router(alerts.router)
+router.include_router(imports.router)

@@ -79,6 +79,7 @@ def _card(endpoint: Endpoint, profile: str, latest: Run | None, trend: list[Tren
         quality=card.get("quality") or {"degraded": False, "reasons": []},
         pricing=endpoint_service.pricing_kind(endpoint),
         trend=trend,
+        source=latest.source if latest else "smartbench",
     )
 
 

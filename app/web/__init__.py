@@ -2,7 +2,19 @@
 
 from fastapi import APIRouter
 
-from app.web import account, alerts, dashboard, docs, endpoints, plan, profiles, runs, schedules, site
+from app.web import (
+    account,
+    alerts,
+    dashboard,
+    docs,
+    endpoints,
+    imports,
+    plan,
+    profiles,
+    runs,
+    schedules,
+    site,
+)
 
 router = APIRouter(include_in_schema=False)
 router.include_router(dashboard.router)
@@ -15,3 +27,4 @@ router.include_router(schedules.router)
 router.include_router(site.router)
 router.include_router(plan.router)
 router.include_router(alerts.router)
+router.include_router(imports.router)

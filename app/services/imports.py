@@ -1,0 +1,147 @@
+"""Importing other tools' results as runs (app/importers reads the files).
+
+An import becomes one run of the endpoint with `source` set to the tool and `trigger` "import":
+its steps (and samples, when the files have requests) are stored and scored by the same code as
+smartbench's own runs. The profile named (else none, "imported") gives the SLO and the target
+price; the workload in the run's snapshot is the one the tool ran. Everything happens in the
+caller's transaction after every file has parsed, so a bad file stores nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import importers
+from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
+from app.errors import NotFound, ValidationFailed
+from app.importers.base import ImportedRun, ImportProblem
+from app.models import Profile, Run, RunStatus
+from app.schemas import ImportResult
+from app.services import endpoints as endpoint_service
+from app.services import profiles as profile_service
+from app.services import runs
+
+UNPROFILED = "imported"  # the profile name of imports made without one
+
+
+def parse(files: list[tuple[str, bytes]], fmt: str) -> ImportedRun:
+    """Parse, or a 422 that names the file, the line and the field."""
+    try:
+        return importers.parse(files, fmt)
+    except ImportProblem as exc:
+        fields = {"file": str(exc)}
+        raise ValidationFailed(f"the import was refused: {exc}", fields=fields) from exc
+
+
+def _workload(imported: ImportedRun, steps: list[Any]) -> dict[str, Any]:
+    means = [s.summary for s in steps]
+    isl = imported.input_tokens or next((m.input_tokens.mean for m in means if m.input_tokens.mean), None)
+    osl = imported.output_tokens or next((m.output_tokens.mean for m in means if m.output_tokens.mean), None)
+    rate = any(s.request_rate is not None for s in steps)
+    return {
+        "input_tokens_mean": round(isl) if isl else 0,
+        "output_tokens_mean": round(osl) if osl else 0,
+        "input_tokens_spread": 0.0,
+        "output_tokens_spread": 0.0,
+        "load_mode": "rate" if rate else "concurrency",
+        "load_levels": [s.request_rate if rate else s.concurrency for s in steps],
+        "requests_per_step": max((s.summary.requests.sent for s in steps), default=None),
+        "duration_per_step_s": None,
+        "warmup_requests": 0,
+        "search": False,
+    }
+
+
+async def import_run(
+    session: AsyncSession,
+    *,
+    endpoint_id: int,
+    files: list[tuple[str, bytes]],
+    fmt: str = "auto",
+    profile_name: str | None = None,
+    tool_version: str | None = None,
+    by: int | None,
+    now: datetime,
+) -> ImportResult:
+    endpoint = await endpoint_service.get(session, endpoint_id)
+    profile: Profile | None = None
+    if profile_name:
+        try:
+            profile = await profile_service.get_by_name(session, profile_name)
+        except NotFound as exc:
+            raise ValidationFailed(exc.message, fields={"profile": exc.message}) from exc
+    imported = parse(files, fmt)
+    base = profile_service.snapshot(profile) if profile is not None else _unprofiled()
+    slo = SLO.from_profile(base)
+    steps = importers.step_results(imported, slo)
+    snapshot = {**base, **_workload(imported, steps)}
+    notes = list(imported.notes)
+    if profile is not None and (
+        profile.input_tokens_mean != snapshot["input_tokens_mean"]
+        or profile.output_tokens_mean != snapshot["output_tokens_mean"]
+    ):
+        notes.append(
+            f"the tool ran {snapshot['input_tokens_mean']} input and {snapshot['output_tokens_mean']} output tokens; "
+            f"profile {profile.name} asks {profile.input_tokens_mean} and {profile.output_tokens_mean}: "
+            "judged by its SLO, not its workload"
+        )
+    version = imported.tool_version or tool_version
+    cost = {field: getattr(endpoint, field) for field in runs.COST_FIELDS}
+    stack = {field: getattr(endpoint, field) for field in runs.ENDPOINT_FIELDS}
+    completed = any(s.summary.requests.completed for s in steps)
+    run = Run(
+        endpoint_id=endpoint.id,
+        profile_id=profile.id if profile is not None else None,
+        profile_name=profile.name if profile is not None else UNPROFILED,
+        profile_snapshot=snapshot,
+        cost_snapshot=cost,
+        endpoint_snapshot=stack,
+        price_key=snapshot_key(cost, PRICE_FIELDS),
+        stack_key=snapshot_key(stack, STACK_FIELDS),
+        status=RunStatus.succeeded.value if completed else RunStatus.failed.value,
+        error=None if completed else "no request completed in the imported files",
+        trigger="import",
+        source=imported.tool,
+        created_at=imported.started_at or now,
+        started_at=imported.started_at or now,
+        finished_at=imported.finished_at or imported.started_at or now,
+        requested_by_id=by,
+        progress={},
+        environment={
+            "import": {
+                "tool": imported.tool,
+                "tool_version": version,
+                "version_from": "file" if imported.tool_version else ("user" if tool_version else None),
+                "files": [name.rsplit("/", 1)[-1] for name in imported.files],
+                "model": imported.model,
+                "notes": notes,
+                "imported_at": now.isoformat(),
+                "tool_figures": [step.tool_figures for step in imported.steps],
+                "samples": sum(len(s.samples) for s in steps),
+            }
+        },
+    )
+    session.add(run)
+    await session.flush()
+    await runs.store_steps(session, run_id=run.id, steps=steps)
+    await runs.judge(session, run=run)
+    return ImportResult(
+        run_id=run.id,
+        tool=imported.tool,
+        tool_version=version,
+        profile=run.profile_name,
+        steps=len(steps),
+        samples=sum(len(s.samples) for s in steps),
+        notes=notes,
+    )
+
+
+def _unprofiled() -> dict[str, Any]:
+    """A snapshot with every profile column and no SLO (judged throughput first)."""
+    blank: dict[str, Any] = {
+        c.name: None for c in Profile.__table__.columns if c.name not in ("created_at", "updated_at")
+    }
+    return {**blank, "name": UNPROFILED, "title": "Imported results", "builtin": False, "arrival": "poisson",
+            "slo_percentile": 99.0, "search_max_steps": 10, "search_budget_s": 900.0}  # fmt: skip
