@@ -452,6 +452,7 @@ class TrendPoint(BaseModel):
     output_tokens_per_s: float | None = Field(description="at the SLO: the run's, or the bucket's mean")
     degraded: bool = Field(default=False, description="a run here rests on a degraded measurement")
     synthetic: bool = Field(default=False, description="generated history, not a measurement")
+    imported: int = Field(default=0, description="runs here imported from another tool")
 
 
 class Scorecard(BaseModel):

@@ -157,6 +157,10 @@ async def test_an_import_becomes_a_scored_run_marked_imported(app, client, peopl
     for page in (f"/runs/{result['run_id']}", f"/endpoints/{endpoint_id}", "/?profile=chat"):
         html = (await client.get(page)).text
         assert f"imported · {tool}" in html, page
+    trends = (await client.get("/trends?profile=chat&days=3650")).text
+    assert "1 imported" in trends
+    series = (await client.get("/api/v1/trends/cost?profile=chat&days=3650", headers=auth)).json()
+    assert [p["imported"] for s in series["series"] for p in s["points"]] == [1]
 
 
 async def test_a_bad_file_stores_nothing_and_the_form_says_where(app, client, people) -> None:  # type: ignore[no-untyped-def]

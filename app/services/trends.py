@@ -111,6 +111,7 @@ async def cost_series(
         ).scalars()
         grain = "run" if max(counts, default=0) <= RAW_LIMIT else grain_for(until - since)[0]
     synthetic = (Run.source == SYNTHETIC).label("synthetic")
+    imported = Run.source.not_in(OWN_SOURCES).label("imported")
     series: dict[tuple[int, bool], CostSeries] = {}
 
     def add(endpoint_id: int, is_synthetic: bool, point: TrendPoint) -> None:
@@ -125,7 +126,7 @@ async def cost_series(
     if grain == "run":
         rows = await session.execute(
             select(Run.id, Run.endpoint_id, Run.created_at, Run.finished_at, Run.cost_per_million_tokens_at_slo,
-                   Run.output_tokens_per_s_at_slo, Run.quality_degraded, synthetic)
+                   Run.output_tokens_per_s_at_slo, Run.quality_degraded, synthetic, imported)
             .where(where)
             .order_by(Run.created_at, Run.id)
         )  # fmt: skip
@@ -140,6 +141,7 @@ async def cost_series(
                     output_tokens_per_s=row.output_tokens_per_s_at_slo,
                     degraded=row.quality_degraded,
                     synthetic=bool(row.synthetic),
+                    imported=int(bool(row.imported)),
                 ),
             )
     else:
@@ -159,12 +161,16 @@ async def cost_series(
                     output_tokens_per_s=row.tps,
                     degraded=bool(row.degraded),
                     synthetic=bool(row.synthetic),
+                    imported=int(row.imported or 0),
                 ),
             )
     ordered = sorted(
         series.values(), key=lambda s: (names[s.endpoint_id].lower(), s.endpoint_id, not s.synthetic)
     )
     return grain, ordered
+
+
+OWN_SOURCES = ("smartbench", SYNTHETIC)  # any other source is a tool the run was imported from
 
 
 def _bucket_query(session: AsyncSession, where: ColumnElement[bool], width: int) -> Any:
@@ -180,6 +186,7 @@ def _bucket_query(session: AsyncSession, where: ColumnElement[bool], width: int)
             cost.label("v"),
             Run.output_tokens_per_s_at_slo.label("tps"),
             Run.quality_degraded.label("d"),
+            Run.source.not_in(OWN_SOURCES).label("imp"),
             # Unpriced runs rank after the priced ones and are left out of the quantiles.
             (func.row_number().over(partition_by=keys, order_by=(cost.is_(None), cost)) - 1).label("i"),
             func.count(cost).over(partition_by=keys).label("n"),
@@ -211,6 +218,7 @@ def _bucket_query(session: AsyncSession, where: ColumnElement[bool], width: int)
             func.min(ranked.c.id).label("first_id"),
             func.avg(ranked.c.tps).label("tps"),
             func.sum(case((ranked.c.d, 1), else_=0)).label("degraded"),
+            func.sum(case((ranked.c.imp, 1), else_=0)).label("imported"),
             *(quantile(q) for q in QUANTILES),
         )
         .group_by(ranked.c.endpoint_id, ranked.c.synthetic, ranked.c.b)

@@ -80,9 +80,12 @@ def cost_trend(
                 opacity=0.65 if s.synthetic else 1.0,
                 line={"color": color, "dash": "dot" if s.synthetic else "solid"},
                 # A run whose scorecard rests on a degraded measurement: hollow marker, said on hover.
-                marker={"symbol": ["circle-open" if p.degraded else "circle" for p in points],
+                # Imported from another tool: a diamond (its run page says which tool and how converted).
+                marker={"symbol": [("diamond" if p.imported else "circle") + ("-open" if p.degraded else "")
+                                   for p in points],
                         "size": 5 if s.synthetic else 7},
-                customdata=[[_what(p), " (degraded measurement)" if p.degraded else ""] for p in points],
+                customdata=[[_what(p), (" (degraded measurement)" if p.degraded else "")
+                             + (f" · {p.imported} imported" if p.imported else "")] for p in points],
                 hovertemplate="$%{y:.3f} per M tokens<br>%{customdata[0]}%{customdata[1]}"
                 "<extra>%{fullData.name}</extra>",
             )
