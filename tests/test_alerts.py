@@ -368,3 +368,17 @@ async def test_the_alerts_page_adds_webhooks_and_saves_the_rules(app, client, pe
     rules = (await client.get("/api/v1/settings/site")).json()
     assert rules["baseline_runs"] == 7 and rules["regression_threshold_pct"] == 15.0
     assert rules["down_after_failures"] == 3  # untouched: the environment's default
+
+
+async def test_a_second_webhook_of_the_same_name_is_a_conflict_on_the_form_too(app, client, people) -> None:  # type: ignore[no-untyped-def]
+    csrf = await login(client, "admin")
+    form = {
+        "csrf_token": csrf,
+        "name": "ops",
+        "url": "http://127.0.0.1:1/x",
+        "kind": "json",
+        "events": "down",
+    }
+    assert (await client.post("/settings/alerts/webhooks", data=form)).status_code == 201
+    again = await client.post("/settings/alerts/webhooks", data=form)  # a browser's resubmission
+    assert again.status_code == 400 and 'data-error-for="name"' in again.text

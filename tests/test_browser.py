@@ -11,6 +11,7 @@ from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium, 
 from tests.conftest import REQUIRE_PG, create_pg_database, drop_pg_database, pg_available
 
 pytestmark = pytest.mark.browser
+IMPORTS = Path(__file__).parent / "fixtures" / "imports"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -106,6 +107,31 @@ def test_login_register_list_and_field_error(tmp_path: Path, database_url: str |
         expect(page.locator("#f-outbound_allow")).to_have_value("10.0.0.0/8\n*.inference.example.com")
         expect(page.locator("#f-max_profile_concurrency")).to_have_value("2048")
         page.screenshot(path=str(ARTIFACTS / f"security-settings-{tag}.png"), full_page=True)
+
+        # Import another tool's results on the endpoint: a run marked imported, scored.
+        page.click("nav >> text=Endpoints")
+        page.click("text=h100-llama70b-fp8")
+        page.click("#import-link")
+        expect(page.locator("h1")).to_have_text("Import results")
+        page.set_input_files("#f-files", [str(p) for p in sorted((IMPORTS / "vllm-0.33.0").glob("*.json"))])
+        page.select_option("#f-profile", "chat")
+        page.click("#import-form button[type=submit]")
+        expect(page.locator("#import-note")).to_contain_text("Imported from vllm")
+        expect(page.locator(".badge.imported")).to_contain_text("imported · vllm")
+        expect(page.locator("#steps-table tbody tr")).to_have_count(2)
+        page.screenshot(path=str(ARTIFACTS / f"imported-run-{tag}.png"), full_page=True)
+
+        # Alerts: add a signed webhook (allowed by the allowlist above); its secret shows once.
+        page.click("header >> text=Alerts")
+        expect(page.locator("h1")).to_have_text("Alerts")
+        page.fill("#webhook-form #f-name", "ops")
+        page.fill("#webhook-form #f-url", "http://10.1.2.3/hooks/smartbench")
+        page.click("#webhook-form button[type=submit]")
+        expect(page.locator("#new-secret")).to_contain_text("whsec_")
+        expect(page.locator("#webhooks")).to_contain_text("http://10.1.2.3/…ench")
+        page.click("header >> text=Alerts")
+        expect(page.locator("body")).not_to_contain_text("whsec_")
+        page.screenshot(path=str(ARTIFACTS / f"alerts-settings-{tag}.png"), full_page=True)
 
         # Log out: the dashboard asks for a login again.
         page.click("button:has-text('Log out')")

@@ -81,6 +81,12 @@ async def get(session: AsyncSession, webhook_id: int) -> Webhook:
     return hook
 
 
+async def _name_free(session: AsyncSession, name: str) -> None:
+    """Checked before writing: a failed INSERT would spoil the request's transaction."""
+    if await session.scalar(select(Webhook.id).where(Webhook.name == name)) is not None:
+        raise Conflict(f"a webhook named {name!r} exists", fields={"name": "already taken"})
+
+
 async def _check_url(session: AsyncSession, settings: Settings, url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -92,6 +98,7 @@ async def create(
     session: AsyncSession, settings: Settings, box: SecretBox, data: WebhookCreate, *, by: str, now: datetime
 ) -> WebhookCreated:
     await _check_url(session, settings, data.url)
+    await _name_free(session, data.name)
     secret = (data.secret or signing.new_secret()) if data.kind == "json" else None
     hook = Webhook(
         name=data.name, kind=data.kind, url_encrypted=box.encrypt(data.url), url_hint=url_hint(data.url),
@@ -111,6 +118,8 @@ async def update_one(
 ) -> Webhook:
     hook = await get(session, webhook_id)
     changes = data.model_dump(exclude_unset=True)
+    if "name" in changes and changes["name"] != hook.name:
+        await _name_free(session, changes["name"])
     if "url" in changes:
         await _check_url(session, settings, changes["url"])
         hook.url_encrypted, hook.url_hint = box.encrypt(changes["url"]), url_hint(changes["url"])
