@@ -426,6 +426,13 @@ def probe(
     metrics_url: Annotated[
         str | None, typer.Option(help="The server's Prometheus endpoint (default: <root>/metrics)")
     ] = None,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search", help="SLO search: the heaviest load meeting the SLO, lowest to highest level"
+        ),
+    ] = False,
+    search_max_steps: Annotated[int, typer.Option(min=2, max=40, help="Most steps of an SLO search")] = 10,
 ) -> None:
     """Run one benchmark now: progress bar, result table, optional JSON summary."""
     from app.probe.console import run_inspect_command, run_probe_command
@@ -446,13 +453,16 @@ def probe(
         raise _fail("--arrival must be poisson or constant", 2)
     if requests is None and duration is None:
         requests = 64
+    levels = _levels(rate, float) if rate else _levels(concurrency or "1", int)
+    if search and (len(levels) < 2 or (slo_ttft_ms is None and slo_tpot_ms is None)):
+        raise _fail("--search needs two levels (start and ceiling) and --slo-ttft-ms or --slo-tpot-ms", 2)
     code = run_probe_command(
         base_url=base_url,
         model=model,
         api=api,
         api_key=api_key,
         mode="rate" if rate else "concurrency",
-        levels=_levels(rate, float) if rate else _levels(concurrency or "1", int),
+        levels=levels,
         arrival=arrival,
         max_concurrency=max_concurrency,
         requests=requests,
@@ -469,6 +479,7 @@ def probe(
         processes=processes,
         metrics_url=metrics_url,
         console=err if json_out == "-" else out,
+        search_max_steps=search_max_steps if search else None,
     )
     raise typer.Exit(code)
 

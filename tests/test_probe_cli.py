@@ -197,3 +197,23 @@ def test_probe_inspect_prints_the_engine_and_the_checklist() -> None:
     assert (found["engine"], found["engine_version"]) == ("llama.cpp", "b4120")
     assert {c["id"]: c["status"] for c in found["checks"]}["logprobs"] == "failed"
     assert "engine: llama.cpp b4120" in out.stderr and "get_weather" in out.stderr
+
+
+def test_probe_search_measures_up_to_the_ceiling_and_says_where_it_stopped() -> None:
+    # Fixed delays do not grow with load: every load meets the SLO, so the search doubles to the
+    # ceiling and stops there; an E2E of 20 + 7 x 2 ms is far inside a 500 ms TTFT limit.
+    with simulator("--preset", "fixed", "--ttft-ms", "20", "--itl-ms", "2") as url:
+        out = smartbench(
+            "probe", "--base-url", url, "--model", "sim", "--concurrency", "1,4", "--requests", "8",
+            "--output-tokens", "8", "--slo-ttft-ms", "500", "--search", "--json", "-",
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert [s["concurrency"] for s in summary["steps"]] == [1, 2, 4]
+    assert summary["environment"]["search"]["capacity"] == 4
+    assert (
+        "SLO search: heaviest load meeting the SLO 4 (measured); stopped: the ceiling (4) meets the SLO"
+        in out.stderr
+    )
+    refused = smartbench("probe", "--base-url", url, "--model", "sim", "--concurrency", "4", "--search")
+    assert refused.returncode == 2 and "--search needs two levels" in refused.stderr

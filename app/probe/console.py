@@ -19,6 +19,7 @@ from app.probe.inspect import inspect
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
 from app.probe.prompts import load_tokenizer
 from app.probe.runner import Workload
+from app.probe.search import SearchSpec
 from app.probe.types import Target, Timeouts
 from app.summary import RunSummary
 
@@ -89,7 +90,13 @@ def run_probe_command(
     console: Console,
     processes: int = 1,
     metrics_url: str | None = None,
+    search_max_steps: int | None = None,
 ) -> int:
+    """`search_max_steps`: an SLO search from the lowest level up to the highest instead."""
+    search = None
+    if search_max_steps is not None:
+        search = SearchSpec(start=min(levels), ceiling=max(levels), integer=mode == "concurrency",
+                            max_steps=search_max_steps)  # fmt: skip
     workload = Workload(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -101,6 +108,7 @@ def run_probe_command(
         duration_per_step_s=duration,
         warmup_requests=warmup,
         slo=SLO(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms),
+        search=search,
     )
     if tokenizer is not None:
         try:
@@ -125,12 +133,18 @@ def run_probe_command(
         console=console,
         transient=True,
     ) as bar:
-        tasks = {
-            i: bar.add_task(load_label(_step_load(mode, lv)), total=planned, start=False)
-            for i, lv in enumerate(levels)
-        }
+        tasks = (
+            {}
+            if search
+            else {
+                i: bar.add_task(load_label(_step_load(mode, lv)), total=planned, start=False)
+                for i, lv in enumerate(levels)
+            }
+        )
 
         def progress(step: int, done: int, total: int | None) -> None:
+            if step not in tasks:  # a search decides its loads as it goes
+                tasks[step] = bar.add_task(f"search step {step + 1}", total=planned, start=False)
             bar.start_task(tasks[step])
             bar.update(tasks[step], completed=done)
 
@@ -141,6 +155,12 @@ def run_probe_command(
         _write_json(summary, json_out)
         return 3
     console.print(result_table(summary))
+    found = outcome.environment.get("search")
+    if found:
+        answer = "none" if found["capacity"] is None else f"{found['capacity']:g}"
+        console.print(
+            f"SLO search: heaviest load meeting the SLO {answer} (measured); stopped: {found['stopped']}"
+        )
     for note in outcome.environment.get("notes") or []:
         console.print(f"note: {note}")
     if outcome.status != "succeeded" and outcome.error:
