@@ -1,7 +1,8 @@
 """smartbench's own Prometheus exposition at /metrics: the service (runs by status, endpoints,
 schedules, runs executing here) and, per endpoint and profile, what its latest measured run
 found: the letters, cost per million tokens and throughput at the SLO, latency percentiles at
-the operating step, run outcomes and the time of the last successful run.
+the operating step, run outcomes and the time of the last successful run; open regressions
+and endpoints down.
 
 Label sets are bounded: `endpoint` and `profile` (names, at most MAX_SERIES pairs), `letter`
 (S, M, A, R, T), `status` (the run statuses), `metric` and `stat` (fixed lists)."""
@@ -14,7 +15,8 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Endpoint, Run, RunStatus, RunStep, Schedule
+from app.models import Alert, Endpoint, Run, RunStatus, RunStep, Schedule
+from app.services import alerts
 from app.services.scorecards import MEASURED
 
 MAX_SERIES = 2000  # endpoint x profile pairs exported at most
@@ -51,7 +53,33 @@ async def prometheus_text(session: AsyncSession, *, active_here: int) -> str:
                  [({}, active_here)]),
     ]  # fmt: skip
     lines += await _endpoint_families(session)
+    lines += await _alert_families(session)
     return "\n".join(lines) + "\n"
+
+
+async def _alert_families(session: AsyncSession) -> list[str]:
+    """Open regressions (per endpoint and figure) and endpoints down: 1 while open."""
+    standing = await alerts.open_ids(session)
+    rows = (
+        (await session.execute(
+            select(Endpoint.name, Alert.kind, Alert.profile_name, Alert.metric)
+            .join(Endpoint, Endpoint.id == Alert.endpoint_id)
+            .where(Alert.id.in_(standing))
+        )).all()
+        if standing
+        else []
+    )  # fmt: skip
+    regressions = [
+        ({"endpoint": e, "profile": p or "", "metric": m or ""}, 1)
+        for e, k, p, m in rows
+        if k == "regression"
+    ]
+    down = [({"endpoint": e}, 1) for e, k, _, _ in rows if k == "down"]
+    return [
+        *_family("smartbench_regression_open", "gauge",
+                 "1 while a figure's regression against its baseline is not recovered.", regressions),
+        *_family("smartbench_endpoint_down", "gauge", "1 while an endpoint is down (failed runs in a row).", down),
+    ]  # fmt: skip
 
 
 async def _endpoint_families(session: AsyncSession) -> list[str]:
