@@ -11,6 +11,7 @@ import signal
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from app.config import Settings
 from app.db import unit_of_work
@@ -163,3 +164,40 @@ async def test_a_probe_process_that_dies_leaves_a_failed_run(idle_app, people) -
         summary = (await client.get(f"/api/v1/runs/{run_id}", headers=auth)).json()
     assert summary["status"] == "failed"
     assert summary["error"] == "the probe process was killed by SIGKILL"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite serialises writers: no race
+async def test_a_lost_race_for_an_endpoint_undoes_only_the_claim(idle_app, people, backend) -> None:  # type: ignore[no-untyped-def]
+    """Two claimers at once on PostgreSQL: the second takes the endpoint's other queued run, the
+    unique index on its one running run refuses it once the first commits, and the second
+    claimer's transaction goes on (the claim was a savepoint)."""
+    from datetime import UTC, datetime
+
+    from app.models import AppSetting
+
+    app = idle_app
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        auth = await bearer(client, "editor")
+        made = await client.post("/api/v1/endpoints", json={"name": "e", "base_url": "http://127.0.0.1:9/v1",
+                                                            "model": "m"}, headers=auth)  # fmt: skip
+        for _ in range(2):
+            await client.post(
+                f"/api/v1/endpoints/{made.json()['id']}/runs", json={"profile": "smoke"}, headers=auth
+            )
+    now = datetime.now(UTC)
+    maker = app.state.sessionmaker
+    async with maker() as first, maker() as second:
+        taken = await runs.claim(first, now=now, worker="a")
+        assert taken is not None
+        second.add(AppSetting(key="written-before-the-claim", value=1))
+        await second.flush()
+        racing = asyncio.create_task(runs.claim(second, now=now, worker="b"))
+        await asyncio.sleep(0.5)  # the second waits on the index entry the first holds
+        await first.commit()
+        assert await racing is None
+        assert await second.scalar(select(func.count(Run.id))) == 2  # its transaction is alive
+        await second.commit()
+    async with maker() as check:
+        assert await check.get(AppSetting, "written-before-the-claim") is not None  # and kept its work

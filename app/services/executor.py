@@ -21,7 +21,7 @@ from app.config import Settings
 from app.db import unit_of_work
 from app.models import RequestSample, Run, RunStatus
 from app.security.crypto import SecretBox
-from app.services import runs, schedules, webhooks
+from app.services import execution, runs, schedules, webhooks
 
 log = logging.getLogger("smartbench.executor")
 
@@ -154,7 +154,7 @@ class Executor:
         if previous is not None and not previous.done():
             return
         if previous is not None and not previous.cancelled() and (exc := previous.exception()) is not None:
-            log.warning("webhook deliveries failed (%s)", runs.db_reason(exc))
+            log.warning("webhook deliveries failed (%s)", execution.db_reason(exc))
         self._delivering = asyncio.get_running_loop().create_task(self.deliver_tick(), name="webhooks")
 
     async def tick(self) -> bool:
@@ -169,7 +169,7 @@ class Executor:
         free = [c for c in self.probe_cores if c not in self.cores_in_use.values()]
         cpu = free[0] if free else None
         task = asyncio.get_running_loop().create_task(
-            runs.execute(
+            execution.execute(
                 self.sessionmaker,
                 run_id,
                 box=self.box,
@@ -207,7 +207,7 @@ class Executor:
                 backoff = self.idle_s
             except Exception as exc:  # the database may be restarting: wait, with back-off, go on
                 wait = backoff * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not a secret
-                log.warning("executor cycle failed (%s); retrying in %.1f s", runs.db_reason(exc), wait)
+                log.warning("executor cycle failed (%s); retrying in %.1f s", execution.db_reason(exc), wait)
                 worked = False
                 await asyncio.sleep(wait)
                 backoff = min(backoff * 2, 10.0)
