@@ -597,9 +597,11 @@ async def inspect(
     limits: Limits = Limits(),
     metrics_url: str | None = None,
     checks: bool = True,
+    unless_still: tuple[str, str | None] | None = None,
     timeout_s: float = INSPECTION_TIMEOUT_S,
 ) -> Inspection:
-    """Detect the engine and run the checklist; never raises for what the server does."""
+    """Detect the engine and run the checklist (`checks`; with `unless_still`, only when the
+    engine and version detected differ from it); never raises for what the server does."""
     started = time.monotonic()
     refused = outbound_problem(target.url, limits) or (
         outbound_problem(metrics_url, limits) if metrics_url else None
@@ -614,7 +616,7 @@ async def inspect(
                 found = Inspection(
                     engine, version, evidence, metrics_exposed=exposed, metrics_url=metrics_from
                 )
-                if checks:
+                if checks and (unless_still is None or (engine, version) != unless_still):
                     found.checks = await run_checks(client)
         except TimeoutError:
             return Inspection("unknown", None, [], error=f"the inspection passed its {timeout_s:g} s bound")

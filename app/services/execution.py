@@ -231,15 +231,12 @@ async def _inspect_after(
         if previous is not None and clock() - previous.created_at < inspections.CHECKLIST_EVERY:
             carried = (previous.engine, previous.engine_version, list(previous.checks), previous.created_at)
     try:
+        # One detection; the checklist's requests only when its answers cannot carry over.
         found = await probe_inspect.inspect(
             spec.target, limits=spec.limits, metrics_url=metrics_url, timeout_s=inspections.RUN_BOUND_S,
-            checks=carried is None,
+            unless_still=None if carried is None else carried[:2],
         )  # fmt: skip
-        if carried is not None and (found.engine, found.engine_version) != carried[:2]:
-            found = await probe_inspect.inspect(
-                spec.target, limits=spec.limits, metrics_url=metrics_url, timeout_s=inspections.RUN_BOUND_S
-            )
-        elif carried is not None:
+        if carried is not None and (found.engine, found.engine_version) == carried[:2]:
             found.checks = [probe_inspect.CheckResult(**check) for check in carried[2]]
             found.checks_at = carried[3].isoformat()
     except Exception as exc:  # an inspection never fails the run it follows
