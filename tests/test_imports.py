@@ -236,3 +236,17 @@ def test_the_cli_imports_a_folder(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert refused.returncode == 1 and "line 3, field max_concurrency" in refused.stderr
+
+
+def test_garbage_is_refused_never_a_crash() -> None:
+    for name, raw in [("x.json", b"[" * 100_000), ("x.json", b"\xff\xfe"), ("r.jsonl", b'{"metadata": 1, "metrics": 2}\n'),
+                      ("stage_0_lifecycle_metrics.json", b"{}"), ("benchmarks.json", b'{"benchmarks": [], "metadata": {"guidellm_version": "1"}}')]:  # fmt: skip
+        with pytest.raises(ImportProblem):
+            importers.parse([(name, raw)])
+
+
+def test_impossible_times_are_refused() -> None:
+    raw = (FIXTURES / "vllm-0.33.0" / "c2.json").read_text()
+    absurd = re.sub(r'"latencies": \[[0-9.e-]+', '"latencies": [1e30', raw, count=1)
+    with pytest.raises(ImportProblem, match="more than a week"):
+        importers.step_results(importers.parse([("c2.json", absurd.encode())]), SLO_CHAT)

@@ -80,6 +80,7 @@ def step_results(run: ImportedRun, slo: SLO) -> list[StepResult]:
     """The steps as smartbench summarises its own: from the samples when there are any."""
     results = []
     seq = 0  # a run numbers its requests across its steps
+    _check_times(run)
     for index, step in enumerate(run.steps):
         if step.samples:
             for sample in step.samples:
@@ -95,6 +96,22 @@ def step_results(run: ImportedRun, slo: SLO) -> list[StepResult]:
             summary = _judged(summary, slo)
         results.append(StepResult(index, step.concurrency, step.request_rate, step.samples or [], summary))
     return results
+
+
+MAX_SPAN_NS = 86_400 * 10**9 * 7  # a request's stamps lie within a week of its start
+
+
+def _check_times(run: ImportedRun) -> None:
+    """Stamps a request cannot have (a file edited by hand, a unit mistaken) are refused here,
+    before they reach a column."""
+    for index, step in enumerate(run.steps):
+        for i, sample in enumerate(step.samples or []):
+            stamps = [sample.first_content_ns, sample.last_content_ns, sample.end_ns, *sample.chunk_ns]
+            if any(t is not None and not -MAX_SPAN_NS < t - sample.sent_ns < MAX_SPAN_NS for t in stamps):
+                where = run.files[0] if len(run.files) == 1 else ", ".join(run.files)
+                raise ImportProblem(
+                    where, f"step {index + 1}, request {i + 1}: times more than a week from its start"
+                )
 
 
 def _judged(summary: StepSummary, slo: SLO) -> StepSummary:

@@ -67,6 +67,8 @@ class Doc:
             raise ImportProblem(
                 file, f"not valid JSON ({exc.msg}, column {exc.colno})", line=exc.lineno
             ) from exc
+        except RecursionError as exc:
+            raise ImportProblem(file, "nested too deeply to be a result file") from exc
 
     def problem(self, path: tuple[str | int, ...], message: str) -> ImportProblem:
         return ImportProblem(

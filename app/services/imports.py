@@ -75,7 +75,10 @@ async def import_run(
     imported = parse(files, fmt)
     base = profile_service.snapshot(profile) if profile is not None else _unprofiled()
     slo = SLO.from_profile(base)
-    steps = importers.step_results(imported, slo)
+    try:
+        steps = importers.step_results(imported, slo)
+    except ImportProblem as exc:
+        raise ValidationFailed(f"the import was refused: {exc}", fields={"file": str(exc)}) from exc
     snapshot = {**base, **_workload(imported, steps)}
     notes = list(imported.notes)
     if profile is not None and (
