@@ -66,6 +66,12 @@ async def test_the_plan_matches_a_hand_computation(app, client: httpx.AsyncClien
     )
     table = list(csv.DictReader(io.StringIO(exported.text)))
     assert [r["endpoint"] for r in table] == ["a-self", "b-hosted"] and table[0]["replicas"] == "4"
+    assert exported.headers["content-disposition"] == 'attachment; filename="plan-chat.csv"'
+    # A name no header can carry (schemathesis found the 500): the file name keeps what it can.
+    odd = await client.get("/api/v1/plan?profile=%F3%BF%86%B5&demand=1&format=csv", headers=viewer)
+    assert (
+        odd.status_code == 200 and odd.headers["content-disposition"] == 'attachment; filename="plan-_.csv"'
+    )
 
 
 async def test_the_plan_page(app, client: httpx.AsyncClient, people) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -47,6 +48,8 @@ async def capacity_plan(
         for row in read.rows:
             data = row.model_dump(mode="json")
             writer.writerow([csv_cell(data[f]) for f in fields])
+        # A header is latin-1: the profile's name goes in only as the characters a file name keeps.
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", profile)
         return Response(buf.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="plan-{profile}.csv"'})  # fmt: skip
+                        headers={"Content-Disposition": f'attachment; filename="plan-{name}.csv"'})  # fmt: skip
     return read
