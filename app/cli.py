@@ -659,13 +659,15 @@ def import_(
     from app.errors import AppError
     from app.services import endpoints as endpoint_service
     from app.services import imports
+    from app.services import profiles as profile_service
 
     paths: list[Path] = []
     for path in files:
         if path.is_dir():
-            paths += sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".yaml", ".yml")
-            )
+            paths += sorted(  # a tool's artifact folder: its logs and CSVs stay out
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix in (".json", ".jsonl", ".yaml", ".yml") and "logs" not in p.parts
+            )  # fmt: skip
         elif path.is_file():
             paths.append(path)
         else:
@@ -674,6 +676,7 @@ def import_(
     _upgrade(settings)
 
     async def work(session):
+        await profile_service.ensure_builtins(session)  # a database only the CLI has touched yet
         target = await endpoint_service.get_by_name(session, endpoint)
         return await imports.import_run(
             session, endpoint_id=target.id, files=[(str(p), p.read_bytes()) for p in paths], fmt=format,

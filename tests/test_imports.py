@@ -250,3 +250,14 @@ def test_impossible_times_are_refused() -> None:
     absurd = re.sub(r'"latencies": \[[0-9.e-]+', '"latencies": [1e30', raw, count=1)
     with pytest.raises(ImportProblem, match="more than a week"):
         importers.step_results(importers.parse([("c2.json", absurd.encode())]), SLO_CHAT)
+
+
+def test_a_whole_artifact_folder_imports_its_companions_skipped() -> None:
+    """What AIPerf and GenAI-Perf write beside their results (inputs, perf_analyzer's raw
+    export, a readiness marker) is skipped, so their artifact folders can be given whole."""
+    companions = [("c2/inputs.json", b'{"data": []}'), ("c2/.aiperf_results_ready.json", b"{}"),
+                  ("c4/profile_export.json", b'{"experiments": []}')]  # fmt: skip
+    run = importers.parse(read(SETS["aiperf"][0]) + companions)
+    assert run.tool == "aiperf" and len(run.steps) == 2
+    with pytest.raises(ImportProblem, match="no result file"):
+        importers.parse(companions)

@@ -13,6 +13,10 @@ from app.probe.runner import StepResult
 from app.probe.stats import summarize_step
 from app.summary import StepSummary
 
+# Files the tools write beside their results, never results themselves: skipped, so a whole
+# artifact folder can be given (AIPerf's inputs and readiness marker, GenAI-Perf's inputs and
+# perf_analyzer's raw export).
+COMPANIONS = ("inputs.json", "profile_export.json", ".aiperf_results_ready.json")
 FORMATS = ("auto", "aiperf", "genai-perf", "vllm", "guidellm", "inference-perf")
 MAX_FILES = 64
 
@@ -43,6 +47,10 @@ def _kind(name: str, raw: bytes) -> str:
     )
 
 
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
 def parse(files: list[tuple[str, bytes]], fmt: str = "auto") -> ImportedRun:
     if not files:
         raise ImportProblem("(none)", "no file given")
@@ -50,6 +58,12 @@ def parse(files: list[tuple[str, bytes]], fmt: str = "auto") -> ImportedRun:
         raise ImportProblem(files[MAX_FILES][0], f"at most {MAX_FILES} files in one import")
     if fmt not in FORMATS:
         raise ImportProblem(files[0][0], f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    results = [(name, raw) for name, raw in files if _basename(name) not in COMPANIONS]
+    if not results:
+        raise ImportProblem(
+            files[0][0], "no result file among the files, only what the tools write beside them"
+        )
+    files = results
     kinds = [(name, raw, _kind(name, raw)) for name, raw in files]
     tools = {kind.removesuffix("-records").removesuffix("-extra") for _, _, kind in kinds}
     if len(tools) > 1:
