@@ -11,7 +11,7 @@ from app.importers import aiperf, guidellm, inference_perf, vllm_bench
 from app.importers.base import Doc, ImportedRun, ImportProblem
 from app.probe.runner import StepResult
 from app.probe.stats import summarize_step
-from app.summary import StepSummary
+from app.summary import StepSLO, StepSummary
 
 # Files the tools write beside their results, never results themselves: skipped, so a whole
 # artifact folder can be given (AIPerf's inputs and readiness marker, GenAI-Perf's inputs and
@@ -130,7 +130,6 @@ def _check_times(run: ImportedRun) -> None:
 
 def _judged(summary: StepSummary, slo: SLO) -> StepSummary:
     """An aggregate step's SLO verdict, from the percentiles the tool reported."""
-    from app.summary import StepSLO
 
     data = summary.as_dict()
     met = slo.step_meets(data) if slo.defined else False

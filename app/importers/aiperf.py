@@ -175,7 +175,7 @@ def parse(
         raise docs[1].problem(
             ("aiperf_version",), f"files from different versions: {sorted(map(str, versions))}"
         )
-    started = [_start(d) for d in docs]
+    started = [_stamp(d, "start_time") for d in docs]
     order = sorted(range(len(docs)), key=lambda i: started[i] or datetime.min.replace(tzinfo=UTC))
     per_record = sorted((records(name, raw) for name, raw in record_files), key=lambda r: r[1])
     steps = []
@@ -215,7 +215,7 @@ def parse(
         files=[name for name, _ in summaries + record_files],
         steps=steps,
         started_at=started[order[0]],
-        finished_at=_end(docs[order[-1]]),
+        finished_at=_stamp(docs[order[-1]], "end_time"),
         model=_model(first),
         input_tokens=first.number("input_sequence_length", "avg", default=None),
         output_tokens=first.number("output_sequence_length", "avg", default=None),
@@ -232,14 +232,6 @@ def _stamp(doc: Doc, key: str) -> datetime | None:
     except ValueError as exc:
         raise doc.problem((key,), "not an ISO date and time") from exc
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _start(doc: Doc) -> datetime | None:
-    return _stamp(doc, "start_time")
-
-
-def _end(doc: Doc) -> datetime | None:
-    return _stamp(doc, "end_time")
 
 
 def _model(doc: Doc) -> str | None:

@@ -101,7 +101,6 @@ class Doc:
         return None if value is None else float(value)
 
 
-NUMBER = (int, float)
 COUNTED = "tokenizer"  # output tokens as the tool counted them (its tokenizer, or the server's usage)
 
 

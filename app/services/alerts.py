@@ -164,17 +164,14 @@ def _figures(
 
 
 async def _open_metrics(session: AsyncSession, *, endpoint_id: int, profile: str) -> set[str]:
-    latest = (
-        select(func.max(Alert.id))
-        .where(
-            Alert.endpoint_id == endpoint_id,
-            Alert.profile_name == profile,
-            Alert.kind.in_((AlertKind.regression.value, AlertKind.recovery.value)),
-        )
-        .group_by(Alert.metric)
-    )
+    """The figures of this endpoint and profile whose regression stands (`open_ids` decides)."""
+    standing = await open_ids(session, endpoint_id=endpoint_id)
+    if not standing:
+        return set()
     rows = await session.scalars(
-        select(Alert.metric).where(Alert.id.in_(latest), Alert.kind == AlertKind.regression.value)
+        select(Alert.metric).where(
+            Alert.id.in_(standing), Alert.profile_name == profile, Alert.kind == AlertKind.regression.value
+        )
     )
     return {metric for metric in rows.all() if metric}
 
