@@ -397,3 +397,24 @@ async def test_a_second_webhook_of_the_same_name_is_a_conflict_on_the_form_too(a
     assert (await client.post("/settings/alerts/webhooks", data=form)).status_code == 201
     again = await client.post("/settings/alerts/webhooks", data=form)  # a browser's resubmission
     assert again.status_code == 400 and 'data-error-for="name"' in again.text
+
+
+async def test_a_name_taken_in_a_race_answers_409_and_keeps_the_transaction(
+    idle_app, people, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The name check and the write are two statements: a name taken between them is refused
+    by the unique index inside a savepoint, so the caller's transaction goes on."""
+    from app.errors import Conflict
+    from app.schemas import WebhookCreate
+
+    app = idle_app
+    settings, box = app.state.settings, app.state.secret_box
+    async with unit_of_work(app.state.sessionmaker) as session:
+        made = WebhookCreate(name="ops", url="http://127.0.0.1:1/a")
+        await webhooks.create(session, settings, box, made, by="t", now=datetime.now(UTC))
+    monkeypatch.setattr(webhooks, "_name_free", lambda *_: asyncio.sleep(0))  # as if the other won meanwhile
+    async with unit_of_work(app.state.sessionmaker) as session:
+        again = WebhookCreate(name="ops", url="http://127.0.0.1:1/b")
+        with pytest.raises(Conflict):
+            await webhooks.create(session, settings, box, again, by="t", now=datetime.now(UTC))
+        assert [h.name for h in await webhooks.list_all(session)] == ["ops"]  # the session still works

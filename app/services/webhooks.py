@@ -81,10 +81,24 @@ async def get(session: AsyncSession, webhook_id: int) -> Webhook:
     return hook
 
 
+def _taken(name: str) -> Conflict:
+    return Conflict(f"a webhook named {name!r} exists", fields={"name": "already taken"})
+
+
 async def _name_free(session: AsyncSession, name: str) -> None:
-    """Checked before writing: a failed INSERT would spoil the request's transaction."""
+    """Checked before writing, so the usual case answers without a failed INSERT."""
     if await session.scalar(select(Webhook.id).where(Webhook.name == name)) is not None:
-        raise Conflict(f"a webhook named {name!r} exists", fields={"name": "already taken"})
+        raise _taken(name)
+
+
+async def _saved(session: AsyncSession, name: str, write: Callable[[], None]) -> None:
+    """Make the change inside a savepoint: a writer that took the name meanwhile undoes this
+    change only, and the request's transaction goes on (its page still renders)."""
+    try:
+        async with session.begin_nested():
+            write()
+    except IntegrityError as exc:
+        raise _taken(name) from exc
 
 
 async def _check_url(session: AsyncSession, settings: Settings, url: str) -> None:
@@ -105,11 +119,7 @@ async def create(
         secret_encrypted=box.encrypt(secret) if secret else None, events=list(dict.fromkeys(data.events)),
         enabled=data.enabled, created_at=now, created_by=by,
     )  # fmt: skip
-    session.add(hook)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"a webhook named {data.name!r} exists", fields={"name": "already taken"}) from exc
+    await _saved(session, data.name, lambda: session.add(hook))
     return WebhookCreated(**to_read(hook).model_dump(), secret=secret)
 
 
@@ -120,18 +130,18 @@ async def update_one(
     changes = data.model_dump(exclude_unset=True)
     if "name" in changes and changes["name"] != hook.name:
         await _name_free(session, changes["name"])
+    values: dict[str, Any] = {key: changes[key] for key in ("name", "enabled") if key in changes}
     if "url" in changes:
         await _check_url(session, settings, changes["url"])
-        hook.url_encrypted, hook.url_hint = box.encrypt(changes["url"]), url_hint(changes["url"])
+        values.update(url_encrypted=box.encrypt(changes["url"]), url_hint=url_hint(changes["url"]))
     if "events" in changes:
-        hook.events = list(dict.fromkeys(changes["events"]))
-    for field in ("name", "enabled"):
-        if field in changes:
-            setattr(hook, field, changes[field])
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"a webhook named {hook.name!r} exists", fields={"name": "already taken"}) from exc
+        values["events"] = list(dict.fromkeys(changes["events"]))
+
+    def write() -> None:
+        for key, value in values.items():
+            setattr(hook, key, value)
+
+    await _saved(session, values.get("name", hook.name), write)
     return hook
 
 
