@@ -140,7 +140,7 @@ def snapshot_key(snapshot: Mapping[str, Any] | None, fields: tuple[str, ...]) ->
     return hashlib.sha1(json.dumps(picked, sort_keys=True).encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-# -- the conformance checklist (app/probe/inspect.py runs it; the A and T letters read it) -----------
+# -- the conformance checklist (app/probe/checklist.py runs it; the A and T letters read it) -----------
 
 CHECKLIST_VERSION = "2026.11-1"
 # (id, title, weight): the weight is how widely the feature is used by applications (T letter).

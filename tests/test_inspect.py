@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.domain import CHECKLIST, WEIGHTS, conformance
-from app.probe.inspect import _Reply, detect, inspect
+from app.probe.ask import _Reply
+from app.probe.detect import detect
+from app.probe.inspect import inspect
 from app.probe.types import Target
 from app.simulator.personas import PERSONAS
 from app.simulator.presets import SimConfig

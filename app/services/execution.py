@@ -21,6 +21,7 @@ from app.db import unit_of_work
 from app.domain import SLO
 from app.models import Endpoint, Run, RunStatus, RunStep
 from app.probe import inspect as probe_inspect
+from app.probe.ask import CheckResult
 from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.runner import StepResult, Workload
 from app.probe.search import SearchSpec
@@ -237,7 +238,7 @@ async def _inspect_after(
             unless_still=None if carried is None else carried[:2],
         )  # fmt: skip
         if carried is not None and (found.engine, found.engine_version) == carried[:2]:
-            found.checks = [probe_inspect.CheckResult(**check) for check in carried[2]]
+            found.checks = [CheckResult(**check) for check in carried[2]]
             found.checks_at = carried[3].isoformat()
     except Exception as exc:  # an inspection never fails the run it follows
         log.warning("run %s: inspection failed (%s)", run_id, type(exc).__name__)

@@ -3,7 +3,7 @@ tool calls, structured output, reasoning, and a simulator told to break chosen f
 (`SimConfig.broken`) or to rate-limit (`SimConfig.limit_every`). Conformance checks use a few
 small requests, so this path favours plainness over speed; load goes through the timed path.
 
-Breakable features (the names of app.probe.inspect's checks): chat, completions, streaming,
+Breakable features (the names of app.probe.checklist's checks): chat, completions, streaming,
 usage_in_stream, per_chunk_usage, max_tokens, stop, n, logprobs, tool_calls, structured_output,
 reasoning, seed, models, error_bad_model, error_bad_request, rate_limit."""
 
