@@ -681,6 +681,7 @@ def import_(
         return await imports.import_run(
             session, endpoint_id=target.id, files=[(str(p), p.read_bytes()) for p in paths], fmt=format,
             profile_name=profile, tool_version=tool_version, by=None, now=datetime.now(UTC),
+            limits=imports.ImportLimits.from_settings(settings),
         )  # fmt: skip
 
     try:

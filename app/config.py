@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger request bodies answer 413
     max_import_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # result files uploaded for import
+    # An import's requests (samples) at most, and the memory its files may take to parse
+    # (judged from their structure before parsing; one import parses at a time per process).
+    max_import_samples: int = Field(default=200_000, ge=1)
+    max_import_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     # Endpoint tokenizers are files (or folders holding tokenizer.json) in this directory, named
     # by the endpoint; nothing else on the server is read. Default: <data_dir>/tokenizers.
     tokenizer_dir: Path | None = None

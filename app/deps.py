@@ -144,11 +144,13 @@ def _require(role: Role) -> Callable[..., Awaitable[auth.Principal]]:
     async def dependency(request: Request, principal: PrincipalDep, settings: SettingsDep) -> auth.Principal:
         if principal is None:
             raise Unauthorized("log in or send an API token to change anything")
-        await check_csrf(request, principal, settings)
+        # Who may write is settled from the headers first: the CSRF check may read a form's
+        # body (an upload of 64 MiB), which only a caller with the role gets to send.
         if principal.read_only:
             raise Forbidden("this API token is read-only")
         if not principal.can(role):
             raise Forbidden(f"this needs the {role.value} role; you are {principal.role.value}")
+        await check_csrf(request, principal, settings)
         return principal
 
     return dependency

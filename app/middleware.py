@@ -103,6 +103,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope.get("path", ""))
+        declared_length = 2**63  # a chunked body: its length is unknown
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -112,6 +113,7 @@ class Guard:
                 if declared < 0 or declared > limit:
                     await self._answer(scope, receive, send, 413, self._too_large(limit))
                     return
+                declared_length = declared
         received = 0
         started = False
 
@@ -124,10 +126,15 @@ class Guard:
                     raise BodyTooLarge(limit)
             return message
 
+        upload = self.uploads is not None and self.uploads.fullmatch(scope.get("path", "")) is not None
+
         async def watching_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if upload and message["status"] >= 400 and received < declared_length:
+                    # A refused upload: close instead of draining the rest of its body.
+                    message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
             await send(message)
 
         try:

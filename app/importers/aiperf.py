@@ -80,7 +80,11 @@ def _aggregates(doc: Doc, tool: str) -> dict[str, object]:
     if input_rate is None and request_rate is not None and isl is not None:
         input_rate = request_rate * isl  # GenAI-Perf leaves it out: requests/s x mean input length
     errors = doc.get("error_summary", default=[], kind=list)
-    failed = sum(int(e.get("count", 0)) for e in errors if isinstance(e, dict))
+    failed = sum(
+        doc.integer("error_summary", k, "count", default=0) or 0
+        for k, e in enumerate(errors)
+        if isinstance(e, dict)
+    )
     return {
         "ttft_ms": block("time_to_first_token"),
         "ttfat_ms": block("time_to_first_output_token")
@@ -139,9 +143,8 @@ def records(file: str, raw: bytes) -> tuple[list[Sample], int]:
             latency = doc.number("metrics", "request_latency", "value")
             assert ttft is not None and latency is not None
             first = start + int(ttft * NS_PER_MS)
-            gaps = doc.get("metrics", "inter_chunk_latency", "value", default=[], kind=list)
-            if not all(isinstance(g, (int, float)) for g in gaps):
-                raise doc.problem(("metrics", "inter_chunk_latency", "value"), "expected a list of numbers")
+            listed = doc.get("metrics", "inter_chunk_latency", "value", default=[], kind=list)
+            gaps = [doc.number("metrics", "inter_chunk_latency", "value", j) for j in range(len(listed))]
             chunks = [first, *(first + int(x) for x in np.cumsum(np.asarray(gaps, dtype=float) * NS_PER_MS))]
             sample.first_content_ns = sample.first_answer_ns = first
             sample.chunk_ns = chunks
@@ -160,11 +163,8 @@ def records(file: str, raw: bytes) -> tuple[list[Sample], int]:
     return samples, min(s.sent_ns for s in samples)
 
 
-def parse(
-    summaries: list[tuple[str, bytes]], record_files: list[tuple[str, bytes]], *, genai: bool
-) -> ImportedRun:
+def parse(docs: list[Doc], record_files: list[tuple[str, bytes]], *, genai: bool) -> ImportedRun:
     tool = "genai-perf" if genai else "aiperf"
-    docs = [Doc.parse(name, raw) for name, raw in summaries]
     if record_files and len(record_files) != len(docs):
         raise ImportProblem(
             record_files[0][0],
@@ -212,7 +212,7 @@ def parse(
     return ImportedRun(
         tool=tool,
         tool_version=first.get("aiperf_version", default=None, kind=str),
-        files=[name for name, _ in summaries + record_files],
+        files=[d.file for d in docs] + [name for name, _ in record_files],
         steps=steps,
         started_at=started[order[0]],
         finished_at=_stamp(docs[order[-1]], "end_time"),

@@ -11,11 +11,15 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app.probe.types import Sample
 from app.summary import Distribution
+
+MAX_FIGURE = 1e12  # no latency (ms), rate, count or Unix time (s) in a result file is larger
+MAX_INT = 2**31 - 1  # the integer columns' range
+MAX_TEXT = {"tool_version": 50, "model": 200}  # strings a file sets on the run
 
 
 class ImportProblem(ValueError):
@@ -67,6 +71,8 @@ class Doc:
             raise ImportProblem(
                 file, f"not valid JSON ({exc.msg}, column {exc.colno})", line=exc.lineno
             ) from exc
+        except ValueError as exc:  # an integer of more digits than Python converts
+            raise ImportProblem(file, f"not a result file: {str(exc)[:80]}") from exc
         except RecursionError as exc:
             raise ImportProblem(file, "nested too deeply to be a result file") from exc
 
@@ -92,13 +98,32 @@ class Doc:
             raise self.problem(path, f"expected {_kind_name(kind)}, found {type(node).__name__}")
         if kind is not None and isinstance(node, float) and not math.isfinite(node):
             raise self.problem(path, "not a finite number")
+        if kind is not None and isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 2**63:
+            raise self.problem(path, "out of range")
         return node
 
     def number(self, *path: str | int, default: Any = ...) -> float | None:
+        """A figure: finite, not negative, at most MAX_FIGURE (no time, count or rate in a
+        result file is either)."""
         value = self.get(*path, default=default, kind=(int, float))
         if isinstance(value, bool):
             raise self.problem(path, "expected a number, found a boolean")
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        if value < 0:
+            raise self.problem(path, "negative")
+        if value > MAX_FIGURE:
+            raise self.problem(path, f"out of range (more than {MAX_FIGURE:g})")
+        return float(value)
+
+    def integer(self, *path: str | int, default: Any = ...) -> int | None:
+        """A count or a load level: a whole number within the integer columns' range."""
+        value = self.number(*path, default=default)
+        if value is None:
+            return None
+        if value != int(value) or value > MAX_INT:
+            raise self.problem(path, "expected a whole number within range")
+        return int(value)
 
 
 COUNTED = "tokenizer"  # output tokens as the tool counted them (its tokenizer, or the server's usage)
@@ -115,6 +140,17 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     }
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+def timestamp(doc: Doc, *path: str | int) -> datetime | None:
+    """A Unix time in seconds as a date, or a problem naming the field."""
+    seconds = doc.number(*path, default=None)
+    if not seconds:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise doc.problem(path, "not a time smartbench can read") from exc
 
 
 def decode(file: str, raw: bytes) -> str:

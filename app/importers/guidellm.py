@@ -9,9 +9,7 @@ so smartbench's ITL (per token or chunk gap) is not available for GuideLLM impor
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from app.importers.base import COUNTED, Doc, ImportedRun, ImportedStep, ImportProblem
+from app.importers.base import COUNTED, Doc, ImportedRun, ImportedStep, ImportProblem, timestamp
 from app.probe.types import Sample
 
 NS = 1_000_000_000
@@ -38,7 +36,7 @@ def _load(doc: Doc, i: int) -> tuple[int | None, float | None]:
         rate = doc.number("benchmarks", i, "config", "strategy", "rate", default=None)
         if rate is None:
             raise doc.problem(("benchmarks", i, "config", "strategy", "rate"), "missing")
-        return strategy.get("max_concurrency"), rate
+        return doc.integer("benchmarks", i, "config", "strategy", "max_concurrency", default=None), rate
     if kind == "throughput":
         return int(doc.number("benchmarks", i, "config", "strategy", "max_concurrency") or 1), None
     raise doc.problem(("benchmarks", i, "config", "strategy", "type_"), f"unknown strategy {kind!r}")
@@ -74,8 +72,8 @@ def _sample(doc: Doc, path: tuple[str | int, ...], seq: int, status: str) -> Sam
     return sample
 
 
-def parse(file: str, raw: bytes) -> ImportedRun:
-    doc = Doc.parse(file, raw)
+def parse(doc: Doc) -> ImportedRun:
+    file = doc.file
     benchmarks = doc.get("benchmarks", kind=list)
     if not benchmarks:
         raise doc.problem(("benchmarks",), "no benchmark in the file")
@@ -94,8 +92,6 @@ def parse(file: str, raw: bytes) -> ImportedRun:
             "inter_token_latency_ms_mean": doc.number("benchmarks", i, "metrics", "inter_token_latency_ms", "successful", "mean", default=None),
         }  # fmt: skip
         steps.append(ImportedStep(concurrency, rate, samples, tool_figures=figures))
-    start = doc.number("benchmarks", 0, "start_time", default=None)
-    end = doc.number("benchmarks", -1, "end_time", default=None)
     if not doc.get("metadata", "guidellm_version", kind=str):
         raise ImportProblem(file, "no GuideLLM version", field="metadata.guidellm_version")
     return ImportedRun(
@@ -103,8 +99,8 @@ def parse(file: str, raw: bytes) -> ImportedRun:
         tool_version=doc.get("metadata", "guidellm_version", kind=str),
         files=[file],
         steps=steps,
-        started_at=datetime.fromtimestamp(start, UTC) if start else None,
-        finished_at=datetime.fromtimestamp(end, UTC) if end else None,
+        started_at=timestamp(doc, "benchmarks", 0, "start_time"),
+        finished_at=timestamp(doc, "benchmarks", -1, "end_time"),
         model=None,
         notes=[
             "GuideLLM's TPOT includes the first token and its ITL is smartbench's TPOT: both recomputed "

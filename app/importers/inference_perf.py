@@ -55,17 +55,17 @@ def _samples(doc: Doc) -> list[Sample]:
                 raise doc.problem(
                     (i, "info", "response_metrics", "chunk_times"), "a streamed request without chunk times"
                 )
-            for j, t in enumerate(times):
-                if isinstance(t, bool) or not isinstance(t, (int, float)):
-                    raise doc.problem((i, "info", "response_metrics", "chunk_times", j), "expected a number")
-            sample.chunk_ns = [int(t * NS) for t in times]
+            path = (i, "info", "response_metrics", "chunk_times")
+            sample.chunk_ns = [int((doc.number(*path, j) or 0.0) * NS) for j in range(len(times))]
             sample.first_content_ns = sample.first_answer_ns = sample.chunk_ns[0]
             sample.last_content_ns = sample.chunk_ns[-1]
             usage = doc.get(i, "info", "response_metrics", "server_usage", default=None, kind=dict)
             if usage and isinstance(usage.get("completion_tokens"), int):
-                sample.output_tokens, sample.token_source = usage["completion_tokens"], "usage"
+                usage_path = (i, "info", "response_metrics", "server_usage")
+                sample.output_tokens = doc.integer(*usage_path, "completion_tokens")
+                sample.token_source = "usage"
                 if isinstance(usage.get("prompt_tokens"), int):
-                    sample.input_tokens = usage["prompt_tokens"]
+                    sample.input_tokens = doc.integer(*usage_path, "prompt_tokens")
             else:
                 out = doc.number(i, "info", "response_metrics", "output_tokens", default=None)
                 sample.output_tokens = int(out) if out is not None else None

@@ -63,10 +63,8 @@ def _samples(doc: Doc) -> list[Sample] | None:
             gaps = doc.get("itls", i, kind=list)
             first = sent + int(ttft * NS)
             chunks = [first]
-            for j, gap in enumerate(gaps):
-                if isinstance(gap, bool) or not isinstance(gap, (int, float)):
-                    raise doc.problem(("itls", i, j), "expected a number")
-                chunks.append(chunks[-1] + int(gap * NS))
+            for j in range(len(gaps)):
+                chunks.append(chunks[-1] + int((doc.number("itls", i, j) or 0.0) * NS))
             sample.first_content_ns = sample.first_answer_ns = first
             sample.chunk_ns = chunks
             sample.last_content_ns = sample.end_ns = max(chunks[-1], sent + int(latency * NS))
@@ -104,8 +102,7 @@ def _aggregates(doc: Doc) -> dict[str, object]:
     }
 
 
-def parse(files: list[tuple[str, bytes]]) -> ImportedRun:
-    docs = [Doc.parse(name, raw) for name, raw in files]
+def parse(docs: list[Doc]) -> ImportedRun:
     steps = []
     stamps = []
     for doc in docs:
@@ -143,7 +140,7 @@ def parse(files: list[tuple[str, bytes]]) -> ImportedRun:
     return ImportedRun(
         tool="vllm",
         tool_version=None,
-        files=[name for name, _ in files],
+        files=[doc.file for doc in docs],
         steps=[steps[i] for i in order],
         started_at=min(when) if when else None,
         finished_at=max(when) if when else None,

@@ -4,35 +4,74 @@ An import becomes one run of the endpoint with `source` set to the tool and `tri
 its steps (and samples, when the files have requests) are stored and scored by the same code as
 smartbench's own runs. The profile named (else none, "imported") gives the SLO and the target
 price; the workload in the run's snapshot is the one the tool ran. Everything happens in the
-caller's transaction after every file has parsed, so a bad file stores nothing."""
+caller's transaction after every file has parsed, so a bad file stores nothing.
+
+Parsing runs in a worker thread (never on the event loop that serves pages), one import at a
+time per process, after `check.bound` has judged what the files would take in memory; the
+parsed run passes `check.check` before anything is summarised. The run's time is the import's
+(`created_at`): a file cannot date itself into the future and own the scorecard; the tool's own
+start and end stay as the run's `started_at`/`finished_at` and in its import note."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import importers
+from app.config import Settings
 from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
 from app.errors import NotFound, ValidationFailed
+from app.importers import check
 from app.importers.base import ImportedRun, ImportProblem
 from app.models import Profile, Run, RunStatus
+from app.probe.runner import StepResult
 from app.schemas import ImportResult
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
 from app.services import runs
 
 UNPROFILED = "imported"  # the profile name of imports made without one
+_PARSING = threading.Lock()  # one import parses at a time in a process: memory stays bounded
 
 
-def parse(files: list[tuple[str, bytes]], fmt: str) -> ImportedRun:
-    """Parse, or a 422 that names the file, the line and the field."""
+@dataclass(frozen=True)
+class ImportLimits:
+    max_samples: int = 200_000
+    max_memory_bytes: int = 1024**3
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImportLimits:
+        return cls(settings.max_import_samples, settings.max_import_memory_bytes)
+
+
+def _refused(exc: ImportProblem) -> ValidationFailed:
+    return ValidationFailed(f"the import was refused: {exc}", fields={"file": str(exc)})
+
+
+def _prepare(
+    files: list[tuple[str, bytes]], fmt: str, slo: SLO, now: datetime, limits: ImportLimits
+) -> tuple[ImportedRun, list[StepResult]]:
+    """In a worker thread: bound, parse once, check, summarise."""
+    with _PARSING:
+        check.bound(files, max_memory=limits.max_memory_bytes)
+        imported = importers.parse(files, fmt)
+        check.check(imported, now=now, max_samples=limits.max_samples)
+        return imported, importers.step_results(imported, slo)
+
+
+async def parse(
+    files: list[tuple[str, bytes]], fmt: str, slo: SLO, *, now: datetime, limits: ImportLimits
+) -> tuple[ImportedRun, list[StepResult]]:
+    """Parsed and summarised off the event loop, or a 422 naming the file, line and field."""
     try:
-        return importers.parse(files, fmt)
+        return await anyio.to_thread.run_sync(_prepare, files, fmt, slo, now, limits)
     except ImportProblem as exc:
-        fields = {"file": str(exc)}
-        raise ValidationFailed(f"the import was refused: {exc}", fields=fields) from exc
+        raise _refused(exc) from exc
 
 
 def _workload(imported: ImportedRun, steps: list[Any]) -> dict[str, Any]:
@@ -64,6 +103,7 @@ async def import_run(
     tool_version: str | None = None,
     by: int | None,
     now: datetime,
+    limits: ImportLimits | None = None,
 ) -> ImportResult:
     endpoint = await endpoint_service.get(session, endpoint_id)
     profile: Profile | None = None
@@ -72,13 +112,10 @@ async def import_run(
             profile = await profile_service.get_by_name(session, profile_name)
         except NotFound as exc:
             raise ValidationFailed(exc.message, fields={"profile": exc.message}) from exc
-    imported = parse(files, fmt)
     base = profile_service.snapshot(profile) if profile is not None else _unprofiled()
-    slo = SLO.from_profile(base)
-    try:
-        steps = importers.step_results(imported, slo)
-    except ImportProblem as exc:
-        raise ValidationFailed(f"the import was refused: {exc}", fields={"file": str(exc)}) from exc
+    imported, steps = await parse(
+        files, fmt, SLO.from_profile(base), now=now, limits=limits or ImportLimits()
+    )
     snapshot = {**base, **_workload(imported, steps)}
     notes = list(imported.notes)
     if profile is not None and (
@@ -107,7 +144,7 @@ async def import_run(
         error=None if completed else "no request completed in the imported files",
         trigger="import",
         source=imported.tool,
-        created_at=imported.started_at or now,
+        created_at=now,  # the import's time: the file's own dates never order the run
         started_at=imported.started_at or now,
         finished_at=imported.finished_at or imported.started_at or now,
         requested_by_id=by,
@@ -121,6 +158,8 @@ async def import_run(
                 "model": imported.model,
                 "notes": notes,
                 "imported_at": now.isoformat(),
+                "measured_from": imported.started_at.isoformat() if imported.started_at else None,
+                "measured_to": imported.finished_at.isoformat() if imported.finished_at else None,
                 "tool_figures": [step.tool_figures for step in imported.steps],
                 "samples": sum(len(s.samples) for s in steps),
             }

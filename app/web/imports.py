@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from app.deps import EditorDep, NowDep, RowId, SessionDep
+from app.deps import EditorDep, NowDep, RowId, SessionDep, SettingsDep
 from app.errors import AppError
 from app.importers import FORMATS, MAX_FILES
 from app.services import endpoints, imports, profiles
@@ -40,7 +40,12 @@ async def import_page(
 
 @router.post("/{endpoint_id}/import")
 async def import_files(
-    request: Request, endpoint_id: RowId, session: SessionDep, now: NowDep, user: EditorDep
+    request: Request,
+    endpoint_id: RowId,
+    session: SessionDep,
+    now: NowDep,
+    user: EditorDep,
+    settings: SettingsDep,
 ) -> Response:
     async with request.form(max_files=MAX_FILES) as form:  # closes the spooled uploads
         values = {key: form_str(form, key) for key in ("format", "profile", "tool_version")}
@@ -52,7 +57,7 @@ async def import_files(
         result = await imports.import_run(
             session, endpoint_id=endpoint_id, files=files, fmt=values["format"] or "auto",
             profile_name=values["profile"] or None, tool_version=values["tool_version"].strip()[:50] or None,
-            by=user.user_id, now=now,
+            by=user.user_id, now=now, limits=imports.ImportLimits.from_settings(settings),
         )  # fmt: skip
     except AppError as exc:
         if exc.status_code == 404 and not exc.fields:
