@@ -5,6 +5,7 @@ another. Pure: no I/O, no database, no web."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,9 @@ class SLO:
     def request_meets(self, ttft: float | None, tpot: float | None, e2e: float | None) -> bool:
         """One request: every limit holds (a latency it has no value for breaks its limit)."""
         values = {"ttft_ms": ttft, "tpot_ms": tpot, "e2e_ms": e2e}
-        return all((v := values[m]) is not None and v <= limit for m, limit in self.limits())
+        return all(
+            (v := values[m]) is not None and math.isfinite(v) and v <= limit for m, limit in self.limits()
+        )
 
     def step_meets(self, step: Mapping[str, Any]) -> bool:
         """A step (a step summary): at least one request completed, no more than 1 % of the
@@ -70,7 +73,7 @@ class SLO:
             return False
         for metric, limit in self.limits():
             value = metric_at(step, metric, self.key)
-            if value is None or value > limit:
+            if value is None or not math.isfinite(value) or value > limit:  # NaN never meets a limit
                 return False
         return True
 

@@ -40,6 +40,7 @@ class Server:
     admin_user: str
     admin_password: str
     output: Path
+    pid: int = 0
 
 
 @contextmanager
@@ -75,7 +76,7 @@ def serve(
             match = re.search(r"log in as (\S+) with the one-time password (\S+)", text)
             url = re.search(r"Dashboard: (http://\S+)", text)
             assert match and url, text
-            yield Server(url.group(1), match.group(1), match.group(2), log)
+            yield Server(url.group(1), match.group(1), match.group(2), log, proc.pid)
         finally:
             proc.terminate()
             try:

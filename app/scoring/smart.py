@@ -163,8 +163,8 @@ def _crossing(meeting: Mapping[str, Any], breaking: Mapping[str, Any], slo: SLO)
 
 def log_score(limit: float, value: float | None) -> float | None:
     """50 at the limit, +25 per halving of the value, -25 per doubling, clipped to 0..100."""
-    if value is None or value <= 0 or limit <= 0:
-        return None
+    if value is None or not math.isfinite(value) or value <= 0 or limit <= 0:
+        return None  # an impossible figure scores nothing, never 100
     return max(0.0, min(100.0, 50.0 + 25.0 * math.log2(limit / value)))
 
 

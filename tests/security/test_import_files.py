@@ -194,3 +194,16 @@ async def test_through_the_api_the_run_is_dated_by_the_import_and_future_files_a
     digits = _edited(VLLM, r'("completed": )[0-9]+', r"\g<1>" + "9" * 5000)
     answer = await _import(client, auth, endpoint_id, [(VLLM.name, digits)])
     assert answer.status_code == 422 and "c2.json" in answer.json()["error"]["fields"]["file"]
+
+
+def test_a_nan_percentile_never_meets_an_slo_nor_scores() -> None:
+    """Defence behind the gate: a NaN p99 passed `value > limit` and scored 100."""
+    from app.domain import SLO
+    from app.scoring.smart import log_score
+
+    slo = SLO(ttft_ms=1000, tpot_ms=50)
+    step = {"requests": {"sent": 10, "completed": 10, "failed": 0},
+            "ttft_ms": {"p99": float("nan")}, "tpot_ms": {"p99": 10.0}}  # fmt: skip
+    assert slo.step_meets(step) is False
+    assert not slo.request_meets(float("nan"), 10.0, None)
+    assert log_score(1000, float("nan")) is None and log_score(1000, float("inf")) is None
