@@ -769,6 +769,32 @@ def runs_recompute(
     out.print(f"recomputed {steps} step(s) of {count} run(s) from their samples")
 
 
+@runs_cli.command("delete")
+def runs_delete(
+    run: Annotated[int, typer.Argument(help="The run's id")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+) -> None:
+    """Delete a finished run with its steps, samples and the alerts judged on it."""
+    from app.errors import AppError
+    from app.services import runs as run_service
+
+    if not yes and not typer.confirm(f"Delete run {run} with its steps, samples and alerts?"):
+        raise typer.Exit(1)
+    settings = _settings()
+    _upgrade(settings)
+
+    async def work(session):
+        return await run_service.delete(session, run_id=run)
+
+    try:
+        endpoint_id = asyncio.run(_with_session(settings, work))
+    except AppError as exc:
+        raise _fail(exc.message) from None
+    out.print(
+        f"deleted run {run} of endpoint {endpoint_id}; its scorecard and trends rest on the runs that remain"
+    )
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cli()

@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from app.deps import EditorDep, NowDep, ReaderDep, RowId, SessionDep
+from app.deps import AdminDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
 from app.schemas import (
     ComparePage,
     CostTrends,
@@ -75,6 +75,17 @@ async def cancel_run(
     measured (status `cancelled` within a few seconds)."""
     run = await runs.request_cancel(session, run_id=run_id, now=now)
     return RunAccepted(run_id=run.id, status=run.status, url=request.url_for("api_run", run_id=run.id).path)
+
+
+@router.delete(
+    "/runs/{run_id}", status_code=204, responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody},
+                                                  409: {"model": ErrorBody}},
+)  # fmt: skip
+async def delete_run(run_id: RowId, session: SessionDep, _: AdminDep) -> Response:
+    """Delete a finished run with its steps, samples and the alerts judged on it (admins). The
+    scorecard, trends and alerts then rest on the runs that remain. A queued or running run: 409."""
+    await runs.delete(session, run_id=run_id)
+    return Response(status_code=204)
 
 
 @router.get("/runs/{run_id}/samples", response_model=None)

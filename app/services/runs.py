@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import load_only
 
 from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models import SYNTHETIC, Endpoint, RequestSample, Run, RunStatus, RunStep
+from app.models import SYNTHETIC, Alert, Endpoint, RequestSample, Run, RunStatus, RunStep
 from app.probe.runner import StepResult
 from app.probe.stats import summarize_step
 from app.probe.types import Sample
@@ -380,6 +381,22 @@ async def request_cancel(session: AsyncSession, *, run_id: int, now: datetime) -
         raise Conflict(f"run {run_id} has already ended ({run.status})")
     await session.flush()
     return run
+
+
+async def delete(session: AsyncSession, *, run_id: int) -> int:
+    """Delete a finished run (an admin's mend for a run that should not count: a bad import, a
+    run against the wrong server). Its steps and samples go with it; so do the alerts judged on
+    it (and their deliveries), so a figure's state falls back to its alert before. Scorecards,
+    trends, the planner and /metrics read runs as they stand and need nothing more; inspections
+    made after it stay (they observed the endpoint) without the link. Returns its endpoint."""
+    run = await get(session, run_id)
+    if run.status in (RunStatus.queued.value, RunStatus.running.value):
+        raise Conflict(f"run {run_id} is {run.status}: cancel it first")
+    endpoint_id = run.endpoint_id
+    await session.execute(sa_delete(Alert).where(Alert.run_id == run_id))
+    await session.execute(sa_delete(Run).where(Run.id == run_id))  # steps and samples cascade
+    session.expunge(run)
+    return endpoint_id
 
 
 async def summary(session: AsyncSession, *, run_id: int) -> RunSummary:

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from app.deps import EditorDep, NowDep, ReaderDep, RowId, SessionDep
+from app.deps import AdminDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
 from app.services import runs
 from app.web import figures
 from app.web.forms import form_str
@@ -38,6 +38,12 @@ async def cancel(
 ) -> RedirectResponse:
     await runs.request_cancel(session, run_id=run_id, now=now)
     return RedirectResponse(request.url_for("run_page", run_id=run_id).path, status_code=303)
+
+
+@router.post("/runs/{run_id}/delete", name="run_delete")
+async def delete(request: Request, run_id: RowId, session: SessionDep, _: AdminDep) -> RedirectResponse:
+    endpoint_id = await runs.delete(session, run_id=run_id)
+    return RedirectResponse(request.url_for("endpoint_detail", endpoint_id=endpoint_id).path, status_code=303)
 
 
 @router.get("/runs/{run_id}", name="run_page")

@@ -92,6 +92,7 @@ def render(
     ctx = {
         "principal": principal,
         "can_edit": principal is not None and principal.role.value in ("editor", "admin"),
+        "can_admin": principal is not None and principal.role.value == "admin",
         "csrf_token": csrf_token(settings.session_secret(), binding),
         "public_read": settings.public_read,
         **(context or {}),
