@@ -73,7 +73,7 @@ async def test_an_admin_deletes_a_run_and_the_scorecard_falls_back(app, client, 
         running_id = queued.id
     busy = await client.delete(f"/api/v1/runs/{running_id}", headers=admin)
     assert busy.status_code == 409 and "cancel it first" in busy.json()["error"]["message"]
-    csrf = await login(client, "admin")
+    await login(client, "admin")
     page = await client.get(f"/runs/{older}")
     assert 'id="delete-run"' in page.text
     done = await client.post(f"/runs/{older}/delete", data={"csrf_token": csrf_from(page.text)})
