@@ -604,7 +604,8 @@ def token_create(
 
 @keys_cli.command("rotate")
 def keys_rotate() -> None:
-    """Make a new encryption key active (data-directory keys) and re-encrypt every stored API key."""
+    """Make a new encryption key active (data-directory keys) and re-encrypt every sealed value
+    (endpoint API keys, webhook URLs and secrets)."""
     settings = _settings()
     try:
         kid = settings.rotate_file_key()
@@ -616,25 +617,27 @@ def keys_rotate() -> None:
 
 @keys_cli.command("reencrypt")
 def keys_reencrypt() -> None:
-    """Re-encrypt every stored API key with the active (first) key."""
+    """Re-encrypt every sealed value (endpoint API keys, webhook URLs and secrets) with the active
+    (first) key."""
     _reencrypt(_settings())
 
 
 def _reencrypt(settings: Settings) -> None:
     from app.security.crypto import DecryptionError, SecretBox
-    from app.services import endpoints
+    from app.services import keys
 
     _upgrade(settings)
     box = SecretBox(settings.encryption_keyring())
 
     async def work(session):
-        return await endpoints.reencrypt_keys(session, box=box)
+        return await keys.reencrypt_keys(session, box=box)
 
     try:
         changed = asyncio.run(_with_session(settings, work))
     except DecryptionError as exc:
         raise _fail(f"{exc}; nothing was changed") from None
-    out.print(f"re-encrypted {changed} API key(s) with key {box.active_key_id}")
+    each = ", ".join(f"{count} {column}" for column, count in changed.items())
+    out.print(f"re-encrypted {sum(changed.values())} sealed value(s) with key {box.active_key_id} ({each})")
 
 
 @cli.command("import")

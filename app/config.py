@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     # comma-separated, "*.example.com" for a domain). The admin's settings page overrides both.
     outbound_mode: Literal["default", "allowlist"] = "default"
     outbound_allow: str = ""
+    # Webhook deliveries have a policy of their own: "public" (the default) refuses loopback and
+    # private addresses too; "default" and "allowlist" as above; the settings page overrides.
+    webhook_outbound_mode: Literal["public", "default", "allowlist"] = "public"
+    webhook_outbound_allow: str = ""
+    # Schedules fire at most once a minute unless an admin lowers this (seconds between firings).
+    min_schedule_interval_s: int = Field(default=60, ge=1)
     # What a profile may ask of the probe; an admin raises these on the settings page.
     max_profile_concurrency: int = Field(default=1024, ge=1)
     max_requests_per_step: int = Field(default=100_000, ge=1)

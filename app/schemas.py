@@ -642,6 +642,13 @@ class SiteSettingsRead(AlertSettings):
         description="the highest concurrency or request rate a profile may ask"
     )
     max_requests_per_step: int = Field(description="the most requests (warm-up included) a step may send")
+    webhook_outbound_mode: Literal["public", "default", "allowlist"] = Field(
+        description="where webhooks may deliver: public (public addresses only), default (as endpoints), allowlist"
+    )
+    webhook_outbound_allow: list[str] = Field(
+        description="networks and host names webhooks may reach besides"
+    )
+    min_schedule_interval_s: int = Field(description="the fewest seconds between two firings of a schedule")
 
 
 class SiteSettingsUpdate(BaseModel):
@@ -652,6 +659,11 @@ class SiteSettingsUpdate(BaseModel):
     )
     max_profile_concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
     max_requests_per_step: int | None = Field(default=None, ge=1, le=100_000_000)
+    webhook_outbound_mode: Literal["public", "default", "allowlist"] | None = None
+    webhook_outbound_allow: (
+        list[Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]] | None
+    ) = Field(default=None, max_length=500)
+    min_schedule_interval_s: int | None = Field(default=None, ge=1, le=86_400)
     baseline_runs: int | None = Field(default=None, ge=2, le=50)
     regression_threshold_pct: float | None = Field(default=None, gt=0, le=1000)
     regression_error_points: float | None = Field(default=None, gt=0, le=100)
@@ -659,7 +671,7 @@ class SiteSettingsUpdate(BaseModel):
 
     _not_null = refuse_null(
         "outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step",
-        "baseline_runs", "regression_threshold_pct", "regression_error_points", "down_after_failures",
+        "webhook_outbound_mode", "webhook_outbound_allow", "min_schedule_interval_s", "baseline_runs", "regression_threshold_pct", "regression_error_points", "down_after_failures",
     )  # fmt: skip
 
 

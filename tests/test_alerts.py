@@ -33,6 +33,16 @@ QUICK = {"name": "quick", "input_tokens_mean": 32, "output_tokens_mean": 16, "lo
          "requests_per_step": 6, "slo_ttft_ms": 1000, "slo_tpot_ms": 100, "slo_percentile": 50}  # fmt: skip
 
 
+async def allow_loopback_webhooks(app) -> None:  # type: ignore[no-untyped-def]
+    """Webhooks deliver to public addresses only by default; these receivers listen on loopback."""
+    from app.schemas import SiteSettingsUpdate
+    from app.services import site
+
+    async with unit_of_work(app.state.sessionmaker) as session:
+        update = SiteSettingsUpdate(webhook_outbound_allow=["127.0.0.0/8"])
+        await site.save(session, app.state.settings, update, by="test")
+
+
 # -- the judgement, by hand -------------------------------------------------------------------------
 
 
@@ -131,6 +141,7 @@ async def test_a_slowdown_regresses_is_delivered_signed_and_recovers(idle_app, p
     ):
         admin, editor = await bearer(client, "admin"), await bearer(client, "editor")
         viewer = await bearer(client, "viewer", read_only=True)
+        await allow_loopback_webhooks(app)
         # Two baseline runs of 4 requests a step know little of their noise: hold them to 25 %.
         rules = await client.patch(
             "/api/v1/settings/site", json={"regression_threshold_pct": 25}, headers=admin
@@ -270,6 +281,7 @@ async def test_deliveries_retry_with_back_off_and_are_recorded(idle_app, people)
         receiver(fail_first=2) as hook,
     ):
         admin, editor = await bearer(client, "admin"), await bearer(client, "editor")
+        await allow_loopback_webhooks(app)
         made = await client.post(
             "/api/v1/webhooks", json={"name": "ops", "url": f"{hook.url}/x"}, headers=admin
         )
@@ -336,6 +348,13 @@ async def test_webhook_urls_are_checked_and_never_shown(idle_app, people) -> Non
                                   headers=admin)).status_code == 422  # fmt: skip
         assert (await client.post("/api/v1/webhooks", json={"name": "x", "url": "http://127.0.0.1:1/x"},
                                   headers=editor)).status_code == 403  # fmt: skip
+        loopback = await client.post("/api/v1/webhooks", json={"name": "x", "url": "http://127.0.0.1:1/x"},
+                                     headers=admin)  # fmt: skip
+        assert (
+            loopback.status_code == 422
+            and "public addresses only" in loopback.json()["error"]["fields"]["url"]
+        )
+        await allow_loopback_webhooks(app)
         secret_url = "http://127.0.0.1:1/services/T000/B000/XXXXsecretXXXXabcd"
         made = await client.post(
             "/api/v1/webhooks", json={"name": "slack", "url": secret_url, "kind": "slack"}, headers=admin
@@ -346,6 +365,7 @@ async def test_webhook_urls_are_checked_and_never_shown(idle_app, people) -> Non
 
 
 async def test_the_alerts_page_adds_webhooks_and_saves_the_rules(app, client, people) -> None:  # type: ignore[no-untyped-def]
+    await allow_loopback_webhooks(app)
     csrf = await login(client, "admin")
     bad = await client.post(
         "/settings/alerts/webhooks",
@@ -386,6 +406,7 @@ async def test_the_alerts_page_adds_webhooks_and_saves_the_rules(app, client, pe
 
 
 async def test_a_second_webhook_of_the_same_name_is_a_conflict_on_the_form_too(app, client, people) -> None:  # type: ignore[no-untyped-def]
+    await allow_loopback_webhooks(app)
     csrf = await login(client, "admin")
     form = {
         "csrf_token": csrf,
@@ -409,6 +430,7 @@ async def test_a_name_taken_in_a_race_answers_409_and_keeps_the_transaction(
 
     app = idle_app
     settings, box = app.state.settings, app.state.secret_box
+    await allow_loopback_webhooks(app)
     async with unit_of_work(app.state.sessionmaker) as session:
         made = WebhookCreate(name="ops", url="http://127.0.0.1:1/a")
         await webhooks.create(session, settings, box, made, by="t", now=datetime.now(UTC))

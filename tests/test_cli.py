@@ -101,7 +101,7 @@ async def test_keys_rotate_with_file_keys(settings: Settings, app, client: httpx
     assert (await client.post("/api/v1/endpoints", json=body, headers=auth)).status_code == 201
     code, out, err = await smartbench(settings, "keys", "rotate")
     assert code == 0, err
-    assert "re-encrypted 1 API key(s)" in out
+    assert "re-encrypted 1 sealed value(s)" in out and "1 endpoints.api_key_encrypted" in out
     # The new keyring (new key first, old key kept) still opens it.
     from sqlalchemy import select
 

@@ -12,9 +12,9 @@ from sqlalchemy import select, text
 from starlette.routing import Mount, Route
 
 from app.db import unit_of_work
-from app.models import Base, Endpoint
+from app.models import Base, Endpoint, Webhook
 from app.security.crypto import DecryptionError, SecretBox
-from app.services import endpoints
+from app.services import endpoints, keys
 from tests.conftest import bearer, login
 
 CANARY_FORM = "sk-canary-FORM-7f3a9c1e5b2d4860"
@@ -45,8 +45,13 @@ def test_tampering_and_unknown_keys_fail_loudly() -> None:
 
 
 async def test_rotation_reencrypts_every_key(app, people) -> None:
+    """Every sealed column: endpoint keys, and webhook URLs and secrets (issue #18: 48cab14 left
+    the webhooks on the old key, and deliveries stopped once it was dropped)."""
     old = _box("old")
     async with unit_of_work(app.state.sessionmaker) as session:
+        session.add(Webhook(name="hook", kind="json", url_encrypted=old.encrypt("https://hooks.example.com/x"),
+                            url_hint="https://hooks.example.com/…om/x", secret_encrypted=old.encrypt("s3cret-hmac"),
+                            events=["regression"], enabled=True, created_by="admin"))  # fmt: skip
         for i in range(3):
             session.add(
                 Endpoint(
@@ -59,12 +64,17 @@ async def test_rotation_reencrypts_every_key(app, people) -> None:
             )
     rotated = SecretBox([("new", b"\x09" * 32), ("old", b"\x01" * 32)])
     async with unit_of_work(app.state.sessionmaker) as session:
-        assert await endpoints.reencrypt_keys(session, box=rotated) == 3
+        assert await keys.reencrypt_keys(session, box=rotated) == {
+            "endpoints.api_key_encrypted": 3, "webhooks.url_encrypted": 1, "webhooks.secret_encrypted": 1,
+        }  # fmt: skip
     only_new = SecretBox([("new", b"\x09" * 32)])
     async with unit_of_work(app.state.sessionmaker) as session:
         rows = (await session.scalars(select(Endpoint).order_by(Endpoint.name))).all()
         assert [endpoints.decrypt_key(row, only_new) for row in rows] == ["key-0", "key-1", "key-2"]
-        assert await endpoints.reencrypt_keys(session, box=rotated) == 0
+        hook = (await session.scalars(select(Webhook))).one()
+        assert only_new.decrypt(hook.url_encrypted) == "https://hooks.example.com/x"
+        assert hook.secret_encrypted and only_new.decrypt(hook.secret_encrypted) == "s3cret-hmac"
+        assert sum((await keys.reencrypt_keys(session, box=rotated)).values()) == 0
 
 
 def _get_paths(app, ids: dict[str, int]) -> list[str]:  # type: ignore[no-untyped-def]

@@ -2,13 +2,17 @@
 and again at connect time, after DNS resolution, so a name that re-resolves elsewhere (DNS
 rebinding) is still refused.
 
-Two modes, chosen by an admin:
+Three modes, chosen by an admin (one policy for endpoints, one for webhooks):
 
 - ``default``: everything but link-local addresses (169.254.0.0/16, fe80::/10, where cloud
   metadata services live), the other metadata addresses (fd00:ec2::254, 100.100.100.200) and
   names (metadata.google.internal), and addresses no server has (0.0.0.0/8, multicast,
   reserved, broadcast). Loopback and private ranges stay allowed: self-hosted endpoints live
   there.
+- ``public``: the default for webhooks. Public addresses only: loopback, private, shared
+  (100.64.0.0/10), unique-local and every other non-global range refused as well, so that
+  an admin's webhook cannot probe the dashboard's own network. Listed networks and host
+  names are allowed besides.
 - ``allowlist``: only the listed networks ("10.0.0.0/8", "127.0.0.1") and host names
   ("vllm.internal", "*.example.com"); a listed name still never reaches a blocked address
   unless a listed network covers that address.
@@ -82,9 +86,13 @@ def parse_literal(host: str) -> IPAddress | None:
         return None
 
 
+Mode = Literal["default", "public", "allowlist"]
+MODES: tuple[str, ...] = ("default", "public", "allowlist")
+
+
 @dataclass(frozen=True)
 class OutboundPolicy:
-    mode: Literal["default", "allowlist"] = "default"
+    mode: Mode = "default"
     networks: tuple[IPNetwork, ...] = ()
     hosts: tuple[str, ...] = ()  # lower case; "*.example.com" matches below example.com
 
@@ -108,8 +116,8 @@ class OutboundPolicy:
             if not all(label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels):
                 raise ValueError(f"{raw.strip()!r} is not a network, an address or a host name")
             hosts.append(entry)
-        if mode not in ("default", "allowlist"):
-            raise ValueError("the mode is 'default' or 'allowlist'")
+        if mode not in MODES:
+            raise ValueError("the mode is 'default', 'public' or 'allowlist'")
         return cls(mode, tuple(networks), tuple(hosts))  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,8 +158,14 @@ class OutboundPolicy:
             for net, why in BLOCKED_NETWORKS:
                 if inner.version == net.version and inner in net:
                     return f"{address} is {why}"
-        if self.mode == "allowlist" and not (name is not None and self._listed_host(name)):
+        listed_name = name is not None and self._listed_host(name)
+        if self.mode == "allowlist" and not listed_name:
             return f"{name or address} is not on the outbound allowlist"
+        if self.mode == "public" and not listed_name:
+            for inner in unwrap(address):
+                if not inner.is_global:
+                    kind = "a loopback" if inner.is_loopback else "a private or non-public"
+                    return f"{address} is {kind} address (public addresses only, unless an admin allows it)"
         return None
 
     def host_problem(self, host: str) -> str | None:

@@ -210,20 +210,6 @@ def decrypt_key(endpoint: Endpoint, box: SecretBox) -> str | None:
     return box.decrypt(endpoint.api_key_encrypted)
 
 
-async def reencrypt_keys(session: AsyncSession, *, box: SecretBox) -> int:
-    """Re-seal every stored API key with the active key; returns how many changed."""
-    changed = 0
-    for endpoint in (
-        await session.scalars(select(Endpoint).where(Endpoint.api_key_encrypted.is_not(None)))
-    ).all():
-        assert endpoint.api_key_encrypted is not None
-        if box.needs_reencrypt(endpoint.api_key_encrypted):
-            endpoint.api_key_encrypted = box.encrypt(box.decrypt(endpoint.api_key_encrypted))
-            changed += 1
-    await session.flush()
-    return changed
-
-
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)

@@ -16,16 +16,19 @@ from app.models import AppSetting
 from app.schemas import AlertSettings, SiteSettingsRead, SiteSettingsUpdate
 from app.security.outbound import OutboundPolicy
 
-KEYS = ("outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step")
+KEYS = ("outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step",
+        "webhook_outbound_mode", "webhook_outbound_allow", "min_schedule_interval_s")  # fmt: skip
 ALERT_KEYS = ("baseline_runs", "regression_threshold_pct", "regression_error_points", "down_after_failures")
 
 
 @dataclass(frozen=True)
 class Site:
-    outbound: OutboundPolicy
+    outbound: OutboundPolicy  # endpoint and metrics URLs
     max_profile_concurrency: int
     max_requests_per_step: int
     alerting: AlertSettings
+    webhook_outbound: OutboundPolicy  # webhook deliveries
+    min_schedule_interval_s: int
 
     def read(self) -> SiteSettingsRead:
         return SiteSettingsRead(
@@ -33,6 +36,9 @@ class Site:
             outbound_allow=self.outbound.to_dict()["entries"],
             max_profile_concurrency=self.max_profile_concurrency,
             max_requests_per_step=self.max_requests_per_step,
+            webhook_outbound_mode=self.webhook_outbound.mode,
+            webhook_outbound_allow=self.webhook_outbound.to_dict()["entries"],
+            min_schedule_interval_s=self.min_schedule_interval_s,
             **self.alerting.model_dump(),
         )
 
@@ -49,40 +55,49 @@ async def load(session: AsyncSession, settings: Settings) -> Site:
         "outbound_allow": _split(settings.outbound_allow),
         "max_profile_concurrency": settings.max_profile_concurrency,
         "max_requests_per_step": settings.max_requests_per_step,
+        "webhook_outbound_mode": settings.webhook_outbound_mode,
+        "webhook_outbound_allow": _split(settings.webhook_outbound_allow),
+        "min_schedule_interval_s": settings.min_schedule_interval_s,
     }
     for row in (await session.scalars(select(AppSetting).where(AppSetting.key.in_(KEYS + ALERT_KEYS)))).all():
         values[row.key] = row.value
-    allow = values["outbound_allow"]
-    try:
-        policy = OutboundPolicy.parse(
-            str(values["outbound_mode"]), _split(allow if isinstance(allow, list) else "")
-        )
-    except ValueError:  # a bad environment value: refuse everything rather than allow it
-        policy = OutboundPolicy("allowlist")
     return Site(
-        policy,
+        _policy(values["outbound_mode"], values["outbound_allow"]),
         int(str(values["max_profile_concurrency"])),
         int(str(values["max_requests_per_step"])),
         AlertSettings.model_validate({key: values[key] for key in ALERT_KEYS}),
+        _policy(values["webhook_outbound_mode"], values["webhook_outbound_allow"]),
+        int(str(values["min_schedule_interval_s"])),
     )
+
+
+def _policy(mode: object, allow: object) -> OutboundPolicy:
+    try:
+        return OutboundPolicy.parse(str(mode), _split(allow if isinstance(allow, list) else ""))
+    except ValueError:  # a bad environment value: refuse everything rather than allow it
+        return OutboundPolicy("allowlist")
 
 
 async def save(session: AsyncSession, settings: Settings, data: SiteSettingsUpdate, *, by: str) -> Site:
     changes = data.model_dump(exclude_unset=True)
-    if "outbound_allow" in changes or "outbound_mode" in changes:
-        current = await load(session, settings)
-        mode = changes.get("outbound_mode", current.outbound.mode)
-        entries = changes.get("outbound_allow", current.outbound.to_dict()["entries"])
+    current = await load(session, settings)
+    for prefix, policy, what in (
+        ("", current.outbound, "endpoint"),
+        ("webhook_", current.webhook_outbound, "webhook"),
+    ):
+        if f"{prefix}outbound_allow" not in changes and f"{prefix}outbound_mode" not in changes:
+            continue
+        mode = changes.get(f"{prefix}outbound_mode", policy.mode)
+        entries = changes.get(f"{prefix}outbound_allow", policy.to_dict()["entries"])
+        field = f"{prefix}outbound_allow"
         try:
             OutboundPolicy.parse(mode, entries)
         except ValueError as exc:
-            raise ValidationFailed(
-                "the outbound policy is not valid", fields={"outbound_allow": str(exc)}
-            ) from exc
+            raise ValidationFailed("the outbound policy is not valid", fields={field: str(exc)}) from exc
         if mode == "allowlist" and not entries:
             raise ValidationFailed(
-                "an empty allowlist refuses every endpoint",
-                fields={"outbound_allow": "list at least one network or host name"},
+                f"an empty allowlist refuses every {what}",
+                fields={field: "list at least one network or host name"},
             )
     for key, value in changes.items():
         row = await session.get(AppSetting, key)
@@ -100,9 +115,12 @@ async def url_problem(policy: OutboundPolicy, url: str) -> str | None:
     return await anyio.to_thread.run_sync(policy.url_problem, url)
 
 
-async def check_urls(session: AsyncSession, settings: Settings, urls: dict[str, str | None]) -> None:
-    """Refuse endpoint or metrics URLs the outbound policy refuses, naming the field."""
-    policy = (await load(session, settings)).outbound
+async def check_urls(
+    session: AsyncSession, settings: Settings, urls: dict[str, str | None], *, webhook: bool = False
+) -> None:
+    """Refuse URLs the outbound policy refuses (the webhooks' own for a webhook), naming the field."""
+    loaded = await load(session, settings)
+    policy = loaded.webhook_outbound if webhook else loaded.outbound
     problems = {}
     for field, url in urls.items():
         if url and (problem := await url_problem(policy, url)) is not None:

@@ -14,15 +14,17 @@ with back-off (30 s doubling, at most an hour apart) until delivered or 8 attemp
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import orjson
+import yarl
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,8 +36,9 @@ from app.models import Alert, Delivery, Endpoint, Webhook
 from app.probe.client import PolicyResolver
 from app.schemas import DeliveryRead, WebhookCreate, WebhookCreated, WebhookRead, WebhookUpdate
 from app.security import signing
-from app.security.crypto import SecretBox
+from app.security.crypto import DecryptionError, SecretBox
 from app.security.outbound import OutboundPolicy
+from app.security.redact import Redactor
 from app.services import site
 
 TIMEOUT_S = 10.0
@@ -44,6 +47,12 @@ FIRST_RETRY_S = 30.0
 MAX_RETRY_S = 3600.0
 MAX_ATTEMPTS = 8
 USER_AGENT = "smartbench-webhooks/1"
+UNSEALED = (
+    "the webhook's URL or secret does not decrypt with the configured keys (was a key dropped "
+    "before `smartbench keys reencrypt`?); save the webhook's URL again"
+)
+
+log = logging.getLogger("smartbench.webhooks")
 
 
 def backoff(attempts: int) -> timedelta:
@@ -105,7 +114,7 @@ async def _check_url(session: AsyncSession, settings: Settings, url: str) -> Non
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationFailed("the webhook URL is not valid", fields={"url": "an http:// or https:// URL"})
-    await site.check_urls(session, settings, {"url": url})
+    await site.check_urls(session, settings, {"url": url}, webhook=True)
 
 
 async def create(
@@ -218,6 +227,26 @@ def payload(alert: Alert, endpoint: str, delivery_id: int, public_url: str | Non
     }
 
 
+def slack_escape(text: str) -> str:
+    """Slack's own escaping: &, < and > are its markup (a message with "<!channel>" or a link of
+    its own would otherwise notify a channel or show a link smartbench never wrote)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def scrub(text: str, url: str) -> str:
+    """Error text without the webhook's URL in any form a client library may print it (as given,
+    normalised, percent-encoded or decoded, its path and query alone, its password): a Slack or
+    Teams URL is a credential, and its token lives in the path."""
+    parsed = yarl.URL(url)
+    forms = {url, unquote(url), str(parsed), parsed.human_repr(), parsed.raw_path_qs, parsed.path_qs,
+             parsed.raw_path, parsed.path, parsed.raw_query_string, parsed.query_string}  # fmt: skip
+    forms |= {form.replace("/", "\\/") for form in list(forms)}  # JSON that escapes its slashes
+    forms |= {segment for segment in parsed.raw_path.split("/") if len(segment) >= 8}  # tokens alone
+    if parsed.password:
+        forms.add(parsed.password)
+    return Redactor(*forms).text(text)
+
+
 def slack_body(data: dict[str, Any]) -> dict[str, Any]:
     mark = {
         "regression": ":warning:",
@@ -225,11 +254,11 @@ def slack_body(data: dict[str, Any]) -> dict[str, Any]:
         "down": ":red_circle:",
         "up": ":large_green_circle:",
     }
-    text = f"{mark.get(data['event'], '')} smartbench {data['event']}: {data['message']}"
+    text = f"{mark.get(data['event'], '')} smartbench {data['event']}: {slack_escape(str(data['message']))}"
     if data.get("degraded"):
         text += " (measured with a degraded client)"
     if data.get("run_url"):
-        text += f" <{data['run_url']}|run {data['run_id']}>"
+        text += f" <{slack_escape(str(data['run_url']))}|run {data['run_id']}>"
     return {"text": text}
 
 
@@ -258,20 +287,22 @@ async def _claim(
         hook = await session.get(Webhook, delivery.webhook_id) if delivery else None
         if delivery is None or alert is None or hook is None:
             continue
+        try:
+            url = box.decrypt(hook.url_encrypted)
+            secret = box.decrypt(hook.secret_encrypted) if hook.secret_encrypted else None
+        except DecryptionError as exc:
+            # It will not decrypt on a later try either: fail it now, visibly, and go on to the
+            # next delivery instead of rolling back the claim of all of them.
+            log.warning("webhook %s: delivery %s failed: %s", hook.name, delivery.id, exc)
+            delivery.status, delivery.next_attempt_at = "failed", None
+            delivery.attempts, delivery.last_attempt_at = delivery.attempts + 1, now
+            delivery.error = f"{UNSEALED}: {exc}"
+            continue
         endpoint = await session.scalar(select(Endpoint.name).where(Endpoint.id == alert.endpoint_id)) or "?"
         data = payload(alert, endpoint, delivery.id, settings.public_url)
         body = orjson.dumps(slack_body(data) if hook.kind == "slack" else data)
         jobs.append(
-            Job(
-                delivery.id,
-                delivery.attempts,
-                hook.kind,
-                box.decrypt(hook.url_encrypted),
-                hook.url_hint,
-                box.decrypt(hook.secret_encrypted) if hook.secret_encrypted else None,
-                alert.kind,
-                body,
-            )
+            Job(delivery.id, delivery.attempts, hook.kind, url, hook.url_hint, secret, alert.kind, body)
         )
     return jobs
 
@@ -290,7 +321,7 @@ async def _send(client: aiohttp.ClientSession, job: Job) -> tuple[int | None, st
                 return response.status, None
             return response.status, f"answered {response.status}"
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        detail = str(exc).replace(job.url, job.hint)[:200]  # a Slack URL is a credential
+        detail = scrub(str(exc), job.url)[:200]  # a Slack URL is a credential
         return None, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
@@ -306,7 +337,7 @@ async def deliver_due(
     now = clock()
     async with unit_of_work(sessionmaker) as session:
         jobs = await _claim(session, box, settings, now, limit)
-        policy = (await site.load(session, settings)).outbound
+        policy = (await site.load(session, settings)).webhook_outbound
     if not jobs:
         return 0
     results = await _post_all(jobs, policy)

@@ -16,13 +16,19 @@ from app.web.templating import render
 router = APIRouter(prefix="/settings/security")
 
 
+def _lines(value: object) -> str:
+    return "\n".join(value) if isinstance(value, list) else ""
+
+
 def _values(read: dict[str, object]) -> dict[str, str]:
-    allow = read["outbound_allow"]
     return {
         "outbound_mode": str(read["outbound_mode"]),
-        "outbound_allow": "\n".join(allow) if isinstance(allow, list) else "",
+        "outbound_allow": _lines(read["outbound_allow"]),
         "max_profile_concurrency": str(read["max_profile_concurrency"]),
         "max_requests_per_step": str(read["max_requests_per_step"]),
+        "webhook_outbound_mode": str(read["webhook_outbound_mode"]),
+        "webhook_outbound_allow": _lines(read["webhook_outbound_allow"]),
+        "min_schedule_interval_s": str(read["min_schedule_interval_s"]),
     }
 
 
@@ -58,9 +64,13 @@ async def save(
     payload: dict[str, object] = {
         "outbound_mode": values["outbound_mode"] or "default",
         "outbound_allow": [line.strip() for line in values["outbound_allow"].splitlines() if line.strip()],
+        "webhook_outbound_mode": values["webhook_outbound_mode"] or "public",
+        "webhook_outbound_allow": [
+            line.strip() for line in values["webhook_outbound_allow"].splitlines() if line.strip()
+        ],
     }
     errors: dict[str, str] = {}
-    for key in ("max_profile_concurrency", "max_requests_per_step"):
+    for key in ("max_profile_concurrency", "max_requests_per_step", "min_schedule_interval_s"):
         raw = values[key].strip().replace("_", "")
         if not raw.isdigit():
             errors[key] = "enter a whole number"
