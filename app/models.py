@@ -208,6 +208,8 @@ class Endpoint(Base):
     quantization: Mapped[str | None] = mapped_column(String(50))
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     metrics_url: Mapped[str | None] = mapped_column(String(500))  # Prometheus/DCGM scrape target
+    # An on-demand inspection holds the endpoint from here (claimed by a conditional UPDATE).
+    inspecting_since: Mapped[datetime | None]
     tokenizer: Mapped[str | None] = mapped_column(String(500))  # local HF tokenizer path or tiktoken name
     description: Mapped[str | None] = mapped_column(Text)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -330,6 +332,7 @@ class Run(Base):
     trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual|api|schedule|demo|seed
     source: Mapped[str] = mapped_column(String(32), default="smartbench")  # or aiperf, vllm, ...
     scheduled_for: Mapped[datetime | None]
+    skipped_slots: Mapped[int | None] = mapped_column(Integer)  # skipped_overlap: slots merged into this row
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

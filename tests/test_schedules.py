@@ -112,7 +112,13 @@ async def test_overlap_is_recorded_as_skipped(app) -> None:
     endpoint_id = await _endpoint(app)
     async with unit_of_work(app.state.sessionmaker) as session:
         await schedules.create(
-            session, endpoint_id=endpoint_id, profile_name="smoke", interval_s=10, enabled=True, now=T0
+            session,
+            endpoint_id=endpoint_id,
+            profile_name="smoke",
+            interval_s=10,
+            enabled=True,
+            now=T0,
+            min_interval_s=1,
         )
     await _tick_all(app, T0 + timedelta(seconds=10))  # queued, never finished: the endpoint is busy
     await _tick_all(app, T0 + timedelta(seconds=20))

@@ -96,6 +96,7 @@ async def test_workers_share_the_schedule_and_survive_faults(pg_url: str, tmp_pa
                         interval_s=1,
                         enabled=True,
                         now=now,
+                        min_interval_s=1,
                     )
             workers = [await _spawn(pg_url, tmp_path) for _ in range(3)]
             await asyncio.sleep(20)

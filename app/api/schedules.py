@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import EditorDep, NowDep, ReaderDep, RowId, SessionDep
+from app.deps import EditorDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
 from app.schemas import ErrorBody, ScheduleCreate, ScheduleRead, ScheduleUpdate
-from app.services import schedules
+from app.services import schedules, site
 
 router = APIRouter(
     prefix="/schedules", tags=["schedules"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}}
@@ -26,7 +26,7 @@ async def list_schedules(
 
 @router.post("", status_code=201, responses={422: {"model": ErrorBody}})
 async def create_schedule(
-    body: ScheduleCreate, session: SessionDep, now: NowDep, _: EditorDep
+    body: ScheduleCreate, session: SessionDep, now: NowDep, settings: SettingsDep, _: EditorDep
 ) -> ScheduleRead:
     schedule = await schedules.create(
         session,
@@ -38,17 +38,24 @@ async def create_schedule(
         catchup_window_s=body.catchup_window_s,
         cron=body.cron,
         timezone=body.timezone,
+        min_interval_s=(await site.load(session, settings)).min_schedule_interval_s,
     )
     return await schedules.read(session, schedule_id=schedule.id)
 
 
 @router.patch("/{schedule_id}")
 async def update_schedule(
-    schedule_id: RowId, body: ScheduleUpdate, session: SessionDep, now: NowDep, _: EditorDep
+    schedule_id: RowId,
+    body: ScheduleUpdate,
+    session: SessionDep,
+    now: NowDep,
+    settings: SettingsDep,
+    _: EditorDep,
 ) -> ScheduleRead:
     schedule = await schedules.update(
         session, schedule_id=schedule_id, interval_s=body.interval_s, enabled=body.enabled, now=now,
         cron=body.cron, timezone=body.timezone,
+        min_interval_s=(await site.load(session, settings)).min_schedule_interval_s,
     )  # fmt: skip
     return await schedules.read(session, schedule_id=schedule.id)
 

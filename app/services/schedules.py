@@ -55,15 +55,48 @@ def _zone(name: str | None) -> ZoneInfo:
         ) from exc
 
 
-def check_cron(expr: str, zone: str | None, now: datetime) -> int:
-    """Refuse a bad cron or zone (422 naming the field); the gap between its next two firings."""
+DEFAULT_MIN_INTERVAL_S = 60  # the fewest seconds between firings unless an admin lowers it
+GAPS_CHECKED = 500  # a cron's shortest gap is looked for among its next firings
+
+
+def check_interval(interval_s: int, min_interval_s: int) -> None:
+    if interval_s < min_interval_s:
+        raise ValidationFailed(
+            f"a schedule fires at most every {min_interval_s} s",
+            fields={"interval_s": f"at least {min_interval_s} seconds (an admin can lower the minimum)"},
+        )
+
+
+def check_cron(
+    expr: str, zone: str | None, now: datetime, *, min_interval_s: int = DEFAULT_MIN_INTERVAL_S
+) -> int:
+    """Refuse a bad cron or zone, a cron of other than five fields (cronsim also reads a sixth,
+    seconds: `* * * * * *` fires every second) and one that fires more often than the minimum
+    (422 naming the field); the gap between its next two firings."""
     tz = _zone(zone)
+    if not expr.strip().startswith("@") and len(expr.split()) != 5:
+        raise ValidationFailed(
+            "not a cron expression",
+            fields={"cron": "five fields: minute hour day-of-month month day-of-week"},
+        )
     try:
         it = CronSim(expr, now.astimezone(tz))
-        first, second = next(it), next(it)
+        times = [next(it) for _ in range(2)]
     except (CronSimError, StopIteration) as exc:
         raise ValidationFailed("not a cron expression", fields={"cron": f"{exc or 'never fires'}"}) from exc
-    return max(60, int((second - first).total_seconds()))
+    for when in it:
+        times.append(when)
+        if len(times) > GAPS_CHECKED:
+            break
+    shortest = min((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+    if shortest < min_interval_s:
+        raise ValidationFailed(
+            f"a schedule fires at most every {min_interval_s} s",
+            fields={
+                "cron": f"fires {int(shortest)} s apart; at least {min_interval_s} s (an admin can lower it)"
+            },
+        )
+    return max(60, int((times[1] - times[0]).total_seconds()))
 
 
 def firings(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
@@ -90,6 +123,7 @@ def latest_firing(schedule: Schedule, at: datetime) -> datetime:
 async def create(
     session: AsyncSession, *, endpoint_id: int, profile_name: str, interval_s: int | None, enabled: bool,
     now: datetime, catchup_window_s: int | None = None, cron: str | None = None, timezone: str | None = None,
+    min_interval_s: int = DEFAULT_MIN_INTERVAL_S,
 ) -> Schedule:  # fmt: skip
     if (interval_s is None) == (cron is None):
         raise ValidationFailed(
@@ -97,8 +131,9 @@ async def create(
             fields={"cron": "give interval_s or cron, not both or neither"},
         )
     if cron is not None:
-        interval_s = check_cron(cron, timezone, now)
+        interval_s = check_cron(cron, timezone, now, min_interval_s=min_interval_s)
     assert interval_s is not None
+    check_interval(interval_s, min_interval_s)
     endpoint = await session.get(Endpoint, endpoint_id)
     if endpoint is None:
         raise NotFound(f"endpoint {endpoint_id} does not exist")
@@ -134,11 +169,13 @@ async def create(
 
 async def update(
     session: AsyncSession, *, schedule_id: int, interval_s: int | None, enabled: bool | None, now: datetime,
-    cron: str | None = None, timezone: str | None = None,
+    cron: str | None = None, timezone: str | None = None, min_interval_s: int = DEFAULT_MIN_INTERVAL_S,
 ) -> Schedule:  # fmt: skip
     schedule = await get(session, schedule_id)
     if interval_s is not None and cron is not None:
         raise ValidationFailed("give an interval or a cron expression", fields={"cron": "not both"})
+    if interval_s is not None:
+        check_interval(interval_s, min_interval_s)
     if interval_s is not None and (interval_s != schedule.interval_s or schedule.cron):
         schedule.interval_s = interval_s
         schedule.cron = schedule.timezone = None
@@ -149,7 +186,7 @@ async def update(
         expr = cron or schedule.cron
         assert expr is not None
         zone = timezone or schedule.timezone
-        schedule.interval_s = check_cron(expr, zone, now)
+        schedule.interval_s = check_cron(expr, zone, now, min_interval_s=min_interval_s)
         schedule.cron, schedule.timezone, schedule.offset_s = expr, zone or "UTC", 0.0
         schedule.catchup_window_s = min(schedule.interval_s, DEFAULT_CATCHUP_S)
         schedule.next_run_at = firings(schedule, now, 1)[0]
@@ -261,6 +298,8 @@ async def tick(session: AsyncSession, *, now: datetime) -> bool:
             Run.status.in_((RunStatus.running.value, RunStatus.queued.value)),
         )
     )
+    if busy is not None and (merged := await _merge_skip(session, schedule, slot, busy, now)):
+        return merged
     run = await runs.start(
         session,
         endpoint_id=schedule.endpoint_id,
@@ -274,6 +313,31 @@ async def tick(session: AsyncSession, *, now: datetime) -> bool:
     if busy is not None:
         run.status = RunStatus.skipped_overlap.value
         run.finished_at = now
+        run.skipped_slots = 1
         run.error = f"run {busy} of this endpoint was still queued or running"
+    await session.flush()
+    return True
+
+
+async def _merge_skip(
+    session: AsyncSession, schedule: Schedule, slot: datetime, busy: int, now: datetime
+) -> bool:
+    """Skipped slots in a row are one row with a count (a busy endpoint on a one-minute schedule
+    wrote a row a minute): the schedule's latest run, when it is a skip, takes this slot too."""
+    latest = await session.scalar(
+        select(Run)
+        .where(Run.schedule_id == schedule.id)
+        .order_by(Run.created_at.desc(), Run.id.desc())
+        .limit(1)
+    )
+    if latest is None or latest.status != RunStatus.skipped_overlap.value:
+        return False
+    count = (latest.skipped_slots or 1) + 1
+    first = latest.created_at.strftime("%Y-%m-%d %H:%M")
+    latest.skipped_slots = count
+    latest.scheduled_for, latest.finished_at = slot, now
+    latest.error = (
+        f"{count} slots since {first} UTC skipped: run {busy} of this endpoint was still queued or running"
+    )
     await session.flush()
     return True

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
-from app.deps import EditorDep, NowDep, RowId, SessionDep
+from app.deps import EditorDep, NowDep, RowId, SessionDep, SettingsDep
 from app.errors import ValidationFailed
-from app.services import schedules
+from app.services import schedules, site
 from app.web.forms import form_str
 
 router = APIRouter()
@@ -23,7 +23,12 @@ def _back(request: Request, endpoint_id: RowId) -> RedirectResponse:
 
 @router.post("/endpoints/{endpoint_id}/schedules", name="schedule_add")
 async def add(
-    request: Request, endpoint_id: RowId, session: SessionDep, now: NowDep, _: EditorDep
+    request: Request,
+    endpoint_id: RowId,
+    session: SessionDep,
+    now: NowDep,
+    settings: SettingsDep,
+    _: EditorDep,
 ) -> RedirectResponse:
     form = await request.form()
     cron = form_str(form, "cron").strip() or None
@@ -41,6 +46,7 @@ async def add(
         now=now,
         cron=cron,
         timezone=form_str(form, "timezone").strip()[:64] or None,
+        min_interval_s=(await site.load(session, settings)).min_schedule_interval_s,
     )
     return _back(request, endpoint_id)
 
