@@ -11,6 +11,7 @@ the latest missed slot runs, and only if it is within the catch-up window."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,7 +89,7 @@ def check_cron(
         times.append(when)
         if len(times) > GAPS_CHECKED:
             break
-    shortest = min((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+    shortest = min((b - a).total_seconds() for a, b in itertools.pairwise(times))
     if shortest < min_interval_s:
         raise ValidationFailed(
             f"a schedule fires at most every {min_interval_s} s",
