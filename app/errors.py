@@ -56,6 +56,17 @@ class ValidationFailed(AppError):
     code = "validation_failed"
 
 
+class TooSoon(AppError):
+    """429: the same thing was asked a moment ago or is still under way; `retry_after` seconds."""
+
+    status_code = 429
+    code = "too_soon"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
 class Unavailable(AppError):
     status_code = 503
     code = "unavailable"

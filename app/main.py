@@ -22,7 +22,7 @@ from app.api import router as api_router
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, unit_of_work
 from app.deps import Clock, ReaderDep, SessionDep, system_clock
-from app.errors import AppError, PasswordChangeRequired, Unauthorized
+from app.errors import AppError, PasswordChangeRequired, TooSoon, Unauthorized
 from app.middleware import Guard, SecurityHeaders
 from app.paths import resource_dir
 from app.schemas import Health
@@ -120,6 +120,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if _wants_json(request):
             if isinstance(exc, Unauthorized):
                 headers["WWW-Authenticate"] = "Bearer"
+            if isinstance(exc, TooSoon):
+                headers["Retry-After"] = str(exc.retry_after)
             return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
         if isinstance(exc, PasswordChangeRequired):
             return RedirectResponse(request.url_for("password_page").path, status_code=303)

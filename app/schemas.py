@@ -701,7 +701,13 @@ class InspectionEvidence(BaseModel):
     engine: str
     weight: int
     source: str
-    saw: str
+    saw: str = Field(
+        description="what was seen; the target's own words (versions, paths) are shown to editors"
+    )
+
+    @field_serializer("saw")
+    def _saw(self, value: str) -> str | None:
+        return shown(value)
 
 
 class InspectionRead(BaseModel):

@@ -151,6 +151,19 @@ class RunSummary(_Model):
     def _error(self, value: str | None) -> str | None:
         return shown(value)  # a target's excerpt only for those who may see it
 
+    @field_serializer("environment")
+    def _environment(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The inspection kept in the environment: its evidence and check excerpts as the
+        inspections' own API shows them."""
+        inspection = (value or {}).get("inspection")
+        if not isinstance(inspection, dict):
+            return value
+        evidence = [{**e, "saw": shown(e.get("saw"))} if isinstance(e, dict) else e
+                    for e in inspection.get("evidence") or []]  # fmt: skip
+        checks = [{**c, "evidence": shown(c.get("evidence"))} if isinstance(c, dict) else c
+                  for c in inspection.get("checks") or []]  # fmt: skip
+        return {**(value or {}), "inspection": {**inspection, "evidence": evidence, "checks": checks}}
+
     # Stored runs add these.
     source: str | None = None
     trigger: str | None = None

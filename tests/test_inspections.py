@@ -4,6 +4,7 @@ scored into A and T, against simulators playing different engines."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -87,6 +88,10 @@ async def test_inspect_on_demand_and_the_page_shows_it(idle_app, people) -> None
             pressed = await client.post(f"/endpoints/{endpoint_id}/inspect", data={"csrf_token": csrf})
             assert pressed.status_code == 303 and pressed.headers["location"].endswith("#serving")
             client.cookies.clear()
+            again = await client.post(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=auth)
+            assert again.status_code == 429 and int(again.headers["retry-after"]) <= 30  # the cool-down
+            later = datetime.now(UTC) + timedelta(seconds=31)
+            app.state.clock = lambda: later
             made_api = await client.post(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=auth)
             assert made_api.status_code == 201 and made_api.json()["engine"] == "sglang"
         listed = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=viewer)).json()

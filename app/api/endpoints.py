@@ -91,11 +91,16 @@ async def list_inspections(endpoint_id: RowId, session: SessionDep, _: ReaderDep
     return [inspections.to_read(row) for row in await inspections.recent(session, endpoint_id=endpoint_id)]
 
 
-@router.post("/{endpoint_id}/inspections", status_code=201, responses={404: {"model": ErrorBody}})
+@router.post(
+    "/{endpoint_id}/inspections", status_code=201,
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+)  # fmt: skip
 async def inspect_endpoint(
     endpoint_id: RowId, session: SessionDep, box: BoxDep, settings: SettingsDep, now: NowDep, _: EditorDep
 ) -> InspectionRead:
-    """Inspect now: engine detection and the conformance checklist, a few small requests (at most 60 s)."""
+    """Inspect now: engine detection and the conformance checklist, a few small requests (at most
+    60 s). One at a time per endpoint and at most every 30 s (429 with Retry-After), never while a
+    run measures it (409)."""
     row = await inspections.inspect_now(session, endpoint_id=endpoint_id, box=box, settings=settings, now=now)
     return inspections.to_read(row)
 

@@ -12,6 +12,7 @@ import asyncio
 from urllib.parse import urlsplit
 
 from app.probe.ask import Evidence, _Client, _Reply, root_of
+from app.security.redact import excerpt
 
 DETECTION_THRESHOLD = 5
 
@@ -39,28 +40,32 @@ async def detect(
         return reply if reply is not None and reply.status == 200 else None
 
     def add(engine: str, weight: int, source: str, saw: str) -> None:
-        ev.append(Evidence(engine, weight, source, saw[:200]))
+        ev.append(Evidence(engine, weight, source, saw[:240]))
+
+    def said(value: object) -> str:
+        """What the target said, as an excerpt: shown to editors, masked for viewers."""
+        return excerpt(str(value)[:100])
 
     if (r := ok("v1_version")) and isinstance(j := r.json(), dict) and "release" in j:
-        add("nim", 10, "GET /v1/version", f"release {j['release']}, api {j.get('api')}")
+        add("nim", 10, "GET /v1/version", f"release {said(j['release'])}, api {said(j.get('api'))}")
         versions["nim"] = str(j["release"])
     if ok("ready"):
         add("nim", 3, "GET /v1/health/ready", "200 (NIM's readiness route)")
     if (r := ok("metadata")) and isinstance(j := r.json(), dict) and "modelInfo" in j:
         add("nim", 5, "GET /v1/metadata", "modelInfo present")
     if (r := ok("info")) and isinstance(j := r.json(), dict) and j.get("router") == "text-generation-router":
-        add("tgi", 10, "GET /info", f"router text-generation-router, version {j.get('version')}")
+        add("tgi", 10, "GET /info", f"router text-generation-router, version {said(j.get('version'))}")
         versions["tgi"] = str(j.get("version"))
     if (r := ok("props")) and isinstance(j := r.json(), dict) and "build_info" in j:
-        add("llama.cpp", 10, "GET /props", f"build_info {j['build_info']}")
+        add("llama.cpp", 10, "GET /props", f"build_info {said(j['build_info'])}")
         versions["llama.cpp"] = str(j["build_info"])
     if (r := ok("ollama")) and isinstance(j := r.json(), dict) and "version" in j:
-        add("ollama", 8, "GET /api/version", f"version {j['version']}")
+        add("ollama", 8, "GET /api/version", f"version {said(j['version'])}")
         versions["ollama"] = str(j["version"])
     if (r := ok("root")) and b"Ollama is running" in r.body:
         add("ollama", 4, "GET /", "Ollama is running")
     if (r := ok("sglang")) and isinstance(j := r.json(), dict) and "model_path" in j:
-        add("sglang", 6, "GET /get_model_info", f"model_path {j['model_path']}")
+        add("sglang", 6, "GET /get_model_info", f"model_path {said(j['model_path'])}")
     if (r := ok("sglang_server")) and isinstance(j := r.json(), dict) and j.get("version"):
         versions["sglang"] = str(j["version"])
     if (r := ok("openapi")) and isinstance(j := r.json(), dict):
@@ -87,7 +92,9 @@ async def detect(
         if owner in owners:
             add(owners[owner], 6 if owner != "library" else 3, "GET /v1/models", f"owned_by {owner}")
         if "max_model_len" in card:
-            add("vllm", 1, "GET /v1/models", f"max_model_len {card['max_model_len']} (vLLM-family card)")
+            add(
+                "vllm", 1, "GET /v1/models", f"max_model_len {said(card['max_model_len'])} (vLLM-family card)"
+            )
     metrics_text = ""
     metrics_from = None
     for key in ("metrics", "nim_metrics", "trt_metrics"):
@@ -109,7 +116,7 @@ async def detect(
         (r.headers.get("server") for r in replies.values() if r is not None and r.headers.get("server")), None
     )
     if server and server.startswith("smartbench-simulator"):
-        add("smartbench-simulator", 10, "Server header", server)
+        add("smartbench-simulator", 10, "Server header", said(server))
         versions["smartbench-simulator"] = server.partition("/")[2] or ""
     if (r := ok("version")) and isinstance(j := r.json(), dict) and "version" in j:
         for engine in ("vllm", "tensorrt-llm", "smartbench-simulator"):

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -34,6 +34,8 @@ from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
 from app.services.records import sample_from_row, sample_row, step_columns, with_origin
 from app.summary import RunSummary, StepSummary
+
+INSPECTION_CLAIM = timedelta(seconds=90)  # inspections.STALE_CLAIM: an older claim was abandoned
 
 log = logging.getLogger("smartbench.runs")
 
@@ -85,12 +87,19 @@ async def start(
 
 
 async def claim(session: AsyncSession, *, now: datetime, worker: str = WORKER_ID) -> Run | None:
-    """Take the oldest queued run whose endpoint is free. Two claimers never take the same run
-    (row lock on PostgreSQL), and the database refuses a second running run for one endpoint."""
+    """Take the oldest queued run whose endpoint is free (no run, no on-demand inspection). Two
+    claimers never take the same run (row lock on PostgreSQL), and the database refuses a second
+    running run for one endpoint."""
     busy = select(Run.endpoint_id).where(Run.status == RunStatus.running.value)
+    # An on-demand inspection's requests would disturb the run's first step: wait for its end.
+    inspected = select(Endpoint.id).where(Endpoint.inspecting_since > now - INSPECTION_CLAIM)
     query = (
         select(Run)
-        .where(Run.status == RunStatus.queued.value, Run.endpoint_id.not_in(busy))
+        .where(
+            Run.status == RunStatus.queued.value,
+            Run.endpoint_id.not_in(busy),
+            Run.endpoint_id.not_in(inspected),
+        )
         .order_by(Run.created_at, Run.id)
         .limit(1)
     )
