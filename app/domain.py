@@ -145,7 +145,7 @@ def snapshot_key(snapshot: Mapping[str, Any] | None, fields: tuple[str, ...]) ->
 
 # -- the conformance checklist (app/probe/checklist.py runs it; the A and T letters read it) -----------
 
-CHECKLIST_VERSION = "2026.11-1"
+CHECKLIST_VERSION = "2026.12-1"  # structured output: 256 tokens, inconclusive when cut
 # (id, title, weight): the weight is how widely the feature is used by applications (T letter).
 CHECKLIST: tuple[tuple[str, str, float], ...] = (
     ("chat", "chat completions", 3.0),
@@ -170,11 +170,17 @@ TITLES = {cid: title for cid, title, _ in CHECKLIST}
 WEIGHTS = {cid: weight for cid, _, weight in CHECKLIST}
 
 
+# Check answers that judge nothing: no 429 was met, or the answer was cut by max_tokens before it
+# could be judged. They count neither way.
+UNJUDGED = frozenset({"not_observed", "inconclusive"})
+
+
 def conformance(checks: list[dict[str, Any]], ids: tuple[str, ...] | None = None) -> float | None:
-    """The weighted share of checks passed (not_observed left out): T's conformance term."""
+    """The weighted share of checks passed (not_observed and inconclusive left out): T's
+    conformance term."""
     total = passed = 0.0
     for check in checks:
-        if check["status"] == "not_observed" or (ids is not None and check["id"] not in ids):
+        if check["status"] in UNJUDGED or (ids is not None and check["id"] not in ids):
             continue
         weight = WEIGHTS.get(check["id"], 1.0)
         total += weight

@@ -688,7 +688,7 @@ class Lockout(BaseModel):
 class InspectionCheck(BaseModel):
     id: str
     title: str
-    status: Literal["passed", "failed", "not_supported", "not_observed"]
+    status: Literal["passed", "failed", "not_supported", "not_observed", "inconclusive"]
     request: str = Field(description="what smartbench sent (never the key)")
     evidence: str = Field(description="an excerpt of the answer; what the target said is shown to editors")
 

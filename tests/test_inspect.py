@@ -115,3 +115,15 @@ def test_conformance_is_the_weighted_share_of_checks_passed() -> None:
     assert WEIGHTS["chat"] == 3.0 and WEIGHTS["tool_calls"] == 3.0 and WEIGHTS["n"] == 0.5
     assert conformance(checks) == pytest.approx(3.0 / 6.5)
     assert conformance([{"id": "rate_limit", "status": "not_observed"}]) is None
+
+
+async def test_structured_output_cut_by_max_tokens_is_inconclusive_not_failed() -> None:
+    """Issue #18: a model still inside its JSON when max_tokens cut it (finish_reason "length")
+    was marked failed; nothing says it broke the schema. The check now asks for 256 tokens."""
+    async with Simulator(
+        SimConfig(mode="zero", reasoning_tokens=3, broken=frozenset({"structured_rambles"}))
+    ) as sim:
+        found = await inspect(Target(sim.base_url, "sim"))
+    check = next(c for c in found.checks if c.id == "structured_output")
+    assert check.status == "inconclusive" and "max_tokens=256" in check.request and "cut" in check.request
+    assert conformance([vars(c) for c in found.checks]) == 1.0  # inconclusive counts neither way

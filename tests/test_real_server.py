@@ -123,5 +123,6 @@ def test_inspection_recognises_transformers_serve(served: tuple[str, str]) -> No
         "failed",
         "not_supported",
         "not_observed",
+        "inconclusive",  # structured output cut by max_tokens inside its JSON (a random model rambles)
     }
     print("transformers serve checklist:", statuses)

@@ -33,7 +33,7 @@ class Evidence:
 class CheckResult:
     id: str
     title: str
-    status: str  # passed | failed | not_supported | not_observed
+    status: str  # passed | failed | not_supported | not_observed | inconclusive
     request: str
     evidence: str
 

@@ -191,7 +191,13 @@ def run_inspect_command(
     table = Table(title=f"conformance checklist {found.checklist_version}")
     for column in ("check", "result", "request"):
         table.add_column(column)
-    colours = {"passed": "green", "failed": "red", "not_supported": "yellow", "not_observed": "dim"}
+    colours = {
+        "passed": "green",
+        "failed": "red",
+        "not_supported": "yellow",
+        "not_observed": "dim",
+        "inconclusive": "dim",
+    }
     for check in found.checks:
         table.add_row(
             check.title, f"[{colours[check.status]}]{check.status.replace('_', ' ')}[/]", check.request

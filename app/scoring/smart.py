@@ -15,6 +15,7 @@ from typing import Any
 from app.domain import (
     SLO,
     TITLES,
+    UNJUDGED,
     conformance,
     degraded_reasons,
     engines_comparable,
@@ -310,7 +311,7 @@ def smart_letters(
 
     # A: the serving stack and the API behaviour observed in this run.
     inspection = environment.get("inspection") or {}
-    seen = {c["id"]: c["status"] for c in inspection.get("checks") or [] if c.get("status") != "not_observed"}
+    seen = {c["id"]: c["status"] for c in inspection.get("checks") or [] if c.get("status") not in UNJUDGED}
     checks: list[tuple[str, bool | None]] = []
     if at is not None:
         checks.append(("streaming (SSE) works", bool((at.get("requests") or {}).get("completed"))))
@@ -464,7 +465,7 @@ def technology_letter(inspection: Mapping[str, Any]) -> dict[str, Any]:
     if share is not None and known:
         score = 100.0 * (0.7 * share + 0.3 * sum(known) / len(known))
     passed = sum(1 for c in checks if c["status"] == "passed")
-    judged = sum(1 for c in checks if c["status"] != "not_observed")
+    judged = sum(1 for c in checks if c["status"] not in UNJUDGED)
     return _letter(
         "T",
         "Technology ecosystem",

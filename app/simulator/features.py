@@ -4,7 +4,8 @@ tool calls, structured output, reasoning, and a simulator told to break chosen f
 small requests, so this path favours plainness over speed; load goes through the timed path.
 
 Breakable features (the names of app.probe.checklist's checks): chat, completions, streaming,
-usage_in_stream, per_chunk_usage, max_tokens, stop, n, logprobs, tool_calls, structured_output,
+usage_in_stream, per_chunk_usage, max_tokens, stop, n, logprobs, tool_calls, structured_output
+(and structured_rambles: valid so far, but cut by max_tokens inside the JSON),
 reasoning, seed, models, error_bad_model, error_bad_request, rate_limit."""
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ def answer(
                 else orjson.dumps(sample_for(schema or {"type": "object"})).decode()
             )
             reason = "stop"
+            if "structured_rambles" in broken:  # a small model inside its JSON until max_tokens cuts it
+                text, reason = '{"city": "' + " ".join(words), "length"
         if think and "reasoning" in broken:
             text, reasoning_text = f"<think>{reasoning_text}</think>{text}", ""
         choices.append(_Choice(index, text, reasoning_text, tool_call, reason, len(words)))
