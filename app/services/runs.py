@@ -4,13 +4,14 @@ from the samples."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -125,19 +126,41 @@ async def claim(session: AsyncSession, *, now: datetime, worker: str = WORKER_ID
 # -- storing and judging ---------------------------------------------------------------------------------
 
 
-async def store_steps(session: AsyncSession, *, run_id: int, steps: list[StepResult]) -> None:
-    """Insert the run's steps (summary columns) and samples (one executemany per step)."""
+SAMPLE_BATCH = 2_000  # rows per executemany: the event loop serves other requests between them
+
+
+def sample_rows(steps: list[StepResult], run_id: int = 0) -> list[list[dict[str, Any]]]:
+    """The steps' samples as table rows, per step (pure: an import builds them in a worker
+    thread and sets the run's id afterwards)."""
+    return [
+        [sample_row(run_id, step.index, sample, origin) for sample, origin in with_origin(step.samples)]
+        for step in steps
+    ]
+
+
+async def store_steps(
+    session: AsyncSession, *, run_id: int, steps: list[StepResult],
+    rows: Sequence[Iterable[list[dict[str, Any]]]] | None = None,
+) -> None:  # fmt: skip
+    """Insert the run's steps (summary columns) and samples, in batches of at most SAMPLE_BATCH
+    rows (`rows`: per step, its batches, built elsewhere; else built here from the samples), the
+    event loop free between them: a large import or step never holds it for long."""
     run = await session.get(Run, run_id)
     assert run is not None
     inputs = CostInputs.from_snapshot(run.cost_snapshot)
-    for step in steps:
+    if rows is None:
+        rows = [
+            [step_rows[i : i + SAMPLE_BATCH] for i in range(0, len(step_rows), SAMPLE_BATCH)]
+            for step_rows in sample_rows(steps, run_id)
+        ]
+    for step, batches in zip(steps, rows, strict=True):
         summary = step.summary.model_copy(update=step_costs(step.summary.as_dict(), inputs)).as_dict()
         session.add(RunStep(run_id=run_id, step_index=step.index, **step_columns(summary), summary=summary))
-        rows = [
-            sample_row(run_id, step.index, sample, origin) for sample, origin in with_origin(step.samples)
-        ]
-        if rows:
-            await session.execute(insert(RequestSample), rows)
+        for batch in batches:
+            for row in batch:
+                row["run_id"] = run_id
+            await session.execute(insert(RequestSample), batch)
+            await asyncio.sleep(0)
     await session.flush()
 
 

@@ -47,9 +47,10 @@ def _parsed(name: str, raw: bytes, *extra: tuple[str, bytes]) -> None:
 
 
 IMPOSSIBLE = [
-    # aggregate-only files: a NaN or an Infinity in a percentile used to score 100
-    ("nan p99", GENAI.name, GENAI, r'("time_to_first_token": \{[^}]*?"p99": )[0-9.e+-]+', r"\1NaN", "ttft_ms.p99"),
-    ("infinite ttft", AIPERF.name, AIPERF, r'("time_to_first_token": \{[^}]*?"p99": )[0-9.e+-]+', r"\1Infinity", "ttft_ms.p99"),
+    # aggregate-only files: a NaN or an Infinity in a percentile used to score 100 (not JSON: refused with its line)
+    ("nan p99", GENAI.name, GENAI, r'("time_to_first_token": \{[^}]*?"p99": )[0-9.e+-]+', r"\1NaN", "not valid JSON"),
+    ("infinite ttft", AIPERF.name, AIPERF, r'("time_to_first_token": \{[^}]*?"p99": )[0-9.e+-]+', r"\1Infinity", "not valid JSON"),
+    ("1e400 p99", GENAI.name, GENAI, r'("time_to_first_token": \{[^}]*?"p99": )[0-9.e+-]+', r"\g<1>1e400", "not valid JSON"),
     ("negative mean", GENAI.name, GENAI, r'("request_latency": \{[^}]*?"avg": )[0-9.e+-]+', r"\1-5", "request_latency.avg"),
     ("1e300 in ttfts", VLLM.name, VLLM, r'("ttfts": \[)[0-9.e+-]+', r"\g<1>1e300", "ttfts[0]"),
     ("1e300 in itls", VLLM.name, VLLM, r'("itls": \[\[)[0-9.e+-]+', r"\g<1>1e300", "itls[0][0]"),
@@ -72,6 +73,24 @@ def test_impossible_figures_are_refused_naming_the_field(
     with pytest.raises(ImportProblem) as caught:
         _parsed(name, raw)
     assert field in str(caught.value) or field in (caught.value.field or ""), str(caught.value)
+
+
+def test_the_gate_refuses_a_nan_however_it_got_in() -> None:
+    """A parser mapping a tool's aggregates could hand on a NaN (an old json module, a division);
+    the gate refuses it naming the figure."""
+    from app.importers.base import ImportedRun, ImportedStep
+    from app.summary import Distribution
+
+    step = ImportedStep(
+        2, None, None, aggregates={"ttft_ms": Distribution(p99=float("nan")), "duration_s": 3.0}
+    )
+    run = ImportedRun(tool="genai-perf", tool_version=None, files=["x.json"], steps=[step])
+    with pytest.raises(ImportProblem) as caught:
+        check.check(run, now=NOW, max_samples=10)
+    assert caught.value.field == "ttft_ms.p99"
+    step.aggregates = {"output_tokens_per_s": -4.0}
+    with pytest.raises(ImportProblem, match="not a figure"):
+        check.check(run, now=NOW, max_samples=10)
 
 
 def test_records_with_times_before_their_send_are_refused() -> None:
@@ -190,7 +209,7 @@ async def test_through_the_api_the_run_is_dated_by_the_import_and_future_files_a
     assert abs((created - datetime.now(UTC)).total_seconds()) < 120  # the import's time orders it
     nan = _edited(GENAI, r'("time_to_first_token": \{[^}]*?"p99": )[0-9.e+-]+', r"\1NaN")
     answer = await _import(client, auth, endpoint_id, [(GENAI.name, nan)])
-    assert answer.status_code == 422 and "ttft_ms.p99" in answer.json()["error"]["fields"]["file"]
+    assert answer.status_code == 422 and "line 37" in answer.json()["error"]["fields"]["file"]
     digits = _edited(VLLM, r'("completed": )[0-9]+', r"\g<1>" + "9" * 5000)
     answer = await _import(client, auth, endpoint_id, [(VLLM.name, digits)])
     assert answer.status_code == 422 and "c2.json" in answer.json()["error"]["fields"]["file"]
@@ -207,3 +226,24 @@ def test_a_nan_percentile_never_meets_an_slo_nor_scores() -> None:
     assert slo.step_meets(step) is False
     assert not slo.request_meets(float("nan"), 10.0, None)
     assert log_score(1000, float("nan")) is None and log_score(1000, float("inf")) is None
+
+
+async def test_a_large_import_parses_in_a_worker_process() -> None:
+    """Past `in_process_bytes` the parse runs in a worker process, so its GIL is not this
+    process's: the rows come back pickled in batches, a refusal keeps its file and field."""
+    from app.domain import SLO
+    from app.errors import ValidationFailed
+    from app.services import imports
+
+    limits = imports.ImportLimits(in_process_bytes=1)
+    files = [(p.name, p.read_bytes()) for p in sorted((FIXTURES / "vllm-0.33.0").glob("*.json"))]
+    prepared = await imports.parse(files, "auto", SLO(ttft_ms=1000, tpot_ms=50), now=NOW, limits=limits)
+    rows = [list(step) for step in prepared.rows()]
+    assert prepared.samples == sum(len(batch) for step in rows for batch in step) > 0
+    assert [s.summary.requests.completed for s in prepared.steps] == [
+        s.summary.requests.sent for s in prepared.steps
+    ]
+    bad = _edited(VLLM, r'("ttfts": \[)[0-9.e+-]+', r"\g<1>-0.5")
+    with pytest.raises(ValidationFailed) as caught:
+        await imports.parse([(VLLM.name, bad)], "auto", SLO(), now=NOW, limits=limits)
+    assert "ttfts[0]" in caught.value.fields["file"] and "negative" in caught.value.fields["file"]
