@@ -159,7 +159,7 @@ def main() -> None:
         env.update(
             SMARTBENCH_DATA_DIR=folder,
             SMARTBENCH_ENV="development",
-            SMARTBENCH_ADMIN_PASSWORD="bench-admin-passphrase-1",
+            SMARTBENCH_ADMIN_PASSWORD="bench-admin-passphrase-1",  # noqa: S106 (a throwaway database)
         )
         database = None
         if args.db == "postgresql":
