@@ -30,7 +30,7 @@ from app.config import Settings
 from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
 from app.errors import NotFound, ValidationFailed
 from app.importers import check
-from app.importers.base import ImportedRun, ImportProblem
+from app.importers.base import MAX_TEXT, ImportedRun, ImportProblem
 from app.models import Profile, Run, RunStatus
 from app.probe.runner import StepResult
 from app.schemas import ImportResult
@@ -161,6 +161,10 @@ async def import_run(
             f"the tool ran {snapshot['input_tokens_mean']} input and {snapshot['output_tokens_mean']} output tokens; "
             f"profile {profile.name} asks {profile.input_tokens_mean} and {profile.output_tokens_mean}: "
             "judged by its SLO, not its workload"
+        )
+    if tool_version is not None and len(tool_version) > MAX_TEXT["tool_version"]:
+        raise ValidationFailed(
+            "the tool version is too long", fields={"tool_version": "at most 50 characters"}
         )
     version = imported.tool_version or tool_version
     cost = {field: getattr(endpoint, field) for field in runs.COST_FIELDS}

@@ -207,6 +207,8 @@ async def test_through_the_api_the_run_is_dated_by_the_import_and_future_files_a
     assert note["measured_from"].startswith("2026-11-28T17:49:36")  # the tool's own time, kept
     created = datetime.fromisoformat(run["created_at"])
     assert abs((created - datetime.now(UTC)).total_seconds()) < 120  # the import's time orders it
+    page = (await client.get(f"/runs/{done.json()['run_id']}", headers=auth)).text
+    assert "the tool measured from 2026-11-28T17:49:36" in page  # and the tool's own time is shown
     nan = _edited(GENAI, r'("time_to_first_token": \{[^}]*?"p99": )[0-9.e+-]+', r"\1NaN")
     answer = await _import(client, auth, endpoint_id, [(GENAI.name, nan)])
     assert answer.status_code == 422 and "line 37" in answer.json()["error"]["fields"]["file"]
