@@ -121,6 +121,11 @@ def test_login_register_list_and_field_error(tmp_path: Path, database_url: str |
         expect(page.locator(".badge.imported")).to_contain_text("imported · vllm")
         expect(page.locator("#steps-table tbody tr")).to_have_count(2)
         page.screenshot(path=str(ARTIFACTS / f"imported-run-{tag}.png"), full_page=True)
+        # The admin deletes it again (after confirming): back on the endpoint, no imported run left.
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#delete-run")
+        expect(page.locator("h1")).to_contain_text("h100-llama70b-fp8")
+        expect(page.locator("body")).not_to_contain_text("imported · vllm")
 
         # Alerts: add a signed webhook (its network allowed above); its secret shows once.
         page.click("header >> text=Alerts")
