@@ -126,7 +126,7 @@ async def claim(session: AsyncSession, *, now: datetime, worker: str = WORKER_ID
 # -- storing and judging ---------------------------------------------------------------------------------
 
 
-SAMPLE_BATCH = 2_000  # rows per executemany: the event loop serves other requests between them
+SAMPLE_BATCH = 500  # rows per executemany: the event loop serves other requests between them
 
 
 def sample_rows(steps: list[StepResult], run_id: int = 0) -> list[list[dict[str, Any]]]:
