@@ -8,7 +8,34 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
+
+
+class RunSource(StrEnum):
+    """Where a run's figures came from (`runs.source`)."""
+
+    smartbench = "smartbench"  # measured by smartbench's own probe
+    synthetic = "synthetic"  # generated history (smartbench seed, the demo): shown, labelled, never scored
+    # imported from another tool's result files (app/importers)
+    aiperf = "aiperf"
+    genai_perf = "genai-perf"
+    vllm = "vllm"
+    guidellm = "guidellm"
+    inference_perf = "inference-perf"
+
+    @property
+    def is_measured(self) -> bool:
+        """A measurement (smartbench's or a tool's): scorecards, trends and the planner may rest on it."""
+        return self is not RunSource.synthetic
+
+    @property
+    def is_imported(self) -> bool:
+        return self not in (RunSource.smartbench, RunSource.synthetic)
+
+
+OWN_SOURCES = (RunSource.smartbench.value, RunSource.synthetic.value)  # the rest are imports
+
 
 PERCENTILE_KEYS = {50.0: "p50", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
 DEFAULT_PERCENTILE = 99.0

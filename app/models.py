@@ -28,11 +28,16 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     false,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
+
+from app.domain import RunSource
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -281,9 +286,9 @@ class Schedule(Base):
 
 TREND_INDEX = ("endpoint_id", "profile_name", "status", "created_at", "source", "cost_per_million_tokens_at_slo",
                "output_tokens_per_s_at_slo", "quality_degraded", "price_key", "stack_key", "id")  # fmt: skip
-SYNTHETIC = "synthetic"  # runs.source of generated history: shown, labelled, never scored
-# Runs a scorecard may rest on (app/services/scorecards.py uses the same literal predicate).
-MEASURED_SQL = f"status = 'succeeded' AND source <> '{SYNTHETIC}'"
+# Runs a scorecard may rest on: the partial index's predicate, and `measured()` states it with
+# the same literals (a bound parameter would keep PostgreSQL's planner from the index).
+MEASURED_SQL = f"status = '{RunStatus.succeeded.value}' AND source <> '{RunSource.synthetic.value}'"
 
 
 class Run(Base):
@@ -330,7 +335,7 @@ class Run(Base):
 
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.queued.value)
     trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual|api|schedule|demo|seed
-    source: Mapped[str] = mapped_column(String(32), default="smartbench")  # or aiperf, vllm, ...
+    source: Mapped[str] = mapped_column(String(32), default=RunSource.smartbench.value)  # domain.RunSource
     scheduled_for: Mapped[datetime | None]
     skipped_slots: Mapped[int | None] = mapped_column(Integer)  # skipped_overlap: slots merged into this row
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -584,3 +589,11 @@ class Delivery(Base):
     error: Mapped[str | None] = mapped_column(String(500))
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def measured() -> ColumnElement[bool]:
+    """Runs a scorecard may rest on, in the literal words of the partial index ix_runs_measured."""
+    return and_(
+        Run.status == literal_column(f"'{RunStatus.succeeded.value}'"),
+        Run.source != literal_column(f"'{RunSource.synthetic.value}'"),
+    )

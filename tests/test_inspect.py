@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.domain import CHECKLIST, WEIGHTS, conformance
-from app.probe.ask import _Reply
+from app.probe.ask import Reply
 from app.probe.detect import detect
 from app.probe.inspect import inspect
 from app.probe.types import Target
@@ -35,12 +35,12 @@ class Replay:
         self.recorded = recorded
         self.target = Target("http://engine.test:8000/v1", "sim")
 
-    async def get(self, url: str) -> _Reply | None:
+    async def get(self, url: str) -> Reply | None:
         answer = self.recorded.get(urlsplit(url).path or "/")
         if answer is None:
             return None
         headers = {str(k): str(v) for k, v in dict(answer["headers"]).items()}  # type: ignore[call-overload]
-        return _Reply(int(answer["status"]), headers, str(answer["body"]).encode())  # type: ignore[call-overload]
+        return Reply(int(answer["status"]), headers, str(answer["body"]).encode())  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)

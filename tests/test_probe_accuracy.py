@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
-from app.probe.runner import Workload
-from app.probe.types import Target
+from app.probe.types import Target, Workload
 from app.simulator import preset
 from app.simulator.engine import expected_closed_loop
 from tests.simproc import simulator

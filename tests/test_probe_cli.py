@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.probe.prompts import PromptFactory, load_tokenizer
-from app.probe.runner import Prober, Workload
-from app.probe.types import Target
+from app.probe.runner import Prober
+from app.probe.types import Target, Workload
 from tests.browser import free_port
 from tests.simproc import simulator
 from tests.truth import flagged, simulator_lateness_ms, truthful

@@ -11,8 +11,7 @@ import signal
 import pytest
 
 from app.probe.process import ProbeProcess, ProbeSpec
-from app.probe.runner import StepResult, Workload
-from app.probe.types import Target
+from app.probe.types import StepResult, Target, Workload
 from tests.browser import free_port
 from tests.simproc import simulator
 

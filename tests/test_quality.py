@@ -61,3 +61,29 @@ def test_routers_hold_no_queries() -> None:
             source = path.read_text()
             for needle in ("select(", "session.execute(", "session.scalar", "from sqlalchemy import"):
                 assert needle not in source, f"{path.relative_to(ROOT)} contains {needle!r}"
+
+
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_the_other_layers_keep_to_their_rooms() -> None:
+    """importers/ are pure and never pull in the load loop for a type; the probe and the simulator
+    it is checked against share nothing of each other's; services never reach up into the web."""
+    rules = {
+        "importers": ("app.db", "app.models", "app.services", "app.web", "app.api", "sqlalchemy", "fastapi",
+                      "app.probe.runner", "app.simulator"),
+        "probe": ("app.simulator",),
+        "simulator": ("app.probe",),
+        "services": ("app.web", "app.api"),
+    }  # fmt: skip
+    for package, forbidden in rules.items():
+        for path in (ROOT / "app" / package).rglob("*.py"):
+            for name in _imports(path):
+                assert not name.startswith(forbidden), f"{path.relative_to(ROOT)} imports {name}"

@@ -11,8 +11,8 @@ import logging
 from app.domain import SLO
 from app.importers import aiperf, guidellm, inference_perf, vllm_bench
 from app.importers.base import Doc, ImportedRun, ImportProblem
-from app.probe.runner import StepResult
 from app.probe.stats import summarize_step
+from app.probe.types import StepResult
 from app.summary import StepSLO, StepSummary
 
 # Files the tools write beside their results, never results themselves: skipped, so a whole

@@ -39,7 +39,7 @@ class CheckResult:
 
 
 @dataclass
-class _Reply:
+class Reply:
     status: int
     headers: dict[str, str]
     body: bytes
@@ -58,7 +58,7 @@ def root_of(base_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-class _Client:
+class Client:
     def __init__(self, session: aiohttp.ClientSession, target: Target) -> None:
         self.session = session
         self.target = target
@@ -66,25 +66,23 @@ class _Client:
         self.headers = {**headers_for(target), "Accept": "*/*"}
         self.retry_after: list[str | None] = []  # the Retry-After of every 429 met
 
-    def excerpt(self, reply: _Reply | None) -> str:
+    def excerpt(self, reply: Reply | None) -> str:
         if reply is None:
             return "(no answer)"
         text = self.redactor.bytes(reply.body[:4096]).decode("utf-8", "replace")
         return f"HTTP {reply.status}: {excerpt(text[:EXCERPT])}"
 
-    async def get(self, url: str) -> _Reply | None:
+    async def get(self, url: str) -> Reply | None:
         try:
             timeout = aiohttp.ClientTimeout(total=5.0)
             async with self.session.get(
                 url, headers=self.headers, allow_redirects=False, timeout=timeout
             ) as r:
-                return _Reply(
-                    r.status, {k.lower(): v for k, v in r.headers.items()}, await read_all(r, 65536)
-                )
+                return Reply(r.status, {k.lower(): v for k, v in r.headers.items()}, await read_all(r, 65536))
         except (aiohttp.ClientError, TimeoutError, OSError):
             return None
 
-    async def post(self, path: str, body: dict[str, Any]) -> _Reply | None:
+    async def post(self, path: str, body: dict[str, Any]) -> Reply | None:
         url = self.target.base_url.rstrip("/") + path
         for attempt in range(2):
             try:
@@ -92,7 +90,7 @@ class _Client:
                 async with self.session.post(
                     url, data=orjson.dumps(body), headers=self.headers, allow_redirects=False, timeout=timeout
                 ) as r:
-                    reply = _Reply(
+                    reply = Reply(
                         r.status, {k.lower(): v for k, v in r.headers.items()}, await read_all(r, 1 << 20)
                     )
             except (aiohttp.ClientError, TimeoutError, OSError):

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from app.domain import CHECKLIST, TITLES
-from app.probe.ask import EXCERPT, CheckResult, _Client, _Reply
+from app.probe.ask import EXCERPT, CheckResult, Client, Reply
 from app.security.redact import excerpt
 
 WEATHER_TOOL = {
@@ -45,7 +45,7 @@ def _events(body: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def _openai_error(reply: _Reply) -> bool:
+def _openai_error(reply: Reply) -> bool:
     j = reply.json()
     return (
         isinstance(j, dict)
@@ -54,14 +54,14 @@ def _openai_error(reply: _Reply) -> bool:
     )
 
 
-def _refused(reply: _Reply | None) -> bool:
+def _refused(reply: Reply | None) -> bool:
     return reply is not None and 400 <= reply.status < 500 and reply.status != 429
 
 
 STRUCTURED_TOKENS = 256  # enough to close {"city": ..., "temperature": ...} with room to spare
 
 
-def _finish_reason(reply: _Reply | None) -> str | None:
+def _finish_reason(reply: Reply | None) -> str | None:
     j: Any = reply.json() if reply is not None else None
     try:
         return str(j["choices"][0]["finish_reason"])
@@ -69,7 +69,7 @@ def _finish_reason(reply: _Reply | None) -> str | None:
         return None
 
 
-def _content(reply: _Reply) -> str | None:
+def _content(reply: Reply) -> str | None:
     j = reply.json()
     try:
         return str(j["choices"][0]["message"]["content"] or "")
@@ -94,14 +94,14 @@ def _valid(value: Any, schema: dict[str, Any]) -> bool:
     return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
 
 
-Check = Callable[["_Client", str], Awaitable[tuple[str, str, str]]]
+Check = Callable[["Client", str], Awaitable[tuple[str, str, str]]]
 
 
 def _msg(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-async def _chat(c: _Client, model: str) -> tuple[str, str, str]:
+async def _chat(c: Client, model: str) -> tuple[str, str, str]:
     body = {"model": model, "messages": _msg("Say hello."), "max_tokens": 8}
     r = await c.post("/chat/completions", body)
     if r is not None and r.status == 200 and _content(r) is not None:
@@ -109,7 +109,7 @@ async def _chat(c: _Client, model: str) -> tuple[str, str, str]:
     return ("not_supported" if _refused(r) else "failed"), "POST /chat/completions max_tokens=8", c.excerpt(r)
 
 
-async def _completions(c: _Client, model: str) -> tuple[str, str, str]:
+async def _completions(c: Client, model: str) -> tuple[str, str, str]:
     r = await c.post("/completions", {"model": model, "prompt": "Once upon a time", "max_tokens": 8})
     j = r.json() if r is not None else None
     ok = (
@@ -122,13 +122,13 @@ async def _completions(c: _Client, model: str) -> tuple[str, str, str]:
     return status, "POST /completions max_tokens=8", c.excerpt(r)
 
 
-async def _stream(c: _Client, model: str, **extra: Any) -> tuple[_Reply | None, list[dict[str, Any]]]:
+async def _stream(c: Client, model: str, **extra: Any) -> tuple[Reply | None, list[dict[str, Any]]]:
     body = {"model": model, "messages": _msg("Count to five."), "max_tokens": 8, "stream": True, **extra}
     r = await c.post("/chat/completions", body)
     return r, (_events(r.body) if r is not None and r.status == 200 else [])
 
 
-async def _streaming(c: _Client, model: str) -> tuple[str, str, str]:
+async def _streaming(c: Client, model: str) -> tuple[str, str, str]:
     r, events = await _stream(c, model)
     sse = r is not None and r.headers.get("content-type", "").startswith("text/event-stream")
     deltas = [
@@ -141,7 +141,7 @@ async def _streaming(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), "POST /chat/completions stream=true", c.excerpt(r)
 
 
-async def _usage_in_stream(c: _Client, model: str) -> tuple[str, str, str]:
+async def _usage_in_stream(c: Client, model: str) -> tuple[str, str, str]:
     r, events = await _stream(c, model, stream_options={"include_usage": True})
     if _refused(r):
         return "not_supported", "stream_options.include_usage=true", c.excerpt(r)
@@ -150,7 +150,7 @@ async def _usage_in_stream(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), "stream_options.include_usage=true", c.excerpt(r)
 
 
-async def _per_chunk_usage(c: _Client, model: str) -> tuple[str, str, str]:
+async def _per_chunk_usage(c: Client, model: str) -> tuple[str, str, str]:
     r, events = await _stream(
         c, model, stream_options={"include_usage": True, "continuous_usage_stats": True}
     )
@@ -168,7 +168,7 @@ async def _per_chunk_usage(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), request, c.excerpt(r)
 
 
-async def _max_tokens(c: _Client, model: str) -> tuple[str, str, str]:
+async def _max_tokens(c: Client, model: str) -> tuple[str, str, str]:
     body = {"model": model, "messages": _msg("Write a long story about the sea."), "max_tokens": 5}
     r = await c.post("/chat/completions", body)
     j = r.json() if r is not None else None
@@ -180,7 +180,7 @@ async def _max_tokens(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), "max_tokens=5", c.excerpt(r)
 
 
-async def _stop(c: _Client, model: str) -> tuple[str, str, str]:
+async def _stop(c: Client, model: str) -> tuple[str, str, str]:
     base = {"model": model, "messages": _msg("List ten words."), "max_tokens": 12, "temperature": 0}
     first = await c.post("/chat/completions", base)
     words = (_content(first) or "").split() if first is not None and first.status == 200 else []
@@ -197,7 +197,7 @@ async def _stop(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), f"stop=[{stop_word!r}] after an unconstrained answer", c.excerpt(r)
 
 
-async def _n(c: _Client, model: str) -> tuple[str, str, str]:
+async def _n(c: Client, model: str) -> tuple[str, str, str]:
     r = await c.post(
         "/chat/completions", {"model": model, "messages": _msg("Say hi."), "max_tokens": 4, "n": 2}
     )
@@ -208,7 +208,7 @@ async def _n(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), "n=2", c.excerpt(r)
 
 
-async def _logprobs(c: _Client, model: str) -> tuple[str, str, str]:
+async def _logprobs(c: Client, model: str) -> tuple[str, str, str]:
     body = {"model": model, "messages": _msg("Say hi."), "max_tokens": 4, "logprobs": True, "top_logprobs": 2}
     r = await c.post("/chat/completions", body)
     if _refused(r):
@@ -222,7 +222,7 @@ async def _logprobs(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), "logprobs=true, top_logprobs=2", c.excerpt(r)
 
 
-async def _tool_calls(c: _Client, model: str) -> tuple[str, str, str]:
+async def _tool_calls(c: Client, model: str) -> tuple[str, str, str]:
     choice = {"type": "function", "function": {"name": "get_weather"}}
     r, events = await _stream(
         c,
@@ -250,7 +250,7 @@ async def _tool_calls(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), request, c.excerpt(r)
 
 
-async def _structured_output(c: _Client, model: str) -> tuple[str, str, str]:
+async def _structured_output(c: Client, model: str) -> tuple[str, str, str]:
     fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": ANSWER_SCHEMA, "strict": True}}
     body = {
         "model": model,
@@ -273,7 +273,7 @@ async def _structured_output(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), request, c.excerpt(r)
 
 
-async def _reasoning(c: _Client, model: str) -> tuple[str, str, str]:
+async def _reasoning(c: Client, model: str) -> tuple[str, str, str]:
     r, events = await _stream(c, model, messages=_msg("Think, then answer: 2 + 2?"), max_tokens=64)
     thought = any(
         (ch.get("delta") or {}).get("reasoning_content") or (ch.get("delta") or {}).get("reasoning")
@@ -288,7 +288,7 @@ async def _reasoning(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if thought else "not_supported"), "stream=true (reasoning)", c.excerpt(r)
 
 
-async def _seed(c: _Client, model: str) -> tuple[str, str, str]:
+async def _seed(c: Client, model: str) -> tuple[str, str, str]:
     body = {
         "model": model,
         "messages": _msg("Name a color."),
@@ -304,7 +304,7 @@ async def _seed(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if same else "failed"), "seed=1234, temperature=1, twice", c.excerpt(b)
 
 
-async def _models(c: _Client, model: str) -> tuple[str, str, str]:
+async def _models(c: Client, model: str) -> tuple[str, str, str]:
     r = await c.get(c.target.base_url.rstrip("/") + "/models")
     j = r.json() if r is not None and r.status == 200 else None
     ids = (
@@ -315,7 +315,7 @@ async def _models(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if model in ids else "failed"), "GET /models", c.excerpt(r)
 
 
-async def _error_bad_model(c: _Client, model: str) -> tuple[str, str, str]:
+async def _error_bad_model(c: Client, model: str) -> tuple[str, str, str]:
     r = await c.post(
         "/chat/completions", {"model": "smartbench-no-such-model", "messages": _msg("hi"), "max_tokens": 2}
     )
@@ -323,7 +323,7 @@ async def _error_bad_model(c: _Client, model: str) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), "model=smartbench-no-such-model", c.excerpt(r)
 
 
-async def _error_bad_request(c: _Client, model: str) -> tuple[str, str, str]:
+async def _error_bad_request(c: Client, model: str) -> tuple[str, str, str]:
     r = await c.post("/chat/completions", {"model": model, "messages": "not a list", "max_tokens": -1})
     ok = r is not None and r.status in (400, 422) and _openai_error(r)
     return ("passed" if ok else "failed"), "messages as a string, max_tokens=-1", c.excerpt(r)
@@ -337,7 +337,7 @@ CHECKS: dict[str, Check] = {
 }  # fmt: skip
 
 
-async def run_checks(client: _Client) -> list[CheckResult]:
+async def run_checks(client: Client) -> list[CheckResult]:
     results = []
     for cid, title, _ in CHECKLIST:
         if cid == "rate_limit":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
-import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,14 +16,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
-from aiohttp.resolver import DefaultResolver
 
 from app.probe.sse import LineTooLong, SSEParser
 from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
-from app.security.outbound import OutboundPolicy, OutboundRefused
+from app.security.outbound import OutboundPolicy
 from app.security.redact import Redactor, excerpt
+from app.security.resolver import PolicyResolver
 
 perf_ns = time.perf_counter_ns
 
@@ -59,29 +57,6 @@ class _StampedHandler(ResponseHandler):
     def data_received(self, data: bytes) -> None:
         self.last_data_ns = perf_ns()
         super().data_received(data)
-
-
-class PolicyResolver(AbstractResolver):
-    """DNS through the outbound policy: a name is connected to only at addresses the policy
-    allows, judged on what the resolver returned this time (so rebinding cannot pass)."""
-
-    def __init__(self, policy: OutboundPolicy) -> None:
-        self.policy = policy
-        self.inner = DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if (problem := self.policy.host_problem(host)) is not None:
-            raise OutboundRefused(f"outbound policy: {problem}")
-        found = await self.inner.resolve(host, port, family)
-        problem = self.policy.resolved_problem(host, [r["host"] for r in found])
-        if problem is not None:
-            raise OutboundRefused(f"outbound policy: {problem}")
-        return found
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def outbound_problem(url: str, limits: Limits) -> str | None:

@@ -18,9 +18,8 @@ from app.domain import SLO, load_label
 from app.probe.inspect import inspect
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
 from app.probe.prompts import load_tokenizer
-from app.probe.runner import Workload
 from app.probe.search import SearchSpec
-from app.probe.types import Target, Timeouts
+from app.probe.types import Target, Timeouts, Workload
 from app.summary import RunSummary
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from app.probe.ask import Evidence, _Client, _Reply, root_of
+from app.probe.ask import Client, Evidence, Reply, root_of
 from app.security.redact import excerpt
 
 DETECTION_THRESHOLD = 5
 
 
 async def detect(
-    client: _Client, metrics_url: str | None
+    client: Client, metrics_url: str | None
 ) -> tuple[str, str | None, list[Evidence], bool, str | None]:
     root = root_of(client.target.base_url)
     base = client.target.base_url.rstrip("/")
@@ -35,7 +35,7 @@ async def detect(
     ev: list[Evidence] = []
     versions: dict[str, str] = {}
 
-    def ok(key: str) -> _Reply | None:
+    def ok(key: str) -> Reply | None:
         reply = replies.get(key)
         return reply if reply is not None and reply.status == 200 else None
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from app.domain import CHECKLIST_VERSION
-from app.probe.ask import CheckResult, Evidence, _Client
+from app.probe.ask import CheckResult, Client, Evidence
 from app.probe.checklist import run_checks
 from app.probe.client import make_session, outbound_problem
 from app.probe.detect import detect
@@ -62,7 +62,7 @@ async def inspect(
     if refused is not None:
         return Inspection("unknown", None, [], error=refused)
     async with make_session(4, Timeouts(connect=5.0), limits) as session:
-        client = _Client(session, target)
+        client = Client(session, target)
         try:
             async with asyncio.timeout(timeout_s):
                 engine, version, evidence, exposed, metrics_from = await detect(client, metrics_url)

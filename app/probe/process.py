@@ -33,9 +33,9 @@ from typing import IO, Any
 import orjson
 
 from app.domain import SLO
-from app.probe.runner import Prober, StepResult, Workload
+from app.probe.runner import Prober
 from app.probe.search import SearchSpec
-from app.probe.types import Limits, Sample, Target, Timeouts
+from app.probe.types import Limits, Sample, StepResult, Target, Timeouts, Workload
 from app.security.redact import Redactor
 from app.summary import RunSummary, StepSummary
 

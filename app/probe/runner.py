@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,6 @@ import aiohttp
 import numpy as np
 import orjson
 
-from app.domain import SLO
 from app.probe.client import (
     error_message,
     headers_for,
@@ -47,11 +46,10 @@ from app.probe.prompts import (
     sample_length,
     tokens_per_chunk,
 )
-from app.probe.search import Search, SearchSpec
+from app.probe.search import Search
 from app.probe.stats import summarize_step
 from app.probe.telemetry import Scraper
-from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
-from app.summary import StepSummary
+from app.probe.types import ErrorKind, Limits, Sample, StepResult, Target, Timeouts, Workload
 
 LOOP_LAG_LIMIT_MS = 5.0  # p99 of the ticker's lateness
 LOOP_STALL_LIMIT_MS = 20.0  # one stall this long can delay a whole burst of first tokens
@@ -94,24 +92,6 @@ class ProbeError(Exception):
     """The target cannot be measured at all (unreachable, rejects the key, unknown model)."""
 
 
-@dataclass(frozen=True)
-class Workload:
-    input_tokens: int = 128
-    input_spread: float = 0.0
-    output_tokens: int = 128
-    output_spread: float = 0.0
-    mode: str = "concurrency"  # concurrency | rate
-    levels: tuple[float, ...] = (1,)
-    arrival: str = "poisson"  # poisson | constant
-    max_concurrency: int | None = None
-    requests_per_step: int | None = 64
-    duration_per_step_s: float | None = None
-    warmup_requests: int = 0
-    slo: SLO = field(default_factory=SLO)
-    seed: int = 0
-    search: SearchSpec | None = None  # an SLO search instead of the fixed levels (probe/search.py)
-
-
 @dataclass
 class Preflight:
     options: BodyOptions
@@ -138,15 +118,6 @@ class Preflight:
             "input_calibration": self.calibration.source,
             "notes": self.notes,
         }
-
-
-@dataclass
-class StepResult:
-    index: int
-    concurrency: int | None
-    request_rate: float | None
-    samples: list[Sample]
-    summary: StepSummary
 
 
 @dataclass

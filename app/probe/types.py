@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from app.domain import SLO
+from app.probe.search import SearchSpec
+from app.summary import StepSummary
+
 
 class ErrorKind(StrEnum):
     connect_error = "connect_error"
@@ -103,3 +107,30 @@ class Sample:
         if self.output_tokens is not None:
             return self.output_tokens
         return self.tokenizer_output_tokens
+
+
+@dataclass(frozen=True)
+class Workload:
+    input_tokens: int = 128
+    input_spread: float = 0.0
+    output_tokens: int = 128
+    output_spread: float = 0.0
+    mode: str = "concurrency"  # concurrency | rate
+    levels: tuple[float, ...] = (1,)
+    arrival: str = "poisson"  # poisson | constant
+    max_concurrency: int | None = None
+    requests_per_step: int | None = 64
+    duration_per_step_s: float | None = None
+    warmup_requests: int = 0
+    slo: SLO = field(default_factory=SLO)
+    seed: int = 0
+    search: SearchSpec | None = None  # an SLO search instead of the fixed levels (probe/search.py)
+
+
+@dataclass
+class StepResult:
+    index: int
+    concurrency: int | None
+    request_rate: float | None
+    samples: list[Sample]
+    summary: StepSummary

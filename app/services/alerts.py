@@ -11,14 +11,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain import load_label, load_of
+from app.domain import RunSource, load_label, load_of
 from app.models import Alert, AlertKind, Delivery, Endpoint, Run, RunStatus, RunStep, Webhook
 from app.schemas import AlertRead, AlertSettings
 from app.scoring import regression
 from app.security.redact import mask
 
 # Runs that count towards an endpoint's health: ended by its probe, one way or the other.
-OWN = "smartbench"  # runs smartbench measured (not imported, not synthetic)
 HEALTH_STATUSES = (RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.interrupted.value)
 PERCENTILES = {50: "p50", 90: "p90", 95: "p95", 99: "p99"}
 
@@ -28,7 +27,7 @@ async def after_run(
 ) -> list[Alert]:
     """Judge a run that just ended; store and queue the alerts it raises."""
     run = await session.get(Run, run_id)
-    if run is None or run.source != OWN:
+    if run is None or run.source != RunSource.smartbench:
         return []
     endpoint = await session.get(Endpoint, run.endpoint_id)
     if endpoint is None:
@@ -59,7 +58,7 @@ async def _regressions(
                     Run.endpoint_id == run.endpoint_id,
                     Run.profile_name == run.profile_name,
                     Run.status == RunStatus.succeeded.value,
-                    Run.source == OWN,
+                    Run.source == RunSource.smartbench.value,
                     Run.regressed.is_(False),
                     Run.id != run.id,
                     Run.created_at <= run.created_at,
@@ -195,7 +194,11 @@ async def _health(
     recent = (
         await session.scalars(
             select(Run.status)
-            .where(Run.endpoint_id == endpoint.id, Run.status.in_(HEALTH_STATUSES), Run.source == OWN)
+            .where(
+                Run.endpoint_id == endpoint.id,
+                Run.status.in_(HEALTH_STATUSES),
+                Run.source == RunSource.smartbench.value,
+            )
             .order_by(Run.created_at.desc(), Run.id.desc())
             .limit(rules.down_after_failures)
         )

@@ -23,9 +23,8 @@ from app.models import Endpoint, Run, RunStatus, RunStep
 from app.probe import inspect as probe_inspect
 from app.probe.ask import CheckResult
 from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
-from app.probe.runner import StepResult, Workload
 from app.probe.search import SearchSpec
-from app.probe.types import Limits, Target
+from app.probe.types import Limits, StepResult, Target, Workload
 from app.security.crypto import SecretBox
 from app.services import alerts, inspections, site, tokenizers
 from app.services import endpoints as endpoint_service

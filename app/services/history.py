@@ -24,8 +24,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
-from app.models import SYNTHETIC, Endpoint, Profile, Run, RunStatus, RunStep
+from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, RunSource, snapshot_key
+from app.models import Endpoint, Profile, Run, RunStatus, RunStep
 from app.scoring.cost import CostInputs, step_costs
 from app.scoring.smart import operating_point
 from app.security.crypto import SecretBox
@@ -157,7 +157,7 @@ async def backfill(
                     "endpoint_id": endpoint.id, "profile_id": profile.id, "profile_name": profile.name,
                     "profile_snapshot": snapshot, "cost_snapshot": cost, "endpoint_snapshot": stack,
                     "environment": {"synthetic": NOTE}, "status": RunStatus.succeeded.value,
-                    "trigger": "seed", "source": SYNTHETIC, "created_at": at, "started_at": at,
+                    "trigger": "seed", "source": RunSource.synthetic.value, "created_at": at, "started_at": at,
                     "finished_at": finished, "heartbeat_at": finished, "progress": {},
                     "scorecard": {"synthetic": NOTE, "operating_point": op},
                     "cost_per_million_tokens_at_slo": op.get("cost_per_million_tokens") if op else None,

@@ -32,7 +32,7 @@ from app.errors import NotFound, ValidationFailed
 from app.importers import check
 from app.importers.base import MAX_TEXT, ImportedRun, ImportProblem
 from app.models import Profile, Run, RunStatus
-from app.probe.runner import StepResult
+from app.probe.types import StepResult
 from app.schemas import ImportResult
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service

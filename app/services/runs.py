@@ -21,12 +21,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import load_only
 
-from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
+from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, RunSource, snapshot_key
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models import SYNTHETIC, Alert, Endpoint, RequestSample, Run, RunStatus, RunStep
-from app.probe.runner import StepResult
+from app.models import Alert, Endpoint, RequestSample, Run, RunStatus, RunStep
 from app.probe.stats import summarize_step
-from app.probe.types import Sample
+from app.probe.types import Sample, StepResult
 from app.schemas import RunListItem
 from app.scoring.cost import CostInputs, step_costs
 from app.scoring.smart import smart_letters
@@ -232,7 +231,7 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
     run = await session.get(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
-    if run.source == SYNTHETIC:
+    if run.source == RunSource.synthetic:
         return 0  # generated from the model, not from samples: nothing to re-derive
     inputs = CostInputs.from_snapshot(run.cost_snapshot)
     slo = SLO.from_profile(run.profile_snapshot)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
-from app.models import MEASURED_SQL, Endpoint, Run, RunStatus, RunStep
+from app.domain import RunSource
+from app.models import Endpoint, Run, RunStatus, RunStep, measured
 from app.schemas import LatencyPoint, Letter, Scorecard, TrendPoint
 from app.services import endpoints as endpoint_service
 from app.services import trends
@@ -38,10 +39,6 @@ def _empty_letters() -> list[Letter]:
     ]
 
 
-# The runs a scorecard may rest on: succeeded, and measured (never generated history). A literal
-# predicate, so that PostgreSQL matches it to the partial index ix_runs_measured even in a
-# prepared statement.
-MEASURED = text("runs." + MEASURED_SQL.replace(" AND ", " AND runs."))
 TREND_DAYS = 30
 
 
@@ -52,7 +49,7 @@ async def latest_runs(session: AsyncSession, *, profile: str, endpoint_ids: list
         return {}
     latest = (
         select(Run.id)
-        .where(Run.endpoint_id == Endpoint.id, Run.profile_name == profile, MEASURED)
+        .where(Run.endpoint_id == Endpoint.id, Run.profile_name == profile, measured())
         .order_by(Run.created_at.desc(), Run.id.desc())
         .limit(1)
         .correlate(Endpoint)
@@ -79,7 +76,7 @@ def _card(endpoint: Endpoint, profile: str, latest: Run | None, trend: list[Tren
         quality=card.get("quality") or {"degraded": False, "reasons": []},
         pricing=endpoint_service.pricing_kind(endpoint),
         trend=trend,
-        source=latest.source if latest else "smartbench",
+        source=latest.source if latest else RunSource.smartbench.value,
     )
 
 
@@ -178,7 +175,7 @@ async def latency_history(
     if pct not in ("p50", "p90", "p95", "p99"):
         raise ValueError(f"no stored percentile {pct!r}")
     metrics = {f"{key}_ms": getattr(RunStep, f"{key}_ms_{pct}") for key in ("ttft", "tpot", "itl")}
-    synthetic = (Run.source == trends.SYNTHETIC).label("synthetic")
+    synthetic = (Run.source == RunSource.synthetic.value).label("synthetic")
     where = and_(
         trends.in_range(profile, since, until),
         Run.endpoint_id == endpoint_id,

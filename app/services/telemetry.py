@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Alert, Endpoint, Run, RunStatus, RunStep, Schedule
+from app.domain import RunSource
+from app.models import Alert, Endpoint, Run, RunStatus, RunStep, Schedule, measured
 from app.services import alerts
-from app.services.scorecards import MEASURED
 
 MAX_SERIES = 2000  # endpoint x profile pairs exported at most
 LATENCY = (("ttft", "ttft_ms"), ("tpot", "tpot_ms"), ("itl", "itl_ms"), ("e2e", "e2e_ms"))
@@ -88,7 +88,7 @@ async def _endpoint_families(session: AsyncSession) -> list[str]:
     latest_ids = (
         await session.execute(
             select(func.max(Run.id))
-            .where(MEASURED, Run.endpoint_id.in_(list(names)))
+            .where(measured(), Run.endpoint_id.in_(list(names)))
             .group_by(Run.endpoint_id, Run.profile_name)
             .limit(MAX_SERIES)
         )
@@ -130,14 +130,14 @@ async def _endpoint_families(session: AsyncSession) -> list[str]:
     outcomes = (
         await session.execute(
             select(Run.endpoint_id, Run.status, func.count(Run.id))
-            .where(Run.endpoint_id.in_(list(names)), Run.source != "synthetic")
+            .where(Run.endpoint_id.in_(list(names)), Run.source != RunSource.synthetic.value)
             .group_by(Run.endpoint_id, Run.status)
         )
     ).all()
     last_ok = (
         await session.execute(
             select(Run.endpoint_id, func.max(Run.finished_at))
-            .where(MEASURED, Run.status == RunStatus.succeeded.value)
+            .where(measured(), Run.status == RunStatus.succeeded.value)
             .group_by(Run.endpoint_id)
         )
     ).all()

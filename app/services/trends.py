@@ -27,8 +27,8 @@ from sqlalchemy import Float, Integer, and_, case, cast, exists, extract, func, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.domain import PRICE_FIELDS, STACK_FIELDS
-from app.models import SYNTHETIC, Endpoint, Run, RunStatus
+from app.domain import OWN_SOURCES, PRICE_FIELDS, STACK_FIELDS, RunSource
+from app.models import Endpoint, Run, RunStatus
 from app.schemas import CostSeries, CostTrends, TrendMarker, TrendPoint
 
 RAW_LIMIT = 200  # raw points, or buckets, per series at most
@@ -110,7 +110,7 @@ async def cost_series(
             await session.execute(select(func.count()).where(where).group_by(Run.endpoint_id))
         ).scalars()
         grain = "run" if max(counts, default=0) <= RAW_LIMIT else grain_for(until - since)[0]
-    synthetic = (Run.source == SYNTHETIC).label("synthetic")
+    synthetic = (Run.source == RunSource.synthetic.value).label("synthetic")
     imported = Run.source.not_in(OWN_SOURCES).label("imported")
     series: dict[tuple[int, bool], CostSeries] = {}
 
@@ -170,18 +170,15 @@ async def cost_series(
     return grain, ordered
 
 
-OWN_SOURCES = ("smartbench", SYNTHETIC)  # any other source is a tool the run was imported from
-
-
 def _bucket_query(session: AsyncSession, where: ColumnElement[bool], width: int) -> Any:
     dialect = session.get_bind().dialect.name
-    keys = (Run.endpoint_id, Run.source == SYNTHETIC, _bucket(dialect, width))
+    keys = (Run.endpoint_id, Run.source == RunSource.synthetic.value, _bucket(dialect, width))
     cost = Run.cost_per_million_tokens_at_slo
     ranked = (
         select(
             Run.id,
             Run.endpoint_id,
-            (Run.source == SYNTHETIC).label("synthetic"),
+            (Run.source == RunSource.synthetic.value).label("synthetic"),
             keys[2].label("b"),
             cost.label("v"),
             Run.output_tokens_per_s_at_slo.label("tps"),

@@ -33,12 +33,12 @@ from app.config import Settings
 from app.db import unit_of_work
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Alert, Delivery, Endpoint, Webhook
-from app.probe.client import PolicyResolver
 from app.schemas import DeliveryRead, WebhookCreate, WebhookCreated, WebhookRead, WebhookUpdate
 from app.security import signing
 from app.security.crypto import DecryptionError, SecretBox
 from app.security.outbound import OutboundPolicy
 from app.security.redact import Redactor
+from app.security.resolver import PolicyResolver
 from app.services import site
 
 TIMEOUT_S = 10.0

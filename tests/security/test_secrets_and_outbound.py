@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy import text
 
 from app.db import unit_of_work
-from app.probe.client import PolicyResolver, make_session, stream_request
+from app.probe.client import make_session, stream_request
 from app.probe.process import _Channel
 from app.probe.prompts import BodyOptions, request_body
-from app.probe.runner import ProbeError, Prober, Workload
-from app.probe.types import Limits, Sample, Target, Timeouts
+from app.probe.runner import ProbeError, Prober
+from app.probe.types import Limits, Sample, Target, Timeouts, Workload
 from app.security.outbound import OutboundPolicy, OutboundRefused
 from app.security.redact import Redactor, mask
+from app.security.resolver import PolicyResolver
 from tests.conftest import bearer
 
 KEY = "sk-canary-7f3a9c1e5b2d4f6a8c0e"
