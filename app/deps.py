@@ -94,7 +94,7 @@ async def get_principal(request: Request, session: SessionDep, now: NowDep) -> a
             principal = await auth.resolve_session(session, token=cookie, now=now)
     request.state.principal = principal
     # What a target said (errors' excerpts) is for editors and admins only.
-    excerpts_visible.set(principal is not None and principal.role.rank >= Role.editor.rank)
+    excerpts_visible.set(principal is not None and principal.sees_excerpts)
     if principal is not None and principal.must_change_password and request.url.path not in PASSWORD_PATHS:
         raise PasswordChangeRequired("change your password first (it was set for you)")
     return principal

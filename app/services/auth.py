@@ -26,9 +26,24 @@ class Principal:
     must_change_password: bool = False
 
     def can(self, role: Role) -> bool:
+        """May write what needs `role` (a read-only token writes nothing past a viewer's)."""
         if self.read_only and role is not Role.viewer:
             return False
         return self.role.rank >= role.rank
+
+    @property
+    def may_edit(self) -> bool:
+        """The one rule for "may change endpoints, runs and profiles" (pages show the buttons)."""
+        return self.can(Role.editor)
+
+    @property
+    def may_administer(self) -> bool:
+        return self.can(Role.admin)
+
+    @property
+    def sees_excerpts(self) -> bool:
+        """What a target said is for editors and admins, read-only tokens of theirs included."""
+        return self.role.rank >= Role.editor.rank
 
 
 async def start_session(

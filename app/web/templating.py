@@ -91,8 +91,8 @@ def render(
             binding = new_anon = new_session_token()
     ctx = {
         "principal": principal,
-        "can_edit": principal is not None and principal.role.value in ("editor", "admin"),
-        "can_admin": principal is not None and principal.role.value == "admin",
+        "can_edit": principal is not None and principal.may_edit,
+        "can_admin": principal is not None and principal.may_administer,
         "csrf_token": csrf_token(settings.session_secret(), binding),
         "public_read": settings.public_read,
         **(context or {}),
@@ -117,6 +117,7 @@ def render_error(
         405: "Method not allowed",
         409: "Conflict",
         422: "Invalid request",
+        429: "Too soon",
         500: "Server error",
         503: "Unavailable",
     }
