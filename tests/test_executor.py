@@ -17,7 +17,7 @@ from app.config import Settings
 from app.db import unit_of_work
 from app.main import create_app
 from app.models import Run
-from app.services import runs
+from app.services import runs, samples
 from app.services.executor import Executor
 from tests.conftest import bearer
 from tests.simproc import simulator
@@ -144,7 +144,7 @@ async def test_a_user_cancels_a_queued_and_a_running_run(idle_app, people) -> No
     assert summary["status"] == "cancelled"
     assert len(summary["steps"]) == 1 and 4 <= summary["steps"][0]["requests"]["completed"] < 400
     async with unit_of_work(app.state.sessionmaker) as session:
-        _, total = await runs.samples_page(session, run_id=running, limit=1, offset=0)
+        _, total = await samples.samples_page(session, run_id=running, limit=1, offset=0)
     assert total == summary["steps"][0]["requests"]["sent"], "the partial step's samples are stored"
 
 

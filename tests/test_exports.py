@@ -10,7 +10,7 @@ import httpx
 
 from app.db import unit_of_work
 from app.models import Endpoint, RequestSample, Run
-from app.services.runs import csv_cell
+from app.services.samples import csv_cell
 from tests.conftest import bearer
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from app.deps import NowDep, ReaderDep, SessionDep
 from app.schemas import ErrorBody, PlanRead, PlanRowRead
 from app.services import plan as planner
-from app.services.runs import csv_cell
+from app.services.samples import csv_cell
 
 router = APIRouter(prefix="/plan", tags=["plan"], responses={401: {"model": ErrorBody}})
 

@@ -19,7 +19,7 @@ from app.schemas import (
     RunListItem,
     Scorecard,
 )
-from app.services import pages, runs, scorecards, trends
+from app.services import pages, runs, samples, scorecards, trends
 from app.summary import RunSummary
 
 router = APIRouter(tags=["runs"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})
@@ -101,11 +101,11 @@ async def read_samples(
     if format == "csv":
         await runs.get(session, run_id)
         return StreamingResponse(
-            runs.samples_csv(request.app.state.sessionmaker, run_id=run_id),
+            samples.samples_csv(request.app.state.sessionmaker, run_id=run_id),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="run-{run_id}-samples.csv"'},
         )
-    items, total = await runs.samples_page(session, run_id=run_id, limit=limit, offset=offset)
+    items, total = await samples.samples_page(session, run_id=run_id, limit=limit, offset=offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset,
             "next_offset": offset + limit if offset + limit < total else None}  # fmt: skip
 

@@ -6,30 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
-import io
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
 from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, RunSource, snapshot_key
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Alert, Endpoint, RequestSample, Run, RunStatus, RunStep
 from app.probe.stats import summarize_step
-from app.probe.types import Sample, StepResult
+from app.probe.types import StepResult
 from app.schemas import RunListItem
 from app.scoring.cost import CostInputs, step_costs
 from app.scoring.smart import smart_letters
-from app.security.redact import shown
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
 from app.services.records import sample_from_row, sample_row, step_columns, with_origin
@@ -450,79 +447,3 @@ async def summary(session: AsyncSession, *, run_id: int) -> RunSummary:
         progress=run.progress,
         scorecard=run.scorecard or None,
     )
-
-
-SAMPLE_COLUMNS = ("seq", "step_index", "warmup", "sent_offset_ms", "ttft_ms", "ttfat_ms", "e2e_ms", "input_tokens",
-                  "output_tokens", "reasoning_tokens", "requested_output_tokens", "chunk_count", "finish_reason",
-                  "error_kind", "error_detail", "http_status", "retry_after_s")  # fmt: skip
-
-
-async def samples_page(
-    session: AsyncSession, *, run_id: int, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    await get(session, run_id)
-    rows = (
-        await session.scalars(
-            select(RequestSample)
-            .where(RequestSample.run_id == run_id)
-            .order_by(RequestSample.seq)
-            .offset(offset)
-            .limit(limit)
-        )
-    ).all()
-    total = (
-        await session.scalar(select(func.count(RequestSample.id)).where(RequestSample.run_id == run_id)) or 0
-    )
-    return [_sample_dict(r) for r in rows], int(total)
-
-
-def _sample_dict(row: RequestSample) -> dict[str, Any]:
-    data = {c: getattr(row, c) for c in SAMPLE_COLUMNS}
-    data["error_detail"] = shown(data["error_detail"])  # a target's excerpt: editors and admins
-    return data
-
-
-async def samples_csv(sessionmaker: async_sessionmaker[AsyncSession], *, run_id: int) -> AsyncIterator[str]:
-    """All samples as CSV, streamed in batches; owns its session because it outlives the request's."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(SAMPLE_COLUMNS)
-    yield buf.getvalue()
-    async with sessionmaker() as session:
-        result = await session.stream_scalars(
-            select(RequestSample)
-            .where(RequestSample.run_id == run_id)
-            .order_by(RequestSample.seq)
-            .execution_options(yield_per=2000)
-        )
-        async for row in result:
-            buf.seek(0)
-            buf.truncate()
-            data = _sample_dict(row)
-            writer.writerow([csv_cell(data[c]) for c in SAMPLE_COLUMNS])
-            yield buf.getvalue()
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    """A value as a CSV cell that a spreadsheet shows as text: a string a target sent (an error,
-    a finish_reason) that starts like a formula gets a leading apostrophe (OWASP's advice for
-    CSV injection). Numbers stay numbers."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-async def samples_for_charts(session: AsyncSession, *, run_id: int, limit: int = 20000) -> list[Sample]:
-    rows = (
-        await session.scalars(
-            select(RequestSample)
-            .where(RequestSample.run_id == run_id, RequestSample.warmup.is_(False))
-            .limit(limit)
-        )
-    ).all()
-    return [sample_from_row(row, None) for row in rows]

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.deps import AdminDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
 from app.services import runs
+from app.services import samples as sample_service
 from app.web import figures
 from app.web.forms import form_str
 from app.web.templating import render
@@ -51,7 +52,7 @@ async def run_page(request: Request, run_id: RowId, session: SessionDep, _: Read
     summary = await runs.summary(session, run_id=run_id)
     charts: dict[str, str] = {}
     if summary.steps:
-        samples = await runs.samples_for_charts(session, run_id=run_id)
+        samples = await sample_service.samples_for_charts(session, run_id=run_id)
         steps = [step.as_dict() for step in summary.steps]
         load_label = "concurrency" if summary.steps[0].load_kind == "concurrency" else "requests/s"
         endpoint = summary.endpoint if isinstance(summary.endpoint, dict) else {}
