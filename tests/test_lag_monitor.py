@@ -1,8 +1,8 @@
-"""A stall of the probe's event loop is judged by the stamps it touched (runner.LagMonitor)."""
+"""A stall of the probe's event loop is judged by the stamps it touched (probe/lag.py)."""
 
 from __future__ import annotations
 
-from app.probe.runner import STALL_SPILL_NS, LagMonitor
+from app.probe.lag import STALL_SPILL_NS, LagMonitor
 from app.probe.types import Sample
 
 MS = 1_000_000
