@@ -39,6 +39,13 @@ OWN_SOURCES = (RunSource.smartbench.value, RunSource.synthetic.value)  # the res
 
 PERCENTILE_KEYS = {50.0: "p50", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
 DEFAULT_PERCENTILE = 99.0
+
+
+def percentile_key(percentile: float | None) -> str:
+    """A profile's SLO percentile as the statistic's key ("p99"); unset or unknown: the default."""
+    return PERCENTILE_KEYS.get(float(percentile or DEFAULT_PERCENTILE), PERCENTILE_KEYS[DEFAULT_PERCENTILE])
+
+
 MAX_ERROR_RATE = 0.01  # a step that drops more than 1 % of its requests meets no SLO
 SLO_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms")
 

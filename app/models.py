@@ -37,7 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
-from app.domain import RunSource
+from app.domain import DEFAULT_PERCENTILE, RunSource
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -256,7 +256,7 @@ class Profile(Base):
     slo_ttft_ms: Mapped[float | None] = mapped_column(Float)
     slo_tpot_ms: Mapped[float | None] = mapped_column(Float)
     slo_e2e_ms: Mapped[float | None] = mapped_column(Float)
-    slo_percentile: Mapped[float] = mapped_column(Float, default=99.0)
+    slo_percentile: Mapped[float] = mapped_column(Float, default=DEFAULT_PERCENTILE)
     target_price_per_million: Mapped[float | None] = mapped_column(Float)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer
 
-from app.domain import degraded_reasons, load_kind, load_label, load_of
+from app.domain import DEFAULT_PERCENTILE, degraded_reasons, load_kind, load_label, load_of
 from app.security.redact import shown
 
 
@@ -40,7 +40,7 @@ class StepSLO(_Model):
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     e2e_ms: float | None = None
-    percentile: float = 99.0
+    percentile: float = DEFAULT_PERCENTILE
     met: bool = False
     good_requests: int = 0
 

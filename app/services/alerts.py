@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain import RunSource, load_label, load_of
+from app.domain import PERCENTILE_KEYS, RunSource, load_label, load_of, percentile_key
 from app.models import Alert, AlertKind, Delivery, Endpoint, Run, RunStatus, RunStep, Webhook
 from app.schemas import AlertRead, AlertSettings
 from app.scoring import regression
@@ -19,7 +19,6 @@ from app.security.redact import mask
 
 # Runs that count towards an endpoint's health: ended by its probe, one way or the other.
 HEALTH_STATUSES = (RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.interrupted.value)
-PERCENTILES = {50: "p50", 90: "p90", 95: "p95", 99: "p99"}
 
 
 async def after_run(
@@ -69,7 +68,7 @@ async def _regressions(
         ).all()
     )
     steps = await _steps(session, [run.id, *(r.id for r in baseline_runs)])
-    pct = PERCENTILES.get(int(run.profile_snapshot.get("slo_percentile") or 99), "p99")
+    pct = percentile_key(run.profile_snapshot.get("slo_percentile"))
     operating = [_operating_load(steps.get(r.id, []), r.operating_step) for r in baseline_runs]
     own = steps.get(run.id, [])
     reference = regression.reference_load(operating, min((s["load"] for s in own), default=None))
@@ -125,8 +124,8 @@ async def _steps(session: AsyncSession, run_ids: list[int]) -> dict[int, list[di
                 RunStep.request_rate,
                 RunStep.requests_sent,
                 RunStep.requests_failed,
-                *(getattr(RunStep, f"ttft_ms_{p}") for p in PERCENTILES.values()),
-                *(getattr(RunStep, f"tpot_ms_{p}") for p in PERCENTILES.values()),
+                *(getattr(RunStep, f"ttft_ms_{p}") for p in PERCENTILE_KEYS.values()),
+                *(getattr(RunStep, f"tpot_ms_{p}") for p in PERCENTILE_KEYS.values()),
             )
             .where(RunStep.run_id.in_(run_ids))
             .order_by(RunStep.run_id, RunStep.step_index)

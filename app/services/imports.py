@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import importers
 from app.config import Settings
-from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
+from app.domain import DEFAULT_PERCENTILE, PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
 from app.errors import NotFound, ValidationFailed
 from app.importers import check
 from app.importers.base import MAX_TEXT, ImportedRun, ImportProblem
@@ -225,4 +225,4 @@ def _unprofiled() -> dict[str, Any]:
         c.name: None for c in Profile.__table__.columns if c.name not in ("created_at", "updated_at")
     }
     return {**blank, "name": UNPROFILED, "title": "Imported results", "builtin": False, "arrival": "poisson",
-            "slo_percentile": 99.0, "search_max_steps": 10, "search_budget_s": 900.0}  # fmt: skip
+            "slo_percentile": DEFAULT_PERCENTILE, "search_max_steps": 10, "search_budget_s": 900.0}  # fmt: skip

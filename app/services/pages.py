@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain import percentile_key
 from app.schemas import CompareCurve, ComparePage, EndpointPage, ProfileHistory
 from app.services import alerts, inspections, runs, schedules, scorecards, trends
 from app.services import endpoints as endpoint_service
@@ -22,7 +23,7 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         grain, cost = await trends.cost_series(
             session, profile=card.profile, since=since, until=now, endpoints=[(endpoint.id, endpoint.name)]
         )
-        pct = "p" + str(int((card.slo or {}).get("percentile") or 99))
+        pct = percentile_key((card.slo or {}).get("percentile"))
         latency = await scorecards.latency_history(
             session, endpoint_id=endpoint_id, profile=card.profile, since=since, until=now, pct=pct
         )

@@ -9,7 +9,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
-from app.domain import RunSource
+from app.domain import PERCENTILE_KEYS, RunSource
 from app.models import Endpoint, Run, RunStatus, RunStep, measured
 from app.schemas import LatencyPoint, Letter, Scorecard, TrendPoint
 from app.services import endpoints as endpoint_service
@@ -172,7 +172,7 @@ async def latency_history(
 ) -> list[LatencyPoint]:
     """Latency percentiles at each run's operating step, over time (endpoint page): one join on
     stored columns. Beyond RAW_LIMIT runs, the mean per time bucket (trends.grain_for)."""
-    if pct not in ("p50", "p90", "p95", "p99"):
+    if pct not in PERCENTILE_KEYS.values():
         raise ValueError(f"no stored percentile {pct!r}")
     metrics = {f"{key}_ms": getattr(RunStep, f"{key}_ms_{pct}") for key in ("ttft", "tpot", "itl")}
     synthetic = (Run.source == RunSource.synthetic.value).label("synthetic")

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from app.deps import EditorDep, ReaderDep, SessionDep, SettingsDep
+from app.domain import DEFAULT_PERCENTILE
 from app.errors import ValidationFailed
 from app.schemas import ProfileCreate, ProfileRead, ProfileUpdate, field_errors
 from app.services import profiles
@@ -89,7 +90,7 @@ async def new_page(request: Request, _: EditorDep) -> HTMLResponse:
     defaults = {
         "load_mode": "concurrency",
         "arrival": "poisson",
-        "slo_percentile": "99",
+        "slo_percentile": str(int(DEFAULT_PERCENTILE)),
         "load_levels": "1, 8, 32",
     }
     return render(request, "profiles/form.html", {"values": defaults, "errors": {}, "profile": None})
