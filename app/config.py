@@ -20,6 +20,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
+
 SECRETS_FILE = "secrets.json"
 
 
@@ -86,10 +88,10 @@ class Settings(BaseSettings):
     # threshold (percent; percentage points for the error rate) and 3x the baseline's noise.
     # An endpoint is down after down_after_failures failed runs in a row. The settings page
     # overrides these.
-    baseline_runs: int = Field(default=5, ge=2, le=50)
-    regression_threshold_pct: float = Field(default=10.0, gt=0, le=1000)
-    regression_error_points: float = Field(default=1.0, gt=0, le=100)
-    down_after_failures: int = Field(default=3, ge=1, le=100)
+    baseline_runs: BaselineRuns = 5
+    regression_threshold_pct: RegressionThresholdPct = 10.0
+    regression_error_points: RegressionErrorPoints = 1.0
+    down_after_failures: DownAfterFailures = 3
 
     run_executor: bool = True  # execute queued runs in this process
     # Probe processes at once on this host (each takes a core while it measures). None: the

@@ -9,7 +9,20 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
+
+# The rules of regressions and outages (app/scoring/regression.py), bounded once for the
+# environment (config.Settings), the site settings an admin saves and the API's shapes.
+BaselineRuns = Annotated[int, Field(ge=2, le=50, description="good runs whose median is the baseline")]
+RegressionThresholdPct = Annotated[
+    float, Field(gt=0, le=1000, description="the least relative change that counts")
+]
+RegressionErrorPoints = Annotated[
+    float, Field(gt=0, le=100, description="the least rise of the error rate (percentage points) that counts")
+]
+DownAfterFailures = Annotated[int, Field(ge=1, le=100, description="failed runs in a row that mean down")]
 
 
 class RunSource(StrEnum):

@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
 from app.security.redact import shown
 
 T = TypeVar("T")
@@ -623,14 +624,10 @@ class ComparePage(BaseModel):
 class AlertSettings(BaseModel):
     """How regressions and outages are judged (app/scoring/regression.py)."""
 
-    baseline_runs: int = Field(ge=2, le=50, description="good runs whose median is the baseline")
-    regression_threshold_pct: float = Field(
-        gt=0, le=1000, description="the least relative change that counts"
-    )
-    regression_error_points: float = Field(
-        gt=0, le=100, description="the least rise of the error rate (percentage points) that counts"
-    )
-    down_after_failures: int = Field(ge=1, le=100, description="failed runs in a row that mean down")
+    baseline_runs: BaselineRuns
+    regression_threshold_pct: RegressionThresholdPct
+    regression_error_points: RegressionErrorPoints
+    down_after_failures: DownAfterFailures
 
 
 class SiteSettingsRead(AlertSettings):
@@ -664,10 +661,10 @@ class SiteSettingsUpdate(BaseModel):
         list[Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]] | None
     ) = Field(default=None, max_length=500)
     min_schedule_interval_s: int | None = Field(default=None, ge=1, le=86_400)
-    baseline_runs: int | None = Field(default=None, ge=2, le=50)
-    regression_threshold_pct: float | None = Field(default=None, gt=0, le=1000)
-    regression_error_points: float | None = Field(default=None, gt=0, le=100)
-    down_after_failures: int | None = Field(default=None, ge=1, le=100)
+    baseline_runs: BaselineRuns | None = None
+    regression_threshold_pct: RegressionThresholdPct | None = None
+    regression_error_points: RegressionErrorPoints | None = None
+    down_after_failures: DownAfterFailures | None = None
 
     _not_null = refuse_null(
         "outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step",
