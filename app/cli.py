@@ -114,7 +114,6 @@ def serve(
     import uvicorn
 
     from app.main import create_app
-    from app.services import users
 
     settings = _settings()
     if not executor:
@@ -124,8 +123,7 @@ def serve(
     _upgrade(settings)
 
     async def first_admin(session):
-        pw = settings.admin_password.get_secret_value() if settings.admin_password else None
-        return await users.ensure_first_admin(session, username=settings.admin_user, password=pw)
+        return await _ensure_first_admin(session, settings)
 
     try:
         created = asyncio.run(_with_session(settings, first_admin))
@@ -136,15 +134,7 @@ def serve(
     url = f"http://{shown_host}:{port}/"
     out.print(f"[bold green]smartbench {__version__}[/] database: {_where(settings)}")
     out.print(f"Dashboard: [bold]{url}[/]   API docs: {url}docs")
-    if created is not None and created.password is not None:
-        out.print(
-            f"First start: log in as [bold]{created.username}[/] with the one-time password "
-            f"[bold yellow]{created.password}[/] (you will be asked to change it). It is not shown again."
-        )
-    elif created is not None:
-        out.print(f"First start: log in as [bold]{created.username}[/] with SMARTBENCH_ADMIN_PASSWORD.")
-    else:
-        out.print("Log in with your smartbench user (new users: `smartbench user create`).")
+    out.print(_first_admin_line(created, settings))
     if settings.public_read:
         out.print("Reads are public (SMARTBENCH_PUBLIC_READ); every write needs a login or a token.")
     sys.stdout.flush()
@@ -251,8 +241,7 @@ def demo(
             raise _fail(str(exc)) from None
 
         async def work(session):
-            pw = settings.admin_password.get_secret_value() if settings.admin_password else None
-            created = await users.ensure_first_admin(session, username=settings.admin_user, password=pw)
+            created = await _ensure_first_admin(session, settings)
             admin = await users.get_by_name(session, settings.admin_user)
             box = SecretBox(settings.encryption_keyring())
             await profiles.ensure_builtins(session)
@@ -270,14 +259,7 @@ def demo(
         )
         for item in demo_service.FLEET:
             out.print(f"  simulated endpoint {item.name} ({item.preset}) at {urls[item.name]}")
-        if created is not None and created.password:
-            out.print(
-                f"To change anything, log in as [bold]{created.username}[/] with [bold yellow]{created.password}[/] (shown once)."
-            )
-        else:
-            out.print(
-                f"To change anything, log in as {settings.admin_user} (password from the first demo start)."
-            )
+        out.print("To change anything: " + _first_admin_line(created, settings, again="the first demo start"))
         sys.stdout.flush()
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: make that an
         # exit that unwinds, so the simulators above are stopped with the demo.
@@ -796,6 +778,28 @@ def runs_delete(
     out.print(
         f"deleted run {run} of endpoint {endpoint_id}; its scorecard and trends rest on the runs that remain"
     )
+
+
+async def _ensure_first_admin(session, settings: Settings):
+    """The first admin, created on a database that has none (its one-time password, if made)."""
+    from app.services import users
+
+    pw = settings.admin_password.get_secret_value() if settings.admin_password else None
+    return await users.ensure_first_admin(session, username=settings.admin_user, password=pw)
+
+
+def _first_admin_line(created: Any, settings: Settings, *, again: str | None = None) -> str:
+    """How to log in, said once by `serve` and `demo` alike (a one-time password only now)."""
+    if created is not None and created.password is not None:
+        return (
+            f"log in as [bold]{created.username}[/] with the one-time password [bold yellow]{created.password}[/] "
+            "(you will be asked to change it). It is not shown again."
+        )
+    if created is not None:
+        return f"log in as [bold]{created.username}[/] with SMARTBENCH_ADMIN_PASSWORD."
+    if again:
+        return f"log in as {settings.admin_user} (password from {again})."
+    return "log in with your smartbench user (new users: `smartbench user create`)."
 
 
 def main() -> None:
