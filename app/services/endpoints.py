@@ -105,6 +105,14 @@ async def list_page(
     return list(rows.all()), int(total)
 
 
+async def by_ids(session: AsyncSession, ids: list[int], *, limit: int) -> list[Endpoint]:
+    """These endpoints (those that exist), by name, at most `limit`."""
+    rows = await session.scalars(
+        select(Endpoint).where(Endpoint.id.in_(ids)).order_by(Endpoint.name, Endpoint.id).limit(limit)
+    )
+    return list(rows.all())
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

@@ -56,20 +56,18 @@ async def compare_page(
     session: AsyncSession, *, profile: str | None, endpoint_ids: list[int], now: datetime
 ) -> ComparePage:
     chosen = profile or await scorecards.default_profile(session)
-    every, _total = await endpoint_service.list_page(session, limit=500)
     if endpoint_ids:
-        picked = [e for e in every if e.id in endpoint_ids][:COMPARE_MAX]
+        picked = await endpoint_service.by_ids(session, endpoint_ids, limit=COMPARE_MAX)
     else:  # open on what can be compared: the endpoints measured on this profile
-        measured = await scorecards.latest_runs(session, profile=chosen, endpoint_ids=[e.id for e in every])
-        picked = [e for e in every if e.id in measured][:COMPARE_MAX]
+        picked = await scorecards.measured_endpoints(session, profile=chosen, limit=COMPARE_MAX)
     cards = await scorecards.cards_for(session, endpoints=picked, profile=chosen, now=now)
+    steps = await scorecards.steps_of(session, run_ids=[c.run_id for c in cards if c.run_id is not None])
     curves = []
     slo_tpot = None
     for endpoint, card in zip(picked, cards, strict=True):
         if card.run_id is not None:
-            steps = await scorecards.run_steps(session, run_id=card.run_id)
             curves.append(CompareCurve(endpoint_id=endpoint.id, endpoint=endpoint.name, gpu_count=endpoint.gpu_count,
-                                       run_id=card.run_id, steps=steps))  # fmt: skip
+                                       run_id=card.run_id, steps=steps[card.run_id]))  # fmt: skip
             slo_tpot = (card.slo or {}).get("tpot_ms") or slo_tpot
     return ComparePage(
         profile=chosen, picked=[e.id for e in picked], cards=cards, curves=curves, slo_tpot_ms=slo_tpot

@@ -219,11 +219,28 @@ async def latency_history(
     ]  # fmt: skip
 
 
-async def run_steps(session: AsyncSession, *, run_id: int) -> list[dict[str, Any]]:
+async def steps_of(session: AsyncSession, *, run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The step summaries of several runs, in one query."""
     rows = (
-        await session.scalars(select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.step_index))
+        await session.scalars(
+            select(RunStep).where(RunStep.run_id.in_(run_ids)).order_by(RunStep.run_id, RunStep.step_index)
+        )
     ).all()
-    return [dict(row.summary) for row in rows]
+    found: dict[int, list[dict[str, Any]]] = {run_id: [] for run_id in run_ids}
+    for row in rows:
+        found[row.run_id].append(dict(row.summary))
+    return found
+
+
+async def measured_endpoints(session: AsyncSession, *, profile: str, limit: int) -> list[Endpoint]:
+    """The endpoints with a measured run of the profile, by name (in SQL)."""
+    has_run = (
+        select(Run.id).where(Run.endpoint_id == Endpoint.id, Run.profile_name == profile, measured()).exists()
+    )
+    rows = await session.scalars(
+        select(Endpoint).where(has_run).order_by(Endpoint.name, Endpoint.id).limit(limit)
+    )
+    return list(rows.all())
 
 
 async def recent_runs(session: AsyncSession, *, endpoint_id: int, limit: int = 20) -> list[Run]:
