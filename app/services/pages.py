@@ -61,13 +61,13 @@ async def compare_page(
     else:  # open on what can be compared: the endpoints measured on this profile
         picked = await scorecards.measured_endpoints(session, profile=chosen, limit=COMPARE_MAX)
     cards = await scorecards.cards_for(session, endpoints=picked, profile=chosen, now=now)
-    steps = await scorecards.steps_of(session, run_ids=[c.run_id for c in cards if c.run_id is not None])
+    steps = await runs.steps_of(session, run_ids=[c.run_id for c in cards if c.run_id is not None])
     curves = []
     slo_tpot = None
     for endpoint, card in zip(picked, cards, strict=True):
         if card.run_id is not None:
             curves.append(CompareCurve(endpoint_id=endpoint.id, endpoint=endpoint.name, gpu_count=endpoint.gpu_count,
-                                       run_id=card.run_id, steps=steps[card.run_id]))  # fmt: skip
+                                       run_id=card.run_id, steps=[s.as_dict() for s in steps[card.run_id]]))  # fmt: skip
             slo_tpot = (card.slo or {}).get("tpot_ms") or slo_tpot
     return ComparePage(
         profile=chosen, picked=[e.id for e in picked], cards=cards, curves=curves, slo_tpot_ms=slo_tpot

@@ -215,12 +215,22 @@ async def _summaries(session: AsyncSession, run_id: int) -> list[dict[str, Any]]
 
 
 async def step_summaries(session: AsyncSession, run_id: int) -> list[StepSummary]:
+    return (await steps_of(session, run_ids=[run_id]))[run_id]
+
+
+async def steps_of(session: AsyncSession, *, run_ids: list[int]) -> dict[int, list[StepSummary]]:
+    """The step summaries of runs as stored, in one query, read through the one step type."""
     rows = (
-        await session.scalars(
-            select(RunStep.summary).where(RunStep.run_id == run_id).order_by(RunStep.step_index)
+        await session.execute(
+            select(RunStep.run_id, RunStep.summary)
+            .where(RunStep.run_id.in_(run_ids))
+            .order_by(RunStep.run_id, RunStep.step_index)
         )
     ).all()
-    return [StepSummary.model_validate(row) for row in rows]
+    found: dict[int, list[StepSummary]] = {run_id: [] for run_id in run_ids}
+    for run_id, summary in rows:
+        found[run_id].append(StepSummary.model_validate(summary))
+    return found
 
 
 async def recompute(session: AsyncSession, *, run_id: int) -> int:

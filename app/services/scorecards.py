@@ -219,19 +219,6 @@ async def latency_history(
     ]  # fmt: skip
 
 
-async def steps_of(session: AsyncSession, *, run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    """The step summaries of several runs, in one query."""
-    rows = (
-        await session.scalars(
-            select(RunStep).where(RunStep.run_id.in_(run_ids)).order_by(RunStep.run_id, RunStep.step_index)
-        )
-    ).all()
-    found: dict[int, list[dict[str, Any]]] = {run_id: [] for run_id in run_ids}
-    for row in rows:
-        found[row.run_id].append(dict(row.summary))
-    return found
-
-
 async def measured_endpoints(session: AsyncSession, *, profile: str, limit: int) -> list[Endpoint]:
     """The endpoints with a measured run of the profile, by name (in SQL)."""
     has_run = (
