@@ -91,18 +91,15 @@ class Guard:
         # Paths that take files (result imports) have a limit of their own.
         self.uploads, self.max_upload_bytes = uploads, max_upload_bytes or max_body_bytes
 
-    def limit_for(self, path: str) -> int:
-        return (
-            self.max_upload_bytes
-            if self.uploads is not None and self.uploads.fullmatch(path)
-            else self.max_body_bytes
-        )
+    def is_upload(self, path: str) -> bool:
+        return self.uploads is not None and self.uploads.fullmatch(path) is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope.get("path", ""))
+        upload = self.is_upload(scope.get("path", ""))
+        limit = self.max_upload_bytes if upload else self.max_body_bytes
         declared_length = 2**63  # a chunked body: its length is unknown
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -125,8 +122,6 @@ class Guard:
                 if received > limit:
                     raise BodyTooLarge(limit)
             return message
-
-        upload = self.uploads is not None and self.uploads.fullmatch(scope.get("path", "")) is not None
 
         async def watching_send(message: Message) -> None:
             nonlocal started

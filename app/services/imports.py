@@ -6,8 +6,8 @@ smartbench's own runs. The profile named (else none, "imported") gives the SLO a
 price; the workload in the run's snapshot is the one the tool ran. Everything happens in the
 caller's transaction after every file has parsed, so a bad file stores nothing.
 
-Parsing runs in a worker thread (never on the event loop that serves pages), one import at a
-time per process, after `check.bound` has judged what the files would take in memory; the
+Parsing runs off the event loop that serves pages (a worker thread, or a worker process for
+large files), one import at a time, after `check.bound` has judged what the files would take in memory; the
 parsed run passes `check.check` before anything is summarised. The run's time is the import's
 (`created_at`): a file cannot date itself into the future and own the scorecard; the tool's own
 start and end stay as the run's `started_at`/`finished_at` and in its import note."""
@@ -15,7 +15,6 @@ start and end stay as the run's `started_at`/`finished_at` and in its import not
 from __future__ import annotations
 
 import pickle
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,6 +22,8 @@ from typing import Any
 
 import anyio
 import anyio.to_process
+from anyio import CapacityLimiter
+from anyio.lowlevel import RunVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import importers
@@ -39,7 +40,17 @@ from app.services import profiles as profile_service
 from app.services import runs
 
 UNPROFILED = "imported"  # the profile name of imports made without one
-_PARSING = threading.Lock()  # one import parses at a time in a process: memory stays bounded
+# One import parses at a time (thread or worker process alike): the memory bound holds for all.
+_PARSING: RunVar[CapacityLimiter] = RunVar("smartbench_import_parsing")
+
+
+def _one_at_a_time() -> CapacityLimiter:
+    try:
+        return _PARSING.get()
+    except LookupError:
+        limiter = CapacityLimiter(1)
+        _PARSING.set(limiter)
+        return limiter
 
 
 @dataclass(frozen=True)
@@ -77,20 +88,19 @@ def prepare(
 ) -> Prepared:
     """Off the event loop (a worker thread, or a worker process for large files): bound, parse
     once, check, summarise, and the samples' rows."""
-    with _PARSING:
-        check.bound(files, max_memory=limits.max_memory_bytes)
-        imported = importers.parse(files, fmt)
-        check.check(imported, now=now, max_samples=limits.max_samples)
-        steps = importers.step_results(imported, slo)
-        batches = [
-            [pickle.dumps(rows[i : i + runs.SAMPLE_BATCH]) for i in range(0, len(rows), runs.SAMPLE_BATCH)]
-            for rows in runs.sample_rows(steps)
-        ]
-        count = sum(len(step.samples) for step in steps)
-        for step in imported.steps:
-            step.samples = [] if step.samples else None
-        light = [replace(step, samples=[]) for step in steps]
-        return Prepared(imported, light, batches, count)
+    check.bound(files, max_memory=limits.max_memory_bytes)
+    imported = importers.parse(files, fmt)
+    check.check(imported, now=now, max_samples=limits.max_samples)
+    steps = importers.step_results(imported, slo)
+    batches = [
+        [pickle.dumps(rows[i : i + runs.SAMPLE_BATCH]) for i in range(0, len(rows), runs.SAMPLE_BATCH)]
+        for rows in runs.sample_rows(steps)
+    ]
+    count = sum(len(step.samples) for step in steps)
+    for step in imported.steps:
+        step.samples = [] if step.samples else None
+    light = [replace(step, samples=[]) for step in steps]
+    return Prepared(imported, light, batches, count)
 
 
 async def parse(
@@ -102,10 +112,13 @@ async def parse(
     holds it for 0.2 s and its half a million Python objects contend for it for seconds, which
     /healthz felt as 70 ms p50 in a thread)."""
     size = sum(len(raw) for _, raw in files)
+    limiter = _one_at_a_time()
     try:
         if size <= limits.in_process_bytes:
-            return await anyio.to_thread.run_sync(prepare, files, fmt, slo, now, limits)
-        return await anyio.to_process.run_sync(prepare, files, fmt, slo, now, limits, cancellable=True)
+            return await anyio.to_thread.run_sync(prepare, files, fmt, slo, now, limits, limiter=limiter)
+        return await anyio.to_process.run_sync(
+            prepare, files, fmt, slo, now, limits, cancellable=True, limiter=limiter
+        )
     except ImportProblem as exc:
         raise _refused(exc) from exc
 
@@ -148,6 +161,10 @@ async def import_run(
             profile = await profile_service.get_by_name(session, profile_name)
         except NotFound as exc:
             raise ValidationFailed(exc.message, fields={"profile": exc.message}) from exc
+    if tool_version is not None and len(tool_version) > MAX_TEXT["tool_version"]:
+        raise ValidationFailed(
+            "the tool version is too long", fields={"tool_version": "at most 50 characters"}
+        )
     base = profile_service.snapshot(profile) if profile is not None else _unprofiled()
     prepared = await parse(files, fmt, SLO.from_profile(base), now=now, limits=limits or ImportLimits())
     imported, steps = prepared.imported, prepared.steps
@@ -161,10 +178,6 @@ async def import_run(
             f"the tool ran {snapshot['input_tokens_mean']} input and {snapshot['output_tokens_mean']} output tokens; "
             f"profile {profile.name} asks {profile.input_tokens_mean} and {profile.output_tokens_mean}: "
             "judged by its SLO, not its workload"
-        )
-    if tool_version is not None and len(tool_version) > MAX_TEXT["tool_version"]:
-        raise ValidationFailed(
-            "the tool version is too long", fields={"tool_version": "at most 50 characters"}
         )
     version = imported.tool_version or tool_version
     cost = {field: getattr(endpoint, field) for field in runs.COST_FIELDS}
