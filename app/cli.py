@@ -438,30 +438,36 @@ def probe(
     levels = _levels(rate, float) if rate else _levels(concurrency or "1", int)
     if search and (len(levels) < 2 or (slo_ttft_ms is None and slo_tpot_ms is None)):
         raise _fail("--search needs two levels (start and ceiling) and --slo-ttft-ms or --slo-tpot-ms", 2)
-    code = run_probe_command(
-        base_url=base_url,
-        model=model,
-        api=api,
-        api_key=api_key,
-        mode="rate" if rate else "concurrency",
-        levels=levels,
+    from app.probe.process import ProbeSpec
+    from app.probe.types import Target, Timeouts, Workload
+    from app.snapshot import ProfileSnapshot
+
+    flags = ProfileSnapshot(
+        name=profile or "",
+        input_tokens_mean=input_tokens,
+        output_tokens_mean=output_tokens,
+        load_mode="rate" if rate else "concurrency",
+        load_levels=list(levels),
         arrival=arrival,
         max_concurrency=max_concurrency,
-        requests=requests,
-        duration=duration,
-        warmup=warmup,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        profile=profile,
-        tokenizer=tokenizer,
+        requests_per_step=requests,
+        duration_per_step_s=duration,
+        warmup_requests=warmup,
+        search=search,
+        search_max_steps=search_max_steps,
         slo_ttft_ms=slo_ttft_ms,
         slo_tpot_ms=slo_tpot_ms,
-        json_out=json_out,
-        timeouts=(timeout_connect, timeout_ttft, timeout_idle, timeout_total),
+    )
+    spec = ProbeSpec(
+        Target(base_url.rstrip("/"), model, api, api_key),
+        Workload.from_profile(flags),
+        timeouts=Timeouts(timeout_connect, timeout_ttft, timeout_idle, timeout_total),
+        tokenizer=tokenizer,
         processes=processes,
         metrics_url=metrics_url,
-        console=err if json_out == "-" else out,
-        search_max_steps=search_max_steps if search else None,
+    )
+    code = run_probe_command(
+        spec=spec, profile=profile, json_out=json_out, console=err if json_out == "-" else out
     )
     raise typer.Exit(code)
 

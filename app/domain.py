@@ -77,15 +77,6 @@ class SLO:
         if float(self.percentile) not in PERCENTILE_KEYS:
             raise ValueError(f"an SLO percentile is one of 50, 90, 95 or 99, not {self.percentile:g}")
 
-    @classmethod
-    def from_profile(cls, profile: Mapping[str, Any]) -> SLO:
-        return cls(
-            ttft_ms=profile.get("slo_ttft_ms"),
-            tpot_ms=profile.get("slo_tpot_ms"),
-            e2e_ms=profile.get("slo_e2e_ms"),
-            percentile=float(profile.get("slo_percentile") or DEFAULT_PERCENTILE),
-        )
-
     @property
     def defined(self) -> bool:
         return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
@@ -166,28 +157,6 @@ def degraded_reasons(step: Mapping[str, Any]) -> list[str]:
         pct = quality.get("osl_mismatch_pct")
         reasons.append("output length off by " + (f"{pct:+.1f} %" if pct is not None else "more than 5 %"))
     return reasons
-
-
-# -- what a run ran on: the keys that mark a price change or a serving-stack change on a trend ----
-
-PRICE_FIELDS = ("gpu_count", "price_per_gpu_hour", "overhead_per_hour",
-                "input_price_per_million", "output_price_per_million", "electricity_price_per_kwh")  # fmt: skip
-# Fields added after runs were keyed: they count only when set, so older keys stay equal.
-LATE_KEY_FIELDS = frozenset({"electricity_price_per_kwh"})
-STACK_FIELDS = ("model", "engine", "engine_version", "quantization", "gpu_model", "gpu_count")
-
-
-def snapshot_key(snapshot: Mapping[str, Any] | None, fields: tuple[str, ...]) -> str:
-    """A short stable digest of the fields of a run's snapshot: two runs with the same key ran
-    at the same prices (PRICE_FIELDS) or on the same serving stack (STACK_FIELDS)."""
-    import hashlib
-    import json
-
-    snap = snapshot or {}
-    picked = {
-        name: snap.get(name) for name in fields if name not in LATE_KEY_FIELDS or snap.get(name) is not None
-    }
-    return hashlib.sha1(json.dumps(picked, sort_keys=True).encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 # -- the conformance checklist (app/probe/checklist.py runs it; the A and T letters read it) -----------

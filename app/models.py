@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -33,11 +34,13 @@ from sqlalchemy import (
     literal_column,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from app.domain import DEFAULT_PERCENTILE, RunSource
+from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
+from app.summary import Scorecard, StepSummary
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -46,6 +49,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def utcnow() -> datetime:
@@ -71,6 +77,46 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class Typed(TypeDecorator[M]):
+    """A JSON column read and written as one of the domain's types: the one mapping between a
+    run's stored JSON and its model. A dict given for it is validated into the model first, so
+    what is stored always has the model's shape; what is read is validated the same way, so a
+    run stored by an older version reads with the defaults of the keys it lacks. `empty_as_none`:
+    SQL NULL and `{}` both read as None, and None is stored as `{}` (a run not judged yet)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, model: type[M], *, empty_as_none: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.empty_as_none = empty_as_none
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None or (self.empty_as_none and value == {}):
+            return {} if self.empty_as_none else None
+        if not isinstance(value, self.model):
+            value = self.model.model_validate(value)
+        return value.model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Any) -> M | None:
+        if value is None or (self.empty_as_none and not value):
+            return None
+        return self.model.model_validate(value)
+
+
+def typed(table: type[Base], key: str, value: Any) -> Any:
+    """`value` as the model of the Typed column `key` of `table` (a dict validated, `{}` None
+    where the column reads empty as None)."""
+    kind = table.__table__.c[key].type
+    assert isinstance(kind, Typed)
+    if value is None or isinstance(value, kind.model):
+        return value
+    if kind.empty_as_none and value == {}:
+        return None
+    return kind.model.model_validate(value)
 
 
 class Base(DeclarativeBase):
@@ -328,9 +374,11 @@ class Run(Base):
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="SET NULL"))
     schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
     profile_name: Mapped[str] = mapped_column(String(64))
-    profile_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
-    cost_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
-    endpoint_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    profile_snapshot: Mapped[ProfileSnapshot] = mapped_column(Typed(ProfileSnapshot))
+    cost_snapshot: Mapped[CostInputs] = mapped_column(Typed(CostInputs))
+    endpoint_snapshot: Mapped[EndpointSnapshot] = mapped_column(
+        Typed(EndpointSnapshot), default=EndpointSnapshot
+    )
     environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # detected engine, client
 
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.queued.value)
@@ -346,7 +394,9 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # live: step, done, planned
     # Judged at completion (app/scoring) and kept for fast trend queries; recomputable.
-    scorecard: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    scorecard: Mapped[Scorecard | None] = mapped_column(
+        Typed(Scorecard, empty_as_none=True), default=dict, nullable=False
+    )
     cost_per_million_tokens_at_slo: Mapped[float | None] = mapped_column(Float)
     output_tokens_per_s_at_slo: Mapped[float | None] = mapped_column(Float)
     # The scorecard rests on a step measured with a degraded client (client-bound, output length off).
@@ -365,6 +415,11 @@ class Run(Base):
     steps: Mapped[list[RunStep]] = relationship(
         lazy="raise", order_by="RunStep.step_index", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @validates("profile_snapshot", "cost_snapshot", "endpoint_snapshot", "scorecard")
+    def _typed(self, key: str, value: Any) -> Any:
+        """A dict set on a typed column becomes its model at once, not only once stored."""
+        return typed(Run, key, value)
 
 
 class RunStep(Base):
@@ -448,7 +503,11 @@ class RunStep(Base):
     energy_source: Mapped[str | None] = mapped_column(String(16))  # measured | declared
 
     # The full summary object of DESIGN's run-summary JSON, as computed.
-    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[StepSummary] = mapped_column(Typed(StepSummary), default=StepSummary)
+
+    @validates("summary")
+    def _typed(self, key: str, value: Any) -> Any:
+        return typed(RunStep, key, value)
 
 
 class RequestSample(Base):

@@ -20,6 +20,7 @@ from pydantic import (
 
 from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
 from app.security.redact import shown
+from app.summary import Scorecard
 
 T = TypeVar("T")
 
@@ -429,18 +430,6 @@ class RunListItem(BaseModel):
         return shown(value)  # a target's excerpt only for editors and admins
 
 
-class Letter(BaseModel):
-    letter: str
-    name: str
-    score: float | None
-    status: str
-    degraded: list[str] = Field(
-        default_factory=list, description="why steps this letter rests on are degraded measurements"
-    )
-    evidence: list[dict[str, Any]]
-    how: str
-
-
 class TrendPoint(BaseModel):
     """One run, or one time bucket of runs (then `at` is the bucket's start, the cost its median)."""
 
@@ -456,23 +445,16 @@ class TrendPoint(BaseModel):
     imported: int = Field(default=0, description="runs here imported from another tool")
 
 
-class Scorecard(BaseModel):
-    """One endpoint on one profile: the latest successful run judged, and its 30-day trend."""
+class EndpointScorecard(Scorecard):
+    """One endpoint on one profile: the latest measured run's scorecard (app/summary.Scorecard,
+    as stored), and its 30-day trend."""
 
     endpoint_id: int
     endpoint: str
     profile: str
     run_id: int | None
     measured_at: datetime | None
-    letters: list[Letter]
-    operating_point: dict[str, Any] | None
-    capacity: float | None
-    slo: dict[str, Any] | None
     cost_per_million_tokens_at_slo: float | None
-    quality: dict[str, Any] = Field(
-        default_factory=lambda: {"degraded": False, "reasons": []},
-        description="degraded: the scores and cost rest on steps measured with a degraded client",
-    )
     pricing: str
     trend: list[TrendPoint]
     source: str = Field(
@@ -576,7 +558,7 @@ class ProfileHistory(BaseModel):
     """One profile on the endpoint page: its scorecard, cost trend and latency history."""
 
     profile: str
-    scorecard: Scorecard
+    scorecard: EndpointScorecard
     grain: Literal["run", "hour", "day", "week"]
     cost: list[CostSeries]
     percentile: str = Field(description="the latency history's statistic: the SLO's percentile")
@@ -613,7 +595,7 @@ class ComparePage(BaseModel):
 
     profile: str
     picked: list[int] = Field(description="endpoint ids compared (those asked for, else the measured ones)")
-    cards: list[Scorecard]
+    cards: list[EndpointScorecard]
     curves: list[CompareCurve]
     slo_tpot_ms: float | None
 

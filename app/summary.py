@@ -1,5 +1,7 @@
-"""The step summary and the run summary: one type each, serialised alike by `smartbench probe
---json`, `GET /api/v1/runs/{id}` and the run page (DESIGN.md, "Run summary JSON").
+"""The step summary, the scorecard and the run summary: one type each, serialised alike by
+`smartbench probe --json`, `GET /api/v1/runs/{id}` and the run page (DESIGN.md, "Run summary
+JSON"). The runs table keeps the step summaries and the scorecard as JSON, mapped to these types
+(app/models.Typed).
 
 The probe builds a StepSummary from its samples (app/probe/stats.py); the database keeps its
 JSON; whoever reads it back validates it into the same type, so every reader sees the same keys,
@@ -11,8 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer
 
-from app.domain import DEFAULT_PERCENTILE, degraded_reasons, load_kind, load_label, load_of
+from app.domain import DEFAULT_PERCENTILE, SLO, degraded_reasons, load_kind, load_label, load_of
 from app.security.redact import shown
+from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
 
 
 class _Model(BaseModel):
@@ -77,7 +80,18 @@ class Telemetry(_Model):
     series: list[list[float | None]] = Field(default_factory=list)  # [t s, running, waiting, kv, watts]
 
 
-class StepSummary(_Model):
+class StepCosts(_Model):
+    """Cost and energy at a step's throughput (app/scoring/cost.step_costs)."""
+
+    cost_per_million_output_tokens: float | None = None
+    cost_per_million_tokens: float | None = None
+    cost_per_million_good_tokens: float | None = None
+    cost_per_million_tokens_blended: float | None = None
+    tokens_per_joule: float | None = None
+    energy_source: str | None = None  # "measured" (the server's DCGM metrics) | "declared" (watts typed in)
+
+
+class StepSummary(StepCosts):
     concurrency: int | None = None
     request_rate: float | None = None
     duration_s: float = 0.0
@@ -103,12 +117,6 @@ class StepSummary(_Model):
     itl_basis: str | None = None
     tokens_per_chunk_mean: float | None = None
     quality: Quality = Field(default_factory=Quality)
-    cost_per_million_output_tokens: float | None = None
-    cost_per_million_tokens: float | None = None
-    cost_per_million_good_tokens: float | None = None
-    cost_per_million_tokens_blended: float | None = None
-    tokens_per_joule: float | None = None
-    energy_source: str | None = None  # "measured" (the server's DCGM metrics) | "declared" (watts typed in)
     telemetry: Telemetry | None = None
 
     @computed_field  # type: ignore[prop-decorator]
@@ -136,10 +144,108 @@ class StepSummary(_Model):
         return self.model_dump(mode="json")
 
 
+# -- the judgement of a run (app/scoring/smart.py builds it) ------------------------------------------
+
+NOT_MEASURED = "not measured yet"
+
+
+class Evidence(_Model):
+    """One figure or fact a letter used: a number with its unit, a word, or a check's outcome."""
+
+    label: str
+    value: bool | int | float | str | None = None
+    unit: str = ""
+
+
+class Judgement(_Model):
+    """One SMART letter: 0-100, or None ("not measured yet"), with what it rests on and how to
+    redo it by hand."""
+
+    letter: str
+    name: str
+    score: float | None = None
+    status: str = NOT_MEASURED  # "scored" | "not measured yet"
+    degraded: list[str] = Field(
+        default_factory=list, description="why steps this letter rests on are degraded measurements"
+    )
+    evidence: list[Evidence] = Field(default_factory=list)
+    how: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        letter: str,
+        name: str,
+        score: float | None,
+        evidence: list[Evidence],
+        how: str,
+        degraded: list[str] | None = None,
+    ) -> Judgement:
+        return cls(
+            letter=letter,
+            name=name,
+            score=None if score is None else round(score, 1),
+            status="scored" if score is not None else NOT_MEASURED,
+            degraded=degraded or [],
+            evidence=evidence,
+            how=how,
+        )
+
+
+class OperatingPoint(StepCosts):
+    """Where the endpoint gives the most throughput while meeting the SLO, with the costs there."""
+
+    load: float
+    load_kind: str  # concurrency | rate
+    output_tokens_per_s: float
+    total_tokens_per_s: float | None = None
+    tokens_per_s_per_user: float | None = None
+    step_index: int
+    interpolated: bool = False
+    next_step_index: int | None = None  # the step that breaks the SLO, when interpolated
+    degraded: list[str] = Field(default_factory=list)
+    # Used for its costs, not shown.
+    input_tokens_per_s: float | None = Field(default=None, exclude=True)
+    good_tokens_per_s: float | None = Field(default=None, exclude=True)
+
+    @property
+    def step_indices(self) -> list[int]:
+        return [self.step_index] + ([self.next_step_index] if self.next_step_index is not None else [])
+
+
+class CardQuality(_Model):
+    """degraded: the scores and cost rest on steps measured with a degraded client."""
+
+    degraded: bool = False
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Scorecard(_Model):
+    """A run's judgement. Generated history (synthetic runs) keeps only its operating point."""
+
+    operating_point: OperatingPoint | None = None
+    quality: CardQuality = Field(
+        default_factory=CardQuality,
+        description="degraded: the scores and cost rest on steps measured with a degraded client",
+    )
+    capacity: float | None = None
+    slo: SLO | None = None
+    letters: list[Judgement] = Field(default_factory=list)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+class RunEndpoint(EndpointSnapshot):
+    """A stored run's endpoint: its id, and its stack as the run remembers it."""
+
+    id: int | None = None
+
+
 class RunSummary(_Model):
     run_id: int | None = None
-    endpoint: str | dict[str, Any] | None = None
-    profile: str | dict[str, Any] | None = None
+    endpoint: str | RunEndpoint | None = None  # the probe's CLI: the base URL
+    profile: str | ProfileSnapshot | None = None  # the probe's CLI: the profile's name
     started_at: str | None = None
     finished_at: str | None = None
     status: str
@@ -168,6 +274,6 @@ class RunSummary(_Model):
     source: str | None = None
     trigger: str | None = None
     created_at: str | None = None
-    cost_inputs: dict[str, Any] | None = None
+    cost_inputs: CostInputs | None = None
     progress: dict[str, Any] | None = None
-    scorecard: dict[str, Any] | None = None
+    scorecard: Scorecard | None = None

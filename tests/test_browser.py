@@ -118,7 +118,7 @@ def test_login_register_list_and_field_error(tmp_path: Path, database_url: str |
         page.select_option("#f-profile", "chat")
         page.click("#import-form button[type=submit]")
         expect(page.locator("#import-note")).to_contain_text("Imported from vllm")
-        expect(page.locator(".badge.imported")).to_contain_text("imported · vllm")
+        expect(page.locator(".badge.imported").first).to_contain_text("imported · vllm")
         expect(page.locator("#steps-table tbody tr")).to_have_count(2)
         page.screenshot(path=str(ARTIFACTS / f"imported-run-{tag}.png"), full_page=True)
         # The admin deletes it again (after confirming): back on the endpoint, no imported run left.

@@ -22,12 +22,12 @@ async def _seed(app) -> None:  # type: ignore[no-untyped-def]
     now = app.state.clock()
     async with unit_of_work(app.state.sessionmaker) as session:
         for name, cost, point, age in (
-            ("a-self", SELF, {"load": 32.0, "load_kind": "concurrency", "output_tokens_per_s": 3000.0,
+            ("a-self", SELF, {"step_index": 0, "load": 32.0, "load_kind": "concurrency", "output_tokens_per_s": 3000.0,
                               "total_tokens_per_s": 15000.0, "tokens_per_joule": 0.6, "energy_source": "measured",
                               "cost_per_million_tokens": 0.5, "degraded": []}, 1),
-            ("b-hosted", HOSTED, {"load": 8.0, "load_kind": "concurrency", "output_tokens_per_s": 3200.0,
+            ("b-hosted", HOSTED, {"step_index": 0, "load": 8.0, "load_kind": "concurrency", "output_tokens_per_s": 3200.0,
                                   "total_tokens_per_s": 16000.0, "cost_per_million_tokens": 0.64, "degraded": []}, 2),
-            ("c-stale", SELF, {"load": 64.0, "load_kind": "concurrency", "output_tokens_per_s": 5000.0,
+            ("c-stale", SELF, {"step_index": 0, "load": 64.0, "load_kind": "concurrency", "output_tokens_per_s": 5000.0,
                                "total_tokens_per_s": 20000.0, "cost_per_million_tokens": 0.3, "degraded": []}, 45),
         ):  # fmt: skip
             endpoint = Endpoint(name=name, base_url="http://127.0.0.1:9/v1", model="m", tags=[], **cost)

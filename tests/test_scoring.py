@@ -7,8 +7,10 @@ import pytest
 from app.domain import SLO
 from app.probe.stats import summarize_step
 from app.probe.types import Sample
-from app.scoring.cost import CostInputs, per_million, step_costs, tokens_per_joule
+from app.scoring.cost import per_million, step_costs, tokens_per_joule
 from app.scoring.smart import log_score, operating_point, smart_letters
+from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
+from app.summary import Quality, StepSummary
 
 H100 = CostInputs(gpu_count=8, price_per_gpu_hour=2.5, watts_per_gpu=700)  # $20/h, 5.6 kW
 HOSTED = CostInputs(input_price_per_million=0.6, output_price_per_million=2.4)
@@ -16,35 +18,37 @@ HOSTED = CostInputs(input_price_per_million=0.6, output_price_per_million=2.4)
 
 def step(
     c: int, out_tps: float, ttft_p99: float, tpot_p99: float, *, in_tps: float | None = None, failed: int = 0
-) -> dict:
+) -> StepSummary:
     in_tps = out_tps if in_tps is None else in_tps
-    return {
-        "concurrency": c,
-        "request_rate": None,
-        "requests": {"sent": 100, "completed": 100 - failed, "failed": failed, "errors": {}},
-        "ttft_ms": {"p99": ttft_p99, "p50": ttft_p99 / 2},
-        "tpot_ms": {"p99": tpot_p99, "p50": tpot_p99 / 2},
-        "e2e_ms": {"p99": None},
-        "output_tokens_per_s": out_tps,
-        "input_tokens_per_s": in_tps,
-        "total_tokens_per_s": out_tps + in_tps,
-        "good_tokens_per_s": out_tps + in_tps,
-        "tokens_per_s_per_user": {"p50": 1000 / (tpot_p99 / 2)},
-        "slo_attainment": 1.0 - failed / 100,
-        "token_count_source": "usage",
-        "quality": {"osl_mismatch_flag": False},
-    }
+    return StepSummary.model_validate(
+        {
+            "concurrency": c,
+            "request_rate": None,
+            "requests": {"sent": 100, "completed": 100 - failed, "failed": failed, "errors": {}},
+            "ttft_ms": {"p99": ttft_p99, "p50": ttft_p99 / 2},
+            "tpot_ms": {"p99": tpot_p99, "p50": tpot_p99 / 2},
+            "e2e_ms": {"p99": None},
+            "output_tokens_per_s": out_tps,
+            "input_tokens_per_s": in_tps,
+            "total_tokens_per_s": out_tps + in_tps,
+            "good_tokens_per_s": out_tps + in_tps,
+            "tokens_per_s_per_user": {"p50": 1000 / (tpot_p99 / 2)},
+            "slo_attainment": 1.0 - failed / 100,
+            "token_count_source": "usage",
+            "quality": {"osl_mismatch_flag": False},
+        }
+    )
 
 
 def test_self_hosted_costs() -> None:
     # $20/h at 1000 output tok/s = 3.6 M tokens/h -> $5.5556 per million output tokens;
     # total 2000 tok/s -> $2.7778 per million tokens.
-    costs = step_costs(step(8, 1000, 100, 20), H100)
-    assert costs["cost_per_million_output_tokens"] == pytest.approx(20 / 3.6)
-    assert costs["cost_per_million_tokens"] == pytest.approx(20 / 7.2)
-    assert costs["cost_per_million_tokens_blended"] == costs["cost_per_million_tokens"]
+    costs = step_costs(step(8, 1000, 100, 20).as_dict(), H100)
+    assert costs.cost_per_million_output_tokens == pytest.approx(20 / 3.6)
+    assert costs.cost_per_million_tokens == pytest.approx(20 / 7.2)
+    assert costs.cost_per_million_tokens_blended == costs.cost_per_million_tokens
     # 1000 tok/s over 8 x 700 W = 0.17857 tokens per joule
-    assert costs["tokens_per_joule"] == pytest.approx(1000 / 5600)
+    assert costs.tokens_per_joule == pytest.approx(1000 / 5600)
 
 
 def test_overhead_is_added_to_the_hourly_cost() -> None:
@@ -56,17 +60,17 @@ def test_overhead_is_added_to_the_hourly_cost() -> None:
 def test_per_token_costs_follow_the_token_mix() -> None:
     # 3000 input tok/s x $0.6/M + 1000 output tok/s x $2.4/M = $0.0042/s;
     # per million output tokens: 0.0042 / 1000 x 1e6 = $4.20; per million tokens: 0.0042/4000 x 1e6 = $1.05
-    costs = step_costs(step(8, 1000, 100, 20, in_tps=3000), HOSTED)
-    assert costs["cost_per_million_output_tokens"] == pytest.approx(4.2)
-    assert costs["cost_per_million_tokens"] == pytest.approx(1.05)
+    costs = step_costs(step(8, 1000, 100, 20, in_tps=3000).as_dict(), HOSTED)
+    assert costs.cost_per_million_output_tokens == pytest.approx(4.2)
+    assert costs.cost_per_million_tokens == pytest.approx(1.05)
     # blended 3:1 = (3 x 0.6 + 2.4) / 4 = 1.05
-    assert costs["cost_per_million_tokens_blended"] == pytest.approx(1.05)
-    assert costs["tokens_per_joule"] is None  # no power declared
+    assert costs.cost_per_million_tokens_blended == pytest.approx(1.05)
+    assert costs.tokens_per_joule is None  # no power declared
 
 
 def test_missing_price_is_null_never_zero() -> None:
-    costs = step_costs(step(8, 1000, 100, 20), CostInputs())
-    assert all(value is None for value in costs.values())
+    costs = step_costs(step(8, 1000, 100, 20).as_dict(), CostInputs())
+    assert all(value is None for value in costs.model_dump().values())
     assert tokens_per_joule(None, H100) is None
 
 
@@ -79,7 +83,7 @@ def test_operating_point_interpolates_to_the_slo_crossing() -> None:
     assert point is not None and point.interpolated
     assert point.load == pytest.approx(12)
     assert point.output_tokens_per_s == pytest.approx(900)
-    assert point.costs["cost_per_million_tokens"] == pytest.approx(20 / (1800 * 3600) * 1e6)
+    assert point.cost_per_million_tokens == pytest.approx(20 / (1800 * 3600) * 1e6)
 
 
 def test_failures_break_the_slo_without_extrapolation() -> None:
@@ -107,11 +111,11 @@ def test_letters_by_hand() -> None:
     steps = [step(1, 100, 100, 20), step(8, 700, 250, 25)]
     card = smart_letters(
         steps,
-        profile,
+        ProfileSnapshot.model_validate(profile),
         H100,
-        {"engine": "vllm", "gpu_count": 8, "gpu_model": "H100"},
+        EndpointSnapshot(engine="vllm", gpu_count=8, gpu_model="H100"),
         {"continuous_usage": True},
-    )
+    ).model_dump()
     letters = {entry["letter"]: entry for entry in card["letters"]}
     # Capacity 8 (no heavier step breaks the SLO): 100 x log2(9) / log2(257) = 39.6;
     # speed-up 700/100 = 7 over a load ratio of 8: 100 x log2(7) / log2(8) = 93.6; S = 66.6
@@ -130,7 +134,9 @@ def test_letters_by_hand() -> None:
 
 
 def test_unpriced_endpoint_has_no_r_letter() -> None:
-    card = smart_letters([step(1, 100, 100, 20)], {"slo_ttft_ms": 500}, CostInputs(), {}, {})
+    card = smart_letters(
+        [step(1, 100, 100, 20)], ProfileSnapshot(slo_ttft_ms=500), CostInputs(), EndpointSnapshot(), {}
+    ).model_dump()
     assert {e["letter"]: e["score"] for e in card["letters"]}["R"] is None
 
 
@@ -161,7 +167,7 @@ def test_one_percent_failures_is_the_boundary_for_probe_and_scoring_alike(failed
     assert summary.requests.sent == 100 and summary.requests.failed == failed
     assert summary.slo is not None and summary.slo.met is meets  # the probe's verdict
     assert slo.step_meets(summary.as_dict()) is meets  # the scoring's verdict, same definition
-    point = operating_point([summary.as_dict()], slo, H100)
+    point = operating_point([summary], slo, H100)
     assert (point is not None) is meets
 
 
@@ -174,15 +180,16 @@ def test_slo_percentiles_are_the_ones_a_summary_holds() -> None:
 def test_letters_resting_on_a_client_bound_step_are_marked() -> None:
     profile = {"slo_ttft_ms": 500, "slo_tpot_ms": 50, "slo_percentile": 99, "target_price_per_million": 2.0}
     bound = step(8, 700, 250, 25)
-    bound["quality"] = {"osl_mismatch_flag": False, "client_bound": True,
-                        "client_notes": ["event-loop lag p99 21.0 ms (limit 5 ms)", "probe CPU 40% of a core"]}  # fmt: skip
-    card = smart_letters([step(1, 100, 100, 20), bound], profile, H100, {"gpu_count": 8}, {})
+    bound = bound.model_copy(update={"quality": Quality(client_bound=True,
+                        client_notes=["event-loop lag p99 21.0 ms (limit 5 ms)", "probe CPU 40% of a core"])})  # fmt: skip
+    snap, eight = ProfileSnapshot.model_validate(profile), EndpointSnapshot(gpu_count=8)
+    card = smart_letters([step(1, 100, 100, 20), bound], snap, H100, eight, {}).model_dump()
     letters = {entry["letter"]: entry for entry in card["letters"]}
     reason = "c=8: client-bound (event-loop lag p99 21.0 ms (limit 5 ms))"
     assert card["quality"] == {"degraded": True, "reasons": [reason]}
     assert letters["R"]["degraded"] == [reason]  # the cost is quoted at c=8
     assert card["operating_point"]["degraded"] == [reason]
     assert letters["T"]["degraded"] == []
-    clean = smart_letters([step(1, 100, 100, 20), step(8, 700, 250, 25)], profile, H100, {"gpu_count": 8}, {})
+    clean = smart_letters([step(1, 100, 100, 20), step(8, 700, 250, 25)], snap, H100, eight, {}).model_dump()
     assert clean["quality"] == {"degraded": False, "reasons": []}
     assert all(entry["degraded"] == [] for entry in clean["letters"])

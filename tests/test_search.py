@@ -135,8 +135,10 @@ async def test_a_search_needs_two_levels_and_an_slo(app, client, people) -> None
 
 @pytest.mark.parametrize("levels", [[1, 64]])
 def test_the_search_spec_comes_from_the_profile(levels: list[int]) -> None:
-    from app.services.execution import search_spec
+    from app.snapshot import ProfileSnapshot
 
-    spec = search_spec({**SEARCH, "load_levels": levels, "load_mode": "concurrency"})
-    assert spec == SearchSpec(start=1, ceiling=64, integer=True, max_steps=12, budget_s=900.0)
-    assert search_spec({**SEARCH, "search": False}) is None
+    profile = ProfileSnapshot.model_validate({**SEARCH, "load_levels": levels, "load_mode": "concurrency"})
+    assert SearchSpec.from_profile(profile) == SearchSpec(
+        start=1, ceiling=64, integer=True, max_steps=12, budget_s=900.0
+    )
+    assert SearchSpec.from_profile(profile.model_copy(update={"search": False})) is None

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import unit_of_work
-from app.domain import PRICE_FIELDS, STACK_FIELDS, snapshot_key
 from app.models import Endpoint, Run, RunStep
 from app.security.crypto import SecretBox
 from app.services import history, scorecards, trends
+from app.snapshot import PRICE_FIELDS, STACK_FIELDS, CostInputs, EndpointSnapshot
 from tests.conftest import bearer
 
 NOW = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)  # a Wednesday
@@ -33,14 +33,14 @@ async def _endpoint(session, name: str) -> Endpoint:  # type: ignore[no-untyped-
 
 def _run(endpoint_id: int, at: datetime, cost: float | None, *, price: float = 2.0, version: str = "1",
          source: str = "smartbench", degraded: bool = False) -> Run:  # fmt: skip
-    cost_snapshot = {"gpu_count": 8, "price_per_gpu_hour": price}
-    stack = {"engine": "vllm", "engine_version": version, "gpu_count": 8}
+    cost_snapshot = CostInputs(gpu_count=8, price_per_gpu_hour=price)
+    stack = EndpointSnapshot(engine="vllm", engine_version=version, gpu_count=8)
     return Run(
         endpoint_id=endpoint_id, profile_name="chat", profile_snapshot={}, cost_snapshot=cost_snapshot,
         endpoint_snapshot=stack, status="succeeded", source=source, created_at=at, finished_at=at,
         cost_per_million_tokens_at_slo=cost, output_tokens_per_s_at_slo=None if cost is None else 100.0 / cost,
-        quality_degraded=degraded, scorecard={}, price_key=snapshot_key(cost_snapshot, PRICE_FIELDS),
-        stack_key=snapshot_key(stack, STACK_FIELDS),
+        quality_degraded=degraded, scorecard={}, price_key=cost_snapshot.key(PRICE_FIELDS),
+        stack_key=stack.key(STACK_FIELDS),
     )  # fmt: skip
 
 
@@ -135,7 +135,15 @@ async def test_synthetic_history_is_shown_but_never_scored(app, client: httpx.As
         assert card.trend and all(p.synthetic for p in card.trend)
         # A measured run, older than the newest synthetic ones, is what the card rests on.
         measured = _run(first.id, NOW - timedelta(days=2), 0.75)
-        measured.scorecard = {"letters": [], "operating_point": {"step_index": 0}}
+        measured.scorecard = {
+            "letters": [],
+            "operating_point": {
+                "step_index": 0,
+                "load": 8.0,
+                "load_kind": "concurrency",
+                "output_tokens_per_s": 100.0,
+            },
+        }
         session.add(measured)
         await session.flush()
         card = await scorecards.endpoint_scorecard(session, endpoint=first, profile="chat", now=NOW)

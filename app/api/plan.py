@@ -39,7 +39,7 @@ async def capacity_plan(
         sort,
     )
     read = PlanRead(profile=profile, demand=demand, unit=unit, headroom=headroom, sort=sort,
-                    rows=[PlanRowRead.model_validate(row.as_dict()) for row in rows])  # fmt: skip
+                    rows=[PlanRowRead.model_validate(row, from_attributes=True) for row in rows])  # fmt: skip
     if format == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)

@@ -13,11 +13,11 @@ from app.schemas import (
     ComparePage,
     CostTrends,
     CursorPage,
+    EndpointScorecard,
     ErrorBody,
     RunAccepted,
     RunCreate,
     RunListItem,
-    Scorecard,
 )
 from app.services import pages, runs, samples, scorecards, trends
 from app.summary import RunSummary
@@ -113,7 +113,7 @@ async def read_samples(
 @router.get("/endpoints/{endpoint_id}/scorecard")
 async def endpoint_scorecard(
     endpoint_id: RowId, session: SessionDep, now: NowDep, _: ReaderDep, profile: str | None = None
-) -> dict[str, list[Scorecard]]:
+) -> dict[str, list[EndpointScorecard]]:
     """One scorecard per profile measured (or the one asked for), with its 30-day trend."""
     return {
         "items": await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now, profile=profile)

@@ -14,12 +14,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.domain import SLO, load_label
+from app.domain import load_label
 from app.probe.inspect import inspect
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
 from app.probe.prompts import load_tokenizer
-from app.probe.search import SearchSpec
-from app.probe.types import Target, Timeouts, Workload
+from app.probe.types import Target
 from app.summary import RunSummary
 
 
@@ -65,65 +64,18 @@ def result_table(summary: RunSummary) -> Table:
     return table
 
 
-def run_probe_command(
-    *,
-    base_url: str,
-    model: str,
-    api: str,
-    api_key: str | None,
-    mode: str,
-    levels: tuple[float, ...],
-    arrival: str,
-    max_concurrency: int | None,
-    requests: int | None,
-    duration: float | None,
-    warmup: int,
-    input_tokens: int,
-    output_tokens: int,
-    profile: str | None,
-    tokenizer: str | None,
-    slo_ttft_ms: float | None,
-    slo_tpot_ms: float | None,
-    json_out: str | None,
-    timeouts: tuple[float, float, float, float],
-    console: Console,
-    processes: int = 1,
-    metrics_url: str | None = None,
-    search_max_steps: int | None = None,
-) -> int:
-    """`search_max_steps`: an SLO search from the lowest level up to the highest instead."""
-    search = None
-    if search_max_steps is not None:
-        search = SearchSpec(start=min(levels), ceiling=max(levels), integer=mode == "concurrency",
-                            max_steps=search_max_steps)  # fmt: skip
-    workload = Workload(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        mode=mode,
-        levels=levels,
-        arrival=arrival,
-        max_concurrency=max_concurrency,
-        requests_per_step=requests,
-        duration_per_step_s=duration,
-        warmup_requests=warmup,
-        slo=SLO(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms),
-        search=search,
-    )
-    if tokenizer is not None:
+def run_probe_command(*, spec: ProbeSpec, profile: str | None, json_out: str | None, console: Console) -> int:
+    """Probe `spec.target` with `spec.workload` (`smartbench probe`): progress bars, the result
+    table, and the run summary JSON when asked."""
+    workload = spec.workload
+    if spec.tokenizer is not None:
         try:
-            load_tokenizer(tokenizer)  # a bad path is a usage error, before any process starts
+            load_tokenizer(spec.tokenizer)  # a bad path is a usage error, before any process starts
         except ValueError as exc:
             console.print(f"[red]smartbench:[/red] {exc}")
             return 2
-    spec = ProbeSpec(
-        Target(base_url.rstrip("/"), model, api, api_key),
-        workload,
-        timeouts=Timeouts(*timeouts),
-        tokenizer=tokenizer,
-        processes=processes,
-        metrics_url=metrics_url,
-    )
-    planned = None if requests is None else requests + warmup
+    requests, search = workload.requests_per_step, workload.search
+    planned = None if requests is None else requests + workload.warmup_requests
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -136,8 +88,8 @@ def run_probe_command(
             {}
             if search
             else {
-                i: bar.add_task(load_label(_step_load(mode, lv)), total=planned, start=False)
-                for i, lv in enumerate(levels)
+                i: bar.add_task(load_label(_step_load(workload.mode, lv)), total=planned, start=False)
+                for i, lv in enumerate(workload.levels)
             }
         )
 
@@ -148,7 +100,7 @@ def run_probe_command(
             bar.update(tasks[step], completed=done)
 
         outcome = asyncio.run(_run(ProbeProcess(spec, on_progress=progress)))
-    summary = outcome.summary(endpoint=base_url, profile=profile)
+    summary = outcome.summary(endpoint=spec.target.base_url, profile=profile)
     if outcome.environment is None:
         console.print(f"[red]smartbench: cannot probe:[/red] {outcome.error}")
         _write_json(summary, json_out)

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.snapshot import ProfileSnapshot
+
 RATE_PRECISION = 0.05  # bisection on a rate stops when the bracket is within 5 %
 
 
@@ -24,6 +26,21 @@ class SearchSpec:
     integer: bool  # concurrency: whole clients
     max_steps: int = 10
     budget_s: float = 900.0
+
+    @classmethod
+    def from_profile(cls, profile: ProfileSnapshot) -> SearchSpec | None:
+        """A searching profile's bounds: from its lowest level up to its highest (older
+        snapshots have no search)."""
+        if not profile.search or not profile.load_levels:
+            return None
+        levels = [float(v) for v in profile.load_levels]
+        return cls(
+            start=min(levels),
+            ceiling=max(levels),
+            integer=(profile.load_mode or "concurrency") == "concurrency",
+            max_steps=int(profile.search_max_steps or 10),
+            budget_s=float(profile.search_budget_s or 900.0),
+        )
 
     @property
     def floor(self) -> float:

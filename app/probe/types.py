@@ -8,6 +8,7 @@ from typing import Any
 
 from app.domain import SLO
 from app.probe.search import SearchSpec
+from app.snapshot import ProfileSnapshot
 from app.summary import StepSummary
 
 
@@ -125,6 +126,26 @@ class Workload:
     slo: SLO = field(default_factory=SLO)
     seed: int = 0
     search: SearchSpec | None = None  # an SLO search instead of the fixed levels (probe/search.py)
+
+    @classmethod
+    def from_profile(cls, profile: ProfileSnapshot) -> Workload:
+        """The load a profile asks for: the one translation, used by the executor (a run's
+        snapshot) and by `smartbench probe` (its flags as a profile)."""
+        return cls(
+            input_tokens=int(profile.input_tokens_mean or 0),
+            input_spread=float(profile.input_tokens_spread or 0.0),
+            output_tokens=int(profile.output_tokens_mean or 0),
+            output_spread=float(profile.output_tokens_spread or 0.0),
+            mode=profile.load_mode or "concurrency",
+            levels=tuple(float(v) for v in profile.load_levels or ()),
+            arrival=profile.arrival or "poisson",
+            max_concurrency=profile.max_concurrency,
+            requests_per_step=profile.requests_per_step,
+            duration_per_step_s=profile.duration_per_step_s,
+            warmup_requests=int(profile.warmup_requests or 0),
+            slo=profile.slo,
+            search=SearchSpec.from_profile(profile),
+        )
 
 
 @dataclass

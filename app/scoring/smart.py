@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import (
@@ -24,46 +23,14 @@ from app.domain import (
     load_of,
     metric_at,
 )
-from app.scoring.cost import CostInputs, step_costs
+from app.scoring.cost import step_costs
+from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
+from app.summary import CardQuality, Evidence, Judgement, OperatingPoint, Scorecard, StepSummary
 
 CAPACITY_REFERENCE = 256  # concurrent users at SLO that earn a full capacity score
 REFERENCE_SLO = SLO(ttft_ms=1000.0, tpot_ms=50.0, percentile=99.0)  # interactive chat
 REFERENCE_PRICE = 1.0  # $ per million tokens, when a profile names no target price
 THROUGHPUT_REFERENCE = 500.0  # output tokens/s per GPU at the SLO that scores 50
-
-
-@dataclass
-class OperatingPoint:
-    """Where the endpoint gives the most throughput while meeting the SLO."""
-
-    load: float
-    load_kind: str  # concurrency | rate
-    output_tokens_per_s: float
-    total_tokens_per_s: float | None
-    input_tokens_per_s: float | None
-    good_tokens_per_s: float | None
-    tokens_per_s_per_user: float | None
-    step_index: int
-    interpolated: bool
-    next_step_index: int | None = None  # the step that breaks the SLO, when interpolated
-    costs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def step_indices(self) -> list[int]:
-        return [self.step_index] + ([self.next_step_index] if self.next_step_index is not None else [])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "load": self.load,
-            "load_kind": self.load_kind,
-            "output_tokens_per_s": self.output_tokens_per_s,
-            "total_tokens_per_s": self.total_tokens_per_s,
-            "tokens_per_s_per_user": self.tokens_per_s_per_user,
-            "step_index": self.step_index,
-            "interpolated": self.interpolated,
-            "next_step_index": self.next_step_index,
-            **self.costs,
-        }
 
 
 def _lerp(a: float | None, b: float | None, f: float) -> float | None:
@@ -77,6 +44,15 @@ def _user_rate(step: Mapping[str, Any]) -> float | None:
 
 
 def operating_point(
+    steps: Sequence[StepSummary], slo: SLO, inputs: CostInputs, *, searched: bool = False
+) -> OperatingPoint | None:
+    """The operating point of a run's steps (indices as in `steps`); see `_operating_point`."""
+    return _operating_point(
+        [{**s.as_dict(), "_index": i} for i, s in enumerate(steps)], slo, inputs, searched=searched
+    )
+
+
+def _operating_point(
     steps: Sequence[Mapping[str, Any]], slo: SLO, inputs: CostInputs, *, searched: bool = False
 ) -> OperatingPoint | None:
     """The SLO-meeting point with the most output throughput, interpolated between a step that
@@ -133,7 +109,7 @@ def operating_point(
     if best is not None:
         # Power as measured in the step the point rests on (its telemetry), else declared.
         measured_in = next((s for s in steps if s.get("_index") == best.step_index), {})
-        best.costs = step_costs(
+        costs = step_costs(
             {
                 "output_tokens_per_s": best.output_tokens_per_s,
                 "input_tokens_per_s": best.input_tokens_per_s,
@@ -143,6 +119,7 @@ def operating_point(
             },
             inputs,
         )
+        best = best.model_copy(update=costs.model_dump())
     return best
 
 
@@ -174,27 +151,6 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _letter(
-    letter: str,
-    name: str,
-    score: float | None,
-    evidence: list[dict[str, Any]],
-    how: str,
-    degraded: list[str] | None = None,
-) -> dict[str, Any]:
-    """One letter. `degraded` lists why steps it was computed from are not clean measurements
-    (client-bound, output length off): the letter is shown, and marked with these reasons."""
-    return {
-        "letter": letter,
-        "name": name,
-        "score": None if score is None else round(score, 1),
-        "status": "scored" if score is not None else "not measured yet",
-        "degraded": degraded or [],
-        "evidence": evidence,
-        "how": how,
-    }
-
-
 def _degraded(steps: Sequence[Mapping[str, Any] | None]) -> list[str]:
     """The reasons, step by step, that the given steps are degraded measurements."""
     seen: list[str] = []
@@ -209,19 +165,20 @@ def _degraded(steps: Sequence[Mapping[str, Any] | None]) -> list[str]:
 
 
 def smart_letters(
-    steps: Sequence[Mapping[str, Any]],
-    profile: Mapping[str, Any],
+    steps: Sequence[StepSummary],
+    profile: ProfileSnapshot,
     inputs: CostInputs,
-    endpoint: Mapping[str, Any],
+    endpoint: EndpointSnapshot,
     environment: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Scorecard:
     """The scorecard of one run: operating point, capacity and the five letters."""
     environment = environment or {}
-    slo = SLO.from_profile(profile)
+    slo = profile.slo
     judged = slo if slo.defined else REFERENCE_SLO
-    indexed = [{**s, "_index": i} for i, s in enumerate(steps)]
+    # The letters read each step's JSON view (the keys of DESIGN's run summary).
+    indexed = [{**s.as_dict(), "_index": i} for i, s in enumerate(steps)]
     # An SLO search measured its answer: its operating point is that step, never interpolated.
-    point = operating_point(indexed, slo, inputs, searched=bool(profile.get("search")))
+    point = _operating_point(indexed, slo, inputs, searched=bool(profile.search))
     ordered = sorted(indexed, key=load_of) if indexed else []
     meeting = [s for s in ordered if judged.step_meets(s)]
     at = (
@@ -247,18 +204,18 @@ def smart_letters(
         speedup = point.output_tokens_per_s / float(ordered[0]["output_tokens_per_s"])
         ideal = point.load / load_of(ordered[0])
         scaling_score = 100.0 * max(0.0, min(1.0, math.log2(max(speedup, 1e-9)) / math.log2(ideal)))
-    s_letter = _letter(
+    s_letter = Judgement.of(
         "S",
         "Scale and complexity",
         _mean([cap_score, scaling_score]),
         [
-            {"label": "capacity (highest concurrency meeting the SLO)", "value": capacity, "unit": "users"},
-            {
-                "label": "throughput speed-up from the lightest step to the operating point",
-                "value": speedup,
-                "unit": "x",
-            },
-            {"label": "long-context prefill speed", "value": None, "unit": "not measured yet"},
+            Evidence(label="capacity (highest concurrency meeting the SLO)", value=capacity, unit="users"),
+            Evidence(
+                label="throughput speed-up from the lightest step to the operating point",
+                value=speedup,
+                unit="x",
+            ),
+            Evidence(label="long-context prefill speed", value=None, unit="not measured yet"),
         ],
         f"Mean of: capacity score = 100 x log2(1 + capacity) / log2(1 + {CAPACITY_REFERENCE}) (capped at 100); "
         "scaling score = 100 x log2(speed-up) / log2(load ratio) (perfect linear scaling = 100).",
@@ -267,32 +224,30 @@ def smart_letters(
 
     # M: latency for one user, throughput per GPU at the SLO, and goodput.
     m_parts: list[float | None] = []
-    m_evidence: list[dict[str, Any]] = []
+    m_evidence: list[Evidence] = []
     if lightest is not None:
         for metric, limit in judged.limits():
             value = metric_at(lightest, metric, judged.key)
             m_parts.append(log_score(limit, value))
             label = f"{metric[:-3].upper()} {judged.key} at the lightest load (limit {limit:g} ms)"
-            m_evidence.append({"label": label, "value": value, "unit": "ms"})
-    gpus = endpoint.get("gpu_count")
+            m_evidence.append(Evidence(label=label, value=value, unit="ms"))
+    gpus = endpoint.gpu_count
     per_gpu = point.output_tokens_per_s / gpus if point is not None and gpus else None
     if per_gpu is not None and per_gpu > 0:
         m_parts.append(max(0.0, min(100.0, 50.0 + 25.0 * math.log2(per_gpu / THROUGHPUT_REFERENCE))))
     m_evidence.append(
-        {
-            "label": "output tokens/s per GPU at the SLO operating point",
-            "value": per_gpu,
-            "unit": "tokens/s/GPU",
-        }
+        Evidence(
+            label="output tokens/s per GPU at the SLO operating point", value=per_gpu, unit="tokens/s/GPU"
+        )
     )
     if at is not None:
         attainment = at.get("slo_attainment")
         if attainment is not None:
             m_parts.append(100.0 * float(attainment))
         m_evidence.append(
-            {"label": "SLO attainment at the heaviest SLO-meeting step", "value": attainment, "unit": "share"}
+            Evidence(label="SLO attainment at the heaviest SLO-meeting step", value=attainment, unit="share")
         )
-    m_letter = _letter(
+    m_letter = Judgement.of(
         "M",
         "Multidimensional performance",
         _mean(m_parts),
@@ -327,7 +282,7 @@ def smart_letters(
             )
         )
     detected = inspection.get("engine")
-    declared = endpoint.get("engine")
+    declared = endpoint.engine
     if detected and engines_comparable(declared, detected):
         checks.append(
             (f"detected engine ({detected}) is the declared one ({declared})", detected == declared)
@@ -342,22 +297,22 @@ def smart_letters(
         if detected
         else environment.get("server")
     )
-    a_letter = _letter(
+    a_letter = Judgement.of(
         "A",
         "Architecture and software",
         a_score,
         [
-            {"label": "engine (declared)", "value": declared, "unit": ""},
-            {"label": "engine (detected)", "value": engine_seen, "unit": ""},
-            {"label": "quantization (declared)", "value": endpoint.get("quantization"), "unit": ""},
+            Evidence(label="engine (declared)", value=declared, unit=""),
+            Evidence(label="engine (detected)", value=engine_seen, unit=""),
+            Evidence(label="quantization (declared)", value=endpoint.quantization, unit=""),
             *server_evidence(ordered, judged),
-            {"label": "hardware (declared)", "value": _hardware(endpoint), "unit": ""},
-            *({"label": label, "value": ok, "unit": "check"} for label, ok in checks),
-            {
-                "label": "stop sequences, error codes, prefix-cache speed-up",
-                "value": None,
-                "unit": "not measured yet",
-            },
+            Evidence(label="hardware (declared)", value=endpoint.hardware, unit=""),
+            *(Evidence(label=label, value=ok, unit="check") for label, ok in checks),
+            Evidence(
+                label="stop sequences, error codes, prefix-cache speed-up",
+                value=None,
+                unit="not measured yet",
+            ),
         ],
         "100 x (checks passed / checks judged): the API behaviour seen under load in this run, the detected "
         "engine against the declared one, and the serving features this profile needs from the conformance "
@@ -366,25 +321,25 @@ def smart_letters(
     )
 
     # R: cost per million tokens at the operating point against the profile's target price.
-    cost = point.costs.get("cost_per_million_tokens") if point is not None else None
-    target = profile.get("target_price_per_million") or REFERENCE_PRICE
-    r_letter = _letter(
+    cost = point.cost_per_million_tokens if point is not None else None
+    target = profile.target_price_per_million or REFERENCE_PRICE
+    r_letter = Judgement.of(
         "R",
         "Return on investment",
         log_score(float(target), cost) if cost is not None else None,
         [
-            {"label": "cost per million tokens at the operating point", "value": cost, "unit": "$"},
-            {
-                "label": "cost per million output tokens there",
-                "value": point.costs.get("cost_per_million_output_tokens") if point else None,
-                "unit": "$",
-            },
-            {"label": "target price", "value": float(target), "unit": "$ per million tokens"},
-            {
-                "label": f"tokens per joule ({(point.costs.get('energy_source') if point else None) or 'no power known'})",
-                "value": point.costs.get("tokens_per_joule") if point else None,
-                "unit": "tokens/J",
-            },
+            Evidence(label="cost per million tokens at the operating point", value=cost, unit="$"),
+            Evidence(
+                label="cost per million output tokens there",
+                value=point.cost_per_million_output_tokens if point else None,
+                unit="$",
+            ),
+            Evidence(label="target price", value=float(target), unit="$ per million tokens"),
+            Evidence(
+                label=f"tokens per joule ({(point.energy_source if point else None) or 'no power known'})",
+                value=point.tokens_per_joule if point else None,
+                unit="tokens/J",
+            ),
         ],
         f"50 + 25 x log2(target / cost) (clipped 0..100): at the target price 50, at half of it 75. Target: the profile's "
         f"target price, else ${REFERENCE_PRICE:g} per million tokens. No price declared: not measured.",
@@ -393,17 +348,17 @@ def smart_letters(
 
     t_letter = technology_letter(inspection)
     reasons = _degraded([lightest, *point_steps, at])
-    return {
-        "operating_point": (
-            {**point.as_dict(), "degraded": _degraded(point_steps)} if point is not None else None
+    return Scorecard(
+        operating_point=(
+            point.model_copy(update={"degraded": _degraded(point_steps)}) if point is not None else None
         ),
         # Scores and cost are computed from every step as measured; when a step they rest on was
         # measured with a degraded client, they are marked (here, per letter, on every page).
-        "quality": {"degraded": bool(reasons), "reasons": reasons},
-        "capacity": capacity,
-        "slo": slo.as_dict(),
-        "letters": [s_letter, m_letter, a_letter, r_letter, t_letter],
-    }
+        quality=CardQuality(degraded=bool(reasons), reasons=reasons),
+        capacity=capacity,
+        slo=slo,
+        letters=[s_letter, m_letter, a_letter, r_letter, t_letter],
+    )
 
 
 # Engines whose source is open (the simulator is smartbench's own, Apache-2.0). NIM is a
@@ -412,12 +367,12 @@ OPEN_SOURCE = frozenset({"vllm", "sglang", "tensorrt-llm", "dynamo", "tgi", "lla
                          "smartbench-simulator"})  # fmt: skip
 
 
-def server_evidence(ordered: Sequence[Mapping[str, Any]], slo: SLO) -> list[dict[str, Any]]:
+def server_evidence(ordered: Sequence[Mapping[str, Any]], slo: SLO) -> list[Evidence]:
     """What the server's own metrics showed across the sweep (A's evidence, not scored): where
     its queue starts to grow, against where the SLO breaks, and its KV-cache at the top."""
     measured = [s for s in ordered if s.get("telemetry")]
     if not measured:
-        return [{"label": "server telemetry (metrics URL)", "value": None, "unit": "not measured"}]
+        return [Evidence(label="server telemetry (metrics URL)", value=None, unit="not measured")]
     queued = next((s for s in measured if ((s["telemetry"] or {}).get("waiting_mean") or 0) >= 0.5), None)
     breaks = next((s for s in ordered if not slo.step_meets(s)), None)
     if queued is None:
@@ -432,23 +387,22 @@ def server_evidence(ordered: Sequence[Mapping[str, Any]], slo: SLO) -> list[dict
     top = measured[-1]["telemetry"] or {}
     kv = top.get("kv_usage_max")
     return [
-        {"label": "server queue (its own gauge)", "value": queue, "unit": ""},
-        {"label": "KV-cache at the heaviest step (max)", "value": None if kv is None else round(100 * kv, 1),
-         "unit": "%"},
-        {"label": "server TTFT at the heaviest step (its histogram)", "value": top.get("server_ttft_ms"), "unit": "ms"},
+        Evidence(label="server queue (its own gauge)", value=queue, unit=""),
+        Evidence(label="KV-cache at the heaviest step (max)", value=None if kv is None else round(100 * kv, 1), unit="%"),
+        Evidence(label="server TTFT at the heaviest step (its histogram)", value=top.get("server_ttft_ms"), unit="ms"),
     ]  # fmt: skip
 
 
-def serving_checks(profile: Mapping[str, Any]) -> tuple[str, ...]:
+def serving_checks(profile: ProfileSnapshot) -> tuple[str, ...]:
     """The conformance checks that a profile's serving depends on (A letter)."""
     ids: tuple[str, ...] = ("streaming", "usage_in_stream", "max_tokens", "stop", "error_bad_model",
                             "error_bad_request")  # fmt: skip
-    if profile.get("name") == "reasoning" or (profile.get("output_tokens_mean") or 0) >= 2048:
+    if profile.name == "reasoning" or (profile.output_tokens_mean or 0) >= 2048:
         ids += ("reasoning",)
     return ids
 
 
-def technology_letter(inspection: Mapping[str, Any]) -> dict[str, Any]:
+def technology_letter(inspection: Mapping[str, Any]) -> Judgement:
     """T: how well the endpoint fits the tools people use, from its latest inspection."""
     checks = list(inspection.get("checks") or [])
     share = conformance(checks)
@@ -466,16 +420,15 @@ def technology_letter(inspection: Mapping[str, Any]) -> dict[str, Any]:
         score = 100.0 * (0.7 * share + 0.3 * sum(known) / len(known))
     passed = sum(1 for c in checks if c["status"] == "passed")
     judged = sum(1 for c in checks if c["status"] not in UNJUDGED)
-    return _letter(
+    return Judgement.of(
         "T",
         "Technology ecosystem",
         score,
         [
-            {"label": "conformance (weighted by how widely each feature is used)",
-             "value": None if share is None else round(100 * share, 1), "unit": "%"},
-            {"label": "checks passed", "value": f"{passed} of {judged}" if checks else None, "unit": ""},
-            *({"label": label, "value": value, "unit": "check"} for label, value in ecosystem.items()),
-            *({"label": TITLES.get(c["id"], c["id"]), "value": c["status"].replace("_", " "), "unit": "check"}
+            Evidence(label="conformance (weighted by how widely each feature is used)", value=None if share is None else round(100 * share, 1), unit="%"),
+            Evidence(label="checks passed", value=f"{passed} of {judged}" if checks else None, unit=""),
+            *(Evidence(label=label, value=value, unit="check") for label, value in ecosystem.items()),
+            *(Evidence(label=TITLES.get(c["id"], c["id"]), value=c["status"].replace("_", " "), unit="check")
               for c in checks),
         ],
         "100 x (0.7 x weighted share of conformance checks passed + 0.3 x share of ecosystem checks met: open-"
@@ -483,9 +436,3 @@ def technology_letter(inspection: Mapping[str, Any]) -> dict[str, Any]:
         "max_tokens, stop, structured output, /v1/models 2; the rest 1 or 0.5. Not observed: left out. No "
         "inspection yet: not measured.",
     )  # fmt: skip
-
-
-def _hardware(endpoint: Mapping[str, Any]) -> str | None:
-    if endpoint.get("gpu_count"):
-        return f"{endpoint['gpu_count']} x {endpoint.get('gpu_model') or 'GPU'}"
-    return None

@@ -68,7 +68,7 @@ async def _regressions(
         ).all()
     )
     steps = await _steps(session, [run.id, *(r.id for r in baseline_runs)])
-    pct = percentile_key(run.profile_snapshot.get("slo_percentile"))
+    pct = percentile_key(run.profile_snapshot.slo_percentile)
     operating = [_operating_load(steps.get(r.id, []), r.operating_step) for r in baseline_runs]
     own = steps.get(run.id, [])
     reference = regression.reference_load(operating, min((s["load"] for s in own), default=None))

@@ -18,6 +18,7 @@ from app.schemas import EndpointCreate, EndpointRead, EndpointUpdate
 from app.security.crypto import SecretBox
 from app.services import site
 from app.services.tokenizers import tokenizer_problem
+from app.snapshot import CostInputs
 
 
 def to_read(endpoint: Endpoint) -> EndpointRead:
@@ -26,17 +27,9 @@ def to_read(endpoint: Endpoint) -> EndpointRead:
             **{col: getattr(endpoint, col) for col in EndpointRead.model_fields if hasattr(endpoint, col)},
             "api_key_set": endpoint.api_key_encrypted is not None,
             "tags": list(endpoint.tags or []),
-            "pricing": pricing_kind(endpoint),
+            "pricing": CostInputs.of(endpoint).pricing,
         }
     )
-
-
-def pricing_kind(endpoint: Endpoint) -> str:
-    if endpoint.price_per_gpu_hour is not None and endpoint.gpu_count:
-        return "gpu_hour"
-    if endpoint.input_price_per_million is not None and endpoint.output_price_per_million is not None:
-        return "per_token"
-    return "none"
 
 
 def pricing_problems(values: dict[str, Any]) -> dict[str, str]:

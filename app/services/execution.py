@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import unit_of_work
-from app.domain import SLO
 from app.models import Endpoint, Run, RunStatus, RunStep
 from app.probe import inspect as probe_inspect
 from app.probe.ask import CheckResult
@@ -33,39 +32,6 @@ from app.services.runs import WORKER_ID, finish, store_steps
 log = logging.getLogger("smartbench.runs")
 
 
-def workload_from(profile: dict[str, Any]) -> Workload:
-    return Workload(
-        input_tokens=int(profile["input_tokens_mean"]),
-        input_spread=float(profile.get("input_tokens_spread") or 0.0),
-        output_tokens=int(profile["output_tokens_mean"]),
-        output_spread=float(profile.get("output_tokens_spread") or 0.0),
-        mode=profile.get("load_mode") or "concurrency",
-        levels=tuple(float(v) for v in profile["load_levels"]),
-        arrival=profile.get("arrival") or "poisson",
-        max_concurrency=profile.get("max_concurrency"),
-        requests_per_step=profile.get("requests_per_step"),
-        duration_per_step_s=profile.get("duration_per_step_s"),
-        warmup_requests=int(profile.get("warmup_requests") or 0),
-        slo=SLO.from_profile(profile),
-        search=search_spec(profile),
-    )
-
-
-def search_spec(profile: dict[str, Any]) -> SearchSpec | None:
-    """A searching profile's bounds: from its lowest level up to its highest (older snapshots
-    have no search)."""
-    if not profile.get("search"):
-        return None
-    levels = [float(v) for v in profile["load_levels"]]
-    return SearchSpec(
-        start=min(levels),
-        ceiling=max(levels),
-        integer=(profile.get("load_mode") or "concurrency") == "concurrency",
-        max_steps=int(profile.get("search_max_steps") or 10),
-        budget_s=float(profile.get("search_budget_s") or 900.0),
-    )
-
-
 async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox, settings: Settings) -> ProbeSpec:
     """What the run's probe process needs: the endpoint as it is now (its key decrypted here and
     handed to the child on a pipe), the profile as it was snapshotted, the outbound policy the
@@ -73,17 +39,18 @@ async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox, setting
     cannot be probed as configured (the message is fit to show)."""
     endpoint = await session.get(Endpoint, run.endpoint_id)
     key = endpoint_service.decrypt_key(endpoint, box) if endpoint is not None else None
+    snap = run.endpoint_snapshot
     target = Target(
-        (endpoint.base_url if endpoint else run.endpoint_snapshot["base_url"]),
-        run.endpoint_snapshot["model"],
-        run.endpoint_snapshot.get("api_flavor") or "chat",
+        endpoint.base_url if endpoint else snap.base_url or "",
+        snap.model or "",
+        snap.api_flavor or "chat",
         key,
     )
     tokenizer = tokenizers.resolve(settings, endpoint.tokenizer) if endpoint and endpoint.tokenizer else None
     policy = (await site.load(session, settings)).outbound
     return ProbeSpec(
         target,
-        workload_from(dict(run.profile_snapshot)),
+        Workload.from_profile(run.profile_snapshot),
         limits=Limits(outbound=policy.to_dict()),
         tokenizer=tokenizer,
         metrics_url=endpoint.metrics_url if endpoint is not None else None,
@@ -108,8 +75,8 @@ async def execute(
         run = await session.get(Run, run_id)
         if run is None:
             return "missing"
-        search = search_spec(run.profile_snapshot)
-        planned_steps = search.max_steps if search else len(run.profile_snapshot["load_levels"])
+        search = SearchSpec.from_profile(run.profile_snapshot)
+        planned_steps = search.max_steps if search else len(run.profile_snapshot.load_levels or ())
         try:
             spec = await probe_spec(session, run, box=box, settings=settings)
         except ValueError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,16 +24,17 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, RunSource, snapshot_key
+from app.domain import RunSource
 from app.models import Endpoint, Profile, Run, RunStatus, RunStep
-from app.scoring.cost import CostInputs, step_costs
+from app.scoring.cost import step_costs
 from app.scoring.smart import operating_point
 from app.security.crypto import SecretBox
 from app.services import profiles as profile_service
 from app.services.records import step_columns
-from app.services.runs import COST_FIELDS, ENDPOINT_FIELDS
 from app.simulator.engine import expected_closed_loop
 from app.simulator.presets import SimConfig, preset
+from app.snapshot import PRICE_FIELDS, STACK_FIELDS, CostInputs, EndpointSnapshot, ProfileSnapshot
+from app.summary import Scorecard, StepSummary
 
 NOTE = "synthetic: the simulator's performance model, not a measurement"
 NOISE = 0.04  # run-to-run spread of the step time (lognormal sigma)
@@ -46,7 +47,7 @@ class Change:
     each decode step takes `step_factor` of its former time."""
 
     at: datetime
-    fields: dict[str, Any]
+    fields: Mapping[str, object]  # endpoint columns
     step_factor: float = 1.0
 
 
@@ -54,21 +55,21 @@ class Change:
 class Plan:
     """One endpoint's history: its fields before any change, the model, and the changes."""
 
-    fields: dict[str, Any]
+    fields: Mapping[str, object]  # endpoint columns
     config: SimConfig
     changes: Sequence[Change] = field(default_factory=tuple)
 
 
 def model_steps(
-    config: SimConfig, profile: dict[str, Any], step_factor: float, noise: float
-) -> list[dict[str, Any]]:
+    config: SimConfig, profile: ProfileSnapshot, step_factor: float, noise: float
+) -> list[StepSummary]:
     """Step summaries for the profile's load levels, per the batching model (concurrency only)."""
-    isl = int(profile["input_tokens_mean"])
-    osl = int(profile["output_tokens_mean"])
-    duration = float(profile.get("duration_per_step_s") or 10.0)
-    slo = SLO.from_profile(profile)
+    isl = int(profile.input_tokens_mean or 0)
+    osl = int(profile.output_tokens_mean or 0)
+    duration = float(profile.duration_per_step_s or 10.0)
+    slo = profile.slo
     steps = []
-    for level in profile["load_levels"]:
+    for level in profile.load_levels or []:
         concurrency = max(1, int(level))
         e = expected_closed_loop(config, concurrency, isl, osl)
         step_ms = e.step_ms * step_factor * noise
@@ -79,7 +80,7 @@ def model_steps(
         e2e = ttft + step_ms * (osl - 1)
         ttft_d = _dist(ttft, 1.2, 1.3, 1.5)
         tpot_d = _dist(step_ms, 1.03, 1.05, 1.08)
-        summary: dict[str, Any] = {
+        summary: dict[str, object] = {
             "concurrency": concurrency, "duration_s": duration,
             "requests": {"sent": done, "completed": done, "failed": 0, "errors": {}},
             "ttft_ms": ttft_d, "ttfat_ms": ttft_d, "itl_ms": tpot_d, "tpot_ms": tpot_d,
@@ -97,7 +98,7 @@ def model_steps(
         summary["goodput_requests_per_s"] = summary["requests_per_s"] if met else 0.0
         summary["good_tokens_per_s"] = summary["total_tokens_per_s"] if met else 0.0
         summary["good_output_tokens_per_s"] = summary["output_tokens_per_s"] if met else 0.0
-        steps.append(summary)
+        steps.append(StepSummary.model_validate(summary))
     return steps
 
 
@@ -126,31 +127,30 @@ async def backfill(
     if plan.config.mode != "batching":
         raise ValueError(f"synthetic history needs a batching preset, not {plan.config.name!r}")
     snapshot = profile_service.snapshot(profile)
-    slo = SLO.from_profile(snapshot)
+    slo = snapshot.slo
     count = int((end - start).total_seconds() / 86_400 * runs_per_day)
     if count <= 0:
         return 0
     spacing = (end - start) / count
     epochs = _epochs(endpoint, plan)
-    pending: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    pending: list[tuple[dict[str, object], list[StepSummary]]] = []
     written = 0
     for i in range(count):
         at = start + spacing * i + spacing * rng.random() * 0.2
         fields, factor = next((f, s) for t, f, s in reversed(epochs) if at >= t)
-        cost = {name: fields.get(name) for name in COST_FIELDS}
-        stack = {name: fields.get(name) for name in ENDPOINT_FIELDS}
-        inputs = CostInputs.from_snapshot(cost)
-        steps = model_steps(plan.config, snapshot, factor, math.exp(rng.gauss(0.0, NOISE)))
-        for index, step in enumerate(steps):
-            step.update(
-                {k: _r(v) if isinstance(v, float) else v for k, v in step_costs(step, inputs).items()}
+        cost = CostInputs.of(fields)
+        stack = EndpointSnapshot.of(fields)
+        steps = [
+            step.model_copy(
+                update={
+                    k: _r(v) if isinstance(v, float) else v
+                    for k, v in step_costs(step.as_dict(), cost).model_dump().items()
+                }
             )
-            step["_index"] = index
-        point = operating_point(steps, slo, inputs)
-        for step in steps:
-            step.pop("_index")
-        op = point.as_dict() if point is not None else None
-        finished = at + timedelta(seconds=sum(s["duration_s"] for s in steps) + 5)
+            for step in model_steps(plan.config, snapshot, factor, math.exp(rng.gauss(0.0, NOISE)))
+        ]
+        op = operating_point(steps, slo, cost)
+        finished = at + timedelta(seconds=sum(s.duration_s for s in steps) + 5)
         pending.append(
             (
                 {
@@ -159,11 +159,11 @@ async def backfill(
                     "environment": {"synthetic": NOTE}, "status": RunStatus.succeeded.value,
                     "trigger": "seed", "source": RunSource.synthetic.value, "created_at": at, "started_at": at,
                     "finished_at": finished, "heartbeat_at": finished, "progress": {},
-                    "scorecard": {"synthetic": NOTE, "operating_point": op},
-                    "cost_per_million_tokens_at_slo": op.get("cost_per_million_tokens") if op else None,
-                    "output_tokens_per_s_at_slo": op.get("output_tokens_per_s") if op else None,
-                    "quality_degraded": False, "operating_step": op.get("step_index") if op else None,
-                    "price_key": snapshot_key(cost, PRICE_FIELDS), "stack_key": snapshot_key(stack, STACK_FIELDS),
+                    "scorecard": Scorecard(operating_point=op),
+                    "cost_per_million_tokens_at_slo": op.cost_per_million_tokens if op else None,
+                    "output_tokens_per_s_at_slo": op.output_tokens_per_s if op else None,
+                    "quality_degraded": False, "operating_step": op.step_index if op else None,
+                    "price_key": cost.key(PRICE_FIELDS), "stack_key": stack.key(STACK_FIELDS),
                 },
                 steps,
             )
@@ -176,10 +176,13 @@ async def backfill(
     return written
 
 
-def _epochs(endpoint: Endpoint, plan: Plan) -> list[tuple[datetime, dict[str, Any], float]]:
+def _epochs(endpoint: Endpoint, plan: Plan) -> list[tuple[datetime, dict[str, object], float]]:
     """(from, fields, step factor) for each period of the plan, oldest first."""
-    fields = {name: getattr(endpoint, name) for name in set(COST_FIELDS) | set(ENDPOINT_FIELDS)}
-    fields.update(plan.fields)
+    fields: dict[str, object] = {
+        **CostInputs.of(endpoint).model_dump(),
+        **EndpointSnapshot.of(endpoint).model_dump(),
+        **plan.fields,
+    }
     factor = 1.0
     out = [(datetime.min.replace(tzinfo=UTC), dict(fields), factor)]
     for change in sorted(plan.changes, key=lambda c: c.at):
@@ -190,7 +193,7 @@ def _epochs(endpoint: Endpoint, plan: Plan) -> list[tuple[datetime, dict[str, An
     return [(t, f, s / factor) for t, f, s in out]
 
 
-async def _write(session: AsyncSession, pending: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
+async def _write(session: AsyncSession, pending: list[tuple[dict[str, object], list[StepSummary]]]) -> int:
     ids = (
         await session.scalars(
             insert(Run).returning(Run.id, sort_by_parameter_order=True), [row for row, _ in pending]
@@ -207,7 +210,7 @@ async def _write(session: AsyncSession, pending: list[tuple[dict[str, Any], list
 # -- smartbench seed --------------------------------------------------------------------------------
 
 # (preset, the endpoint's fields today, the engine version before the upgrade in its history)
-FLEET_PRESETS: tuple[tuple[str, dict[str, Any], str], ...] = (
+FLEET_PRESETS: tuple[tuple[str, dict[str, Any], str], ...] = (  # EndpointCreate fields
     ("h100-fp8-70b", {"gpu_model": "H100 SXM", "gpu_count": 8, "price_per_gpu_hour": 2.50, "engine": "vllm",
                       "engine_version": "0.11.0", "quantization": "fp8", "watts_per_gpu": 700}, "0.10.2"),
     ("b200-nvfp4-70b", {"gpu_model": "B200", "gpu_count": 8, "price_per_gpu_hour": 4.00, "engine": "tensorrt-llm",

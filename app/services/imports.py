@@ -28,16 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import importers
 from app.config import Settings
-from app.domain import DEFAULT_PERCENTILE, PRICE_FIELDS, SLO, STACK_FIELDS, snapshot_key
+from app.domain import SLO, RunSource
 from app.errors import NotFound, ValidationFailed
 from app.importers import check
 from app.importers.base import MAX_TEXT, ImportedRun, ImportProblem
-from app.models import Profile, Run, RunStatus
+from app.models import Profile, RunStatus
 from app.probe.types import StepResult
 from app.schemas import ImportResult
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
 from app.services import runs
+from app.snapshot import ProfileSnapshot
 
 UNPROFILED = "imported"  # the profile name of imports made without one
 # One import parses at a time (thread or worker process alike): the memory bound holds for all.
@@ -123,23 +124,26 @@ async def parse(
         raise _refused(exc) from exc
 
 
-def _workload(imported: ImportedRun, steps: list[Any]) -> dict[str, Any]:
+def _workload(base: ProfileSnapshot, imported: ImportedRun, steps: list[Any]) -> ProfileSnapshot:
+    """The profile the run is judged by, with the workload the tool actually ran."""
     means = [s.summary for s in steps]
     isl = imported.input_tokens or next((m.input_tokens.mean for m in means if m.input_tokens.mean), None)
     osl = imported.output_tokens or next((m.output_tokens.mean for m in means if m.output_tokens.mean), None)
     rate = any(s.request_rate is not None for s in steps)
-    return {
-        "input_tokens_mean": round(isl) if isl else 0,
-        "output_tokens_mean": round(osl) if osl else 0,
-        "input_tokens_spread": 0.0,
-        "output_tokens_spread": 0.0,
-        "load_mode": "rate" if rate else "concurrency",
-        "load_levels": [s.request_rate if rate else s.concurrency for s in steps],
-        "requests_per_step": max((s.summary.requests.sent for s in steps), default=None),
-        "duration_per_step_s": None,
-        "warmup_requests": 0,
-        "search": False,
-    }
+    return base.model_copy(
+        update={
+            "input_tokens_mean": round(isl) if isl else 0,
+            "output_tokens_mean": round(osl) if osl else 0,
+            "input_tokens_spread": 0.0,
+            "output_tokens_spread": 0.0,
+            "load_mode": "rate" if rate else "concurrency",
+            "load_levels": [s.request_rate if rate else s.concurrency for s in steps],
+            "requests_per_step": max((s.summary.requests.sent for s in steps), default=None),
+            "duration_per_step_s": None,
+            "warmup_requests": 0,
+            "search": False,
+        }
+    )
 
 
 async def import_run(
@@ -166,41 +170,33 @@ async def import_run(
             "the tool version is too long", fields={"tool_version": "at most 50 characters"}
         )
     base = profile_service.snapshot(profile) if profile is not None else _unprofiled()
-    prepared = await parse(files, fmt, SLO.from_profile(base), now=now, limits=limits or ImportLimits())
+    prepared = await parse(files, fmt, base.slo, now=now, limits=limits or ImportLimits())
     imported, steps = prepared.imported, prepared.steps
-    snapshot = {**base, **_workload(imported, steps)}
+    snapshot = _workload(base, imported, steps)
     notes = list(imported.notes)
     if profile is not None and (
-        profile.input_tokens_mean != snapshot["input_tokens_mean"]
-        or profile.output_tokens_mean != snapshot["output_tokens_mean"]
+        profile.input_tokens_mean != snapshot.input_tokens_mean
+        or profile.output_tokens_mean != snapshot.output_tokens_mean
     ):
         notes.append(
-            f"the tool ran {snapshot['input_tokens_mean']} input and {snapshot['output_tokens_mean']} output tokens; "
+            f"the tool ran {snapshot.input_tokens_mean} input and {snapshot.output_tokens_mean} output tokens; "
             f"profile {profile.name} asks {profile.input_tokens_mean} and {profile.output_tokens_mean}: "
             "judged by its SLO, not its workload"
         )
     version = imported.tool_version or tool_version
-    cost = {field: getattr(endpoint, field) for field in runs.COST_FIELDS}
-    stack = {field: getattr(endpoint, field) for field in runs.ENDPOINT_FIELDS}
     completed = any(s.summary.requests.completed for s in steps)
-    run = Run(
-        endpoint_id=endpoint.id,
+    run = runs.new_run(
+        endpoint,
+        snapshot,
         profile_id=profile.id if profile is not None else None,
-        profile_name=profile.name if profile is not None else UNPROFILED,
-        profile_snapshot=snapshot,
-        cost_snapshot=cost,
-        endpoint_snapshot=stack,
-        price_key=snapshot_key(cost, PRICE_FIELDS),
-        stack_key=snapshot_key(stack, STACK_FIELDS),
-        status=RunStatus.succeeded.value if completed else RunStatus.failed.value,
+        status=RunStatus.succeeded if completed else RunStatus.failed,
         error=None if completed else "no request completed in the imported files",
         trigger="import",
-        source=imported.tool,
+        source=RunSource(imported.tool),
         created_at=now,  # the import's time: the file's own dates never order the run
         started_at=imported.started_at or now,
         finished_at=imported.finished_at or imported.started_at or now,
         requested_by_id=by,
-        progress={},
         environment={
             "import": {
                 "tool": imported.tool,
@@ -232,10 +228,6 @@ async def import_run(
     )
 
 
-def _unprofiled() -> dict[str, Any]:
-    """A snapshot with every profile column and no SLO (judged throughput first)."""
-    blank: dict[str, Any] = {
-        c.name: None for c in Profile.__table__.columns if c.name not in ("created_at", "updated_at")
-    }
-    return {**blank, "name": UNPROFILED, "title": "Imported results", "builtin": False, "arrival": "poisson",
-            "slo_percentile": DEFAULT_PERCENTILE, "search_max_steps": 10, "search_budget_s": 900.0}  # fmt: skip
+def _unprofiled() -> ProfileSnapshot:
+    """The profile of a run imported without one: no SLO (judged throughput first)."""
+    return ProfileSnapshot(name=UNPROFILED, title="Imported results", builtin=False)

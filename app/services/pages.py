@@ -23,7 +23,7 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         grain, cost = await trends.cost_series(
             session, profile=card.profile, since=since, until=now, endpoints=[(endpoint.id, endpoint.name)]
         )
-        pct = percentile_key((card.slo or {}).get("percentile"))
+        pct = percentile_key(card.slo.percentile if card.slo else None)
         latency = await scorecards.latency_history(
             session, endpoint_id=endpoint_id, profile=card.profile, since=since, until=now, pct=pct
         )
@@ -68,7 +68,7 @@ async def compare_page(
         if card.run_id is not None:
             curves.append(CompareCurve(endpoint_id=endpoint.id, endpoint=endpoint.name, gpu_count=endpoint.gpu_count,
                                        run_id=card.run_id, steps=[s.as_dict() for s in steps[card.run_id]]))  # fmt: skip
-            slo_tpot = (card.slo or {}).get("tpot_ms") or slo_tpot
+            slo_tpot = (card.slo.tpot_ms if card.slo else None) or slo_tpot
     return ComparePage(
         profile=chosen, picked=[e.id for e in picked], cards=cards, curves=curves, slo_tpot_ms=slo_tpot
     )

@@ -15,16 +15,16 @@ divided by the profile's mean output length."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Endpoint
-from app.scoring.cost import CostInputs
+from app.models import Endpoint, Run
 from app.services import scorecards
+from app.summary import OperatingPoint
 
 HOURS_PER_MONTH = 730.0
 RECENT = timedelta(days=30)
@@ -47,9 +47,6 @@ class PlanRow:
     cost_per_million_tokens: float | None
     degraded: bool
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 async def plan(
     session: AsyncSession,
@@ -67,56 +64,54 @@ async def plan(
         run = latest.get(endpoint.id)
         if run is None or (run.finished_at or run.created_at) < now - RECENT:
             continue
-        point = (run.scorecard or {}).get("operating_point") or {}
-        if not point:
+        point = run.scorecard.operating_point if run.scorecard is not None else None
+        if point is None:
             continue
         rows.append(_row(endpoint, run, point, demand, unit, headroom))
     return rows
 
 
 def _row(
-    endpoint: Endpoint, run: Any, point: dict[str, Any], demand: float, unit: str, headroom: float
+    endpoint: Endpoint, run: Run, point: OperatingPoint, demand: float, unit: str, headroom: float
 ) -> PlanRow:
-    inputs = CostInputs.from_snapshot(run.cost_snapshot)
+    inputs = run.cost_snapshot
     need = demand * (1.0 + headroom)
-    concurrency = point.get("load") if point.get("load_kind") == "concurrency" else None
-    rate = point.get("load") if point.get("load_kind") == "rate" else None
-    total_tps = point.get("total_tokens_per_s")
+    concurrency = point.load if point.load_kind == "concurrency" else None
+    rate = point.load if point.load_kind == "rate" else None
+    total_tps = point.total_tokens_per_s
     rps = rate
-    out_mean = (run.profile_snapshot or {}).get("output_tokens_mean")
-    if rps is None and point.get("output_tokens_per_s") and out_mean:
-        rps = point["output_tokens_per_s"] / out_mean  # requests/s a closed loop completes there
+    out_mean = run.profile_snapshot.output_tokens_mean
+    if rps is None and point.output_tokens_per_s and out_mean:
+        rps = point.output_tokens_per_s / out_mean  # requests/s a closed loop completes there
     per_replica = concurrency if unit == "users" else rps
-    cost = point.get("cost_per_million_tokens")
+    cost = point.cost_per_million_tokens
     watts = None
-    if point.get("tokens_per_joule") and point.get("output_tokens_per_s"):
-        watts = point["output_tokens_per_s"] / point["tokens_per_joule"]
-    degraded = bool(point.get("degraded"))
-    common = {"endpoint_id": endpoint.id, "endpoint": endpoint.name, "run_id": run.id,
-              "measured_at": run.finished_at or run.created_at, "cost_per_million_tokens": cost,
-              "energy_source": point.get("energy_source"), "degraded": degraded}  # fmt: skip
+    if point.tokens_per_joule and point.output_tokens_per_s:
+        watts = point.output_tokens_per_s / point.tokens_per_joule
+    degraded = bool(point.degraded)
+    # Per-token pricing, unless self-hosted below: the demand's tokens at the run's measured cost
+    # per million tokens.
+    tokens_per_unit = total_tps / per_replica if total_tps and per_replica else None
+    per_hour = need * tokens_per_unit * 3600.0 * cost / 1e6 if tokens_per_unit and cost is not None else None
+    row = PlanRow(
+        endpoint_id=endpoint.id, endpoint=endpoint.name, run_id=run.id, measured_at=run.finished_at or run.created_at,
+        cost_per_million_tokens=cost, energy_source=point.energy_source, degraded=degraded, pricing="per_token",
+        load_per_replica=per_replica, replicas=None, gpus=None, dollars_per_hour=per_hour,
+        dollars_per_month=per_hour * HOURS_PER_MONTH if per_hour is not None else None, kwh_per_month=None,
+    )  # fmt: skip
     if inputs.self_hosted:
         replicas = math.ceil(need / per_replica - 1e-9) if per_replica else None
         hourly = inputs.hourly_cost
         if hourly is not None and inputs.electricity_price_per_kwh is not None and watts:
             hourly += watts / 1000.0 * inputs.electricity_price_per_kwh
         per_hour = replicas * hourly if replicas is not None and hourly is not None else None
-        return PlanRow(
-            **common, pricing="gpu_hour", load_per_replica=per_replica, replicas=replicas,
+        return replace(
+            row, pricing="gpu_hour", replicas=replicas,
             gpus=replicas * (inputs.gpu_count or 0) if replicas is not None else None,
             dollars_per_hour=per_hour, dollars_per_month=per_hour * HOURS_PER_MONTH if per_hour is not None else None,
             kwh_per_month=replicas * watts / 1000.0 * HOURS_PER_MONTH if replicas is not None and watts else None,
         )  # fmt: skip
-    # Per-token pricing: the demand's tokens at the run's measured cost per million tokens.
-    tokens_per_unit = None
-    if total_tps and per_replica:
-        tokens_per_unit = total_tps / per_replica
-    per_hour = need * tokens_per_unit * 3600.0 * cost / 1e6 if tokens_per_unit and cost is not None else None
-    return PlanRow(
-        **common, pricing="per_token", load_per_replica=per_replica, replicas=None, gpus=None,
-        dollars_per_hour=per_hour, dollars_per_month=per_hour * HOURS_PER_MONTH if per_hour is not None else None,
-        kwh_per_month=None,
-    )  # fmt: skip
+    return row
 
 
 SORTS = ("dollars_per_hour", "replicas", "gpus", "cost_per_million_tokens", "kwh_per_month", "endpoint")

@@ -24,6 +24,7 @@ from app.errors import NotFound, ValidationFailed
 from app.models import Profile
 from app.schemas import ProfileCreate, ProfileUpdate
 from app.services import site
+from app.snapshot import ProfileSnapshot
 
 BUILTINS: list[dict[str, Any]] = [
     {
@@ -75,13 +76,9 @@ BUILTINS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-def snapshot(profile: Profile) -> dict[str, Any]:
+def snapshot(profile: Profile) -> ProfileSnapshot:
     """The profile as the run that uses it must remember it."""
-    return {
-        column.name: getattr(profile, column.name)
-        for column in Profile.__table__.columns
-        if column.name not in ("created_at", "updated_at")
-    }
+    return ProfileSnapshot.of(profile)
 
 
 async def ensure_builtins(session: AsyncSession) -> int:
@@ -172,7 +169,7 @@ async def create(session: AsyncSession, *, data: ProfileCreate, settings: Settin
 async def update(session: AsyncSession, *, name: str, data: ProfileUpdate, settings: Settings) -> Profile:
     profile = await get_by_name(session, name)
     changes = data.model_dump(exclude_unset=True)
-    merged = {**snapshot(profile), **changes}
+    merged = {**snapshot(profile).model_dump(), **changes}
     _check(merged)
     await _within_limits(session, settings, merged)
     renamed = "name" in changes and changes["name"] != profile.name

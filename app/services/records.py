@@ -9,6 +9,7 @@ from typing import Any
 from app.models import RequestSample
 from app.probe.stats import STAT_KEYS
 from app.probe.types import Sample
+from app.summary import StepCosts, StepSummary
 
 LATENCY = ("ttft_ms", "ttfat_ms", "itl_ms", "tpot_ms", "e2e_ms")
 
@@ -18,35 +19,32 @@ def with_origin(samples: list[Sample]) -> list[tuple[Sample, int]]:
     return [(s, origin) for s in samples]
 
 
-def step_columns(summary: dict[str, Any]) -> dict[str, Any]:
-    cols: dict[str, Any] = {
-        "concurrency": summary.get("concurrency"),
-        "request_rate": summary.get("request_rate"),
-        "duration_s": summary.get("duration_s"),
-        "requests_sent": summary["requests"]["sent"],
-        "requests_completed": summary["requests"]["completed"],
-        "requests_failed": summary["requests"]["failed"],
-        "errors": summary["requests"]["errors"],
+def step_columns(summary: StepSummary) -> dict[str, object]:
+    """A step summary's figures as run_steps' own columns (the lists and trends query them)."""
+    cols: dict[str, object] = {
+        "concurrency": summary.concurrency,
+        "request_rate": summary.request_rate,
+        "duration_s": summary.duration_s,
+        "requests_sent": summary.requests.sent,
+        "requests_completed": summary.requests.completed,
+        "requests_failed": summary.requests.failed,
+        "errors": summary.requests.errors,
     }
     for metric in LATENCY:
         for stat in STAT_KEYS:
-            cols[f"{metric}_{stat}"] = (summary.get(metric) or {}).get(stat)
+            cols[f"{metric}_{stat}"] = getattr(getattr(summary, metric), stat)
     for field in ("input_tokens_per_s", "output_tokens_per_s", "total_tokens_per_s", "requests_per_s",
                   "goodput_requests_per_s", "good_tokens_per_s", "slo_attainment", "token_count_source", "itl_basis",
-                  "cost_per_million_output_tokens", "cost_per_million_tokens", "cost_per_million_good_tokens",
-                  "cost_per_million_tokens_blended", "tokens_per_joule"):  # fmt: skip
-        cols[field] = summary.get(field)
-    cols["input_tokens_mean"] = (summary.get("input_tokens") or {}).get("mean")
-    cols["output_tokens_mean"] = (summary.get("output_tokens") or {}).get("mean")
-    cols["tokens_per_s_per_user_p50"] = (summary.get("tokens_per_s_per_user") or {}).get("p50")
-    quality = summary.get("quality") or {}
-    cols["client_bound"] = bool(quality.get("client_bound"))
-    cols["osl_mismatch_pct"] = quality.get("osl_mismatch_pct")
-    cols["usage_tokenizer_diff_pct"] = quality.get("usage_tokenizer_diff_pct")
-    cols["energy_source"] = (
-        summary.get("energy_source") if summary.get("tokens_per_joule") is not None else None
-    )
-    cols["energy_joules"] = (summary.get("telemetry") or {}).get("energy_j")
+                  *StepCosts.model_fields):  # fmt: skip
+        cols[field] = getattr(summary, field)
+    cols["input_tokens_mean"] = summary.input_tokens.mean
+    cols["output_tokens_mean"] = summary.output_tokens.mean
+    cols["tokens_per_s_per_user_p50"] = summary.tokens_per_s_per_user.p50
+    cols["client_bound"] = summary.quality.client_bound
+    cols["osl_mismatch_pct"] = summary.quality.osl_mismatch_pct
+    cols["usage_tokenizer_diff_pct"] = summary.quality.usage_tokenizer_diff_pct
+    cols["energy_source"] = summary.energy_source if summary.tokens_per_joule is not None else None
+    cols["energy_joules"] = summary.telemetry.energy_j if summary.telemetry is not None else None
     return cols
 
 

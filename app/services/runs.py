@@ -19,36 +19,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
-from app.domain import PRICE_FIELDS, SLO, STACK_FIELDS, RunSource, snapshot_key
+from app.domain import RunSource
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Alert, Endpoint, RequestSample, Run, RunStatus, RunStep
 from app.probe.stats import summarize_step
 from app.probe.types import StepResult
 from app.schemas import RunListItem
-from app.scoring.cost import CostInputs, step_costs
+from app.scoring.cost import step_costs
 from app.scoring.smart import smart_letters
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
 from app.services.records import sample_from_row, sample_row, step_columns, with_origin
-from app.summary import RunSummary, StepSummary
+from app.snapshot import PRICE_FIELDS, STACK_FIELDS, CostInputs, EndpointSnapshot, ProfileSnapshot
+from app.summary import RunEndpoint, RunSummary, StepSummary
 
 INSPECTION_CLAIM = timedelta(seconds=90)  # inspections.STALE_CLAIM: an older claim was abandoned
 
 log = logging.getLogger("smartbench.runs")
 
-COST_FIELDS = ("gpu_count", "price_per_gpu_hour", "overhead_per_hour", "watts_per_gpu",
-               "input_price_per_million", "output_price_per_million", "electricity_price_per_kwh")  # fmt: skip
-ENDPOINT_FIELDS = (
-    "name",
-    "base_url",
-    "model",
-    "api_flavor",
-    "engine",
-    "engine_version",
-    "quantization",
-    "gpu_model",
-    "gpu_count",
-)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -61,22 +49,14 @@ async def start(
     """Queue a run with the profile and the endpoint's cost inputs as they are now."""
     endpoint = await endpoint_service.get(session, endpoint_id)
     profile = await profile_service.get_by_name(session, profile_name)
-    cost = {field: getattr(endpoint, field) for field in COST_FIELDS}
-    stack = {field: getattr(endpoint, field) for field in ENDPOINT_FIELDS}
-    run = Run(
-        endpoint_id=endpoint.id,
+    run = new_run(
+        endpoint,
+        profile_service.snapshot(profile),
         profile_id=profile.id,
-        profile_name=profile.name,
-        profile_snapshot=profile_service.snapshot(profile),
-        cost_snapshot=cost,
-        endpoint_snapshot=stack,
-        price_key=snapshot_key(cost, PRICE_FIELDS),
-        stack_key=snapshot_key(stack, STACK_FIELDS),
-        status=RunStatus.queued.value,
+        status=RunStatus.queued,
         trigger=trigger,
         created_at=now,
         requested_by_id=by,
-        progress={},
     )
     session.add(run)
     await session.flush()
@@ -119,6 +99,46 @@ async def claim(session: AsyncSession, *, now: datetime, worker: str = WORKER_ID
     return run
 
 
+def new_run(
+    endpoint: Endpoint,
+    profile: ProfileSnapshot,
+    *,
+    profile_id: int | None,
+    status: RunStatus,
+    trigger: str,
+    created_at: datetime,
+    requested_by_id: int | None = None,
+    source: RunSource = RunSource.smartbench,
+    **more: Any,
+) -> Run:
+    """A run of `endpoint` with `profile`: the one place a run row is made (queued runs, imports),
+    snapshotting the endpoint's stack and cost inputs as they are now, with their keys."""
+    cost = CostInputs.of(endpoint)
+    stack = EndpointSnapshot.of(endpoint)
+    return Run(
+        endpoint_id=endpoint.id,
+        profile_id=profile_id,
+        profile_name=profile.name,
+        profile_snapshot=profile,
+        cost_snapshot=cost,
+        endpoint_snapshot=stack,
+        price_key=cost.key(PRICE_FIELDS),
+        stack_key=stack.key(STACK_FIELDS),
+        status=status.value,
+        trigger=trigger,
+        source=source.value,
+        created_at=created_at,
+        requested_by_id=requested_by_id,
+        progress={},
+        **more,
+    )
+
+
+def with_costs(summary: StepSummary, inputs: CostInputs) -> StepSummary:
+    """The step summary with its cost and energy figures at the run's cost inputs."""
+    return summary.model_copy(update=step_costs(summary.as_dict(), inputs).model_dump())
+
+
 # -- storing and judging ---------------------------------------------------------------------------------
 
 
@@ -143,14 +163,14 @@ async def store_steps(
     event loop free between them: a large import or step never holds it for long."""
     run = await session.get(Run, run_id)
     assert run is not None
-    inputs = CostInputs.from_snapshot(run.cost_snapshot)
+    inputs = run.cost_snapshot
     if rows is None:
         rows = [
             [step_rows[i : i + SAMPLE_BATCH] for i in range(0, len(step_rows), SAMPLE_BATCH)]
             for step_rows in sample_rows(steps, run_id)
         ]
     for step, batches in zip(steps, rows, strict=True):
-        summary = step.summary.model_copy(update=step_costs(step.summary.as_dict(), inputs)).as_dict()
+        summary = with_costs(step.summary, inputs)
         session.add(RunStep(run_id=run_id, step_index=step.index, **step_columns(summary), summary=summary))
         for batch in batches:
             for row in batch:
@@ -186,32 +206,23 @@ async def finish(
 
 async def judge(session: AsyncSession, *, run: Run) -> None:
     """Score the run from its stored steps and keep the operating point for trend queries."""
-    steps = await _summaries(session, run.id)
+    steps = await step_summaries(session, run.id)
     if not steps:
-        run.scorecard = {}
+        run.scorecard = None
         run.quality_degraded = False
         run.cost_per_million_tokens_at_slo = run.output_tokens_per_s_at_slo = None
         run.operating_step = None
         return
     card = smart_letters(
-        steps,
-        run.profile_snapshot,
-        CostInputs.from_snapshot(run.cost_snapshot),
-        run.endpoint_snapshot,
-        run.environment,
+        steps, run.profile_snapshot, run.cost_snapshot, run.endpoint_snapshot, run.environment
     )
     run.scorecard = card
-    run.quality_degraded = bool(card["quality"]["degraded"])
-    point = card["operating_point"] or {}
-    run.cost_per_million_tokens_at_slo = point.get("cost_per_million_tokens")
-    run.output_tokens_per_s_at_slo = point.get("output_tokens_per_s")
-    run.operating_step = point.get("step_index")
+    run.quality_degraded = card.quality.degraded
+    point = card.operating_point
+    run.cost_per_million_tokens_at_slo = point.cost_per_million_tokens if point else None
+    run.output_tokens_per_s_at_slo = point.output_tokens_per_s if point else None
+    run.operating_step = point.step_index if point else None
     await session.flush()
-
-
-async def _summaries(session: AsyncSession, run_id: int) -> list[dict[str, Any]]:
-    """The run's step summaries as stored, read back through the one step-summary type."""
-    return [step.as_dict() for step in await step_summaries(session, run_id)]
 
 
 async def step_summaries(session: AsyncSession, run_id: int) -> list[StepSummary]:
@@ -229,7 +240,7 @@ async def steps_of(session: AsyncSession, *, run_ids: list[int]) -> dict[int, li
     ).all()
     found: dict[int, list[StepSummary]] = {run_id: [] for run_id in run_ids}
     for run_id, summary in rows:
-        found[run_id].append(StepSummary.model_validate(summary))
+        found[run_id].append(summary)
     return found
 
 
@@ -240,8 +251,8 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
         raise NotFound(f"run {run_id} does not exist")
     if run.source == RunSource.synthetic:
         return 0  # generated from the model, not from samples: nothing to re-derive
-    inputs = CostInputs.from_snapshot(run.cost_snapshot)
-    slo = SLO.from_profile(run.profile_snapshot)
+    inputs = run.cost_snapshot
+    slo = run.profile_snapshot.slo
     steps = (
         await session.scalars(select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.step_index))
     ).all()
@@ -253,19 +264,18 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
                 .order_by(RequestSample.seq)
             )
         ).all()
-        source = (step.summary or {}).get("token_count_source")
-        samples = [sample_from_row(row, source) for row in rows]
-        quality = (step.summary or {}).get("quality") or {}
+        samples = [sample_from_row(row, step.summary.token_count_source) for row in rows]
+        quality = step.summary.quality
         summary = summarize_step(
             samples,
             concurrency=step.concurrency,
             request_rate=step.request_rate,
             slo=slo,
-            client_bound=bool(quality.get("client_bound")),
-            client_notes=quality.get("client_notes") or [],
-            client_cpu_pct=quality.get("client_cpu_pct"),
+            client_bound=quality.client_bound,
+            client_notes=quality.client_notes,
+            client_cpu_pct=quality.client_cpu_pct,
         )
-        fresh = summary.model_copy(update=step_costs(summary.as_dict(), inputs)).as_dict()
+        fresh = with_costs(summary, inputs)
         for key, value in step_columns(fresh).items():
             setattr(step, key, value)
         step.summary = fresh
@@ -442,7 +452,7 @@ async def summary(session: AsyncSession, *, run_id: int) -> RunSummary:
     run = await get(session, run_id)
     return RunSummary(
         run_id=run.id,
-        endpoint={"id": run.endpoint_id, **run.endpoint_snapshot},
+        endpoint=RunEndpoint(id=run.endpoint_id, **run.endpoint_snapshot.model_dump()),
         profile=run.profile_snapshot,
         started_at=run.started_at.isoformat() if run.started_at else None,
         finished_at=run.finished_at.isoformat() if run.finished_at else None,
@@ -455,5 +465,5 @@ async def summary(session: AsyncSession, *, run_id: int) -> RunSummary:
         created_at=run.created_at.isoformat(),
         cost_inputs=run.cost_snapshot,
         progress=run.progress,
-        scorecard=run.scorecard or None,
+        scorecard=run.scorecard,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,10 +10,12 @@ from sqlalchemy.orm import load_only
 
 from app.domain import PERCENTILE_KEYS, RunSource
 from app.models import Endpoint, Run, RunStatus, RunStep, measured
-from app.schemas import LatencyPoint, Letter, Scorecard, TrendPoint
+from app.schemas import EndpointScorecard, LatencyPoint, TrendPoint
 from app.services import endpoints as endpoint_service
 from app.services import trends
 from app.services.runs import LIST_COLUMNS
+from app.snapshot import CostInputs, ProfileSnapshot
+from app.summary import Judgement, RunEndpoint, RunSummary, Scorecard
 
 EMPTY_LETTERS = [
     ("S", "Scale and complexity"),
@@ -25,9 +26,9 @@ EMPTY_LETTERS = [
 ]
 
 
-def _empty_letters() -> list[Letter]:
+def _empty_letters() -> list[Judgement]:
     return [
-        Letter(
+        Judgement(
             letter=key,
             name=name,
             score=None,
@@ -60,29 +61,47 @@ async def latest_runs(session: AsyncSession, *, profile: str, endpoint_ids: list
     return {run.endpoint_id: run for run in rows}
 
 
-def _card(endpoint: Endpoint, profile: str, latest: Run | None, trend: list[TrendPoint]) -> Scorecard:
-    card: dict[str, Any] = (latest.scorecard if latest is not None else None) or {}
-    return Scorecard(
+def _card(endpoint: Endpoint, profile: str, latest: Run | None, trend: list[TrendPoint]) -> EndpointScorecard:
+    card = (latest.scorecard if latest is not None else None) or Scorecard()
+    return EndpointScorecard(
+        **{**dict(card), "letters": card.letters or _empty_letters()},
         endpoint_id=endpoint.id,
         endpoint=endpoint.name,
         profile=profile,
         run_id=latest.id if latest else None,
         measured_at=(latest.finished_at or latest.created_at) if latest else None,
-        letters=[Letter(**entry) for entry in card.get("letters", [])] or _empty_letters(),
-        operating_point=card.get("operating_point"),
-        capacity=card.get("capacity"),
-        slo=card.get("slo"),
         cost_per_million_tokens_at_slo=latest.cost_per_million_tokens_at_slo if latest else None,
-        quality=card.get("quality") or {"degraded": False, "reasons": []},
-        pricing=endpoint_service.pricing_kind(endpoint),
+        pricing=CostInputs.of(endpoint).pricing,
         trend=trend,
         source=latest.source if latest else RunSource.smartbench.value,
     )
 
 
+def of_run(summary: RunSummary) -> EndpointScorecard | None:
+    """The scorecard of one stored run, as the run page shows it (no trend)."""
+    card = summary.scorecard
+    if card is None:
+        return None
+    endpoint = summary.endpoint if isinstance(summary.endpoint, RunEndpoint) else RunEndpoint()
+    profile = summary.profile.name if isinstance(summary.profile, ProfileSnapshot) else summary.profile
+    point = card.operating_point
+    return EndpointScorecard(
+        **dict(card),
+        endpoint_id=endpoint.id or 0,
+        endpoint=endpoint.name or "",
+        profile=profile or "",
+        run_id=summary.run_id,
+        measured_at=None,
+        cost_per_million_tokens_at_slo=point.cost_per_million_tokens if point is not None else None,
+        pricing=(summary.cost_inputs or CostInputs()).pricing,
+        trend=[],
+        source=summary.source or RunSource.smartbench.value,
+    )
+
+
 async def cards_for(
     session: AsyncSession, *, endpoints: list[Endpoint], profile: str, now: datetime
-) -> list[Scorecard]:
+) -> list[EndpointScorecard]:
     """Cards for many endpoints in three queries: latest runs, and the daily trend buckets."""
     latest = await latest_runs(session, profile=profile, endpoint_ids=[e.id for e in endpoints])
     _, series = await trends.cost_series(
@@ -100,7 +119,7 @@ async def cards_for(
 
 async def endpoint_scorecard(
     session: AsyncSession, *, endpoint: Endpoint, profile: str, now: datetime
-) -> Scorecard:
+) -> EndpointScorecard:
     """One endpoint on one profile: its latest measured run's stored judgement, and the daily
     medians of its cost over TREND_DAYS days."""
     return (await cards_for(session, endpoints=[endpoint], profile=profile, now=now))[0]
@@ -115,7 +134,7 @@ async def profiles_with_runs(session: AsyncSession, *, endpoint_id: int | None =
 
 async def for_endpoint(
     session: AsyncSession, *, endpoint_id: int, now: datetime, profile: str | None = None
-) -> list[Scorecard]:
+) -> list[EndpointScorecard]:
     endpoint = await endpoint_service.get(session, endpoint_id)
     names = [profile] if profile else await profiles_with_runs(session, endpoint_id=endpoint_id)
     return [await endpoint_scorecard(session, endpoint=endpoint, profile=name, now=now) for name in names]
@@ -126,13 +145,13 @@ SORTS = ("name", "S", "M", "A", "R", "T", "cost")
 
 async def overview(
     session: AsyncSession, *, profile: str, now: datetime, sort: str = "name"
-) -> list[Scorecard]:
+) -> list[EndpointScorecard]:
     """Every endpoint's card on the profile, by name, by a letter (best first) or by cost
     (cheapest first); cards without the figure last."""
     endpoints = list((await session.scalars(select(Endpoint).order_by(Endpoint.name, Endpoint.id))).all())
     cards = await cards_for(session, endpoints=endpoints, profile=profile, now=now)
 
-    def key(card: Scorecard) -> tuple[bool, float, str]:
+    def key(card: EndpointScorecard) -> tuple[bool, float, str]:
         if sort == "cost":
             cost = card.cost_per_million_tokens_at_slo
             return (cost is None, cost or 0.0, card.endpoint.lower())

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain import RunSource
 from app.models import Alert, Endpoint, Run, RunStatus, RunStep, Schedule, measured
 from app.services import alerts
+from app.summary import Scorecard
 
 MAX_SERIES = 2000  # endpoint x profile pairs exported at most
 LATENCY = (("ttft", "ttft_ms"), ("tpot", "tpot_ms"), ("itl", "itl_ms"), ("e2e", "e2e_ms"))
@@ -97,9 +98,9 @@ async def _endpoint_families(session: AsyncSession) -> list[str]:
     runs.sort(key=lambda r: (names.get(r.endpoint_id, ""), r.profile_name))
     op_steps: dict[int, int] = {}
     for run in runs:
-        index = ((run.scorecard or {}).get("operating_point") or {}).get("step_index")
-        if index is not None:
-            op_steps[run.id] = int(index)
+        point = run.scorecard.operating_point if run.scorecard is not None else None
+        if point is not None:
+            op_steps[run.id] = point.step_index
     steps: dict[int, RunStep] = {}
     if op_steps:
         rows = await session.scalars(
@@ -116,12 +117,12 @@ async def _endpoint_families(session: AsyncSession) -> list[str]:
 
     letters, cost, tput, latency, tpj = [], [], [], [], []
     for run in runs:
-        card = run.scorecard or {}
-        for entry in card.get("letters") or []:
-            letters.append((labels(run, letter=str(entry.get("letter"))), entry.get("score")))
+        card = run.scorecard or Scorecard()
+        for entry in card.letters:
+            letters.append((labels(run, letter=entry.letter), entry.score))
         cost.append((labels(run), run.cost_per_million_tokens_at_slo))
         tput.append((labels(run), run.output_tokens_per_s_at_slo))
-        tpj.append((labels(run), ((card.get("operating_point") or {}).get("tokens_per_joule"))))
+        tpj.append((labels(run), card.operating_point.tokens_per_joule if card.operating_point else None))
         step = steps.get(run.id)
         if step is not None:
             for metric, column in LATENCY:

@@ -27,9 +27,10 @@ from sqlalchemy import Float, Integer, and_, case, cast, exists, extract, func, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.domain import OWN_SOURCES, PRICE_FIELDS, STACK_FIELDS, RunSource
+from app.domain import OWN_SOURCES, RunSource
 from app.models import Endpoint, Run, RunStatus
 from app.schemas import CostSeries, CostTrends, TrendMarker, TrendPoint
+from app.snapshot import PRICE_FIELDS, STACK_FIELDS, CostInputs, EndpointSnapshot
 
 RAW_LIMIT = 200  # raw points, or buckets, per series at most
 MAX_SERIES = 10  # endpoints drawn at once
@@ -282,12 +283,15 @@ async def markers(
     return sorted(out, key=lambda m: (m.at, m.endpoint))
 
 
-def _change(before: dict[str, Any] | None, after: dict[str, Any] | None, fields: tuple[str, ...]) -> str:
-    before, after = before or {}, after or {}
+def _change(
+    before: CostInputs | EndpointSnapshot | None,
+    after: CostInputs | EndpointSnapshot | None,
+    fields: tuple[str, ...],
+) -> str:
+    """What changed between two runs' snapshots (cost inputs or serving stack), field by field."""
+    pairs = [(name, getattr(before, name, None), getattr(after, name, None)) for name in fields]
     parts = [
-        f"{name.replace('_', ' ')} {_show(before.get(name))} → {_show(after.get(name))}"
-        for name in fields
-        if before.get(name) != after.get(name)
+        f"{name.replace('_', ' ')} {_show(was)} → {_show(now)}" for name, was, now in pairs if was != now
     ]
     return "; ".join(parts) or "changed"
 

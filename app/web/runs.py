@@ -8,8 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.deps import AdminDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
-from app.services import runs
+from app.services import runs, scorecards
 from app.services import samples as sample_service
+from app.snapshot import ProfileSnapshot
+from app.summary import RunEndpoint
 from app.web import figures
 from app.web.forms import form_str
 from app.web.templating import render
@@ -55,15 +57,15 @@ async def run_page(request: Request, run_id: RowId, session: SessionDep, _: Read
         samples = await sample_service.samples_for_charts(session, run_id=run_id)
         steps = [step.as_dict() for step in summary.steps]
         load_label = "concurrency" if summary.steps[0].load_kind == "concurrency" else "requests/s"
-        endpoint = summary.endpoint if isinstance(summary.endpoint, dict) else {}
-        profile = summary.profile if isinstance(summary.profile, dict) else {}
+        endpoint = summary.endpoint if isinstance(summary.endpoint, RunEndpoint) else RunEndpoint()
+        profile = summary.profile if isinstance(summary.profile, ProfileSnapshot) else ProfileSnapshot()
 
         def build() -> dict[str, str]:
             out = figures.distributions(samples)
             out.update(figures.sweep(steps, load_label))
             out.update(figures.telemetry(steps, load_label))
             out["tradeoff"] = figures.tradeoff(
-                [(endpoint.get("name", ""), steps, endpoint.get("gpu_count"))], profile.get("slo_tpot_ms")
+                [(endpoint.name or "", steps, endpoint.gpu_count)], profile.slo_tpot_ms
             )
             return out
 
@@ -71,8 +73,9 @@ async def run_page(request: Request, run_id: RowId, session: SessionDep, _: Read
     return render(
         request,
         "runs/detail.html",
-        {"run": summary, "charts": charts, "waiting_for": await runs.waiting_for(session, run_id=run_id)},
-    )
+        {"run": summary, "card": scorecards.of_run(summary), "charts": charts,
+         "waiting_for": await runs.waiting_for(session, run_id=run_id)},
+    )  # fmt: skip
 
 
 @router.get("/runs/{run_id}/progress", name="run_progress")
