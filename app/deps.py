@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import annotated_types
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.errors import CsrfFailed, Forbidden, PasswordChangeRequired, Unauthorized
+from app.errors import CsrfFailed, Forbidden, PasswordChangeRequired, Unauthorized, ValidationFailed
 from app.models import Role
 from app.security.crypto import SecretBox
 from app.security.csrf import (
@@ -66,6 +66,20 @@ def get_box(request: Request) -> SecretBox:
 # A row id from a path or a query: the id columns are 32-bit signed integers on PostgreSQL; one
 # past the range is refused with a 422 (in the API's error shape) before a driver overflows on it.
 RowId = Annotated[int, annotated_types.Interval(ge=1, le=2**31 - 1)]
+# Every list's paging (schemas.Page): a page size, and the `next` of the previous page.
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=200, description="`next` of the previous page")]
+
+
+def offset_of(cursor: str | None) -> int:
+    """An offset-paged list's position from its cursor; a cursor it never gave: 422."""
+    from app.schemas import offset_cursor
+
+    try:
+        return offset_cursor(cursor)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), fields={"cursor": str(exc)}) from None
+
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

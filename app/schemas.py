@@ -68,21 +68,55 @@ class ErrorBody(BaseModel):
 
 
 class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
-
-
-class CursorPage(BaseModel, Generic[T]):
-    """A keyset page: `next` is the cursor of the following page (null on the last one). Counting
-    a large table is not cheap, so `total` is given only where it is (one endpoint's runs)."""
+    """Every list the API answers: one page of `items`, and `next`, the cursor of the following
+    page (pass it back as `?cursor=`; null on the last page). `limit` is the page size; `total`
+    is given where counting is cheap. A cursor is opaque: only a `next` from the same list."""
 
     items: list[T]
-    limit: int
-    next: str | None
+    next: str | None = Field(
+        default=None, description="the cursor of the following page; null: the last page"
+    )
+    limit: int | None = None
     total: int | None = None
+
+
+def offset_cursor(cursor: str | None) -> int:
+    """The position an offset-paged list's cursor stands for (0 without one)."""
+    if cursor is None or cursor == "":
+        return 0
+    if not cursor.isdigit() or len(cursor) > 10 or int(cursor) > 2**31 - 1:
+        raise ValueError("not a cursor of this list: pass the `next` of its previous page")
+    return int(cursor)
+
+
+def next_offset_cursor(offset: int, limit: int, total: int) -> str | None:
+    return str(offset + limit) if offset + limit < total else None
+
+
+class SampleRead(BaseModel):
+    """One request as the probe saw it (run_samples' columns; offsets in ms from the step's first send)."""
+
+    seq: int
+    step_index: int
+    warmup: bool
+    sent_offset_ms: float
+    ttft_ms: float | None
+    ttfat_ms: float | None
+    e2e_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    reasoning_tokens: int | None
+    requested_output_tokens: int | None
+    chunk_count: int
+    finish_reason: str | None
+    error_kind: str | None
+    error_detail: str | None
+    http_status: int | None
+    retry_after_s: float | None
+
+    @field_serializer("error_detail")
+    def _detail(self, value: str | None) -> str | None:
+        return shown(value)  # a target's excerpt only for editors and admins
 
 
 def normalise_http_url(value: str, *, what: str = "URL") -> str:
@@ -463,6 +497,12 @@ class EndpointScorecard(Scorecard):
     )
 
 
+class ScorecardPage(Page[EndpointScorecard]):
+    """Every endpoint's card on one profile, by endpoint name."""
+
+    profile: str
+
+
 class CostSeries(BaseModel):
     endpoint_id: int
     endpoint: str
@@ -767,9 +807,7 @@ class AlertRead(BaseModel):
     created_at: datetime
 
 
-class AlertPage(BaseModel):
-    items: list[AlertRead]
-    limit: int
+class AlertPage(Page[AlertRead]):
     open: list[AlertRead] = Field(description="regressions not recovered and endpoints down, newest first")
 
 

@@ -66,9 +66,13 @@ async def test_list_is_paged(client: httpx.AsyncClient, people) -> None:
         assert response.status_code == 201
     first = (await client.get("/api/v1/endpoints?limit=3", headers=auth)).json()
     assert [e["name"] for e in first["items"]] == ["ep-0", "ep-1", "ep-2"]
-    assert first["total"] == 7 and first["next_offset"] == 3
-    last = (await client.get("/api/v1/endpoints?limit=3&offset=6", headers=auth)).json()
-    assert [e["name"] for e in last["items"]] == ["ep-6"] and last["next_offset"] is None
+    assert first["total"] == 7 and first["next"]
+    second_page = (await client.get(f"/api/v1/endpoints?limit=3&cursor={first['next']}", headers=auth)).json()
+    assert [e["name"] for e in second_page["items"]] == ["ep-3", "ep-4", "ep-5"]
+    last = (await client.get(f"/api/v1/endpoints?limit=3&cursor={second_page['next']}", headers=auth)).json()
+    assert [e["name"] for e in last["items"]] == ["ep-6"] and last["next"] is None
+    foreign = await client.get("/api/v1/endpoints?cursor=x1", headers=auth)
+    assert foreign.status_code == 422 and "cursor" in foreign.json()["error"]["fields"]
     bad = await client.get("/api/v1/endpoints?limit=0", headers=auth)
     error = assert_error_shape(bad, 422, "validation_failed")
     assert "limit" in error["fields"]
@@ -168,7 +172,7 @@ async def test_revoking_a_token_takes_effect_at_once(client: httpx.AsyncClient, 
     auth = await bearer(client, "editor")
     second = await bearer(client, "editor")
     assert (await client.get("/api/v1/endpoints", headers=second)).status_code == 200
-    listed = (await client.get("/api/v1/tokens", headers=auth)).json()
+    listed = (await client.get("/api/v1/tokens", headers=auth)).json()["items"]
     assert all("token" not in t for t in listed)
     prefix = second["Authorization"].removeprefix("Bearer ")[:10]
     made = next(t for t in listed if t["prefix"] == prefix)
@@ -260,3 +264,24 @@ async def test_ids_past_the_id_range_are_refused_not_500(client: httpx.AsyncClie
     for path in (f"/endpoints/{big}", f"/runs/{big}", f"/trends?endpoint={big}"):
         response = await client.get(path, headers=auth)
         assert 400 <= response.status_code < 500, (path, response.status_code)
+
+
+async def test_every_list_answers_one_page_shape(app) -> None:  # type: ignore[no-untyped-def]
+    """Every list in the API is a Page (`items` and `next`), never a bare array: OpenAPI says so."""
+    spec = app.openapi()
+    schemas = spec["components"]["schemas"]
+    lists = []
+    for path, methods in spec["paths"].items():
+        get = methods.get("get")
+        if get is None:
+            continue
+        body = (
+            get["responses"].get("200", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        )
+        assert body.get("type") != "array", f"{path} answers a bare array"
+        ref = body.get("$ref", "").rsplit("/", 1)[-1]
+        props = schemas.get(ref, {}).get("properties", {})
+        if "items" in props:
+            lists.append(path)
+            assert "next" in props, f"{path} answers items without next"
+    assert len(lists) >= 12, lists

@@ -94,11 +94,15 @@ async def test_inspect_on_demand_and_the_page_shows_it(idle_app, people) -> None
             app.state.clock = lambda: later
             made_api = await client.post(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=auth)
             assert made_api.status_code == 201 and made_api.json()["engine"] == "sglang"
-        listed = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=viewer)).json()
+        listed = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=viewer)).json()[
+            "items"
+        ]
         assert len(listed) == 2 and listed[0]["run_id"] is None
         stop = next(c for c in listed[0]["checks"] if c["id"] == "stop")
         assert stop["status"] == "failed" and "«…»" in stop["evidence"]  # viewers: no target excerpts
-        as_editor = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=auth)).json()
+        as_editor = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=auth)).json()[
+            "items"
+        ]
         assert "«…»" not in next(c for c in as_editor[0]["checks"] if c["id"] == "stop")["evidence"]
         page = await client.get(f"/endpoints/{endpoint_id}", headers=auth)
         assert 'id="checklist"' in page.text and "sglang" in page.text and "get_model_info" in page.text

@@ -67,7 +67,14 @@ async def test_run_end_to_end(app, client: httpx.AsyncClient, people) -> None:
 
     # Samples: JSON page and CSV.
     samples = (await client.get(f"/api/v1/runs/{run_id}/samples?limit=5", headers=auth)).json()
-    assert samples["total"] == 16 and len(samples["items"]) == 5
+    assert samples["total"] == 16 and len(samples["items"]) == 5 and samples["next"]
+    seen = [s["seq"] for s in samples["items"]]
+    while samples["next"]:
+        samples = (
+            await client.get(f"/api/v1/runs/{run_id}/samples?limit=5&cursor={samples['next']}", headers=auth)
+        ).json()
+        seen += [s["seq"] for s in samples["items"]]
+    assert sorted(seen) == seen and len(set(seen)) == 16
     csv_text = (await client.get(f"/api/v1/runs/{run_id}/samples?format=csv", headers=auth)).text
     assert csv_text.splitlines()[0].startswith("seq,step_index") and len(csv_text.splitlines()) == 17
 

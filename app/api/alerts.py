@@ -3,15 +3,26 @@ alerts are delivered, and how each delivery went)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Query, Response
-
-from app.deps import AdminDep, AdminReaderDep, BoxDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
+from app.deps import (
+    AdminDep,
+    AdminReaderDep,
+    BoxDep,
+    Cursor,
+    Limit,
+    NowDep,
+    ReaderDep,
+    RowId,
+    SessionDep,
+    SettingsDep,
+    offset_of,
+)
 from app.schemas import (
     AlertPage,
     DeliveryRead,
     ErrorBody,
+    Page,
     WebhookCreate,
     WebhookCreated,
     WebhookRead,
@@ -27,17 +38,21 @@ async def list_alerts(
     session: SessionDep,
     _: ReaderDep,
     endpoint_id: RowId | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> AlertPage:
     """The newest alerts (one endpoint's with `endpoint_id`), and those still open: regressions
     not recovered yet and endpoints still down."""
-    recent, standing = await alerts.listing(session, endpoint_id=endpoint_id, limit=limit)
-    return AlertPage(items=recent, limit=limit, open=standing)
+    before = offset_of(cursor) or None  # keyset: the id of the last alert of the previous page
+    recent, standing = await alerts.listing(session, endpoint_id=endpoint_id, limit=limit + 1, before=before)
+    following = str(recent[limit - 1].id) if len(recent) > limit else None
+    return AlertPage(items=recent[:limit], next=following, limit=limit, open=standing)
 
 
 @router.get("/webhooks")
-async def list_webhooks(session: SessionDep, _: AdminReaderDep) -> dict[str, list[WebhookRead]]:
-    return {"items": [webhooks.to_read(hook) for hook in await webhooks.list_all(session)]}
+async def list_webhooks(session: SessionDep, _: AdminReaderDep) -> Page[WebhookRead]:
+    """Every webhook (a site has a handful: one page)."""
+    return Page[WebhookRead](items=[webhooks.to_read(hook) for hook in await webhooks.list_all(session)])
 
 
 @router.post("/webhooks", status_code=201, responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
@@ -71,7 +86,12 @@ async def list_deliveries(
     webhook_id: RowId,
     session: SessionDep,
     _: AdminReaderDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, list[DeliveryRead]]:
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[DeliveryRead]:
+    """The webhook's deliveries, newest first."""
     await webhooks.get(session, webhook_id)
-    return {"items": await webhooks.deliveries(session, webhook_id=webhook_id, limit=limit)}
+    before = offset_of(cursor) or None  # keyset: the id of the last delivery of the previous page
+    found = await webhooks.deliveries(session, webhook_id=webhook_id, limit=limit + 1, before=before)
+    following = str(found[limit - 1].id) if len(found) > limit else None
+    return Page[DeliveryRead](items=found[:limit], next=following, limit=limit)

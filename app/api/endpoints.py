@@ -6,7 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import BoxDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
+from app.deps import (
+    BoxDep,
+    Cursor,
+    EditorDep,
+    Limit,
+    NowDep,
+    ReaderDep,
+    RowId,
+    SessionDep,
+    SettingsDep,
+    offset_of,
+)
 from app.schemas import (
     EndpointCreate,
     EndpointPage,
@@ -15,6 +26,7 @@ from app.schemas import (
     ErrorBody,
     InspectionRead,
     Page,
+    next_offset_cursor,
 )
 from app.services import endpoints, inspections, pages
 
@@ -24,26 +36,23 @@ router = APIRouter(
     responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 422: {"model": ErrorBody}},
 )
 
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Items to skip")]
-
 
 @router.get("")
 async def list_endpoints(
     session: SessionDep,
     _: ReaderDep,
     limit: Limit = 50,
-    offset: Offset = 0,
+    cursor: Cursor = None,
     tag: Annotated[str | None, Query(max_length=40)] = None,
     q: Annotated[str | None, Query(max_length=100, description="Match name or model")] = None,
 ) -> Page[EndpointRead]:
+    offset = offset_of(cursor)
     rows, total = await endpoints.list_page(session, limit=limit, offset=offset, tag=tag, q=q)
     return Page[EndpointRead](
         items=[endpoints.to_read(row) for row in rows],
-        total=total,
+        next=next_offset_cursor(offset, limit, total),
         limit=limit,
-        offset=offset,
-        next_offset=offset + limit if offset + limit < total else None,
+        total=total,
     )
 
 
@@ -85,10 +94,12 @@ async def update_endpoint(
 
 
 @router.get("/{endpoint_id}/inspections", responses={404: {"model": ErrorBody}})
-async def list_inspections(endpoint_id: RowId, session: SessionDep, _: ReaderDep) -> list[InspectionRead]:
-    """The endpoint's inspections, newest first (20): detected engine, evidence, checklist."""
+async def list_inspections(endpoint_id: RowId, session: SessionDep, _: ReaderDep) -> Page[InspectionRead]:
+    """The endpoint's inspections, newest first (the 20 it keeps: one page): detected engine,
+    evidence, checklist."""
     await endpoints.get(session, endpoint_id)
-    return [inspections.to_read(row) for row in await inspections.recent(session, endpoint_id=endpoint_id)]
+    rows = await inspections.recent(session, endpoint_id=endpoint_id)
+    return Page[InspectionRead](items=[inspections.to_read(row) for row in rows])
 
 
 @router.post(

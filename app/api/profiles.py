@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.deps import EditorDep, ReaderDep, SessionDep, SettingsDep
-from app.schemas import ErrorBody, ProfileCreate, ProfileRead, ProfileUpdate
+from app.schemas import ErrorBody, Page, ProfileCreate, ProfileRead, ProfileUpdate
 from app.services import profiles
 
 router = APIRouter(
@@ -14,8 +14,9 @@ router = APIRouter(
 
 
 @router.get("")
-async def list_profiles(session: SessionDep, _: ReaderDep) -> dict[str, list[ProfileRead]]:
-    return {"items": [ProfileRead.model_validate(p) for p in await profiles.list_all(session)]}
+async def list_profiles(session: SessionDep, _: ReaderDep) -> Page[ProfileRead]:
+    """Every profile (built-in first; a site keeps a few dozen at most: one page)."""
+    return Page[ProfileRead](items=[ProfileRead.model_validate(p) for p in await profiles.list_all(session)])
 
 
 @router.post("", status_code=201, responses={422: {"model": ErrorBody}})

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from app.deps import AdminDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
+from app.deps import AdminDep, Cursor, EditorDep, Limit, NowDep, ReaderDep, RowId, SessionDep, offset_of
 from app.schemas import (
     ComparePage,
     CostTrends,
-    CursorPage,
     EndpointScorecard,
     ErrorBody,
+    Page,
     RunAccepted,
     RunCreate,
     RunListItem,
+    SampleRead,
+    ScorecardPage,
+    next_offset_cursor,
 )
 from app.services import pages, runs, samples, scorecards, trends
 from app.summary import RunSummary
+
+MAX_CARDS = 50  # a card with its 30-day trend is ~8 KB: a page stays well under 500 KB
 
 router = APIRouter(tags=["runs"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})
 
@@ -43,15 +48,15 @@ async def list_runs(
     endpoint_id: RowId | None = None,
     profile: str | None = None,
     status: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="`next` of the previous page")] = None,
-) -> CursorPage[RunListItem]:
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[RunListItem]:
     """Runs, newest first, keyset-paged: follow `next` until it is null."""
     rows, following, total = await runs.list_page(
         session, endpoint_id=endpoint_id, profile=profile, status=status, limit=limit, cursor=cursor
     )
     waiting = await runs.waiting_reasons(session, [run for run, _ in rows])
-    return CursorPage[RunListItem](
+    return Page[RunListItem](
         items=[runs.list_item(run, name, waiting.get(run.id)) for run, name in rows],
         limit=limit,
         next=following,
@@ -88,16 +93,16 @@ async def delete_run(run_id: RowId, session: SessionDep, _: AdminDep) -> Respons
     return Response(status_code=204)
 
 
-@router.get("/runs/{run_id}/samples", response_model=None)
+@router.get("/runs/{run_id}/samples", response_model=Page[SampleRead])
 async def read_samples(
     run_id: RowId,
     request: Request,
     session: SessionDep,
     _: ReaderDep,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> StreamingResponse | dict[str, Any]:
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Page size")] = 1000,
+    cursor: Cursor = None,
+) -> StreamingResponse | Page[SampleRead]:
     if format == "csv":
         await runs.get(session, run_id)
         return StreamingResponse(
@@ -105,27 +110,40 @@ async def read_samples(
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="run-{run_id}-samples.csv"'},
         )
+    offset = offset_of(cursor)
     items, total = await samples.samples_page(session, run_id=run_id, limit=limit, offset=offset)
-    return {"items": items, "total": total, "limit": limit, "offset": offset,
-            "next_offset": offset + limit if offset + limit < total else None}  # fmt: skip
+    return Page[SampleRead](
+        items=items, next=next_offset_cursor(offset, limit, total), limit=limit, total=total
+    )
 
 
 @router.get("/endpoints/{endpoint_id}/scorecard")
 async def endpoint_scorecard(
     endpoint_id: RowId, session: SessionDep, now: NowDep, _: ReaderDep, profile: str | None = None
-) -> dict[str, list[EndpointScorecard]]:
-    """One scorecard per profile measured (or the one asked for), with its 30-day trend."""
-    return {
-        "items": await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now, profile=profile)
-    }
+) -> Page[EndpointScorecard]:
+    """One scorecard per profile measured (or the one asked for), with its 30-day trend: one
+    page (an endpoint has a card per profile)."""
+    cards = await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now, profile=profile)
+    return Page[EndpointScorecard](items=cards)
 
 
 @router.get("/scorecards", name="api_scorecards")
 async def all_scorecards(
-    session: SessionDep, now: NowDep, _: ReaderDep, profile: str | None = None
-) -> dict[str, Any]:
+    session: SessionDep,
+    now: NowDep,
+    _: ReaderDep,
+    profile: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_CARDS, description="Page size")] = 25,
+    cursor: Cursor = None,
+) -> ScorecardPage:
+    """Every endpoint's card on the profile (default: the overview's), by endpoint name."""
     chosen = profile or await scorecards.default_profile(session)
-    return {"profile": chosen, "items": await scorecards.overview(session, profile=chosen, now=now)}
+    offset = offset_of(cursor)
+    cards, total = await scorecards.overview_page(
+        session, profile=chosen, now=now, limit=limit, offset=offset
+    )
+    return ScorecardPage(profile=chosen, items=cards, next=next_offset_cursor(offset, limit, total), limit=limit,
+                         total=total)  # fmt: skip
 
 
 @router.get("/compare", name="api_compare")

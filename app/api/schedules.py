@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.deps import EditorDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
-from app.schemas import ErrorBody, ScheduleCreate, ScheduleRead, ScheduleUpdate
+from app.schemas import ErrorBody, Page, ScheduleCreate, ScheduleRead, ScheduleUpdate
 from app.services import schedules, site
 
 router = APIRouter(
@@ -16,12 +16,10 @@ router = APIRouter(
 @router.get("")
 async def list_schedules(
     session: SessionDep, _: ReaderDep, endpoint_id: RowId | None = None
-) -> dict[str, list[ScheduleRead]]:
-    return {
-        "items": [
-            schedules.to_read(*row) for row in await schedules.list_all(session, endpoint_id=endpoint_id)
-        ]
-    }
+) -> Page[ScheduleRead]:
+    """Every schedule (at most one per endpoint and profile: one page)."""
+    rows = await schedules.list_all(session, endpoint_id=endpoint_id)
+    return Page[ScheduleRead](items=[schedules.to_read(*row) for row in rows])
 
 
 @router.post("", status_code=201, responses={422: {"model": ErrorBody}})

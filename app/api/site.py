@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.deps import AdminDep, AdminReaderDep, NowDep, SessionDep, SettingsDep
 from app.errors import NotFound
-from app.schemas import ErrorBody, Lockout, SiteSettingsRead, SiteSettingsUpdate
+from app.schemas import ErrorBody, Lockout, Page, SiteSettingsRead, SiteSettingsUpdate
 from app.services import site, throttle
 
 router = APIRouter(
@@ -30,9 +30,10 @@ async def update_site(
 
 
 @router.get("/lockouts")
-async def list_lockouts(session: SessionDep, now: NowDep, _: AdminReaderDep) -> list[Lockout]:
-    """Accounts and client addresses that failed logins have slowed down."""
-    return [Lockout.model_validate(row, from_attributes=True) for row in await throttle.blocked(session, now)]
+async def list_lockouts(session: SessionDep, now: NowDep, _: AdminReaderDep) -> Page[Lockout]:
+    """Accounts and client addresses that failed logins have slowed down (one page)."""
+    rows = await throttle.blocked(session, now)
+    return Page[Lockout](items=[Lockout.model_validate(row, from_attributes=True) for row in rows])
 
 
 @router.delete("/lockouts", status_code=204, responses={404: {"model": ErrorBody}})

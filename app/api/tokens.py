@@ -6,16 +6,17 @@ from fastapi import APIRouter
 
 from app.deps import LoggedInDep, NowDep, RowId, SessionDep, SessionWriterDep, ViewerWriteDep
 from app.models import Role
-from app.schemas import ErrorBody, TokenCreate, TokenCreated, TokenRead
+from app.schemas import ErrorBody, Page, TokenCreate, TokenCreated, TokenRead
 from app.services import auth
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses={401: {"model": ErrorBody}})
 
 
 @router.get("")
-async def list_tokens(session: SessionDep, user: LoggedInDep) -> list[TokenRead]:
+async def list_tokens(session: SessionDep, user: LoggedInDep) -> Page[TokenRead]:
+    """The caller's tokens (admins: everyone's), one page."""
     rows = await auth.list_tokens(session, user_id=None if user.role is Role.admin else user.user_id)
-    return [TokenRead.model_validate(row) for row in rows]
+    return Page[TokenRead](items=[TokenRead.model_validate(row) for row in rows])
 
 
 @router.post("", status_code=201, responses={403: {"model": ErrorBody}})

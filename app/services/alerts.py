@@ -267,10 +267,13 @@ async def open_ids(session: AsyncSession, *, endpoint_id: int | None = None) -> 
 
 
 async def listing(
-    session: AsyncSession, *, endpoint_id: int | None = None, limit: int = 50
+    session: AsyncSession, *, endpoint_id: int | None = None, limit: int = 50, before: int | None = None
 ) -> tuple[list[AlertRead], list[AlertRead]]:
-    """The newest alerts (at most `limit`) and those still open, newest first."""
+    """The newest alerts (at most `limit`, older than alert `before` when given) and those still
+    open, newest first."""
     scope = [Alert.endpoint_id == endpoint_id] if endpoint_id is not None else []
+    if before is not None:
+        scope.append(Alert.id < before)
     standing = await open_ids(session, endpoint_id=endpoint_id)
     query = select(Alert, Endpoint.name).join(Endpoint, Endpoint.id == Alert.endpoint_id)
     recent = (await session.execute(query.where(*scope).order_by(Alert.id.desc()).limit(limit))).all()

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import RequestSample
 from app.probe.types import Sample
-from app.security.redact import shown
+from app.schemas import SampleRead
 from app.services.records import sample_from_row
 from app.services.runs import get
 
@@ -24,7 +24,7 @@ SAMPLE_COLUMNS = ("seq", "step_index", "warmup", "sent_offset_ms", "ttft_ms", "t
 
 async def samples_page(
     session: AsyncSession, *, run_id: int, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[SampleRead], int]:
     await get(session, run_id)
     rows = (
         await session.scalars(
@@ -38,13 +38,7 @@ async def samples_page(
     total = (
         await session.scalar(select(func.count(RequestSample.id)).where(RequestSample.run_id == run_id)) or 0
     )
-    return [_sample_dict(r) for r in rows], int(total)
-
-
-def _sample_dict(row: RequestSample) -> dict[str, Any]:
-    data = {c: getattr(row, c) for c in SAMPLE_COLUMNS}
-    data["error_detail"] = shown(data["error_detail"])  # a target's excerpt: editors and admins
-    return data
+    return [SampleRead.model_validate(r, from_attributes=True) for r in rows], int(total)
 
 
 async def samples_csv(sessionmaker: async_sessionmaker[AsyncSession], *, run_id: int) -> AsyncIterator[str]:
@@ -63,7 +57,9 @@ async def samples_csv(sessionmaker: async_sessionmaker[AsyncSession], *, run_id:
         async for row in result:
             buf.seek(0)
             buf.truncate()
-            data = _sample_dict(row)
+            data = SampleRead.model_validate(row, from_attributes=True).model_dump(
+                include=set(SAMPLE_COLUMNS)
+            )
             writer.writerow([csv_cell(data[c]) for c in SAMPLE_COLUMNS])
             yield buf.getvalue()
 

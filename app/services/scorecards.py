@@ -163,6 +163,21 @@ async def overview(
     return sorted(cards, key=key)
 
 
+async def overview_page(
+    session: AsyncSession, *, profile: str, now: datetime, limit: int, offset: int
+) -> tuple[list[EndpointScorecard], int]:
+    """One page of every endpoint's card on the profile, by name, and how many endpoints there are."""
+    endpoints = list(
+        (
+            await session.scalars(
+                select(Endpoint).order_by(Endpoint.name, Endpoint.id).offset(offset).limit(limit)
+            )
+        ).all()
+    )
+    total = await session.scalar(select(func.count(Endpoint.id))) or 0
+    return await cards_for(session, endpoints=endpoints, profile=profile, now=now), int(total)
+
+
 async def default_profile(session: AsyncSession) -> str:
     """The overview opens on `chat` once it has been measured (the flagship profile), else on
     the profile measured most recently, so it always opens on data."""

@@ -160,7 +160,7 @@ async def delete(session: AsyncSession, webhook_id: int) -> None:
 
 
 async def deliveries(
-    session: AsyncSession, *, webhook_id: int | None = None, limit: int = 50
+    session: AsyncSession, *, webhook_id: int | None = None, limit: int = 50, before: int | None = None
 ) -> list[DeliveryRead]:
     query = (
         select(Delivery, Webhook.name, Alert.kind)
@@ -171,6 +171,8 @@ async def deliveries(
     )
     if webhook_id is not None:
         query = query.where(Delivery.webhook_id == webhook_id)
+    if before is not None:
+        query = query.where(Delivery.id < before)
     return [
         DeliveryRead(
             id=d.id,

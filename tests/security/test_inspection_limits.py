@@ -125,10 +125,14 @@ async def test_detection_evidence_is_masked_for_viewers(idle_app, people) -> Non
             assert (
                 await client.post(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=editor)
             ).status_code == 201
-        seen = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=editor)).json()[0]
+        seen = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=editor)).json()[
+            "items"
+        ][0]
         path = next(e["saw"] for e in seen["evidence"] if e["source"] == "GET /get_model_info")
         assert path.startswith("model_path «") and "…" not in path  # editors see what the server said
-        masked = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=viewer)).json()[0]
+        masked = (await client.get(f"/api/v1/endpoints/{endpoint_id}/inspections", headers=viewer)).json()[
+            "items"
+        ][0]
         assert (
             next(e["saw"] for e in masked["evidence"] if e["source"] == "GET /get_model_info")
             == "model_path «…»"
