@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializationInfo,
     StringConstraints,
     ValidationError,
     field_serializer,
@@ -115,8 +116,8 @@ class SampleRead(BaseModel):
     retry_after_s: float | None
 
     @field_serializer("error_detail")
-    def _detail(self, value: str | None) -> str | None:
-        return shown(value)  # a target's excerpt only for editors and admins
+    def _detail(self, value: str | None, info: SerializationInfo) -> str | None:
+        return shown(value, info.context)  # a target's excerpt only for editors and admins
 
 
 def normalise_http_url(value: str, *, what: str = "URL") -> str:
@@ -460,8 +461,8 @@ class RunListItem(BaseModel):
     error: str | None
 
     @field_serializer("error")
-    def _error(self, value: str | None) -> str | None:
-        return shown(value)  # a target's excerpt only for editors and admins
+    def _error(self, value: str | None, info: SerializationInfo) -> str | None:
+        return shown(value, info.context)  # a target's excerpt only for editors and admins
 
 
 class TrendPoint(BaseModel):
@@ -712,8 +713,8 @@ class InspectionCheck(BaseModel):
     evidence: str = Field(description="an excerpt of the answer; what the target said is shown to editors")
 
     @field_serializer("evidence")
-    def _evidence(self, value: str) -> str | None:
-        return shown(value)
+    def _evidence(self, value: str, info: SerializationInfo) -> str | None:
+        return shown(value, info.context)
 
 
 class InspectionEvidence(BaseModel):
@@ -725,8 +726,8 @@ class InspectionEvidence(BaseModel):
     )
 
     @field_serializer("saw")
-    def _saw(self, value: str) -> str | None:
-        return shown(value)
+    def _saw(self, value: str, info: SerializationInfo) -> str | None:
+        return shown(value, info.context)
 
 
 class InspectionRead(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, computed_field, field_serializer
 
 from app.domain import DEFAULT_PERCENTILE, SLO, degraded_reasons, load_kind, load_label, load_of
 from app.security.redact import shown
@@ -254,19 +254,19 @@ class RunSummary(_Model):
     steps: list[StepSummary] = Field(default_factory=list)
 
     @field_serializer("error")
-    def _error(self, value: str | None) -> str | None:
-        return shown(value)  # a target's excerpt only for those who may see it
+    def _error(self, value: str | None, info: SerializationInfo) -> str | None:
+        return shown(value, info.context)  # a target's excerpt only for those who may see it
 
     @field_serializer("environment")
-    def _environment(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _environment(self, value: dict[str, Any] | None, info: SerializationInfo) -> dict[str, Any] | None:
         """The inspection kept in the environment: its evidence and check excerpts as the
         inspections' own API shows them."""
         inspection = (value or {}).get("inspection")
         if not isinstance(inspection, dict):
             return value
-        evidence = [{**e, "saw": shown(e.get("saw"))} if isinstance(e, dict) else e
+        evidence = [{**e, "saw": shown(e.get("saw"), info.context)} if isinstance(e, dict) else e
                     for e in inspection.get("evidence") or []]  # fmt: skip
-        checks = [{**c, "evidence": shown(c.get("evidence"))} if isinstance(c, dict) else c
+        checks = [{**c, "evidence": shown(c.get("evidence"), info.context)} if isinstance(c, dict) else c
                   for c in inspection.get("checks") or []]  # fmt: skip
         return {**(value or {}), "inspection": {**inspection, "evidence": evidence, "checks": checks}}
 

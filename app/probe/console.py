@@ -19,6 +19,7 @@ from app.probe.inspect import inspect
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
 from app.probe.prompts import load_tokenizer
 from app.probe.types import Target
+from app.security.redact import VISIBLE
 from app.summary import RunSummary
 
 
@@ -184,7 +185,8 @@ async def _run(probe: ProbeProcess) -> ProbeOutcome:
 def _write_json(summary: RunSummary, json_out: str | None) -> None:
     if not json_out:
         return
-    data = orjson.dumps(summary.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
+    # The operator's own terminal: the target's own words show.
+    data = orjson.dumps(summary.model_dump(mode="json", context=VISIBLE), option=orjson.OPT_INDENT_2) + b"\n"
     if json_out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -5,8 +5,9 @@
 - Text a target sent (an error body, a redirect's Location, a malformed line) is wrapped as an
   *excerpt* between « and ». Editors and admins see excerpts; viewers and anonymous readers see
   «…» in their place: a target's answer can hold internal details (a reverse proxy's page, a
-  stack trace). Whether this request may see them is a context variable that the principal
-  dependency sets for each request; elsewhere (the CLI, the operator's own terminal) they show.
+  stack trace). Who may see them is passed explicitly: `model_dump(context=VISIBLE)` (the CLI's
+  JSON, the operator's own terminal), else the request's right, which the principal dependency
+  sets for each request. With neither, excerpts are hidden.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ OPEN, CLOSE = "«", "»"
 _EXCERPT_RE = re.compile(f"{OPEN}[^{CLOSE}]*(?:{CLOSE}|$)")
 MASK = f"{OPEN}…{CLOSE}"
 
-excerpts_visible: contextvars.ContextVar[bool] = contextvars.ContextVar("excerpts_visible", default=True)
+excerpts_visible: contextvars.ContextVar[bool] = contextvars.ContextVar("excerpts_visible", default=False)
+VISIBLE = {"excerpts": True}  # a serialisation context for whoever may see excerpts (the operator)
 
 
 class Redactor:
@@ -59,8 +61,11 @@ def mask(text: str) -> str:
     return _EXCERPT_RE.sub(MASK, text)
 
 
-def shown(text: str | None) -> str | None:
-    """The text as this request may see it."""
-    if text is None or excerpts_visible.get():
+def shown(text: str | None, context: object = None) -> str | None:
+    """The text as its reader may see it: the serialisation `context`'s right when it says
+    (`{"excerpts": bool}`), else this request's; hidden by default."""
+    said = context.get("excerpts") if isinstance(context, dict) else None
+    visible = excerpts_visible.get() if said is None else bool(said)
+    if text is None or visible:
         return text
     return mask(text)

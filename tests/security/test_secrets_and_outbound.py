@@ -200,3 +200,15 @@ async def test_the_probe_refuses_at_connect_time() -> None:
             await literal.preflight()
     finally:
         server.close()
+
+
+def test_excerpts_are_hidden_unless_the_reader_may_see_them() -> None:
+    """Outside a request nothing says who reads: excerpts hide. The operator's own output passes
+    the right explicitly."""
+    from app.security.redact import VISIBLE, excerpt
+    from app.summary import RunSummary
+
+    run = RunSummary(status="failed", error="the server said " + excerpt("stack trace at /srv/app.py"))
+    assert "/srv/app.py" not in run.model_dump_json() and "«…»" in run.model_dump()["error"]
+    assert "/srv/app.py" in run.model_dump(context=VISIBLE)["error"]
+    assert "/srv/app.py" not in run.model_dump(context={"excerpts": False})["error"]
