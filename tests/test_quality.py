@@ -87,3 +87,37 @@ def test_the_other_layers_keep_to_their_rooms() -> None:
         for path in (ROOT / "app" / package).rglob("*.py"):
             for name in _imports(path):
                 assert not name.startswith(forbidden), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_no_two_modules_import_each_other() -> None:
+    """No import cycle in app/, direct or in a loop, counting imports inside functions and under
+    TYPE_CHECKING (a package's import of a submodule counts as importing that submodule)."""
+    modules: dict[str, Path] = {}
+    for path in (ROOT / "app").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps |= {alias.name for alias in node.names if alias.name in modules}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    deps.add(full if full in modules else node.module)
+        graph[name] = (deps & modules.keys()) - {name}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            here = todo.pop()
+            if here == goal:
+                return True
+            if here not in seen:
+                seen.add(here)
+                todo.extend(graph[here])
+        return False
+
+    loops = sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if reaches(b, a))
+    assert not loops, loops

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.simulator.engine import BatchEngine
-
-if TYPE_CHECKING:
-    from app.simulator.server import SimulatorState
+from app.simulator.state import SimulatorState
 
 
 def words_to_tokens(text: str) -> int:
