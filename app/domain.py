@@ -59,6 +59,17 @@ def percentile_key(percentile: float | None) -> str:
     return PERCENTILE_KEYS.get(float(percentile or DEFAULT_PERCENTILE), PERCENTILE_KEYS[DEFAULT_PERCENTILE])
 
 
+def per_gpu(tokens_per_s: float | None, gpus: int | None) -> float:
+    """A throughput per GPU; without a declared GPU count, per endpoint."""
+    return (tokens_per_s or 0.0) / (gpus or 1)
+
+
+def user_rate_at(tpot_ms: float) -> float:
+    """Tokens/s one user sees at a time per output token (ms): where a TPOT limit sits on a
+    tokens-per-user axis."""
+    return 1000.0 / tpot_ms
+
+
 MAX_ERROR_RATE = 0.01  # a step that drops more than 1 % of its requests meets no SLO
 SLO_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms")
 

@@ -13,7 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, computed_field, field_serializer
 
-from app.domain import DEFAULT_PERCENTILE, SLO, degraded_reasons, load_kind, load_label, load_of
+from app.domain import (
+    DEFAULT_PERCENTILE,
+    SLO,
+    degraded_reasons,
+    load_kind,
+    load_label,
+    load_of,
+    percentile_key,
+)
 from app.security.redact import shown
 from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
 
@@ -140,6 +148,16 @@ class StepSummary(StepCosts):
         """Why this step is not a clean measurement of the server; empty when it is."""
         return degraded_reasons({"quality": self.quality.model_dump()})
 
+    # Figures the pages show, derived here so no template or chart works them out (not in the JSON).
+    @property
+    def clean(self) -> bool:
+        """A clean measurement with no failed request: the step table's "clean" badge."""
+        return not self.degraded and not self.requests.errors
+
+    @property
+    def slo_attainment_pct(self) -> float | None:
+        return None if self.slo_attainment is None else 100.0 * self.slo_attainment
+
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -243,6 +261,9 @@ class RunEndpoint(EndpointSnapshot):
 
 
 class RunSummary(_Model):
+    """DESIGN's run summary: a stored run (endpoint, profile, cost inputs as snapshotted, steps,
+    scorecard) or the probe CLI's."""
+
     run_id: int | None = None
     endpoint: str | RunEndpoint | None = None  # the probe's CLI: the base URL
     profile: str | ProfileSnapshot | None = None  # the probe's CLI: the profile's name
@@ -277,3 +298,10 @@ class RunSummary(_Model):
     cost_inputs: CostInputs | None = None
     progress: dict[str, Any] | None = None
     scorecard: Scorecard | None = None
+
+    @property
+    def percentile(self) -> str:
+        """The statistic its profile's SLO is judged at (p99 unless the profile says)."""
+        return percentile_key(
+            self.profile.slo_percentile if isinstance(self.profile, ProfileSnapshot) else None
+        )

@@ -26,7 +26,7 @@ OLD_SCORECARD = {
                         "cost_per_million_tokens": 3.9683, "cost_per_million_good_tokens": 3.9683,
                         "cost_per_million_tokens_blended": 3.9683, "tokens_per_joule": 0.125},
     "capacity": 8,
-    "slo": {"ttft_ms": 500.0, "tpot_ms": 50.0, "e2e_ms": None, "percentile": 99.0},
+    "slo": {"ttft_ms": 500.0, "tpot_ms": 50.0, "e2e_ms": None, "percentile": 90.0},
     "letters": [
         {"letter": "S", "name": "Scale and complexity", "score": 66.6, "status": "scored",
          "evidence": [{"label": "capacity (highest concurrency meeting the SLO)", "value": 8, "unit": "users"}],
@@ -41,7 +41,7 @@ OLD_PROFILE = {"id": 1, "name": "chat", "title": "Chat", "description": None, "b
                "output_tokens_spread": 0.0, "load_mode": "concurrency", "load_levels": [8], "arrival": "poisson",
                "max_concurrency": None, "requests_per_step": 100, "duration_per_step_s": None,
                "warmup_requests": 0, "slo_ttft_ms": 500.0, "slo_tpot_ms": 50.0, "slo_e2e_ms": None,
-               "slo_percentile": 99.0, "target_price_per_million": 2.0}  # fmt: skip
+               "slo_percentile": 90.0, "target_price_per_million": 2.0}  # fmt: skip
 OLD_COST = {"gpu_count": 8, "price_per_gpu_hour": 2.5, "overhead_per_hour": None, "watts_per_gpu": 700,
             "input_price_per_million": None, "output_price_per_million": None}  # fmt: skip
 OLD_STACK = {"name": "old-h100", "base_url": "http://127.0.0.1:9/v1", "model": "m", "api_flavor": "chat",
@@ -117,6 +117,8 @@ async def test_a_run_stored_in_the_old_format_renders_with_its_figures(
     page = await client.get(f"/runs/{run_id}")
     assert page.status_code == 200
     assert "Scorecard of this run" in page.text and "$3.968" in page.text and "66" in page.text
+    # The step table shows the profile's percentile (p90 here), not a fixed p99.
+    assert '<th class="num">TTFT p90</th>' in page.text and ">245.0<" in page.text
 
     cards = (await client.get(f"/api/v1/endpoints/{endpoint_id}/scorecard?profile=chat", headers=auth)).json()
     (only,) = cards["items"]

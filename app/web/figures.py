@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from markupsafe import Markup
 
-from app.domain import load_label, load_of
+from app.domain import load_label, load_of, per_gpu, user_rate_at
 from app.probe.stats import itl_gaps_ms
 from app.probe.types import Sample
 from app.schemas import CostSeries, LatencyPoint, TrendMarker, TrendPoint
@@ -282,7 +282,7 @@ def tradeoff(
     top = 0.0
     for i, (name, steps, gpus) in enumerate(curves):
         xs = [(s.get("tokens_per_s_per_user") or {}).get("p50") for s in steps]
-        ys = [(s.get("output_tokens_per_s") or 0.0) / (gpus or 1) for s in steps]
+        ys = [per_gpu(s.get("output_tokens_per_s"), gpus) for s in steps]
         top = max([top, *ys])
         fig.add_trace(
             go.Scatter(x=xs, y=ys, mode="lines+markers", name=name + ("" if gpus else " (per endpoint)"),
@@ -296,7 +296,7 @@ def tradeoff(
     lo = min(xs_all, default=1.0) * 0.7
     hi = max(xs_all, default=100.0) * 1.5
     if slo_tpot_ms:
-        threshold = 1000.0 / slo_tpot_ms
+        threshold = user_rate_at(slo_tpot_ms)
         lo, hi = min(lo, threshold * 0.7), max(hi, threshold * 1.5)
         fig.add_vrect(x0=threshold, x1=hi, fillcolor="#dcfce7", opacity=0.5, line_width=0, layer="below")
         fig.add_vline(x=threshold, line={"color": "#15803d", "dash": "dash"})
