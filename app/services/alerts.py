@@ -5,8 +5,8 @@ wants them (app/services/webhooks.py sends them, apart from any run)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,7 +71,7 @@ async def _regressions(
     pct = percentile_key(run.profile_snapshot.slo_percentile)
     operating = [_operating_load(steps.get(r.id, []), r.operating_step) for r in baseline_runs]
     own = steps.get(run.id, [])
-    reference = regression.reference_load(operating, min((s["load"] for s in own), default=None))
+    reference = regression.reference_load(operating, min((s.load for s in own), default=None))
     current = _figures(run, own, reference, pct)
     history = [_figures(r, steps.get(r.id, []), reference, pct) for r in baseline_runs]
     changes = regression.judge(
@@ -81,7 +81,7 @@ async def _regressions(
         error_points=rules.regression_error_points,
     )
     open_metrics = await _open_metrics(session, endpoint_id=run.endpoint_id, profile=run.profile_name)
-    at_load = next((s["label"] for s in own if s["load"] == reference), None)
+    at_load = next((s.label for s in own if s.load == reference), None)
     alerts = []
     for change in changes:
         detail = {**change.as_dict(), "load": at_load, "percentile": pct,
@@ -113,7 +113,20 @@ async def _regressions(
     return alerts
 
 
-async def _steps(session: AsyncSession, run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class StepFigures:
+    """What a comparison reads of one stored step (its own columns, not its JSON)."""
+
+    step_index: int
+    load: float
+    label: str
+    requests_sent: int
+    requests_failed: int
+    ttft_ms: dict[str, float | None]  # by percentile key: p50, p90, p95, p99
+    tpot_ms: dict[str, float | None]
+
+
+async def _steps(session: AsyncSession, run_ids: list[int]) -> dict[int, list[StepFigures]]:
     """The columns a comparison reads, per run, lightest step first."""
     rows = (
         await session.execute(
@@ -131,30 +144,39 @@ async def _steps(session: AsyncSession, run_ids: list[int]) -> dict[int, list[di
             .order_by(RunStep.run_id, RunStep.step_index)
         )
     ).all()
-    by_run: dict[int, list[dict[str, Any]]] = {}
+    by_run: dict[int, list[StepFigures]] = {}
     for row in rows:
-        step = dict(row._mapping)
-        step["load"], step["label"] = load_of(step), load_label(step)
-        by_run.setdefault(row.run_id, []).append(step)
+        load = {"concurrency": row.concurrency, "request_rate": row.request_rate}
+        by_run.setdefault(row.run_id, []).append(
+            StepFigures(
+                step_index=row.step_index,
+                load=load_of(load),
+                label=load_label(load),
+                requests_sent=row.requests_sent or 0,
+                requests_failed=row.requests_failed or 0,
+                ttft_ms={p: getattr(row, f"ttft_ms_{p}") for p in PERCENTILE_KEYS.values()},
+                tpot_ms={p: getattr(row, f"tpot_ms_{p}") for p in PERCENTILE_KEYS.values()},
+            )
+        )
     return by_run
 
 
-def _operating_load(steps: list[dict[str, Any]], operating_step: int | None) -> float | None:
-    return next((s["load"] for s in steps if s["step_index"] == operating_step), None)
+def _operating_load(steps: list[StepFigures], operating_step: int | None) -> float | None:
+    return next((s.load for s in steps if s.step_index == operating_step), None)
 
 
 def _figures(
-    run: Run, steps: list[dict[str, Any]], reference: float | None, pct: str
+    run: Run, steps: list[StepFigures], reference: float | None, pct: str
 ) -> dict[str, float | None]:
     """A run's figures as the comparison reads them. Throughput at the SLO is 0 for a run whose
     steps all broke it; its cost there is unknown (not compared)."""
-    at = next((s for s in steps if s["load"] == reference), None)
-    sent = sum(s["requests_sent"] or 0 for s in steps)
-    failed = sum(s["requests_failed"] or 0 for s in steps)
+    at = next((s for s in steps if s.load == reference), None)
+    sent = sum(s.requests_sent for s in steps)
+    failed = sum(s.requests_failed for s in steps)
     throughput = run.output_tokens_per_s_at_slo
     return {
-        "ttft_ms": at[f"ttft_ms_{pct}"] if at else None,
-        "tpot_ms": at[f"tpot_ms_{pct}"] if at else None,
+        "ttft_ms": at.ttft_ms[pct] if at else None,
+        "tpot_ms": at.tpot_ms[pct] if at else None,
         "output_tokens_per_s_at_slo": throughput if throughput is not None else (0.0 if steps else None),
         "cost_per_million_tokens_at_slo": run.cost_per_million_tokens_at_slo,
         "error_rate": failed / sent if sent else None,
