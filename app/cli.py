@@ -55,14 +55,11 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
-    from app.db import create_engine, create_sessionmaker, unit_of_work
+    from app.bootstrap import runtime
+    from app.db import unit_of_work
 
-    engine = create_engine(settings)
-    try:
-        async with unit_of_work(create_sessionmaker(engine)) as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
+    async with runtime(settings) as opened, unit_of_work(opened.sessionmaker) as session:
+        return await work(session)
 
 
 def _freeze_heap() -> None:
@@ -162,9 +159,8 @@ def worker(
     import signal
     from datetime import UTC, datetime
 
-    from app.db import create_engine, create_sessionmaker
-    from app.security.crypto import SecretBox
-    from app.services.executor import Executor, keep_off_probe_cores
+    from app.bootstrap import runtime
+    from app.services.executor import keep_off_probe_cores
 
     settings = _settings()
     _upgrade(settings)
@@ -175,27 +171,20 @@ def worker(
     )
 
     async def main() -> None:
-        engine = create_engine(settings)
-        executor = Executor.from_settings(
-            settings,
-            create_sessionmaker(engine),
-            SecretBox(settings.encryption_keyring()),
-            lambda: datetime.now(UTC),
-            max_parallel=max_parallel,
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        executor.start()
-        out.print(f"smartbench worker on {_where(settings)}: waiting for queued runs")
-        sys.stdout.flush()
-        try:
-            await stop.wait()
-            await executor.drain(grace)
-        finally:
-            await executor.stop()
-            await engine.dispose()
+        async with runtime(settings) as opened:
+            executor = opened.executor(lambda: datetime.now(UTC), max_parallel=max_parallel)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            executor.start()
+            out.print(f"smartbench worker on {_where(settings)}: waiting for queued runs")
+            sys.stdout.flush()
+            try:
+                await stop.wait()
+                await executor.drain(grace)
+            finally:
+                await executor.stop()
 
     asyncio.run(main())
 
@@ -215,7 +204,7 @@ def demo(
     from app.main import create_app
     from app.security.crypto import SecretBox
     from app.services import demo as demo_service
-    from app.services import profiles, users
+    from app.services import users
     from app.services.executor import keep_off_probe_cores
     from app.simulator.process import simulator_process
 
@@ -244,7 +233,6 @@ def demo(
             created = await _ensure_first_admin(session, settings)
             admin = await users.get_by_name(session, settings.admin_user)
             box = SecretBox(settings.encryption_keyring())
-            await profiles.ensure_builtins(session)
             await demo_service.register(
                 session, urls=urls, model="llama-3.3-70b", box=box, by=admin.id, now=datetime.now(UTC),
                 settings=settings,
@@ -650,7 +638,6 @@ def import_(
     from app.errors import AppError
     from app.services import endpoints as endpoint_service
     from app.services import imports
-    from app.services import profiles as profile_service
 
     paths: list[Path] = []
     for path in files:
@@ -667,7 +654,6 @@ def import_(
     _upgrade(settings)
 
     async def work(session):
-        await profile_service.ensure_builtins(session)  # a database only the CLI has touched yet
         target = await endpoint_service.get_by_name(session, endpoint)
         return await imports.import_run(
             session, endpoint_id=target.id, files=[(str(p), p.read_bytes()) for p in paths], fmt=format,

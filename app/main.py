@@ -19,16 +19,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
 from app.api import router as api_router
+from app.bootstrap import runtime
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker, unit_of_work
 from app.deps import Clock, ReaderDep, SessionDep, system_clock
 from app.errors import AppError, PasswordChangeRequired, TooSoon, Unauthorized
 from app.middleware import Guard, SecurityHeaders
 from app.paths import resource_dir
 from app.schemas import Health
 from app.security.crypto import SecretBox
-from app.services import profiles, telemetry
-from app.services.executor import Executor
+from app.services import telemetry
 from app.web import router as web_router
 from app.web.templating import render_error
 
@@ -43,20 +42,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings)
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        async with unit_of_work(app.state.sessionmaker) as session:
-            await profiles.ensure_builtins(session)
-        executor = Executor.from_settings(settings, app.state.sessionmaker, app.state.secret_box, clock)
-        app.state.executor = executor
-        if settings.run_executor:
-            executor.start()
-        try:
-            yield
-        finally:
-            await executor.stop()
-            await engine.dispose()
+        async with runtime(settings, app.state.secret_box) as opened:
+            app.state.engine = opened.engine
+            app.state.sessionmaker = opened.sessionmaker
+            executor = opened.executor(clock)
+            app.state.executor = executor
+            if settings.run_executor:
+                executor.start()
+            try:
+                yield
+            finally:
+                await executor.stop()
 
     app = FastAPI(
         title="smartbench",

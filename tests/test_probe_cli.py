@@ -183,7 +183,7 @@ async def test_preflight_falls_back_when_a_server_refuses_extensions(style: str)
     ],
 )  # fmt: skip
 def test_which_refusals_fall_back(status: int, body: bytes, falls_back: bool) -> None:
-    from app.probe.runner import refuses_an_option
+    from app.probe.preflight import refuses_an_option
 
     assert refuses_an_option(status, body) is falls_back
 
