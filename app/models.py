@@ -94,12 +94,19 @@ class Typed(TypeDecorator[M]):
         self.model = model
         self.empty_as_none = empty_as_none
 
+    def coerce(self, value: Any) -> M | None:
+        """`value` as the model: a dict validated; None, or `{}` where empty reads as None, None."""
+        if value is None or isinstance(value, self.model):
+            return value
+        if self.empty_as_none and value == {}:
+            return None
+        return self.model.model_validate(value)
+
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
-        if value is None or (self.empty_as_none and value == {}):
+        model = self.coerce(value)
+        if model is None:
             return {} if self.empty_as_none else None
-        if not isinstance(value, self.model):
-            value = self.model.model_validate(value)
-        return value.model_dump(mode="json")
+        return model.model_dump(mode="json")
 
     def process_result_value(self, value: Any, dialect: Any) -> M | None:
         if value is None or (self.empty_as_none and not value):
@@ -112,11 +119,7 @@ def typed(table: type[Base], key: str, value: Any) -> Any:
     where the column reads empty as None)."""
     kind = table.__table__.c[key].type
     assert isinstance(kind, Typed)
-    if value is None or isinstance(value, kind.model):
-        return value
-    if kind.empty_as_none and value == {}:
-        return None
-    return kind.model.model_validate(value)
+    return kind.coerce(value)
 
 
 class Base(DeclarativeBase):
