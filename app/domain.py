@@ -154,7 +154,12 @@ def load_of(step: Mapping[str, Any]) -> float:
 
 def load_label(step: Mapping[str, Any]) -> str:
     """`c=8` or `2.5/s`: how a step's load is written on every page and table."""
-    return f"c={int(load_of(step))}" if load_kind(step) == "concurrency" else f"{load_of(step):g}/s"
+    return label_of(load_kind(step), load_of(step))
+
+
+def label_of(kind: str, load: float) -> str:
+    """`c=8` for a concurrency (`kind` "concurrency"), `2.5/s` for a request rate."""
+    return f"c={int(load)}" if kind == "concurrency" else f"{load:g}/s"
 
 
 def degraded_reasons(step: Mapping[str, Any]) -> list[str]:
@@ -202,16 +207,16 @@ WEIGHTS = {cid: weight for cid, _, weight in CHECKLIST}
 UNJUDGED = frozenset({"not_observed", "inconclusive"})
 
 
-def conformance(checks: list[dict[str, Any]], ids: tuple[str, ...] | None = None) -> float | None:
-    """The weighted share of checks passed (not_observed and inconclusive left out): T's
-    conformance term."""
+def conformance(answers: Mapping[str, str]) -> float | None:
+    """The weighted share of checks passed (check id -> status; not_observed and inconclusive
+    left out): T's conformance term."""
     total = passed = 0.0
-    for check in checks:
-        if check["status"] in UNJUDGED or (ids is not None and check["id"] not in ids):
+    for cid, status in answers.items():
+        if status in UNJUDGED:
             continue
-        weight = WEIGHTS.get(check["id"], 1.0)
+        weight = WEIGHTS.get(cid, 1.0)
         total += weight
-        passed += weight if check["status"] == "passed" else 0.0
+        passed += weight if status == "passed" else 0.0
     return passed / total if total else None
 
 

@@ -39,6 +39,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from app.domain import DEFAULT_PERCENTILE, RunSource
+from app.environment import RunEnvironment, RunProgress
+from app.security.redact import VISIBLE
 from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
 from app.summary import Scorecard, StepSummary
 
@@ -106,7 +108,9 @@ class Typed(TypeDecorator[M]):
         model = self.coerce(value)
         if model is None:
             return {} if self.empty_as_none else None
-        return model.model_dump(mode="json")
+        return model.model_dump(
+            mode="json", context=VISIBLE
+        )  # stored whole: readers' rights apply on the way out
 
     def process_result_value(self, value: Any, dialect: Any) -> M | None:
         if value is None or (self.empty_as_none and not value):
@@ -382,7 +386,7 @@ class Run(Base):
     endpoint_snapshot: Mapped[EndpointSnapshot] = mapped_column(
         Typed(EndpointSnapshot), default=EndpointSnapshot
     )
-    environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # detected engine, client
+    environment: Mapped[RunEnvironment] = mapped_column(Typed(RunEnvironment), default=RunEnvironment)
 
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.queued.value)
     trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual|api|schedule|demo|seed
@@ -395,7 +399,7 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None]
     worker_id: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
-    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # live: step, done, planned
+    progress: Mapped[RunProgress | None] = mapped_column(Typed(RunProgress, empty_as_none=True), default=None)
     # Judged at completion (app/scoring) and kept for fast trend queries; recomputable.
     scorecard: Mapped[Scorecard | None] = mapped_column(
         Typed(Scorecard, empty_as_none=True), default=dict, nullable=False
@@ -419,7 +423,9 @@ class Run(Base):
         lazy="raise", order_by="RunStep.step_index", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    @validates("profile_snapshot", "cost_snapshot", "endpoint_snapshot", "scorecard")
+    @validates(
+        "profile_snapshot", "cost_snapshot", "endpoint_snapshot", "scorecard", "environment", "progress"
+    )
     def _typed(self, key: str, value: Any) -> Any:
         """A dict set on a typed column becomes its model at once, not only once stored."""
         return typed(Run, key, value)

@@ -22,6 +22,7 @@ from app.domain import (
     load_of,
     percentile_key,
 )
+from app.environment import RunEnvironment, RunProgress
 from app.security.redact import shown
 from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
 
@@ -271,32 +272,19 @@ class RunSummary(_Model):
     finished_at: str | None = None
     status: str
     error: str | None = None
-    environment: dict[str, Any] | None = None
+    environment: RunEnvironment | None = None  # the target's excerpts in it shown by the context
     steps: list[StepSummary] = Field(default_factory=list)
 
     @field_serializer("error")
     def _error(self, value: str | None, info: SerializationInfo) -> str | None:
         return shown(value, info.context)  # a target's excerpt only for those who may see it
 
-    @field_serializer("environment")
-    def _environment(self, value: dict[str, Any] | None, info: SerializationInfo) -> dict[str, Any] | None:
-        """The inspection kept in the environment: its evidence and check excerpts as the
-        inspections' own API shows them."""
-        inspection = (value or {}).get("inspection")
-        if not isinstance(inspection, dict):
-            return value
-        evidence = [{**e, "saw": shown(e.get("saw"), info.context)} if isinstance(e, dict) else e
-                    for e in inspection.get("evidence") or []]  # fmt: skip
-        checks = [{**c, "evidence": shown(c.get("evidence"), info.context)} if isinstance(c, dict) else c
-                  for c in inspection.get("checks") or []]  # fmt: skip
-        return {**(value or {}), "inspection": {**inspection, "evidence": evidence, "checks": checks}}
-
     # Stored runs add these.
     source: str | None = None
     trigger: str | None = None
     created_at: str | None = None
     cost_inputs: CostInputs | None = None
-    progress: dict[str, Any] | None = None
+    progress: RunProgress | None = None
     scorecard: Scorecard | None = None
 
     @property

@@ -83,8 +83,8 @@ async def _progress(app, run_id: int, at_least: int) -> dict:  # type: ignore[no
         async with unit_of_work(app.state.sessionmaker) as session:
             run = await session.get(Run, run_id)
             assert run is not None
-            if run.progress.get("done", 0) >= at_least:
-                return dict(run.progress)
+            if run.progress is not None and run.progress.done >= at_least:
+                return run.progress.model_dump()
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {run_id} reported no progress in 15 s")
 

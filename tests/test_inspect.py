@@ -109,12 +109,11 @@ async def test_refused_features_are_not_supported_and_evidence_never_holds_the_k
 
 
 def test_conformance_is_the_weighted_share_of_checks_passed() -> None:
-    checks = [{"id": "chat", "status": "passed"}, {"id": "tool_calls", "status": "failed"},
-              {"id": "n", "status": "not_supported"}, {"id": "rate_limit", "status": "not_observed"}]  # fmt: skip
+    checks = {"chat": "passed", "tool_calls": "failed", "n": "not_supported", "rate_limit": "not_observed"}
     # chat 3 passed of chat 3 + tool_calls 3 + n 0.5; rate_limit not observed: left out.
     assert WEIGHTS["chat"] == 3.0 and WEIGHTS["tool_calls"] == 3.0 and WEIGHTS["n"] == 0.5
     assert conformance(checks) == pytest.approx(3.0 / 6.5)
-    assert conformance([{"id": "rate_limit", "status": "not_observed"}]) is None
+    assert conformance({"rate_limit": "not_observed"}) is None
 
 
 async def test_structured_output_cut_by_max_tokens_is_inconclusive_not_failed() -> None:
@@ -126,4 +125,4 @@ async def test_structured_output_cut_by_max_tokens_is_inconclusive_not_failed() 
         found = await inspect(Target(sim.base_url, "sim"))
     check = next(c for c in found.checks if c.id == "structured_output")
     assert check.status == "inconclusive" and "max_tokens=256" in check.request and "cut" in check.request
-    assert conformance([vars(c) for c in found.checks]) == 1.0  # inconclusive counts neither way
+    assert conformance({c.id: c.status for c in found.checks}) == 1.0  # inconclusive counts neither way

@@ -157,7 +157,7 @@ async def test_preflight_falls_back_when_a_server_refuses_extensions(style: str)
         outcome = await ProbeProcess(spec).run()
     assert outcome.status == "succeeded", outcome.error
     assert outcome.environment is not None
-    assert outcome.environment["dropped_options"] == [
+    assert outcome.environment.dropped_options == [
         "ignore_eos",
         "min_tokens",
         "stream_options.continuous_usage_stats",

@@ -54,7 +54,7 @@ async def test_steps_stream_back_as_they_complete() -> None:
     assert outcome.status == "succeeded", outcome.error
     assert seen == [0, 1] and [s.index for s in outcome.steps] == [0, 1]
     assert (1, 6) in progress  # the last request of each step is always reported
-    assert outcome.environment is not None and outcome.environment["pinned_output"] is True
+    assert outcome.environment is not None and outcome.environment.pinned_output is True
     assert outcome.steps[1].samples[0].chunk_ns, "samples arrive whole, chunk timestamps included"
     assert probe.pid is not None and probe.pid != os.getpid()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.domain import SLO
+from app.environment import RunEnvironment
 from app.probe.stats import summarize_step
 from app.probe.types import Sample
 from app.scoring.cost import per_million, step_costs, tokens_per_joule
@@ -114,7 +115,7 @@ def test_letters_by_hand() -> None:
         ProfileSnapshot.model_validate(profile),
         H100,
         EndpointSnapshot(engine="vllm", gpu_count=8, gpu_model="H100"),
-        {"continuous_usage": True},
+        RunEnvironment(continuous_usage=True),
     ).model_dump()
     letters = {entry["letter"]: entry for entry in card["letters"]}
     # Capacity 8 (no heavier step breaks the SLO): 100 x log2(9) / log2(257) = 39.6;
@@ -135,7 +136,11 @@ def test_letters_by_hand() -> None:
 
 def test_unpriced_endpoint_has_no_r_letter() -> None:
     card = smart_letters(
-        [step(1, 100, 100, 20)], ProfileSnapshot(slo_ttft_ms=500), CostInputs(), EndpointSnapshot(), {}
+        [step(1, 100, 100, 20)],
+        ProfileSnapshot(slo_ttft_ms=500),
+        CostInputs(),
+        EndpointSnapshot(),
+        RunEnvironment(),
     ).model_dump()
     assert {e["letter"]: e["score"] for e in card["letters"]}["R"] is None
 
@@ -183,13 +188,15 @@ def test_letters_resting_on_a_client_bound_step_are_marked() -> None:
     bound = bound.model_copy(update={"quality": Quality(client_bound=True,
                         client_notes=["event-loop lag p99 21.0 ms (limit 5 ms)", "probe CPU 40% of a core"])})  # fmt: skip
     snap, eight = ProfileSnapshot.model_validate(profile), EndpointSnapshot(gpu_count=8)
-    card = smart_letters([step(1, 100, 100, 20), bound], snap, H100, eight, {}).model_dump()
+    card = smart_letters([step(1, 100, 100, 20), bound], snap, H100, eight, RunEnvironment()).model_dump()
     letters = {entry["letter"]: entry for entry in card["letters"]}
     reason = "c=8: client-bound (event-loop lag p99 21.0 ms (limit 5 ms))"
     assert card["quality"] == {"degraded": True, "reasons": [reason]}
     assert letters["R"]["degraded"] == [reason]  # the cost is quoted at c=8
     assert card["operating_point"]["degraded"] == [reason]
     assert letters["T"]["degraded"] == []
-    clean = smart_letters([step(1, 100, 100, 20), step(8, 700, 250, 25)], snap, H100, eight, {}).model_dump()
+    clean = smart_letters(
+        [step(1, 100, 100, 20), step(8, 700, 250, 25)], snap, H100, eight, RunEnvironment()
+    ).model_dump()
     assert clean["quality"] == {"degraded": False, "reasons": []}
     assert all(entry["degraded"] == [] for entry in clean["letters"])

@@ -6,7 +6,6 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 from rich.console import Console
@@ -14,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.domain import load_label
+from app.domain import label_of, load_label
 from app.probe.inspect import inspect
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
 from app.probe.prompts import load_tokenizer
@@ -89,7 +88,7 @@ def run_probe_command(*, spec: ProbeSpec, profile: str | None, json_out: str | N
             {}
             if search
             else {
-                i: bar.add_task(load_label(_step_load(workload.mode, lv)), total=planned, start=False)
+                i: bar.add_task(label_of(workload.mode, lv), total=planned, start=False)
                 for i, lv in enumerate(workload.levels)
             }
         )
@@ -107,13 +106,13 @@ def run_probe_command(*, spec: ProbeSpec, profile: str | None, json_out: str | N
         _write_json(summary, json_out)
         return 3
     console.print(result_table(summary))
-    found = outcome.environment.get("search")
-    if found:
-        answer = "none" if found["capacity"] is None else f"{found['capacity']:g}"
+    found = outcome.environment.search
+    if found is not None:
+        answer = "none" if found.capacity is None else f"{found.capacity:g}"
         console.print(
-            f"SLO search: heaviest load meeting the SLO {answer} (measured); stopped: {found['stopped']}"
+            f"SLO search: heaviest load meeting the SLO {answer} (measured); stopped: {found.stopped}"
         )
-    for note in outcome.environment.get("notes") or []:
+    for note in outcome.environment.notes:
         console.print(f"note: {note}")
     if outcome.status != "succeeded" and outcome.error:
         console.print(f"[red]smartbench: the run {outcome.status}:[/red] {outcome.error}")
@@ -163,14 +162,6 @@ def run_inspect_command(
         else:
             Path(json_out).write_bytes(data)
     return 3 if found.error else 0
-
-
-def _step_load(mode: str, level: float) -> dict[str, Any]:
-    return (
-        {"concurrency": int(level), "request_rate": None}
-        if mode == "concurrency"
-        else {"request_rate": level}
-    )
 
 
 async def _run(probe: ProbeProcess) -> ProbeOutcome:

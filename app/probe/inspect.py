@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from app.domain import CHECKLIST_VERSION
 from app.probe.ask import CheckResult, Client, Evidence
@@ -33,8 +32,9 @@ class Inspection:
     error: str | None = None
     checks_at: str | None = None  # set when the checklist's answers were carried over from then
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self, include: set[str] | None = None) -> dict[str, object]:
+        found = asdict(self)
+        return found if include is None else {key: found[key] for key in include}
 
     @property
     def counts(self) -> dict[str, int]:

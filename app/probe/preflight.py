@@ -5,11 +5,11 @@ prompt lengths against its own token counts. What it learns is stored with the r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import orjson
 
+from app.environment import RunEnvironment
 from app.probe.client import error_message, make_session, outbound_problem, said
 from app.probe.prompts import BodyOptions, Calibration, PromptFactory, request_body
 from app.probe.types import Limits, Target, Timeouts
@@ -50,16 +50,16 @@ class Preflight:
             dropped.append("stream_options.continuous_usage_stats")
         return dropped
 
-    def environment(self) -> dict[str, Any]:
+    def environment(self) -> RunEnvironment:
         """What the preflight learned about the server, as stored with a run."""
-        return {
-            "server": self.server,
-            "pinned_output": self.options.pin_output,
-            "dropped_options": self.dropped_options(),
-            "continuous_usage": self.options.continuous_usage,
-            "input_calibration": self.calibration.source,
-            "notes": self.notes,
-        }
+        return RunEnvironment(
+            server=self.server,
+            pinned_output=self.options.pin_output,
+            dropped_options=self.dropped_options(),
+            continuous_usage=self.options.continuous_usage,
+            input_calibration=self.calibration.source,
+            notes=self.notes,
+        )
 
 
 async def preflight(

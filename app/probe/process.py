@@ -33,10 +33,11 @@ from typing import IO, Any
 import orjson
 
 from app.domain import SLO
+from app.environment import RunEnvironment
 from app.probe.runner import Prober
 from app.probe.search import SearchSpec
 from app.probe.types import Limits, Sample, StepResult, Target, Timeouts, Workload
-from app.security.redact import Redactor
+from app.security.redact import VISIBLE, Redactor
 from app.summary import RunSummary, StepSummary
 
 SAMPLE_BATCH = 500
@@ -93,18 +94,11 @@ class ProbeOutcome:
     error: str | None
     started_at: datetime
     finished_at: datetime
-    environment: dict[str, Any] | None
+    environment: RunEnvironment | None
     steps: list[StepResult] = field(default_factory=list)
 
-    def summary(
-        self,
-        *,
-        run_id: int | None = None,
-        endpoint: str | dict[str, Any] | None = None,
-        profile: str | dict[str, Any] | None = None,
-    ) -> RunSummary:
+    def summary(self, *, endpoint: str | None = None, profile: str | None = None) -> RunSummary:
         return RunSummary(
-            run_id=run_id,
             endpoint=endpoint,
             profile=profile,
             started_at=self.started_at.isoformat(),
@@ -223,7 +217,7 @@ class ProbeProcess:
                 if self.on_progress is not None:
                     self.on_progress(int(msg["step"]), int(msg["done"]), msg.get("planned"))
             elif kind == "environment":
-                state.environment = msg["environment"]
+                state.environment = RunEnvironment.model_validate(msg["environment"])
             elif kind == "samples":
                 pending.extend(Sample(**s) for s in msg["samples"])
             elif kind == "step":
@@ -247,7 +241,7 @@ class ProbeProcess:
         if end is not None:
             status, error = str(end["status"]), end.get("error")
             if end.get("environment") is not None:
-                state.environment = end["environment"]
+                state.environment = RunEnvironment.model_validate(end["environment"])
         else:
             status, error = "failed", self._death(returncode)
         if self.deadline_reached:
@@ -291,7 +285,7 @@ class ProbeProcess:
 @dataclass
 class _Reading:
     started: datetime
-    environment: dict[str, Any] | None = None
+    environment: RunEnvironment | None = None
     steps: list[StepResult] = field(default_factory=list)
     end: dict[str, Any] | None = None
 
@@ -355,15 +349,17 @@ async def _child(spec: ProbeSpec, channel: _Channel) -> None:
     async def on_step(step: StepResult) -> None:
         channel.step(step)
 
-    def on_preflight(environment: dict[str, Any]) -> None:
-        channel.send("environment", environment=environment)
+    def on_preflight(environment: RunEnvironment) -> None:
+        channel.send("environment", environment=environment.model_dump(mode="json", context=VISIBLE))
 
     try:
         result = await prober.run(channel.progress, on_step=on_step, on_preflight=on_preflight)
     except asyncio.CancelledError:
         channel.send("end", status="cancelled", error="cancelled", environment=None)
         return
-    channel.send("end", status=result.status, error=result.error, environment=result.environment())
+    found = result.environment()
+    environment = found.model_dump(mode="json", context=VISIBLE) if found is not None else None
+    channel.send("end", status=result.status, error=result.error, environment=environment)
 
 
 def _die_with_parent() -> None:

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from app.environment import RunEnvironment, SearchReport
 from app.probe.client import headers_for, make_session, outbound_problem, stream_request
 from app.probe.lag import LOOP_LAG_LIMIT_MS, TICK_S, LagMonitor
 from app.probe.preflight import Preflight, ProbeError, preflight
@@ -68,13 +69,13 @@ class RunResult:
     steps: list[StepResult]
     preflight: Preflight | None
     error: str | None = None
-    search: dict[str, Any] | None = None  # the SLO search's trail and answer
+    search: SearchReport | None = None  # the SLO search's trail and answer
 
-    def environment(self) -> dict[str, Any] | None:
+    def environment(self) -> RunEnvironment | None:
         if self.preflight is None:
             return None
         found = self.preflight.environment()
-        return {**found, "search": self.search} if self.search is not None else found
+        return found.model_copy(update={"search": self.search}) if self.search is not None else found
 
 
 class Prober:
@@ -407,7 +408,7 @@ class Prober:
         progress: Progress | None = None,
         *,
         on_step: Callable[[StepResult], Awaitable[None]] | None = None,
-        on_preflight: Callable[[dict[str, Any]], None] | None = None,
+        on_preflight: Callable[[RunEnvironment], None] | None = None,
     ) -> RunResult:
         """Preflight, then every step in order. `on_step` gets each step as it completes
         (a step cut short by cancellation included), `on_preflight` the server's environment."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
+from app.environment import SearchReport
 from app.snapshot import ProfileSnapshot
 
 RATE_PRECISION = 0.05  # bisection on a rate stops when the bracket is within 5 %
@@ -101,14 +101,14 @@ class Search:
             return None, "no untried load left in the bracket"
         return load, None
 
-    def report(self) -> dict[str, Any]:
-        return {
-            "start": self.spec.start,
-            "ceiling": self.spec.ceiling,
-            "max_steps": self.spec.max_steps,
-            "budget_s": self.spec.budget_s,
-            "trail": [[load, met] for load, met in self.trail],
-            "capacity": self.meets,
-            "breaks_at": self.breaks,
-            "stopped": self.stopped,
-        }
+    def report(self) -> SearchReport:
+        return SearchReport(
+            start=self.spec.start,
+            ceiling=self.spec.ceiling,
+            max_steps=self.spec.max_steps,
+            budget_s=self.spec.budget_s,
+            trail=list(self.trail),
+            capacity=self.meets,
+            breaks_at=self.breaks,
+            stopped=self.stopped,
+        )

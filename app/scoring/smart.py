@@ -23,6 +23,7 @@ from app.domain import (
     load_of,
     metric_at,
 )
+from app.environment import InspectionRecord, RunEnvironment
 from app.scoring.cost import step_costs
 from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
 from app.summary import CardQuality, Evidence, Judgement, OperatingPoint, Scorecard, StepSummary
@@ -169,10 +170,10 @@ def smart_letters(
     profile: ProfileSnapshot,
     inputs: CostInputs,
     endpoint: EndpointSnapshot,
-    environment: Mapping[str, Any] | None = None,
+    environment: RunEnvironment | None = None,
 ) -> Scorecard:
     """The scorecard of one run: operating point, capacity and the five letters."""
-    environment = environment or {}
+    environment = environment or RunEnvironment()
     slo = profile.slo
     judged = slo if slo.defined else REFERENCE_SLO
     # The letters read each step's JSON view (the keys of DESIGN's run summary).
@@ -265,8 +266,8 @@ def smart_letters(
     )
 
     # A: the serving stack and the API behaviour observed in this run.
-    inspection = environment.get("inspection") or {}
-    seen = {c["id"]: c["status"] for c in inspection.get("checks") or [] if c.get("status") not in UNJUDGED}
+    inspection = environment.inspection or InspectionRecord()
+    seen = inspection.passed(UNJUDGED)
     checks: list[tuple[str, bool | None]] = []
     if at is not None:
         checks.append(("streaming (SSE) works", bool((at.get("requests") or {}).get("completed"))))
@@ -274,14 +275,14 @@ def smart_letters(
         # The preflight sees whether the option was accepted; the inspection whether usage came.
         said = seen.get("per_chunk_usage")
         checks.append(("per-chunk usage (continuous_usage_stats)",
-                       said == "passed" if said is not None else environment.get("continuous_usage")))  # fmt: skip
+                       said == "passed" if said is not None else environment.continuous_usage))  # fmt: skip
         checks.append(
             (
                 "output length honoured (max_tokens, ignore_eos)",
                 not (at.get("quality") or {}).get("osl_mismatch_flag", False),
             )
         )
-    detected = inspection.get("engine")
+    detected = inspection.engine
     declared = endpoint.engine
     if detected and engines_comparable(declared, detected):
         checks.append(
@@ -292,11 +293,7 @@ def smart_letters(
             checks.append((f"{TITLES.get(cid, cid)} ({seen[cid].replace('_', ' ')})", seen[cid] == "passed"))
     done = [ok for _, ok in checks if ok is not None]
     a_score = 100.0 * sum(done) / len(done) if done else None
-    engine_seen = (
-        f"{detected} {inspection.get('engine_version') or ''}".strip()
-        if detected
-        else environment.get("server")
-    )
+    engine_seen = f"{detected} {inspection.engine_version or ''}".strip() if detected else environment.server
     a_letter = Judgement.of(
         "A",
         "Architecture and software",
@@ -402,24 +399,24 @@ def serving_checks(profile: ProfileSnapshot) -> tuple[str, ...]:
     return ids
 
 
-def technology_letter(inspection: Mapping[str, Any]) -> Judgement:
+def technology_letter(inspection: InspectionRecord) -> Judgement:
     """T: how well the endpoint fits the tools people use, from its latest inspection."""
-    checks = list(inspection.get("checks") or [])
-    share = conformance(checks)
-    engine = inspection.get("engine")
-    by_id = {c["id"]: c["status"] for c in checks}
+    checks = inspection.checks
+    by_id = {c.id: c.status for c in checks}
+    share = conformance(by_id)
+    engine = inspection.engine
     ecosystem = {
         "open-source engine": engine in OPEN_SOURCE if engine else None,
         "OpenAI-compatible (chat and /v1/models)": (by_id.get("chat") == "passed" and by_id.get("models") == "passed")
         if checks else None,
-        "metrics exposed (Prometheus)": bool(inspection.get("metrics_exposed")) if engine else None,
+        "metrics exposed (Prometheus)": inspection.metrics_exposed if engine else None,
     }  # fmt: skip
     known = [bool(v) for v in ecosystem.values() if v is not None]
     score = None
     if share is not None and known:
         score = 100.0 * (0.7 * share + 0.3 * sum(known) / len(known))
-    passed = sum(1 for c in checks if c["status"] == "passed")
-    judged = sum(1 for c in checks if c["status"] not in UNJUDGED)
+    passed = sum(1 for c in checks if c.status == "passed")
+    judged = sum(1 for c in checks if c.status not in UNJUDGED)
     return Judgement.of(
         "T",
         "Technology ecosystem",
@@ -428,7 +425,7 @@ def technology_letter(inspection: Mapping[str, Any]) -> Judgement:
             Evidence(label="conformance (weighted by how widely each feature is used)", value=None if share is None else round(100 * share, 1), unit="%"),
             Evidence(label="checks passed", value=f"{passed} of {judged}" if checks else None, unit=""),
             *(Evidence(label=label, value=value, unit="check") for label, value in ecosystem.items()),
-            *(Evidence(label=TITLES.get(c["id"], c["id"]), value=c["status"].replace("_", " "), unit="check")
+            *(Evidence(label=TITLES.get(c.id, c.id), value=c.status.replace("_", " "), unit="check")
               for c in checks),
         ],
         "100 x (0.7 x weighted share of conformance checks passed + 0.3 x share of ecosystem checks met: open-"

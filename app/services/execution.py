@@ -10,7 +10,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import unit_of_work
+from app.environment import InspectionRecord, RunProgress
 from app.models import Endpoint, Run, RunStatus, RunStep
 from app.probe import inspect as probe_inspect
 from app.probe.ask import CheckResult
@@ -85,14 +85,14 @@ async def execute(
                 run_id=run_id,
                 status=RunStatus.failed.value,
                 error=str(exc),
-                environment={},
+                environment=None,
                 now=clock(),
             )
             return RunStatus.failed.value
-    pending: dict[str, Any] = {}
+    pending = RunProgress(steps=planned_steps)
 
     def progress(step: int, done: int, planned: int | None) -> None:
-        pending.update(step=step, done=done, planned=planned, steps=planned_steps)
+        pending.step, pending.done, pending.planned = step, done, planned
 
     async def store(step: StepResult) -> None:
         await _with_retry(
@@ -110,7 +110,8 @@ async def execute(
                         update(Run)
                         .where(Run.id == run_id)
                         .values(
-                            heartbeat_at=clock(), progress={**pending, "pid": probe.pid, "worker": WORKER_ID}
+                            heartbeat_at=clock(),
+                            progress=pending.model_copy(update={"pid": probe.pid, "worker": WORKER_ID}),
                         )
                     )
                     wanted = await session.scalar(select(Run.cancel_requested_at).where(Run.id == run_id))
@@ -122,7 +123,7 @@ async def execute(
 
     heart = asyncio.get_running_loop().create_task(beat())
     running = asyncio.get_running_loop().create_task(probe.run())
-    status, error, environment = RunStatus.failed.value, None, {}
+    status, error, environment = RunStatus.failed.value, None, None
     try:
         try:
             outcome = await asyncio.shield(running)
@@ -131,14 +132,14 @@ async def execute(
             probe.cancel()
             status, error = RunStatus.cancelled.value, "cancelled: the worker was stopped"
             try:
-                environment = (await asyncio.wait_for(running, timeout=CANCEL_WAIT_S)).environment or {}
+                environment = (await asyncio.wait_for(running, timeout=CANCEL_WAIT_S)).environment
             except (TimeoutError, asyncio.CancelledError):
                 running.cancel()
             raise
-        status, error, environment = outcome.status, outcome.error, outcome.environment or {}
-        if environment and status != RunStatus.cancelled.value:
+        status, error, environment = outcome.status, outcome.error, outcome.environment
+        if environment is not None and status != RunStatus.cancelled.value:
             inspected = await _inspect_after(sessionmaker, run_id, spec, clock)
-            environment = {**environment, "inspection": inspected}
+            environment = environment.model_copy(update={"inspection": inspected})
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a run must end in a status, whatever happened
@@ -181,7 +182,7 @@ async def _inspect_after(
     run_id: int,
     spec: ProbeSpec,
     clock: Callable[[], datetime],
-) -> dict[str, Any]:
+) -> InspectionRecord:
     """After the steps (never during them): what serves the endpoint and how much of the API it
     honours, stored as an inspection of the run and kept in the run's environment for scoring.
     Detection runs every time (a few GETs); the checklist's requests only when the last one is
@@ -191,7 +192,7 @@ async def _inspect_after(
         run = await session.get(Run, run_id)
         endpoint = await session.get(Endpoint, run.endpoint_id) if run is not None else None
         if endpoint is None:
-            return {"error": "the endpoint was deleted"}
+            return InspectionRecord(error="the endpoint was deleted")
         endpoint_id, declared, metrics_url = endpoint.id, endpoint.engine, endpoint.metrics_url
         previous = await inspections.latest(session, endpoint_id=endpoint_id, checked_only=True)
         carried = None
@@ -208,7 +209,7 @@ async def _inspect_after(
             found.checks_at = carried[3].isoformat()
     except Exception as exc:  # an inspection never fails the run it follows
         log.warning("run %s: inspection failed (%s)", run_id, type(exc).__name__)
-        return {"error": f"the inspection failed: {type(exc).__name__}"}
+        return InspectionRecord(error=f"the inspection failed: {type(exc).__name__}")
 
     async def keep() -> None:
         async with unit_of_work(sessionmaker) as session:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.domain import RunSource
+from app.environment import RunEnvironment
 from app.models import Endpoint, Profile, Run, RunStatus, RunStep
 from app.scoring.cost import step_costs
 from app.scoring.smart import operating_point
@@ -156,9 +157,9 @@ async def backfill(
                 {
                     "endpoint_id": endpoint.id, "profile_id": profile.id, "profile_name": profile.name,
                     "profile_snapshot": snapshot, "cost_snapshot": cost, "endpoint_snapshot": stack,
-                    "environment": {"synthetic": NOTE}, "status": RunStatus.succeeded.value,
+                    "environment": RunEnvironment(synthetic=NOTE), "status": RunStatus.succeeded.value,
                     "trigger": "seed", "source": RunSource.synthetic.value, "created_at": at, "started_at": at,
-                    "finished_at": finished, "heartbeat_at": finished, "progress": {},
+                    "finished_at": finished, "heartbeat_at": finished, "progress": None,
                     "scorecard": Scorecard(operating_point=op),
                     "cost_per_million_tokens_at_slo": op.cost_per_million_tokens if op else None,
                     "output_tokens_per_s_at_slo": op.output_tokens_per_s if op else None,

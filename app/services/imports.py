@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import importers
 from app.config import Settings
 from app.domain import SLO, RunSource
+from app.environment import ImportRecord, RunEnvironment
 from app.errors import NotFound, ValidationFailed
 from app.importers import check
 from app.importers.base import MAX_TEXT, ImportedRun, ImportProblem
@@ -197,21 +198,21 @@ async def import_run(
         started_at=imported.started_at or now,
         finished_at=imported.finished_at or imported.started_at or now,
         requested_by_id=by,
-        environment={
-            "import": {
-                "tool": imported.tool,
-                "tool_version": version,
-                "version_from": "file" if imported.tool_version else ("user" if tool_version else None),
-                "files": [name.rsplit("/", 1)[-1] for name in imported.files],
-                "model": imported.model,
-                "notes": notes,
-                "imported_at": now.isoformat(),
-                "measured_from": imported.started_at.isoformat() if imported.started_at else None,
-                "measured_to": imported.finished_at.isoformat() if imported.finished_at else None,
-                "tool_figures": [step.tool_figures for step in imported.steps],
-                "samples": prepared.samples,
-            }
-        },
+        environment=RunEnvironment(
+            imported=ImportRecord(
+                tool=imported.tool,
+                tool_version=version,
+                version_from="file" if imported.tool_version else ("user" if tool_version else None),
+                files=[name.rsplit("/", 1)[-1] for name in imported.files],
+                model=imported.model,
+                notes=notes,
+                imported_at=now.isoformat(),
+                measured_from=imported.started_at.isoformat() if imported.started_at else None,
+                measured_to=imported.finished_at.isoformat() if imported.finished_at else None,
+                tool_figures=[step.tool_figures for step in imported.steps],
+                samples=prepared.samples,
+            )
+        ),
     )
     session.add(run)
     await session.flush()

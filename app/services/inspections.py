@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.domain import engines_comparable
+from app.environment import InspectionRecord
 from app.errors import Conflict, TooSoon
 from app.models import Endpoint, Inspection, Run, RunStatus
 from app.probe import inspect as probe_inspect
@@ -38,11 +38,9 @@ async def target_for(
     return target, Limits(outbound=policy.to_dict())
 
 
-def summary(found: probe_inspect.Inspection) -> dict[str, Any]:
+def summary(found: probe_inspect.Inspection) -> InspectionRecord:
     """What a run keeps of its inspection (in its environment), for scoring and recompute."""
-    data = found.as_dict()
-    return {k: data[k] for k in ("engine", "engine_version", "checks", "checklist_version", "metrics_exposed",
-                                 "evidence", "error", "checks_at")}  # fmt: skip
+    return InspectionRecord.model_validate(found.as_dict(include=set(InspectionRecord.model_fields)))
 
 
 def store(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
 from app.domain import RunSource
+from app.environment import RunEnvironment
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Alert, Endpoint, RequestSample, Run, RunStatus, RunStep
 from app.probe.stats import summarize_step
@@ -129,7 +130,6 @@ def new_run(
         source=source.value,
         created_at=created_at,
         requested_by_id=requested_by_id,
-        progress={},
         **more,
     )
 
@@ -186,7 +186,7 @@ async def finish(
     run_id: int,
     status: str,
     error: str | None,
-    environment: dict[str, Any],
+    environment: RunEnvironment | None,
     now: datetime,
 ) -> None:
     # Write first: on SQLite the transaction then holds the write lock before it reads, so no
@@ -199,7 +199,7 @@ async def finish(
     run.error = error
     run.finished_at = now
     run.heartbeat_at = now
-    if environment:
+    if environment is not None:
         run.environment = environment
     await judge(session, run=run)
 
