@@ -24,8 +24,9 @@ from pydantic import (
 from app.security.redact import shown
 
 
-class _Record(BaseModel):
-    """Dumped with the keys it was given (stored or set), never with a default it did not have."""
+class Record(BaseModel):
+    """Stored JSON with a type: dumped with the keys it was given (stored or set), never with a
+    default it did not have; keys a later version adds are kept."""
 
     model_config = ConfigDict(extra="allow", validate_by_name=True, serialize_by_alias=True)
 
@@ -42,7 +43,7 @@ class _Record(BaseModel):
         }
 
 
-class SearchReport(_Record):
+class SearchReport(Record):
     """The SLO search's bracket and answer (app/probe/search.py): the loads measured in order,
     each with whether it met the SLO."""
 
@@ -56,7 +57,7 @@ class SearchReport(_Record):
     stopped: str | None = None  # why the search ended (None: cancelled)
 
 
-class EngineEvidence(_Record):
+class EngineEvidence(Record):
     """One clue the inspection saw for an engine."""
 
     engine: str
@@ -69,7 +70,7 @@ class EngineEvidence(_Record):
         return shown(value, info.context)
 
 
-class CheckAnswer(_Record):
+class CheckAnswer(Record):
     """One checklist answer: passed | failed | not_supported | not_observed | inconclusive."""
 
     id: str
@@ -83,7 +84,7 @@ class CheckAnswer(_Record):
         return shown(value, info.context)
 
 
-class InspectionRecord(_Record):
+class InspectionRecord(Record):
     """What a run keeps of the inspection after its steps (app/services/inspections.summary), for
     scoring and recompute; only `error` when the inspection itself failed."""
 
@@ -101,7 +102,7 @@ class InspectionRecord(_Record):
         return {check.id: check.status for check in self.checks if check.status not in unjudged}
 
 
-class ImportRecord(_Record):
+class ImportRecord(Record):
     """Where an imported run came from: the tool, its files and what the import noticed."""
 
     tool: str
@@ -117,7 +118,7 @@ class ImportRecord(_Record):
     samples: int = 0
 
 
-class RunEnvironment(_Record):
+class RunEnvironment(Record):
     """A run's environment. The preflight's part (app/probe/preflight.Preflight.environment), then
     what came after: the search, the inspection; or an import's provenance; or a synthetic note."""
 
@@ -133,7 +134,7 @@ class RunEnvironment(_Record):
     synthetic: str | None = None  # the note on a run the demo generated
 
 
-class RunProgress(_Record):
+class RunProgress(Record):
     """A running run's live progress, replaced as it moves (services/execution)."""
 
     step: int = 0

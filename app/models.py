@@ -40,6 +40,7 @@ from sqlalchemy.types import TypeDecorator
 
 from app.domain import DEFAULT_PERCENTILE, RunSource
 from app.environment import RunEnvironment, RunProgress
+from app.scoring.regression import AlertDetail
 from app.security.redact import VISIBLE
 from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
 from app.summary import Scorecard, StepSummary
@@ -612,9 +613,14 @@ class Alert(Base):
     baseline: Mapped[float | None] = mapped_column(Float)
     value: Mapped[float | None] = mapped_column(Float)
     change_pct: Mapped[float | None] = mapped_column(Float)
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the Change, the load, runs
+    detail: Mapped[AlertDetail] = mapped_column(Typed(AlertDetail), default=AlertDetail)
     message: Mapped[str] = mapped_column(Text)
     degraded: Mapped[bool] = mapped_column(Boolean, default=False)  # rests on a degraded run
+
+    @validates("detail")
+    def _typed(self, key: str, value: Any) -> Any:
+        return typed(Alert, key, value)
+
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
+from app.scoring.regression import AlertDetail
 from app.security.redact import shown
 from app.summary import Scorecard
 
@@ -804,7 +805,7 @@ class AlertRead(BaseModel):
     message: str
     degraded: bool = Field(description="the run it rests on was measured with a degraded client")
     open: bool = Field(default=False, description="a regression not recovered yet, or an endpoint still down")
-    detail: dict[str, Any]
+    detail: AlertDetail
     created_at: datetime
 
 

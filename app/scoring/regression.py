@@ -13,7 +13,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from pydantic import Field
+
+from app.environment import Record
 
 NOISE_K = 3.0  # how many noise sigmas a change must exceed
 MAD_TO_SIGMA = 1.4826  # a normal distribution's sigma from its median absolute deviation
@@ -53,8 +57,32 @@ class Change:
     verdict: Literal["regression", "improvement", "steady"]
     baseline_runs: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+class AlertDetail(Record):
+    """What an alert keeps besides its columns: for a regression or recovery, the `Change` with
+    the load and percentile compared and the baseline's runs; for down, the failed runs and the
+    last error (masked); for up, nothing."""
+
+    metric: str | None = None
+    baseline: float | None = None
+    value: float | None = None
+    change_pct: float | None = None
+    change_points: float | None = None
+    noise: float | None = None
+    limit: float | None = None
+    verdict: str | None = None
+    baseline_runs: int | None = None
+    load: str | None = None  # the step compared, as its label
+    percentile: str | None = None
+    baseline_run_ids: list[int] = Field(default_factory=list)
+    failed_runs: int | None = None  # down
+    error: str | None = None  # down: the last run's error, masked
+
+    @classmethod
+    def of(
+        cls, change: Change, *, load: str | None, percentile: str, baseline_run_ids: list[int]
+    ) -> AlertDetail:
+        return cls(**asdict(change), load=load, percentile=percentile, baseline_run_ids=baseline_run_ids)
 
 
 def robust_sigma(values: Sequence[float]) -> float:
@@ -126,18 +154,17 @@ def reference_load(operating_loads: Sequence[float | None], lightest: float | No
     return min(counts, key=lambda load: (-counts[load], load))
 
 
-def describe(change: Mapping[str, Any], *, at_load: str | None = None) -> str:
+def describe(change: Change, *, at_load: str | None = None) -> str:
     """A one-line account of a change, for pages and messages."""
-    figure = BY_KEY[change["metric"]]
+    figure = BY_KEY[change.metric]
     title = figure.title + (f" at {at_load}" if at_load and figure.key in ("ttft_ms", "tpot_ms") else "")
     if figure.scale == "points":
         return (
-            f"{title} {change['baseline'] * 100:.2f} % → {change['value'] * 100:.2f} % "
-            f"({change['change_points']:+.2f} points)"
+            f"{title} {change.baseline * 100:.2f} % → {change.value * 100:.2f} % "
+            f"({change.change_points or 0.0:+.2f} points)"
         )
-    pct = change.get("change_pct")
-    moved = f" ({pct:+.1f} %)" if pct is not None else ""
-    return f"{title} {_num(change['baseline'])} → {_num(change['value'])} {figure.unit}{moved}"
+    moved = f" ({change.change_pct:+.1f} %)" if change.change_pct is not None else ""
+    return f"{title} {_num(change.baseline)} → {_num(change.value)} {figure.unit}{moved}"
 
 
 def _num(value: float) -> str:

@@ -15,6 +15,7 @@ from app.domain import PERCENTILE_KEYS, RunSource, load_label, load_of, percenti
 from app.models import Alert, AlertKind, Delivery, Endpoint, Run, RunStatus, RunStep, Webhook
 from app.schemas import AlertRead, AlertSettings
 from app.scoring import regression
+from app.scoring.regression import AlertDetail
 from app.security.redact import mask
 
 # Runs that count towards an endpoint's health: ended by its probe, one way or the other.
@@ -84,9 +85,10 @@ async def _regressions(
     at_load = next((s.label for s in own if s.load == reference), None)
     alerts = []
     for change in changes:
-        detail = {**change.as_dict(), "load": at_load, "percentile": pct,
-                  "baseline_run_ids": [r.id for r in baseline_runs]}  # fmt: skip
-        text = regression.describe(detail, at_load=at_load)
+        detail = AlertDetail.of(
+            change, load=at_load, percentile=pct, baseline_run_ids=[r.id for r in baseline_runs]
+        )
+        text = regression.describe(change, at_load=at_load)
         if change.verdict == "regression" and change.metric not in open_metrics:
             kind, message = AlertKind.regression, f"{endpoint.name} ({run.profile_name}): {text}"
         elif change.verdict != "regression" and change.metric in open_metrics:
@@ -208,7 +210,7 @@ async def _health(
     if run.status == RunStatus.succeeded.value:
         if not down:
             return []
-        return [Alert(endpoint_id=endpoint.id, run_id=run.id, kind=AlertKind.up.value, detail={},
+        return [Alert(endpoint_id=endpoint.id, run_id=run.id, kind=AlertKind.up.value, detail=AlertDetail(),
                       message=f"{endpoint.name} is back up: run {run.id} succeeded", created_at=now)]  # fmt: skip
     if down:
         return []
@@ -232,7 +234,7 @@ async def _health(
             endpoint_id=endpoint.id,
             run_id=run.id,
             kind=AlertKind.down.value,
-            detail={"failed_runs": len(recent), "error": error},
+            detail=AlertDetail(failed_runs=len(recent), error=error),
             message=f"{endpoint.name} is down: {len(recent)} failed runs in a row; the last: {error}",
             created_at=now,
         )
@@ -325,6 +327,6 @@ def to_read(alert: Alert, endpoint: str, standing: bool) -> AlertRead:
         message=alert.message,
         degraded=alert.degraded,
         open=standing,
-        detail=alert.detail or {},
+        detail=alert.detail,
         created_at=alert.created_at,
     )

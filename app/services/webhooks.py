@@ -222,7 +222,7 @@ def payload(alert: Alert, endpoint: str, delivery_id: int, public_url: str | Non
         "value": alert.value,
         "change_pct": alert.change_pct,
         "degraded": alert.degraded,
-        "detail": alert.detail,
+        "detail": alert.detail.model_dump(mode="json"),
         "message": alert.message,
         "run_id": alert.run_id,
         "run_url": run_url,
