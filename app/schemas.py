@@ -22,7 +22,7 @@ from pydantic import (
 from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
 from app.scoring.regression import AlertDetail
 from app.security.redact import shown
-from app.summary import Scorecard
+from app.summary import Scorecard, StepSummary
 
 T = TypeVar("T")
 
@@ -629,7 +629,7 @@ class CompareCurve(BaseModel):
     endpoint: str
     gpu_count: int | None
     run_id: int
-    steps: list[dict[str, Any]] = Field(description="the latest measured run's step summaries")
+    steps: list[StepSummary] = Field(description="the latest measured run's step summaries")
 
 
 class ComparePage(BaseModel):

@@ -67,7 +67,7 @@ async def compare_page(
     for endpoint, card in zip(picked, cards, strict=True):
         if card.run_id is not None:
             curves.append(CompareCurve(endpoint_id=endpoint.id, endpoint=endpoint.name, gpu_count=endpoint.gpu_count,
-                                       run_id=card.run_id, steps=[s.as_dict() for s in steps[card.run_id]]))  # fmt: skip
+                                       run_id=card.run_id, steps=steps[card.run_id]))  # fmt: skip
             slo_tpot = (card.slo.tpot_ms if card.slo else None) or slo_tpot
     return ComparePage(
         profile=chosen, picked=[e.id for e in picked], cards=cards, curves=curves, slo_tpot_ms=slo_tpot

@@ -13,10 +13,11 @@ import numpy as np
 import plotly.graph_objects as go
 from markupsafe import Markup
 
-from app.domain import load_label, load_of, per_gpu, user_rate_at
+from app.domain import per_gpu, user_rate_at
 from app.probe.stats import itl_gaps_ms
 from app.probe.types import Sample
 from app.schemas import CostSeries, LatencyPoint, TrendMarker, TrendPoint
+from app.summary import StepSummary
 
 PALETTE = ["#15803d", "#2563eb", "#b45309", "#7c3aed", "#db2777", "#0891b2"]
 LAYOUT: dict[str, Any] = {
@@ -205,13 +206,13 @@ def distributions(samples: Sequence[Sample]) -> dict[str, str]:
     return out
 
 
-def sweep(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str]:
-    loads = [load_of(s) for s in steps]
+def sweep(steps: Sequence[StepSummary], load_label: str) -> dict[str, str]:
+    loads = [s.load for s in steps]
     tput = go.Figure(layout=_layout("Throughput across the sweep", load_label, "tokens/s"))
     tput.add_trace(
         go.Scatter(
             x=loads,
-            y=[s.get("output_tokens_per_s") for s in steps],
+            y=[s.output_tokens_per_s for s in steps],
             mode="lines+markers",
             name="output tokens/s",
             line={"color": PALETTE[0]},
@@ -220,7 +221,7 @@ def sweep(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str]:
     tput.add_trace(
         go.Scatter(
             x=loads,
-            y=[s.get("total_tokens_per_s") for s in steps],
+            y=[s.total_tokens_per_s for s in steps],
             mode="lines+markers",
             name="total tokens/s",
             line={"color": PALETTE[1]},
@@ -231,39 +232,39 @@ def sweep(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str]:
         (("ttft_ms", "p50"), ("ttft_ms", "p99"), ("tpot_ms", "p50"), ("e2e_ms", "p50"))
     ):
         lat.add_trace(
-            go.Scatter(x=loads, y=[(s.get(metric) or {}).get(stat) for s in steps], mode="lines+markers",
+            go.Scatter(x=loads, y=[getattr(getattr(s, metric), stat) for s in steps], mode="lines+markers",
                        name=f"{metric[:-3].upper()} {stat}", line={"color": PALETTE[i]})
         )  # fmt: skip
     return {"throughput": _json(tput), "latency": _json(lat)}
 
 
-def telemetry(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str]:
+def telemetry(steps: Sequence[StepSummary], load_label: str) -> dict[str, str]:
     """What the server said under each load (steps with telemetry only): KV-cache use and queue
     depth, and its own TTFT and time per token next to the client's."""
-    measured = [s for s in steps if s.get("telemetry")]
+    measured = [(s, s.telemetry) for s in steps if s.telemetry is not None]
     if not measured:
         return {}
-    loads = [load_of(s) for s in measured]
-    tel = [s["telemetry"] for s in measured]
+    loads = [s.load for s, _ in measured]
+    tel = [t for _, t in measured]
     server = go.Figure(layout=_layout("Server state across the sweep (its own metrics)", load_label, "requests",
                                       yaxis2={"title": "KV-cache use (%)", "overlaying": "y", "side": "right",
                                               "rangemode": "tozero"}))  # fmt: skip
     for i, (key, name) in enumerate((("running_mean", "running (mean)"), ("waiting_mean", "waiting (mean)"),
                                      ("waiting_max", "waiting (max)"))):  # fmt: skip
-        server.add_trace(go.Scatter(x=loads, y=[t.get(key) for t in tel], mode="lines+markers", name=name,
+        server.add_trace(go.Scatter(x=loads, y=[getattr(t, key) for t in tel], mode="lines+markers", name=name,
                                     line={"color": PALETTE[i]}))  # fmt: skip
     for i, (key, name) in enumerate(
         (("kv_usage_mean", "KV-cache (mean)"), ("kv_usage_max", "KV-cache (max)"))
     ):
-        server.add_trace(go.Scatter(x=loads, y=[None if t.get(key) is None else 100 * t[key] for t in tel],
+        server.add_trace(go.Scatter(x=loads, y=[None if (v := getattr(t, key)) is None else 100 * v for t in tel],
                                     mode="lines+markers", name=name, yaxis="y2",
                                     line={"color": PALETTE[3 + i], "dash": "dot"}))  # fmt: skip
     lat = go.Figure(layout=_layout("Server's latency next to the client's", load_label, "ms"))
     for i, (label, values) in enumerate((
-        ("TTFT, client (mean)", [(s.get("ttft_ms") or {}).get("mean") for s in measured]),
-        ("TTFT, server (mean)", [t.get("server_ttft_ms") for t in tel]),
-        ("ITL, client (mean)", [(s.get("itl_ms") or {}).get("mean") for s in measured]),
-        ("ITL, server (mean)", [t.get("server_itl_ms") for t in tel]),
+        ("TTFT, client (mean)", [s.ttft_ms.mean for s, _ in measured]),
+        ("TTFT, server (mean)", [t.server_ttft_ms for t in tel]),
+        ("ITL, client (mean)", [s.itl_ms.mean for s, _ in measured]),
+        ("ITL, server (mean)", [t.server_itl_ms for t in tel]),
     )):  # fmt: skip
         lat.add_trace(go.Scatter(x=loads, y=values, mode="lines+markers", name=label,
                                  line={"color": PALETTE[i // 2], "dash": "dot" if i % 2 else "solid"}))  # fmt: skip
@@ -271,7 +272,7 @@ def telemetry(steps: Sequence[dict[str, Any]], load_label: str) -> dict[str, str
 
 
 def tradeoff(
-    curves: Sequence[tuple[str, Sequence[dict[str, Any]], int | None]], slo_tpot_ms: float | None
+    curves: Sequence[tuple[str, Sequence[StepSummary], int | None]], slo_tpot_ms: float | None
 ) -> str:
     """Throughput per GPU against tokens/s per user (InferenceX's view), SLO-meeting side shaded."""
     fig = go.Figure(
@@ -281,18 +282,16 @@ def tradeoff(
     )
     top = 0.0
     for i, (name, steps, gpus) in enumerate(curves):
-        xs = [(s.get("tokens_per_s_per_user") or {}).get("p50") for s in steps]
-        ys = [per_gpu(s.get("output_tokens_per_s"), gpus) for s in steps]
+        xs = [s.tokens_per_s_per_user.p50 for s in steps]
+        ys = [per_gpu(s.output_tokens_per_s, gpus) for s in steps]
         top = max([top, *ys])
         fig.add_trace(
             go.Scatter(x=xs, y=ys, mode="lines+markers", name=name + ("" if gpus else " (per endpoint)"),
                        line={"color": PALETTE[i % len(PALETTE)]},
-                       text=[load_label(s) for s in steps],
+                       text=[s.load_label for s in steps],
                        hovertemplate="%{text}: %{y:.0f} tok/s/GPU at %{x:.1f} tok/s/user<extra>%{fullData.name}</extra>")
         )  # fmt: skip
-    xs_all = [
-        x for _, steps, _ in curves for s in steps if (x := (s.get("tokens_per_s_per_user") or {}).get("p50"))
-    ]
+    xs_all = [x for _, steps, _ in curves for s in steps if (x := s.tokens_per_s_per_user.p50)]
     lo = min(xs_all, default=1.0) * 0.7
     hi = max(xs_all, default=100.0) * 1.5
     if slo_tpot_ms:

@@ -55,7 +55,7 @@ async def run_page(request: Request, run_id: RowId, session: SessionDep, _: Read
     charts: dict[str, str] = {}
     if summary.steps:
         samples = await sample_service.samples_for_charts(session, run_id=run_id)
-        steps = [step.as_dict() for step in summary.steps]
+        steps = summary.steps
         load_label = "concurrency" if summary.steps[0].load_kind == "concurrency" else "requests/s"
         endpoint = summary.endpoint if isinstance(summary.endpoint, RunEndpoint) else RunEndpoint()
         profile = summary.profile if isinstance(summary.profile, ProfileSnapshot) else ProfileSnapshot()
