@@ -20,7 +20,6 @@ from aiohttp.client_proto import ResponseHandler
 
 from app.probe.sse import LineTooLong, SSEParser
 from app.probe.types import ErrorKind, Limits, Sample, Target, Timeouts
-from app.security.outbound import OutboundPolicy
 from app.security.redact import Redactor, excerpt
 from app.security.resolver import PolicyResolver
 
@@ -64,13 +63,13 @@ def outbound_problem(url: str, limits: Limits) -> str | None:
     if limits.outbound is None:
         return None
     host = urlsplit(url).hostname or ""
-    problem = OutboundPolicy.from_dict(limits.outbound).host_problem(host)
+    problem = limits.outbound.host_problem(host)
     return None if problem is None else f"outbound policy: {problem}"
 
 
 def make_session(concurrency: int, timeouts: Timeouts, limits: Limits | None = None) -> aiohttp.ClientSession:
     """A client whose connection pool is sized to the load: no request waits for a socket."""
-    policy = None if limits is None or limits.outbound is None else OutboundPolicy.from_dict(limits.outbound)
+    policy = None if limits is None else limits.outbound
     connector = aiohttp.TCPConnector(
         limit=max(1, concurrency),
         limit_per_host=max(1, concurrency),

@@ -37,6 +37,7 @@ from app.environment import RunEnvironment
 from app.probe.runner import Prober
 from app.probe.search import SearchSpec
 from app.probe.types import Limits, Sample, StepResult, Target, Timeouts, Workload
+from app.security.outbound import OutboundPolicy
 from app.security.redact import VISIBLE, Redactor
 from app.summary import RunSummary, StepSummary
 
@@ -64,12 +65,19 @@ class ProbeSpec:
     metrics_url: str | None = None  # the server's Prometheus endpoint, scraped during each step
 
     def to_json(self) -> bytes:
-        return orjson.dumps(dataclasses.asdict(self))
+        policy = self.limits.outbound
+        data = dataclasses.asdict(
+            dataclasses.replace(self, limits=dataclasses.replace(self.limits, outbound=None))
+        )
+        data["limits"]["outbound"] = (
+            None if policy is None else {"mode": policy.mode, "entries": policy.entries}
+        )
+        return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes) -> ProbeSpec:
         data = orjson.loads(raw)
-        workload = dict(data["workload"])
+        workload, policy = dict(data["workload"]), data["limits"]["outbound"]
         workload["levels"] = tuple(workload["levels"])
         workload["slo"] = SLO(**workload["slo"])
         if workload.get("search") is not None:
@@ -78,7 +86,7 @@ class ProbeSpec:
             target=Target(**data["target"]),
             workload=Workload(**workload),
             timeouts=Timeouts(**data["timeouts"]),
-            limits=Limits(**data["limits"]),
+            limits=Limits(**{**data["limits"], "outbound": policy and OutboundPolicy.parse(**policy)}),
             tokenizer=data["tokenizer"],
             processes=int(data["processes"]),
             metrics_url=data.get("metrics_url"),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from app.domain import SLO
 from app.probe.search import SearchSpec
+from app.security.outbound import OutboundPolicy
 from app.snapshot import ProfileSnapshot
 from app.summary import StepSummary
 
@@ -42,8 +42,8 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     max_line_bytes: int = 1024 * 1024
     max_error_body_bytes: int = 64 * 1024
-    # Where the probe may connect (OutboundPolicy.to_dict()); None: anywhere (the CLI's own probe).
-    outbound: dict[str, Any] | None = None
+    # Where the probe may connect; None: anywhere (the CLI's own probe).
+    outbound: OutboundPolicy | None = None
 
 
 @dataclass(frozen=True)

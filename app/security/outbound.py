@@ -27,7 +27,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -120,14 +120,10 @@ class OutboundPolicy:
             raise ValueError("the mode is 'default', 'public' or 'allowlist'")
         return cls(mode, tuple(networks), tuple(hosts))  # type: ignore[arg-type]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "entries": [str(n) for n in self.networks] + list(self.hosts)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> OutboundPolicy:
-        if not data:
-            return cls()
-        return cls.parse(str(data.get("mode", "default")), data.get("entries") or [])
+    @property
+    def entries(self) -> list[str]:
+        """The list as the admin writes it (what `parse` reads back)."""
+        return [str(n) for n in self.networks] + list(self.hosts)
 
     # -- judgements: each returns None when allowed, else the reason -------------------------------
 

@@ -51,7 +51,7 @@ async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox, setting
     return ProbeSpec(
         target,
         Workload.from_profile(run.profile_snapshot),
-        limits=Limits(outbound=policy.to_dict()),
+        limits=Limits(outbound=policy),
         tokenizer=tokenizer,
         metrics_url=endpoint.metrics_url if endpoint is not None else None,
     )

@@ -35,7 +35,7 @@ async def target_for(
     key = endpoint_service.decrypt_key(endpoint, box)
     policy = (await site.load(session, settings)).outbound
     target = Target(endpoint.base_url, endpoint.model, endpoint.api_flavor or "chat", key)
-    return target, Limits(outbound=policy.to_dict())
+    return target, Limits(outbound=policy)
 
 
 def summary(found: probe_inspect.Inspection) -> InspectionRecord:

@@ -33,11 +33,11 @@ class Site:
     def read(self) -> SiteSettingsRead:
         return SiteSettingsRead(
             outbound_mode=self.outbound.mode,
-            outbound_allow=self.outbound.to_dict()["entries"],
+            outbound_allow=self.outbound.entries,
             max_profile_concurrency=self.max_profile_concurrency,
             max_requests_per_step=self.max_requests_per_step,
             webhook_outbound_mode=self.webhook_outbound.mode,
-            webhook_outbound_allow=self.webhook_outbound.to_dict()["entries"],
+            webhook_outbound_allow=self.webhook_outbound.entries,
             min_schedule_interval_s=self.min_schedule_interval_s,
             **self.alerting.model_dump(),
         )
@@ -88,7 +88,7 @@ async def save(session: AsyncSession, settings: Settings, data: SiteSettingsUpda
         if f"{prefix}outbound_allow" not in changes and f"{prefix}outbound_mode" not in changes:
             continue
         mode = changes.get(f"{prefix}outbound_mode", policy.mode)
-        entries = changes.get(f"{prefix}outbound_allow", policy.to_dict()["entries"])
+        entries = changes.get(f"{prefix}outbound_allow", policy.entries)
         field = f"{prefix}outbound_allow"
         try:
             OutboundPolicy.parse(mode, entries)

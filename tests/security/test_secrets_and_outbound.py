@@ -184,7 +184,7 @@ async def test_the_probe_refuses_at_connect_time() -> None:
     """A name outside the allowlist fails as a classified sample, a literal before any socket."""
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    limits = Limits(outbound=OutboundPolicy.parse("allowlist", ["10.0.0.0/8"]).to_dict())
+    limits = Limits(outbound=OutboundPolicy.parse("allowlist", ["10.0.0.0/8"]))
     try:
         target = Target(f"http://localhost:{port}/v1", "m")
         async with make_session(1, Timeouts(connect=2.0), limits) as session:
@@ -194,7 +194,9 @@ async def test_the_probe_refuses_at_connect_time() -> None:
             )  # fmt: skip
         assert sample.error_kind == "connect_error" and "outbound policy" in (sample.error_detail or "")
         literal = Prober(
-            Target("http://[::ffff:a9fe:a9fe]:80/v1", "m"), Workload(), limits=Limits(outbound={})
+            Target("http://[::ffff:a9fe:a9fe]:80/v1", "m"),
+            Workload(),
+            limits=Limits(outbound=OutboundPolicy()),
         )
         with pytest.raises(ProbeError, match="outbound policy"):
             await literal.preflight()
