@@ -14,8 +14,6 @@ Target prices are defaults to judge R against; edit them to your budget."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,54 +24,57 @@ from app.schemas import ProfileCreate, ProfileUpdate
 from app.services import site
 from app.snapshot import ProfileSnapshot
 
-BUILTINS: list[dict[str, Any]] = [
-    {
-        "name": "smoke",
-        "title": "Smoke canary",
-        "description": "Five short requests at concurrency 1: is it up, and how fast, right now.",
-        "input_tokens_mean": 128, "output_tokens_mean": 32, "load_levels": [1], "requests_per_step": 5,
-        "slo_ttft_ms": 1000.0, "slo_tpot_ms": 50.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
-    },
-    {
-        "name": "realtime",
-        "title": "Real-time (ultra-low latency)",
-        "description": "Voice agents and copilots: MLPerf interactive-style limits.",
-        "input_tokens_mean": 512, "input_tokens_spread": 0.1, "output_tokens_mean": 128, "output_tokens_spread": 0.1,
-        "load_levels": [1, 4, 16, 32], "duration_per_step_s": 8.0, "warmup_requests": 1,
-        "slo_ttft_ms": 500.0, "slo_tpot_ms": 30.0, "slo_percentile": 99.0, "target_price_per_million": 2.0,
-    },
-    {
-        "name": "chat",
-        "title": "Interactive chat",
-        "description": "A chat product: 1k-token prompts, 256-token answers, a concurrency sweep.",
-        "input_tokens_mean": 1024, "input_tokens_spread": 0.1, "output_tokens_mean": 256, "output_tokens_spread": 0.1,
-        "load_levels": [1, 8, 32, 64], "duration_per_step_s": 10.0, "warmup_requests": 1,
-        "slo_ttft_ms": 1000.0, "slo_tpot_ms": 50.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
-    },
-    {
-        "name": "rag",
-        "title": "Long context / RAG",
-        "description": "Retrieval-augmented prompts: 8k tokens in, 256 out; prefill dominates.",
-        "input_tokens_mean": 8192, "input_tokens_spread": 0.1, "output_tokens_mean": 256,
-        "load_levels": [1, 4, 16, 32], "duration_per_step_s": 10.0, "warmup_requests": 1,
-        "slo_ttft_ms": 3000.0, "slo_tpot_ms": 50.0, "slo_percentile": 90.0, "target_price_per_million": 0.5,
-    },
-    {
-        "name": "reasoning",
-        "title": "Reasoning (long outputs)",
-        "description": "Reasoning models think before they answer: 1k in, 4k out.",
-        "input_tokens_mean": 1024, "output_tokens_mean": 4096, "output_tokens_spread": 0.2,
-        "load_levels": [1, 8, 32], "duration_per_step_s": 20.0,
-        "slo_ttft_ms": 2000.0, "slo_tpot_ms": 100.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
-    },
-    {
-        "name": "batch",
-        "title": "Batch (throughput first)",
-        "description": "Offline jobs: 1k in, 1k out, as much throughput as the endpoint gives; no latency SLO.",
-        "input_tokens_mean": 1024, "output_tokens_mean": 1024, "load_levels": [64, 256],
-        "duration_per_step_s": 20.0, "target_price_per_million": 0.2,
-    },
-]  # fmt: skip
+BUILTINS: tuple[ProfileCreate, ...] = tuple(
+    ProfileCreate.model_validate(spec)
+    for spec in (
+        {
+            "name": "smoke",
+            "title": "Smoke canary",
+            "description": "Five short requests at concurrency 1: is it up, and how fast, right now.",
+            "input_tokens_mean": 128, "output_tokens_mean": 32, "load_levels": [1], "requests_per_step": 5,
+            "slo_ttft_ms": 1000.0, "slo_tpot_ms": 50.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
+        },
+        {
+            "name": "realtime",
+            "title": "Real-time (ultra-low latency)",
+            "description": "Voice agents and copilots: MLPerf interactive-style limits.",
+            "input_tokens_mean": 512, "input_tokens_spread": 0.1, "output_tokens_mean": 128, "output_tokens_spread": 0.1,
+            "load_levels": [1, 4, 16, 32], "duration_per_step_s": 8.0, "warmup_requests": 1,
+            "slo_ttft_ms": 500.0, "slo_tpot_ms": 30.0, "slo_percentile": 99.0, "target_price_per_million": 2.0,
+        },
+        {
+            "name": "chat",
+            "title": "Interactive chat",
+            "description": "A chat product: 1k-token prompts, 256-token answers, a concurrency sweep.",
+            "input_tokens_mean": 1024, "input_tokens_spread": 0.1, "output_tokens_mean": 256, "output_tokens_spread": 0.1,
+            "load_levels": [1, 8, 32, 64], "duration_per_step_s": 10.0, "warmup_requests": 1,
+            "slo_ttft_ms": 1000.0, "slo_tpot_ms": 50.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
+        },
+        {
+            "name": "rag",
+            "title": "Long context / RAG",
+            "description": "Retrieval-augmented prompts: 8k tokens in, 256 out; prefill dominates.",
+            "input_tokens_mean": 8192, "input_tokens_spread": 0.1, "output_tokens_mean": 256,
+            "load_levels": [1, 4, 16, 32], "duration_per_step_s": 10.0, "warmup_requests": 1,
+            "slo_ttft_ms": 3000.0, "slo_tpot_ms": 50.0, "slo_percentile": 90.0, "target_price_per_million": 0.5,
+        },
+        {
+            "name": "reasoning",
+            "title": "Reasoning (long outputs)",
+            "description": "Reasoning models think before they answer: 1k in, 4k out.",
+            "input_tokens_mean": 1024, "output_tokens_mean": 4096, "output_tokens_spread": 0.2,
+            "load_levels": [1, 8, 32], "duration_per_step_s": 20.0,
+            "slo_ttft_ms": 2000.0, "slo_tpot_ms": 100.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
+        },
+        {
+            "name": "batch",
+            "title": "Batch (throughput first)",
+            "description": "Offline jobs: 1k in, 1k out, as much throughput as the endpoint gives; no latency SLO.",
+            "input_tokens_mean": 1024, "output_tokens_mean": 1024, "load_levels": [64, 256],
+            "duration_per_step_s": 20.0, "target_price_per_million": 0.2,
+        },
+    )
+)  # fmt: skip
 
 
 def snapshot(profile: Profile) -> ProfileSnapshot:
@@ -86,8 +87,8 @@ async def ensure_builtins(session: AsyncSession) -> int:
     existing = set((await session.scalars(select(Profile.name))).all())
     added = 0
     for spec in BUILTINS:
-        if spec["name"] not in existing:
-            session.add(Profile(**spec, builtin=True))
+        if spec.name not in existing:
+            session.add(Profile(**spec.model_dump(exclude_unset=True), builtin=True))
             added += 1
     await session.flush()
     return added
@@ -104,22 +105,22 @@ async def get_by_name(session: AsyncSession, name: str) -> Profile:
     return profile
 
 
-async def _within_limits(session: AsyncSession, settings: Settings, values: dict[str, Any]) -> None:
+async def _within_limits(session: AsyncSession, settings: Settings, profile: ProfileSnapshot) -> None:
     """What a profile asks of the probe stays within the site's limits (an admin raises them):
     otherwise any editor could turn the probe into a load cannon."""
     limits = await site.load(session, settings)
     problems: dict[str, str] = {}
     top = limits.max_profile_concurrency
-    levels = values.get("load_levels") or []
+    levels = profile.load_levels or []
     if levels and max(levels) > top:
         problems["load_levels"] = f"at most {top} (the site's limit; an admin can raise it)"
-    if (values.get("max_concurrency") or 0) > top:
+    if (profile.max_concurrency or 0) > top:
         problems["max_concurrency"] = f"at most {top} (the site's limit; an admin can raise it)"
     most = limits.max_requests_per_step
-    warm = (values.get("warmup_requests") or 0) * (
-        max(levels) if values.get("load_mode") == "concurrency" and levels else 1
+    warm = (profile.warmup_requests or 0) * (
+        max(levels) if profile.load_mode == "concurrency" and levels else 1
     )
-    if (values.get("requests_per_step") or 0) + warm > most:
+    if (profile.requests_per_step or 0) + warm > most:
         problems["requests_per_step"] = (
             f"a step may send at most {most} requests, warm-up included (the site's limit; an admin can raise it)"
         )
@@ -127,27 +128,25 @@ async def _within_limits(session: AsyncSession, settings: Settings, values: dict
         raise ValidationFailed("the profile asks more than this site allows", fields=problems)
 
 
-def _check(values: dict[str, Any]) -> None:
-    if not values.get("requests_per_step") and not values.get("duration_per_step_s"):
+def _check(profile: ProfileSnapshot) -> None:
+    if not profile.requests_per_step and not profile.duration_per_step_s:
         raise ValidationFailed(
             "a step needs a bound",
             fields={"requests_per_step": "give requests per step, a duration per step, or both"},
         )
-    if values.get("load_mode") == "concurrency" and any(
-        float(v) != int(v) for v in values.get("load_levels") or []
-    ):
+    if profile.load_mode == "concurrency" and any(float(v) != int(v) for v in profile.load_levels or []):
         raise ValidationFailed(
             "bad load levels", fields={"load_levels": "concurrency levels are whole numbers"}
         )
-    if values.get("search"):
-        if len(values.get("load_levels") or []) < 2:
+    if profile.search:
+        if len(profile.load_levels or []) < 2:
             raise ValidationFailed(
                 "an SLO search needs where to start and a ceiling",
                 fields={
                     "load_levels": "give at least two levels: the lowest starts the search, the highest caps it"
                 },
             )
-        if not any(values.get(k) for k in ("slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms")):
+        if not profile.slo.defined:
             raise ValidationFailed(
                 "an SLO search needs an SLO",
                 fields={"search": "give a TTFT, TPOT or E2E limit to search against"},
@@ -156,8 +155,9 @@ def _check(values: dict[str, Any]) -> None:
 
 async def create(session: AsyncSession, *, data: ProfileCreate, settings: Settings) -> Profile:
     values = data.model_dump()
-    _check(values)
-    await _within_limits(session, settings, values)
+    wanted = ProfileSnapshot.model_validate(values)
+    _check(wanted)
+    await _within_limits(session, settings, wanted)
     if await session.scalar(select(Profile.id).where(func.lower(Profile.name) == data.name.lower())):
         raise ValidationFailed("that profile exists", fields={"name": f"{data.name!r} already exists"})
     profile = Profile(**values, builtin=False)
@@ -169,7 +169,7 @@ async def create(session: AsyncSession, *, data: ProfileCreate, settings: Settin
 async def update(session: AsyncSession, *, name: str, data: ProfileUpdate, settings: Settings) -> Profile:
     profile = await get_by_name(session, name)
     changes = data.model_dump(exclude_unset=True)
-    merged = {**snapshot(profile).model_dump(), **changes}
+    merged = ProfileSnapshot.model_validate({**snapshot(profile).model_dump(), **changes})
     _check(merged)
     await _within_limits(session, settings, merged)
     renamed = "name" in changes and changes["name"] != profile.name
