@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,10 +28,10 @@ HISTORY_RUNS_PER_DAY = 4
 class DemoEndpoint:
     name: str
     preset: str
-    fields: dict[str, Any]
+    fields: Mapping[str, object]  # EndpointCreate fields
     engine_version: str | None = None
     # Its synthetic history: the fields it had before, and when they changed (days ago).
-    before: dict[str, Any] = field(default_factory=dict)
+    before: Mapping[str, object] = field(default_factory=dict)
     upgraded_days_ago: float | None = None  # the serving stack: engine_version, decode steps 10 % faster
     repriced_days_ago: float | None = None
     simulator_args: tuple[str, ...] = ()  # which engine the simulator plays, and how
@@ -106,8 +106,14 @@ async def register(
         existing = await session.scalar(select(Endpoint).where(Endpoint.name == item.name))
         metrics = urls[item.name].removesuffix("/v1") + item.metrics_path if item.metrics_path else None
         if existing is None:
-            data = EndpointCreate(
-                name=item.name, base_url=urls[item.name], model=model, metrics_url=metrics, **item.fields
+            data = EndpointCreate.model_validate(
+                {
+                    "name": item.name,
+                    "base_url": urls[item.name],
+                    "model": model,
+                    "metrics_url": metrics,
+                    **item.fields,
+                }
             )
             endpoint = await endpoints.create(session, data=data, box=box, by=by, settings=settings)
             endpoint.engine_version = item.engine_version

@@ -18,7 +18,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -210,15 +209,34 @@ async def _write(session: AsyncSession, pending: list[tuple[dict[str, object], l
 
 # -- smartbench seed --------------------------------------------------------------------------------
 
-# (preset, the endpoint's fields today, the engine version before the upgrade in its history)
-FLEET_PRESETS: tuple[tuple[str, dict[str, Any], str], ...] = (  # EndpointCreate fields
-    ("h100-fp8-70b", {"gpu_model": "H100 SXM", "gpu_count": 8, "price_per_gpu_hour": 2.50, "engine": "vllm",
-                      "engine_version": "0.11.0", "quantization": "fp8", "watts_per_gpu": 700}, "0.10.2"),
-    ("b200-nvfp4-70b", {"gpu_model": "B200", "gpu_count": 8, "price_per_gpu_hour": 4.00, "engine": "tensorrt-llm",
-                        "engine_version": "1.0.0", "quantization": "nvfp4", "watts_per_gpu": 1000}, "0.21.0"),
-    ("l4-8b", {"gpu_model": "L4", "gpu_count": 1, "price_per_gpu_hour": 0.80, "engine": "vllm",
-               "engine_version": "0.11.0", "quantization": "fp8", "watts_per_gpu": 72}, "0.10.2"),
-)  # fmt: skip
+
+@dataclass(frozen=True)
+class FleetPreset:
+    """One kind of seeded endpoint: the simulator's preset, the stack declared today, and the
+    engine version before the upgrade in its history."""
+
+    preset: str
+    gpu_model: str
+    gpu_count: int
+    price_per_gpu_hour: float
+    engine: str
+    engine_version: str
+    quantization: str
+    watts_per_gpu: float
+    previous_version: str
+
+    def declared(self, **more: object) -> dict[str, object]:
+        """The EndpointCreate fields (the engine version is detected by runs, not declared)."""
+        return {"gpu_model": self.gpu_model, "gpu_count": self.gpu_count, "engine": self.engine,
+                "quantization": self.quantization, "watts_per_gpu": self.watts_per_gpu,
+                "price_per_gpu_hour": self.price_per_gpu_hour, **more}  # fmt: skip
+
+
+FLEET_PRESETS = (
+    FleetPreset("h100-fp8-70b", "H100 SXM", 8, 2.50, "vllm", "0.11.0", "fp8", 700, "0.10.2"),
+    FleetPreset("b200-nvfp4-70b", "B200", 8, 4.00, "tensorrt-llm", "1.0.0", "nvfp4", 1000, "0.21.0"),
+    FleetPreset("l4-8b", "L4", 1, 0.80, "vllm", "0.11.0", "fp8", 72, "0.10.2"),
+)
 
 
 @dataclass
@@ -258,23 +276,22 @@ async def seed(
     start = now - timedelta(days=days)
     taken = set((await session.scalars(select(Endpoint.name))).all())
     for i in range(endpoints):
-        preset_name, fields, previous = FLEET_PRESETS[i % len(FLEET_PRESETS)]
-        name = f"{prefix}-{i + 1:04d}-{preset_name}"
+        kind = FLEET_PRESETS[i % len(FLEET_PRESETS)]
+        name = f"{prefix}-{i + 1:04d}-{kind.preset}"
         if name in taken:
             raise ValueError(f"an endpoint named {name!r} exists already: seed another prefix")
-        price = round(fields["price_per_gpu_hour"] * rng.uniform(0.8, 1.2), 2)
-        declared = {k: v for k, v in fields.items() if k != "engine_version"}
-        data = EndpointCreate(
-            name=name, base_url="http://127.0.0.1:9/v1", model="synthetic",
-            **{**declared, "price_per_gpu_hour": price}, tags=["synthetic"],
+        price = round(kind.price_per_gpu_hour * rng.uniform(0.8, 1.2), 2)
+        data = EndpointCreate.model_validate(
+            kind.declared(name=name, base_url="http://127.0.0.1:9/v1", model="synthetic", price_per_gpu_hour=price,
+                          tags=["synthetic"])
         )  # fmt: skip
         endpoint = await endpoint_service.create(session, data=data, box=box, by=None, settings=settings)
-        endpoint.engine_version = fields["engine_version"]  # as a run would have detected it
+        endpoint.engine_version = kind.engine_version  # as a run would have detected it
         plan = Plan(
-            fields={"price_per_gpu_hour": round(price * 1.25, 2), "engine_version": previous},
-            config=preset(preset_name),
+            fields={"price_per_gpu_hour": round(price * 1.25, 2), "engine_version": kind.previous_version},
+            config=preset(kind.preset),
             changes=(
-                Change(start + (now - start) / 3, {"engine_version": fields["engine_version"]}, step_factor=0.92),
+                Change(start + (now - start) / 3, {"engine_version": kind.engine_version}, step_factor=0.92),
                 Change(start + (now - start) * 2 / 3, {"price_per_gpu_hour": price}),
             ),
         )  # fmt: skip
