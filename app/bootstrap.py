@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.security import keyring
 from app.security.crypto import SecretBox
 from app.services import profiles
 from app.services.executor import Executor
@@ -39,6 +40,6 @@ async def runtime(settings: Settings, box: SecretBox | None = None) -> AsyncIter
         sessionmaker = create_sessionmaker(engine)
         async with unit_of_work(sessionmaker) as session:
             await profiles.ensure_builtins(session)
-        yield Runtime(settings, engine, sessionmaker, box or SecretBox(settings.encryption_keyring()))
+        yield Runtime(settings, engine, sessionmaker, box or SecretBox(keyring.encryption_keyring(settings)))
     finally:
         await engine.dispose()

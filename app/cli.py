@@ -14,8 +14,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from app import __version__
+from app import __version__, cores
 from app.config import ConfigError, Settings
+from app.security import keyring
 
 T = TypeVar("T")
 
@@ -138,7 +139,7 @@ def serve(
     if settings.run_executor:
         from app.services.executor import keep_off_probe_cores
 
-        keep_off_probe_cores(settings.core_plan()[0])
+        keep_off_probe_cores(cores.core_plan(settings)[0])
     app = create_app(settings)
     _freeze_heap()
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level, **proxy_options(settings))
@@ -164,11 +165,8 @@ def worker(
 
     settings = _settings()
     _upgrade(settings)
-    keep_off_probe_cores(
-        settings.model_copy(
-            update={"max_parallel_runs": max_parallel or settings.max_parallel_runs}
-        ).core_plan()[0]
-    )
+    wanted = settings.model_copy(update={"max_parallel_runs": max_parallel or settings.max_parallel_runs})
+    keep_off_probe_cores(cores.core_plan(wanted)[0])
 
     async def main() -> None:
         async with runtime(settings) as opened:
@@ -215,7 +213,7 @@ def demo(
     _upgrade(settings)
     # The simulators stand in for remote servers: they, like the dashboard, keep off the cores
     # the probes measure from.
-    keep_off_probe_cores(settings.core_plan()[0])
+    keep_off_probe_cores(cores.core_plan(settings)[0])
     with ExitStack() as stack:
         try:
             urls = {
@@ -232,7 +230,7 @@ def demo(
         async def work(session):
             created = await _ensure_first_admin(session, settings)
             admin = await users.get_by_name(session, settings.admin_user)
-            box = SecretBox(settings.encryption_keyring())
+            box = SecretBox(keyring.encryption_keyring(settings))
             await demo_service.register(
                 session, urls=urls, model="llama-3.3-70b", box=box, by=admin.id, now=datetime.now(UTC),
                 settings=settings,
@@ -584,7 +582,7 @@ def keys_rotate() -> None:
     (endpoint API keys, webhook URLs and secrets)."""
     settings = _settings()
     try:
-        kid = settings.rotate_file_key()
+        kid = keyring.rotate_file_key(settings)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     out.print(f"new active key {kid}")
@@ -603,7 +601,7 @@ def _reencrypt(settings: Settings) -> None:
     from app.services import keys
 
     _upgrade(settings)
-    box = SecretBox(settings.encryption_keyring())
+    box = SecretBox(keyring.encryption_keyring(settings))
 
     async def work(session):
         return await keys.reencrypt_keys(session, box=box)
@@ -695,7 +693,7 @@ def seed(
     async def work(session):
         return await history.seed(
             session, endpoints=endpoints, days=days, runs_per_day=runs_per_day, profile_name=profile,
-            now=datetime.now(UTC), box=SecretBox(settings.encryption_keyring()), prefix=prefix,
+            now=datetime.now(UTC), box=SecretBox(keyring.encryption_keyring(settings)), prefix=prefix,
             settings=settings,
         )  # fmt: skip
 

@@ -1,19 +1,14 @@
 """Settings: one object, read from ``SMARTBENCH_*`` environment variables and ``.env``.
 
-Secrets are never given defaults. In development (the default), a missing secret key or
-encryption key is generated once and kept in ``<data_dir>/secrets.json`` (mode 0600), so the
-embedded default needs no set-up. In production both must be given explicitly, or start-up
-fails: several workers on several machines must share them.
+Pure values: reading them touches no file. Secrets are never given defaults; where the keys come
+from when none is given (development) is app/security/keyring.py, and how many cores the probes
+get is app/cores.py. In production the secrets must be given explicitly, or start-up fails:
+several workers on several machines must share them.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import json
 import os
-import secrets
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -172,122 +167,5 @@ class Settings(BaseSettings):
         return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
     @property
-    def probe_slots(self) -> int:
-        """How many probe processes this host runs at once."""
-        return self.max_parallel_runs or max(1, available_cores() - 1)
-
-    def core_plan(self) -> tuple[list[int], list[int]]:
-        """(cores for this process, cores for probe processes). Without pinning, or with no core
-        to spare, both are empty: the kernel places everything."""
-        cores = list(starting_cores())
-        slots = self.probe_slots
-        if not self.pin_probes or len(cores) <= slots:
-            return [], []
-        return cores[:-slots], cores[-slots:]
-
-    @property
     def is_sqlite(self) -> bool:
         return self.db_url.startswith("sqlite")
-
-    @cached_property
-    def _generated(self) -> dict[str, str]:
-        """Secrets kept in the data directory when the environment gives none (development)."""
-        path = self.data_dir / SECRETS_FILE
-        if path.exists():
-            data: dict[str, str] = json.loads(path.read_text())
-        else:
-            data = {}
-        changed = False
-        if "secret_key" not in data:
-            data["secret_key"] = secrets.token_urlsafe(48)
-            changed = True
-        if "encryption_keys" not in data:
-            data["encryption_keys"] = new_encryption_key_entry()
-            changed = True
-        if changed:
-            write_secrets_file(path, data)
-        return data
-
-    def session_secret(self) -> bytes:
-        if self.secret_key is not None:
-            return self.secret_key.get_secret_value().encode()
-        return self._generated["secret_key"].encode()
-
-    def encryption_keyring(self) -> list[tuple[str, bytes]]:
-        """The encryption keys, active key first, as (key id, 32-byte key)."""
-        raw = (
-            self.encryption_keys.get_secret_value()
-            if self.encryption_keys is not None
-            else self._generated["encryption_keys"]
-        )
-        return parse_keyring(raw)
-
-    @property
-    def keys_from_file(self) -> bool:
-        return self.encryption_keys is None
-
-    def rotate_file_key(self) -> str:
-        """Add a new active key to the data-directory keyring; returns its id."""
-        if not self.keys_from_file:
-            raise ConfigError(
-                "encryption keys come from SMARTBENCH_ENCRYPTION_KEYS: put a new key first in that "
-                "variable, restart, then run `smartbench keys reencrypt`"
-            )
-        data = dict(self._generated)
-        entry = new_encryption_key_entry()
-        data["encryption_keys"] = entry + "," + data["encryption_keys"]
-        write_secrets_file(self.data_dir / SECRETS_FILE, data)
-        self.__dict__.pop("_generated", None)
-        return entry.split(":", 1)[0]
-
-
-def available_cores() -> int:
-    """How many cores this process could run on when it started."""
-    return len(starting_cores()) or os.cpu_count() or 1
-
-
-@functools.cache
-def starting_cores() -> tuple[int, ...]:
-    """The cores this process could run on the first time anyone asked (its CPU affinity, as
-    `taskset` or a container set it), before it kept itself off the probes' cores."""
-    if not hasattr(os, "sched_getaffinity"):  # not on Linux
-        return ()
-    return tuple(sorted(os.sched_getaffinity(0)))
-
-
-def new_encryption_key_entry() -> str:
-    kid = secrets.token_hex(4)
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    return f"{kid}:{key}"
-
-
-def parse_keyring(raw: str) -> list[tuple[str, bytes]]:
-    ring: list[tuple[str, bytes]] = []
-    for part in raw.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        kid, sep, encoded = part.partition(":")
-        if not sep or not kid or not kid.isalnum():
-            raise ConfigError("encryption keys look like 'kid:base64key,kid2:base64key'")
-        try:
-            key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        except ValueError as exc:
-            raise ConfigError(f"encryption key {kid!r} is not valid base64") from exc
-        if len(key) != 32:
-            raise ConfigError(f"encryption key {kid!r} must decode to 32 bytes, not {len(key)}")
-        ring.append((kid, key))
-    if not ring:
-        raise ConfigError("no encryption key configured")
-    if len({kid for kid, _ in ring}) != len(ring):
-        raise ConfigError("encryption key ids must be unique")
-    return ring
-
-
-def write_secrets_file(path: Path, data: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.errors import CsrfFailed, Forbidden, PasswordChangeRequired, Unauthorized, ValidationFailed
 from app.models import Role
+from app.security import keyring
 from app.security.crypto import SecretBox
 from app.security.csrf import (
     ANON_COOKIE,
@@ -142,7 +143,7 @@ async def check_csrf(request: Request, principal: auth.Principal | None, setting
     ):
         value = (await request.form()).get(CSRF_FIELD)
         presented = value if isinstance(value, str) else None
-    if not csrf_valid(settings.session_secret(), binding, presented):
+    if not csrf_valid(keyring.session_secret(settings), binding, presented):
         raise CsrfFailed("the form expired or did not come from this site; reload the page and try again")
 
 

@@ -26,6 +26,7 @@ from app.errors import AppError, PasswordChangeRequired, TooSoon, Unauthorized
 from app.middleware import Guard, SecurityHeaders
 from app.paths import resource_dir
 from app.schemas import Health
+from app.security import keyring
 from app.security.crypto import SecretBox
 from app.services import telemetry
 from app.web import router as web_router
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     )
     app.state.settings = settings
     app.state.clock = clock
-    app.state.secret_box = SecretBox(settings.encryption_keyring())
+    app.state.secret_box = SecretBox(keyring.encryption_keyring(settings))
 
     app.add_middleware(
         Guard,

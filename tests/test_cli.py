@@ -106,12 +106,13 @@ async def test_keys_rotate_with_file_keys(settings: Settings, app, client: httpx
     from sqlalchemy import select
 
     from app.models import Endpoint
+    from app.security import keyring
     from app.security.crypto import SecretBox
 
     box = SecretBox(
-        Settings(
-            env="test", data_dir=settings.data_dir, database_url=settings.database_url
-        ).encryption_keyring()
+        keyring.encryption_keyring(
+            Settings(env="test", data_dir=settings.data_dir, database_url=settings.database_url)
+        )
     )
     async with unit_of_work(app.state.sessionmaker) as session:
         row = await session.scalar(select(Endpoint))

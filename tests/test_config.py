@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.config import ConfigError, Settings, parse_keyring
+from app.config import ConfigError, Settings
+from app.security import keyring
+from app.security.keyring import parse_keyring
 
 
 def test_sqlite_is_the_default(tmp_path: Path) -> None:
@@ -39,11 +41,12 @@ def test_production_refuses_a_short_secret(tmp_path: Path) -> None:
 
 def test_development_generates_secrets_once_with_private_permissions(tmp_path: Path) -> None:
     first = Settings(data_dir=tmp_path)
-    key = first.session_secret()
-    ring = first.encryption_keyring()
+    key = keyring.session_secret(first)
+    ring = keyring.encryption_keyring(first)
     assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
+    keyring._read.cache_clear()  # as another process would: read from the file
     again = Settings(data_dir=tmp_path)
-    assert again.session_secret() == key and again.encryption_keyring() == ring
+    assert keyring.session_secret(again) == key and keyring.encryption_keyring(again) == ring
 
 
 def test_keyring_parsing_rejects_bad_keys() -> None:

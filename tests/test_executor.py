@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.config import Settings
+from app.cores import probe_slots
 from app.db import unit_of_work
 from app.main import create_app
 from app.models import Run
@@ -32,9 +33,9 @@ LONG = {"name": "long", "input_tokens_mean": 16, "output_tokens_mean": 32, "load
 
 @pytest.mark.parametrize(("cores", "slots"), [(1, 1), (2, 1), (8, 7)])
 def test_probe_slots_are_cores_less_one(monkeypatch: pytest.MonkeyPatch, cores: int, slots: int) -> None:
-    monkeypatch.setattr("app.config.available_cores", lambda: cores)
-    assert Settings(env="test").probe_slots == slots
-    assert Settings(env="test", max_parallel_runs=3).probe_slots == 3
+    monkeypatch.setattr("app.cores.available_cores", lambda: cores)
+    assert probe_slots(Settings(env="test")) == slots
+    assert probe_slots(Settings(env="test", max_parallel_runs=3)) == 3
 
 
 async def test_serve_and_worker_build_the_same_executor(settings: Settings) -> None:

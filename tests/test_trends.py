@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from app.db import unit_of_work
 from app.models import Endpoint, Run, RunStep
+from app.security import keyring
 from app.security.crypto import SecretBox
 from app.services import history, scorecards, trends
 from app.snapshot import PRICE_FIELDS, STACK_FIELDS, CostInputs, EndpointSnapshot
@@ -46,7 +47,7 @@ def _run(endpoint_id: int, at: datetime, cost: float | None, *, price: float = 2
 
 async def _seed(app, session, *, days: float, now: datetime) -> history.SeedReport:  # type: ignore[no-untyped-def]
     """Two synthetic endpoints with `days` of chat history, 4 runs a day."""
-    box = SecretBox(app.state.settings.encryption_keyring())
+    box = SecretBox(keyring.encryption_keyring(app.state.settings))
     return await history.seed(
         session, endpoints=2, days=days, runs_per_day=4, profile_name="chat", now=now, box=box,
         settings=app.state.settings,

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import cores
 from app.config import Settings
 from app.db import unit_of_work
 from app.models import RequestSample, Run, RunStatus
@@ -85,12 +86,12 @@ class Executor:
         settings = settings.model_copy(
             update={"max_parallel_runs": max_parallel or settings.max_parallel_runs}
         )
-        _, probes = settings.core_plan()
+        _, probes = cores.core_plan(settings)
         return cls(
             sessionmaker,
             box,
             clock,
-            max_parallel=max_parallel or settings.probe_slots,
+            max_parallel=max_parallel or cores.probe_slots(settings),
             stale_after_s=settings.heartbeat_timeout_s,
             retention_days=settings.sample_retention_days,
             scheduler=settings.scheduler,

@@ -13,6 +13,7 @@ from jinja2 import pass_context
 from app import __version__
 from app.config import Settings
 from app.paths import resource_dir
+from app.security import keyring
 from app.security.csrf import ANON_COOKIE, cookie_name, csrf_token
 from app.security.redact import shown
 from app.security.tokens import new_session_token
@@ -93,7 +94,7 @@ def render(
         "principal": principal,
         "can_edit": principal is not None and principal.may_edit,
         "can_admin": principal is not None and principal.may_administer,
-        "csrf_token": csrf_token(settings.session_secret(), binding),
+        "csrf_token": csrf_token(keyring.session_secret(settings), binding),
         "public_read": settings.public_read,
         **(context or {}),
     }
