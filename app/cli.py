@@ -90,7 +90,7 @@ def _where(settings: Settings) -> str:
 
 def proxy_options(settings: Settings) -> dict[str, Any]:
     """X-Forwarded-For/-Proto are believed only from SMARTBENCH_TRUSTED_PROXIES (none by default)."""
-    trusted = settings.trusted_proxy_list()
+    trusted = settings.access.trusted_proxy_list()
     if not trusted:
         return {"proxy_headers": False}
     return {"proxy_headers": True, "forwarded_allow_ips": ",".join(trusted)}
@@ -115,9 +115,9 @@ def serve(
 
     settings = _settings()
     if not executor:
-        settings = settings.model_copy(update={"run_executor": False})
-    host = host or settings.host
-    port = port or settings.port
+        settings = settings.but(run_executor=False)
+    host = host or settings.server.host
+    port = port or settings.server.port
     _upgrade(settings)
 
     async def first_admin(session):
@@ -133,16 +133,16 @@ def serve(
     out.print(f"[bold green]smartbench {__version__}[/] database: {_where(settings)}")
     out.print(f"Dashboard: [bold]{url}[/]   API docs: {url}docs")
     out.print(_first_admin_line(created, settings))
-    if settings.public_read:
+    if settings.access.public_read:
         out.print("Reads are public (SMARTBENCH_PUBLIC_READ); every write needs a login or a token.")
     sys.stdout.flush()
-    if settings.run_executor:
+    if settings.runs.run_executor:
         from app.services.executor import keep_off_probe_cores
 
         keep_off_probe_cores(cores.core_plan(settings)[0])
     app = create_app(settings)
     _freeze_heap()
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, **proxy_options(settings))
+    uvicorn.run(app, host=host, port=port, log_level=settings.server.log_level, **proxy_options(settings))
 
 
 @cli.command()
@@ -165,7 +165,7 @@ def worker(
 
     settings = _settings()
     _upgrade(settings)
-    wanted = settings.model_copy(update={"max_parallel_runs": max_parallel or settings.max_parallel_runs})
+    wanted = settings.but(max_parallel_runs=max_parallel or settings.runs.max_parallel_runs)
     keep_off_probe_cores(cores.core_plan(wanted)[0])
 
     async def main() -> None:
@@ -207,9 +207,7 @@ def demo(
     from app.simulator.process import simulator_process
 
     base = _settings()
-    settings = base.model_copy(
-        update={"data_dir": base.data_dir / "demo", "database_url": None, "public_read": True}
-    )
+    settings = base.but(data_dir=base.data_dir / "demo", database_url=None, public_read=True)
     _upgrade(settings)
     # The simulators stand in for remote servers: they, like the dashboard, keep off the cores
     # the probes measure from.
@@ -229,7 +227,7 @@ def demo(
 
         async def work(session):
             created = await _ensure_first_admin(session, settings)
-            admin = await users.get_by_name(session, settings.admin_user)
+            admin = await users.get_by_name(session, settings.access.admin_user)
             box = SecretBox(keyring.encryption_keyring(settings))
             await demo_service.register(
                 session, urls=urls, model="llama-3.3-70b", box=box, by=admin.id, now=datetime.now(UTC),
@@ -774,8 +772,8 @@ async def _ensure_first_admin(session, settings: Settings):
     """The first admin, created on a database that has none (its one-time password, if made)."""
     from app.services import users
 
-    pw = settings.admin_password.get_secret_value() if settings.admin_password else None
-    return await users.ensure_first_admin(session, username=settings.admin_user, password=pw)
+    pw = settings.access.admin_password.get_secret_value() if settings.access.admin_password else None
+    return await users.ensure_first_admin(session, username=settings.access.admin_user, password=pw)
 
 
 def _first_admin_line(created: Any, settings: Settings, *, again: str | None = None) -> str:
@@ -788,7 +786,7 @@ def _first_admin_line(created: Any, settings: Settings, *, again: str | None = N
     if created is not None:
         return f"log in as [bold]{created.username}[/] with SMARTBENCH_ADMIN_PASSWORD."
     if again:
-        return f"log in as {settings.admin_user} (password from {again})."
+        return f"log in as {settings.access.admin_user} (password from {again})."
     return "log in with your smartbench user (new users: `smartbench user create`)."
 
 

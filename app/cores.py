@@ -12,7 +12,7 @@ from app.config import Settings
 def probe_slots(settings: Settings) -> int:
     """How many probe processes this host runs at once: SMARTBENCH_MAX_PARALLEL_RUNS, else the
     cores this process may use less one for the web server and the database, at least 1."""
-    return settings.max_parallel_runs or max(1, available_cores() - 1)
+    return settings.runs.max_parallel_runs or max(1, available_cores() - 1)
 
 
 def core_plan(settings: Settings) -> tuple[list[int], list[int]]:
@@ -20,7 +20,7 @@ def core_plan(settings: Settings) -> tuple[list[int], list[int]]:
     to spare, both are empty: the kernel places everything."""
     cores = list(starting_cores())
     slots = probe_slots(settings)
-    if not settings.pin_probes or len(cores) <= slots:
+    if not settings.runs.pin_probes or len(cores) <= slots:
         return [], []
     return cores[:-slots], cores[-slots:]
 

@@ -104,7 +104,7 @@ async def get_principal(request: Request, session: SessionDep, now: NowDep) -> a
             raise Unauthorized("this API token is unknown, revoked or expired")
     else:
         settings: Settings = request.app.state.settings
-        cookie = request.cookies.get(cookie_name(SESSION_COOKIE, settings.https))
+        cookie = request.cookies.get(cookie_name(SESSION_COOKIE, settings.access.https))
         if cookie:
             principal = await auth.resolve_session(session, token=cookie, now=now)
     request.state.principal = principal
@@ -135,7 +135,7 @@ async def check_csrf(request: Request, principal: auth.Principal | None, setting
         request.url.scheme,
     ):
         raise CsrfFailed("cross-site request refused")
-    anon = request.cookies.get(cookie_name(ANON_COOKIE, settings.https))
+    anon = request.cookies.get(cookie_name(ANON_COOKIE, settings.access.https))
     binding = principal.session_token if principal is not None else anon
     presented = request.headers.get(CSRF_HEADER)
     if presented is None and request.headers.get("content-type", "").startswith(
@@ -150,7 +150,7 @@ async def check_csrf(request: Request, principal: auth.Principal | None, setting
 async def require_reader(
     request: Request, principal: PrincipalDep, settings: SettingsDep
 ) -> auth.Principal | None:
-    if principal is None and not settings.public_read:
+    if principal is None and not settings.access.public_read:
         raise Unauthorized("log in to see this")
     return principal
 

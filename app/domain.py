@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 
@@ -111,22 +111,21 @@ class SLO:
             (v := values[m]) is not None and math.isfinite(v) and v <= limit for m, limit in self.limits()
         )
 
-    def step_meets(self, step: Mapping[str, Any]) -> bool:
-        """A step (a step summary): at least one request completed, no more than 1 % of the
-        requests sent failed, and every limit holds at the SLO's percentile."""
-        requests = step.get("requests") or {}
-        sent = int(requests.get("sent") or 0)
-        if not requests.get("completed"):
+    def step_meets(self, *, sent: int, completed: int, failed: int, at: Mapping[str, float | None]) -> bool:
+        """A step: at least one request completed, no more than 1 % of the requests sent
+        failed, and every limit holds at the SLO's percentile (`at`: metric -> its value at
+        `key`; app/summary.StepSummary.meets passes its own)."""
+        if not completed:
             return False
-        if sent and int(requests.get("failed") or 0) / sent > MAX_ERROR_RATE:
+        if sent and failed / sent > MAX_ERROR_RATE:
             return False
         for metric, limit in self.limits():
-            value = metric_at(step, metric, self.key)
+            value = at.get(metric)
             if value is None or not math.isfinite(value) or value > limit:  # NaN never meets a limit
                 return False
         return True
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, float | None]:
         return {
             "ttft_ms": self.ttft_ms,
             "tpot_ms": self.tpot_ms,
@@ -135,44 +134,24 @@ class SLO:
         }
 
 
-def metric_at(step: Mapping[str, Any], metric: str, key: str) -> float | None:
-    """One statistic of a step summary's distribution, e.g. ("ttft_ms", "p99")."""
-    value = (step.get(metric) or {}).get(key)
-    return None if value is None else float(value)
-
-
-def load_kind(step: Mapping[str, Any]) -> str:
+def load_kind(request_rate: float | None) -> str:
     """`concurrency` (closed loop) or `rate` (open loop, requests per second)."""
-    return "concurrency" if step.get("request_rate") is None else "rate"
+    return "concurrency" if request_rate is None else "rate"
 
 
-def load_of(step: Mapping[str, Any]) -> float:
+def load_of(concurrency: int | None, request_rate: float | None) -> float:
     """A step's offered load: its concurrency, or its request rate in an open loop."""
-    value = step.get("concurrency") if step.get("request_rate") is None else step.get("request_rate")
-    return float(value or 0)
+    return float((concurrency if request_rate is None else request_rate) or 0)
 
 
-def load_label(step: Mapping[str, Any]) -> str:
+def load_label(concurrency: int | None, request_rate: float | None) -> str:
     """`c=8` or `2.5/s`: how a step's load is written on every page and table."""
-    return label_of(load_kind(step), load_of(step))
+    return label_of(load_kind(request_rate), load_of(concurrency, request_rate))
 
 
 def label_of(kind: str, load: float) -> str:
     """`c=8` for a concurrency (`kind` "concurrency"), `2.5/s` for a request rate."""
     return f"c={int(load)}" if kind == "concurrency" else f"{load:g}/s"
-
-
-def degraded_reasons(step: Mapping[str, Any]) -> list[str]:
-    """Why a step's numbers are not a clean measurement of the server (empty: they are)."""
-    quality = step.get("quality") or {}
-    reasons: list[str] = []
-    if quality.get("client_bound"):
-        notes = [n for n in quality.get("client_notes") or [] if not str(n).startswith("probe CPU")]
-        reasons.append("client-bound" + (f" ({'; '.join(notes)})" if notes else ""))
-    if quality.get("osl_mismatch_flag"):
-        pct = quality.get("osl_mismatch_pct")
-        reasons.append("output length off by " + (f"{pct:+.1f} %" if pct is not None else "more than 5 %"))
-    return reasons
 
 
 # -- the conformance checklist (app/probe/checklist.py runs it; the A and T letters read it) -----------

@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             app.state.sessionmaker = opened.sessionmaker
             executor = opened.executor(clock)
             app.state.executor = executor
-            if settings.run_executor:
+            if settings.runs.run_executor:
                 executor.start()
             try:
                 yield
@@ -70,12 +70,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     app.add_middleware(
         Guard,
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=settings.limits.max_body_bytes,
         error_page=render_error,
         uploads=UPLOADS,
-        max_upload_bytes=settings.max_import_bytes,
+        max_upload_bytes=settings.limits.max_import_bytes,
     )
-    app.add_middleware(SecurityHeaders, hsts=settings.https)  # outermost: every answer gets them
+    app.add_middleware(SecurityHeaders, hsts=settings.access.https)  # outermost: every answer gets them
     app.mount(
         "/static/vendor/swagger", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static")
     )

@@ -9,14 +9,11 @@ including the derived `load` and `load_kind`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, computed_field, field_serializer
 
 from app.domain import (
     DEFAULT_PERCENTILE,
     SLO,
-    degraded_reasons,
     load_kind,
     load_label,
     load_of,
@@ -65,6 +62,19 @@ class Quality(_Model):
     osl_mismatch_flag: bool = False
     usage_tokenizer_diff_pct: float | None = None
     error_rate: float | None = None
+
+    def reasons(self) -> list[str]:
+        """Why a step's numbers are not a clean measurement of the server (empty: they are)."""
+        reasons: list[str] = []
+        if self.client_bound:
+            notes = [n for n in self.client_notes if not str(n).startswith("probe CPU")]
+            reasons.append("client-bound" + (f" ({'; '.join(notes)})" if notes else ""))
+        if self.osl_mismatch_flag:
+            pct = self.osl_mismatch_pct
+            reasons.append(
+                "output length off by " + (f"{pct:+.1f} %" if pct is not None else "more than 5 %")
+            )
+        return reasons
 
 
 class Telemetry(_Model):
@@ -131,23 +141,23 @@ class StepSummary(StepCosts):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def load(self) -> float:
-        return load_of({"concurrency": self.concurrency, "request_rate": self.request_rate})
+        return load_of(self.concurrency, self.request_rate)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def load_kind(self) -> str:
-        return load_kind({"request_rate": self.request_rate})
+        return load_kind(self.request_rate)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def load_label(self) -> str:
-        return load_label({"concurrency": self.concurrency, "request_rate": self.request_rate})
+        return load_label(self.concurrency, self.request_rate)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def degraded(self) -> list[str]:
         """Why this step is not a clean measurement of the server; empty when it is."""
-        return degraded_reasons({"quality": self.quality.model_dump()})
+        return self.quality.reasons()
 
     # Figures the pages show, derived here so no template or chart works them out (not in the JSON).
     @property
@@ -159,8 +169,21 @@ class StepSummary(StepCosts):
     def slo_attainment_pct(self) -> float | None:
         return None if self.slo_attainment is None else 100.0 * self.slo_attainment
 
-    def as_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+    def at(self, metric: str, key: str) -> float | None:
+        """One statistic of one of its distributions, e.g. ("ttft_ms", "p99")."""
+        found: Distribution = getattr(self, metric)
+        value = getattr(found, key)
+        return None if value is None else float(value)
+
+    def meets(self, slo: SLO) -> bool:
+        """Whether this step meets `slo` (app/domain.SLO.step_meets: completed requests, at most
+        1 % failed, every limit held at the SLO's percentile)."""
+        return slo.step_meets(
+            sent=self.requests.sent,
+            completed=self.requests.completed,
+            failed=self.requests.failed,
+            at={metric: self.at(metric, slo.key) for metric, _ in slo.limits()},
+        )
 
 
 # -- the judgement of a run (app/scoring/smart.py builds it) ------------------------------------------

@@ -130,7 +130,7 @@ async def app(settings: Settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def idle_app(settings: Settings):  # type: ignore[no-untyped-def]
     """The app with no executor loop running: tests drive `app.state.executor.tick()` themselves."""
-    application = create_app(settings.model_copy(update={"run_executor": False}))
+    application = create_app(settings.but(run_executor=False))
     async with application.router.lifespan_context(application):
         yield application
 

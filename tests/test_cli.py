@@ -16,8 +16,8 @@ from app.services import users
 async def smartbench(settings: Settings, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
     env = {**os.environ, "SMARTBENCH_DATA_DIR": str(settings.data_dir)}
     env.pop("SMARTBENCH_DATABASE_URL", None)
-    if settings.database_url:
-        env["SMARTBENCH_DATABASE_URL"] = settings.database_url
+    if settings.database.url:
+        env["SMARTBENCH_DATABASE_URL"] = settings.database.url
     pipe = asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.cli", *args, stdin=pipe, stdout=pipe, stderr=pipe, env=env
@@ -111,7 +111,7 @@ async def test_keys_rotate_with_file_keys(settings: Settings, app, client: httpx
 
     box = SecretBox(
         keyring.encryption_keyring(
-            Settings(env="test", data_dir=settings.data_dir, database_url=settings.database_url)
+            Settings(env="test", data_dir=settings.data_dir, database_url=settings.database.url)
         )
     )
     async with unit_of_work(app.state.sessionmaker) as session:

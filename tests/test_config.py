@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, flat_names
 from app.security import keyring
 from app.security.keyring import parse_keyring
 
@@ -57,3 +57,33 @@ def test_keyring_parsing_rejects_bad_keys() -> None:
     with pytest.raises(ConfigError, match="unique"):
         key = "A" * 43 + "="
         parse_keyring(f"k1:{key},k1:{key}")
+
+
+def test_settings_are_grouped_and_keep_their_flat_environment_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #19: the groups change how the code reads settings, never how people set them:
+    the environment over `.env`, keyword arguments and `but()` all take the flat names."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "SMARTBENCH_OUTBOUND_MODE=allowlist\nSMARTBENCH_OUTBOUND_ALLOW=10.0.0.0/8\nSMARTBENCH_PORT=9000\n"
+        "SMARTBENCH_MAX_PARALLEL_RUNS=2\n"
+    )
+    monkeypatch.setenv("SMARTBENCH_PORT", "9100")  # the environment wins over .env
+    monkeypatch.setenv("smartbench_public_read", "true")  # names are not case-sensitive
+    monkeypatch.setenv("SMARTBENCH_WEBHOOK_OUTBOUND_MODE", "default")
+    settings = Settings(data_dir=tmp_path, database_url="postgres://u@h/db")
+    assert settings.outbound.mode == "allowlist" and settings.outbound.allow == "10.0.0.0/8"
+    assert settings.outbound.webhook_mode == "default"
+    assert settings.server.port == 9100 and settings.access.public_read is True
+    assert settings.runs.max_parallel_runs == 2
+    assert settings.database.url == "postgresql+psycopg://u@h/db"
+    changed = settings.but(max_parallel_runs=5, database_url=None)
+    assert changed.runs.max_parallel_runs == 5 and changed.is_sqlite
+    assert changed.outbound == settings.outbound and settings.runs.max_parallel_runs == 2
+    with pytest.raises(ValidationError, match="max_parallel_runs"):
+        settings.but(max_parallel_runs=0)  # validated like the environment's values
+    # Every setting has one flat name, and the README documents each of them.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [name for name in flat_names() if f"SMARTBENCH_{name.upper()}" not in readme]
+    assert not missing, missing

@@ -39,8 +39,8 @@ def test_probe_slots_are_cores_less_one(monkeypatch: pytest.MonkeyPatch, cores: 
 
 
 async def test_serve_and_worker_build_the_same_executor(settings: Settings) -> None:
-    settings = settings.model_copy(update={"max_parallel_runs": 2, "heartbeat_timeout_s": 12.0, "sample_retention_days": 7,
-                                           "scheduler": False, "run_deadline_s": 99.0, "run_executor": False})  # fmt: skip
+    settings = settings.but(max_parallel_runs=2, heartbeat_timeout_s=12.0, sample_retention_days=7, scheduler=False,
+                            run_deadline_s=99.0, run_executor=False)  # fmt: skip
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         served = app.state.executor  # what `serve` and `demo` run

@@ -49,7 +49,7 @@ async def test_fixed_delays_are_measured_truthfully(
     with simulator("--preset", "fixed") as url:
         outcome = await probe(url, (concurrency,), requests)
         late = simulator_lateness_ms(url)
-    step = outcome.steps[0].summary.as_dict()
+    step = outcome.steps[0].summary.model_dump(mode="json")
     assert step["requests"]["completed"] == requests
     truthful(step, "ttft_ms", "p50", TTFT, tolerance, late)
     truthful(step, "itl_ms", "p50", ITL, tolerance, late)
@@ -63,7 +63,7 @@ async def test_several_tokens_per_chunk_with_per_chunk_usage() -> None:
     with simulator("--preset", "fixed", "--tokens-per-chunk", "4") as url:
         outcome = await probe(url, (16,), 32)
         late = simulator_lateness_ms(url)
-    step = outcome.steps[0].summary.as_dict()
+    step = outcome.steps[0].summary.model_dump(mode="json")
     assert step["itl_basis"] == "token"
     truthful(step, "itl_ms", "p50", ITL, 2.0, late)
     truthful(step, "tpot_ms", "p50", ITL, 0.5, late)
@@ -92,14 +92,14 @@ async def test_multi_token_chunks_without_chunk_usage_get_per_token_itl_from_a_t
         with_tokenizer = await probe(url, (8,), 24, tokenizer=word_tokenizer)
         without = await probe(url, (8,), 24)
         late = simulator_lateness_ms(url)
-    step = with_tokenizer.steps[0].summary.as_dict()
+    step = with_tokenizer.steps[0].summary.model_dump(mode="json")
     assert step["itl_basis"] == "token" and step["token_count_source"] == "usage"
     truthful(step, "itl_ms", "p50", ITL, 0.5, late)
     assert step["quality"]["usage_tokenizer_diff_pct"] == 0.0  # the tokenizer agrees with usage
     sample = with_tokenizer.steps[0].samples[0]
     assert sample.chunk_tokens is not None and sum(sample.chunk_tokens) == OSL and sample.chunk_texts is None
 
-    chunked = without.steps[0].summary.as_dict()
+    chunked = without.steps[0].summary.model_dump(mode="json")
     assert chunked["itl_basis"] == "chunk"
     # 128 tokens in 1 + ceil(127 / 4) = 33 chunks
     assert chunked["tokens_per_chunk_mean"] == pytest.approx(128 / 33)
@@ -110,7 +110,7 @@ async def test_reasoning_phase_ttft_and_ttfat() -> None:
     with simulator("--preset", "fixed", "--reasoning-tokens", "32") as url:
         outcome = await probe(url, (8,), 16)
         late = simulator_lateness_ms(url)
-    step = outcome.steps[0].summary.as_dict()
+    step = outcome.steps[0].summary.model_dump(mode="json")
     truthful(step, "ttft_ms", "p50", TTFT, 2.0, late)
     truthful(step, "ttfat_ms", "p50", TTFT + 32 * ITL, 2.0, late)
     assert all(s.reasoning_tokens == 32 and s.osl == OSL for s in outcome.steps[0].samples)
@@ -123,7 +123,7 @@ async def test_batching_throughput_rises_saturates_and_matches_the_model() -> No
         outcome = await probe(
             url, (1, 8, 32, 64), None, input_tokens=128, output_tokens=32, duration_per_step_s=2.5
         )  # type: ignore[arg-type]
-    steps = {s.concurrency: s.summary.as_dict() for s in outcome.steps}
+    steps = {s.concurrency: s.summary.model_dump(mode="json") for s in outcome.steps}
     tput = {c: s["output_tokens_per_s"] for c, s in steps.items()}
     ttft = {c: s["ttft_ms"]["p50"] for c, s in steps.items()}
     for c in (1, 8, 32):

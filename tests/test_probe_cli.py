@@ -71,7 +71,7 @@ async def test_rate_steps_and_processes() -> None:
             Workload(mode="rate", levels=(50.0,), arrival="constant", requests_per_step=25, output_tokens=16),
         )
         result = await rate.run()
-        step = result.steps[0].summary.as_dict()
+        step = result.steps[0].summary.model_dump(mode="json")
         assert step["request_rate"] == 50.0 and step["requests"]["completed"] == 25
         if not flagged(step):  # a client that falls behind the offered rate must say so
             assert step["requests_per_s"] == pytest.approx(50.0, rel=0.25)
@@ -80,7 +80,7 @@ async def test_rate_steps_and_processes() -> None:
             Target(url, "sim"), Workload(levels=(8,), requests_per_step=32, output_tokens=16), processes=2
         )
         result = await sharded.run()
-        step = result.steps[0].summary.as_dict()
+        step = result.steps[0].summary.model_dump(mode="json")
         late = simulator_lateness_ms(url)
     assert step["requests"]["completed"] == 32 and "2 processes" in step["quality"]["client_notes"]
     assert len({s.seq for s in result.steps[0].samples}) == 32
@@ -95,7 +95,7 @@ async def test_warmup_counts_per_client_in_a_closed_loop() -> None:
         result = await prober.run()
     samples = result.steps[0].samples
     assert sum(s.warmup for s in samples) == 4  # two clients, two warm-up requests each
-    assert result.steps[0].summary.as_dict()["requests"]["sent"] == 6
+    assert result.steps[0].summary.model_dump(mode="json")["requests"]["sent"] == 6
 
 
 async def test_429_backs_off_as_the_server_asks() -> None:
@@ -107,7 +107,7 @@ async def test_429_backs_off_as_the_server_asks() -> None:
         started = time.monotonic()
         step = await prober.run_step(0, 1)
         took = time.monotonic() - started
-    assert step.summary.as_dict()["requests"]["errors"] == {"http_429": 3}
+    assert step.summary.model_dump(mode="json")["requests"]["errors"] == {"http_429": 3}
     assert all(s.retry_after_s == 1.0 for s in step.samples)
     assert took >= 2.0  # Retry-After: 1 honoured before each of the two later requests
 
@@ -124,11 +124,13 @@ async def test_output_length_is_pinned_and_a_short_output_is_flagged() -> None:
         # Without them (as against a server that refuses those options) the model stops early.
         prober.options = BodyOptions(pin_output=False)
         loose = await prober.run_step(0, 2)
-    step = pinned.steps[0].summary.as_dict()
+    step = pinned.steps[0].summary.model_dump(mode="json")
     assert step["output_tokens"]["mean"] == 64 and not step["quality"]["osl_mismatch_flag"]
-    assert loose.summary.as_dict()["output_tokens"]["mean"] == 20
-    assert loose.summary.as_dict()["quality"]["osl_mismatch_flag"]
-    assert loose.summary.as_dict()["quality"]["osl_mismatch_pct"] == pytest.approx((20 - 64) / 64 * 100)
+    assert loose.summary.model_dump(mode="json")["output_tokens"]["mean"] == 20
+    assert loose.summary.model_dump(mode="json")["quality"]["osl_mismatch_flag"]
+    assert loose.summary.model_dump(mode="json")["quality"]["osl_mismatch_pct"] == pytest.approx(
+        (20 - 64) / 64 * 100
+    )
 
 
 def test_tokenizer_makes_prompts_exact(tmp_path: Path) -> None:

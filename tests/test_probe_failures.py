@@ -181,7 +181,7 @@ async def test_every_step_failing_still_yields_a_summary() -> None:
     from app.probe.stats import summarize_step
 
     samples = [Sample(seq=i, error_kind="connect_error", sent_ns=i, end_ns=i + 10) for i in range(5)]
-    summary = summarize_step(samples, concurrency=4).as_dict()
+    summary = summarize_step(samples, concurrency=4).model_dump(mode="json")
     assert summary["requests"] == {"sent": 5, "completed": 0, "failed": 5, "errors": {"connect_error": 5}}
     assert summary["ttft_ms"]["p50"] is None and summary["quality"]["error_rate"] == 1.0
 

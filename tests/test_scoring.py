@@ -44,7 +44,7 @@ def step(
 def test_self_hosted_costs() -> None:
     # $20/h at 1000 output tok/s = 3.6 M tokens/h -> $5.5556 per million output tokens;
     # total 2000 tok/s -> $2.7778 per million tokens.
-    costs = step_costs(step(8, 1000, 100, 20).as_dict(), H100)
+    costs = step_costs(step(8, 1000, 100, 20), H100)
     assert costs.cost_per_million_output_tokens == pytest.approx(20 / 3.6)
     assert costs.cost_per_million_tokens == pytest.approx(20 / 7.2)
     assert costs.cost_per_million_tokens_blended == costs.cost_per_million_tokens
@@ -61,7 +61,7 @@ def test_overhead_is_added_to_the_hourly_cost() -> None:
 def test_per_token_costs_follow_the_token_mix() -> None:
     # 3000 input tok/s x $0.6/M + 1000 output tok/s x $2.4/M = $0.0042/s;
     # per million output tokens: 0.0042 / 1000 x 1e6 = $4.20; per million tokens: 0.0042/4000 x 1e6 = $1.05
-    costs = step_costs(step(8, 1000, 100, 20, in_tps=3000).as_dict(), HOSTED)
+    costs = step_costs(step(8, 1000, 100, 20, in_tps=3000), HOSTED)
     assert costs.cost_per_million_output_tokens == pytest.approx(4.2)
     assert costs.cost_per_million_tokens == pytest.approx(1.05)
     # blended 3:1 = (3 x 0.6 + 2.4) / 4 = 1.05
@@ -70,7 +70,7 @@ def test_per_token_costs_follow_the_token_mix() -> None:
 
 
 def test_missing_price_is_null_never_zero() -> None:
-    costs = step_costs(step(8, 1000, 100, 20).as_dict(), CostInputs())
+    costs = step_costs(step(8, 1000, 100, 20), CostInputs())
     assert all(value is None for value in costs.model_dump().values())
     assert tokens_per_joule(None, H100) is None
 
@@ -171,7 +171,7 @@ def test_one_percent_failures_is_the_boundary_for_probe_and_scoring_alike(failed
     summary = summarize_step(_requests(100, failed), concurrency=4, slo=slo)
     assert summary.requests.sent == 100 and summary.requests.failed == failed
     assert summary.slo is not None and summary.slo.met is meets  # the probe's verdict
-    assert slo.step_meets(summary.as_dict()) is meets  # the scoring's verdict, same definition
+    assert summary.meets(slo) is meets  # the scoring's verdict, same definition
     point = operating_point([summary], slo, H100)
     assert (point is not None) is meets
 

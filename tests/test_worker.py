@@ -22,8 +22,8 @@ async def test_worker_executes_queued_runs_and_stops_on_sigterm(
     await app.state.executor.stop()  # only the worker process may execute runs here
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBENCH_")}
     env["SMARTBENCH_DATA_DIR"] = str(settings.data_dir)
-    if settings.database_url:
-        env["SMARTBENCH_DATABASE_URL"] = settings.database_url
+    if settings.database.url:
+        env["SMARTBENCH_DATABASE_URL"] = settings.database.url
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.cli", "worker", "--grace", "5",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,

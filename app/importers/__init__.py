@@ -142,8 +142,7 @@ def step_results(run: ImportedRun, slo: SLO) -> list[StepResult]:
 def _judged(summary: StepSummary, slo: SLO) -> StepSummary:
     """An aggregate step's SLO verdict, from the percentiles the tool reported."""
 
-    data = summary.as_dict()
-    met = slo.step_meets(data) if slo.defined else False
+    met = summary.meets(slo) if slo.defined else False
     return summary.model_copy(
         update={
             "slo": StepSLO(

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.domain import label_of, load_label
+from app.domain import label_of
 from app.probe.inspect import inspect
 from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
 from app.probe.prompts import load_tokenizer
@@ -46,7 +46,7 @@ def result_table(summary: RunSummary) -> Table:
         if step.requests.errors:
             flags.append(", ".join(f"{k}×{v}" for k, v in step.requests.errors.items()))
         table.add_row(
-            load_label(step.as_dict()),
+            step.load_label,
             str(step.requests.sent),
             str(step.requests.completed),
             str(step.requests.failed),

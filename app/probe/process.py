@@ -330,7 +330,7 @@ class _Channel:
             index=step.index,
             concurrency=step.concurrency,
             request_rate=step.request_rate,
-            summary=step.summary.as_dict(),
+            summary=step.summary.model_dump(mode="json"),
         )
 
 

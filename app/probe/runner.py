@@ -431,7 +431,7 @@ class Prober:
                     await on_step(step)
                 index += 1
                 if search is not None:  # the next load follows from this step's verdict
-                    met = self.workload.slo.step_meets(step.summary.as_dict())
+                    met = step.summary.meets(self.workload.slo)
                     elapsed = (datetime.now(UTC) - started).total_seconds()
                     level = search.next(level, met, elapsed_s=elapsed)
                 else:

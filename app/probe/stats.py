@@ -187,5 +187,5 @@ def summarize_step(
     )
     if slo is not None and slo.defined:
         # The step's verdict uses the one definition the scoring uses (app/domain.py).
-        summary.slo = StepSLO(**slo.as_dict(), met=slo.step_meets(summary.as_dict()), good_requests=len(good))
+        summary.slo = StepSLO(**slo.as_dict(), met=summary.meets(slo), good_requests=len(good))
     return summary

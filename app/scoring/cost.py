@@ -4,13 +4,10 @@ Missing knowledge is None, never 0: no price, no cost."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from app.snapshot import CostInputs
-from app.summary import StepCosts
+from app.summary import StepCosts, StepSummary
 
-__all__ = ["CostInputs", "StepCosts", "per_million", "step_costs", "tokens_per_joule"]
+__all__ = ["CostInputs", "StepCosts", "costs_at", "per_million", "step_costs", "tokens_per_joule"]
 MILLION = 1_000_000.0
 
 
@@ -21,16 +18,35 @@ def per_million(hourly: float | None, tokens_per_s: float | None) -> float | Non
     return hourly / (tokens_per_s * 3600.0) * MILLION
 
 
-def step_costs(step: Mapping[str, Any], inputs: CostInputs) -> StepCosts:
-    """The cost fields of a step summary (DESIGN's run summary keys). Power is the step's
-    measured mean (the server's DCGM metrics, telemetry.power_w) when there is one, labelled
-    "measured", else the declared gpu_count x watts_per_gpu, labelled "declared". With an
-    electricity price, a self-hosted hour also pays for that power."""
-    out_tps = step.get("output_tokens_per_s")
-    in_tps = step.get("input_tokens_per_s")
-    total_tps = step.get("total_tokens_per_s")
-    good_tps = step.get("good_tokens_per_s")
-    measured = (step.get("telemetry") or {}).get("power_w")
+def step_costs(step: StepSummary, inputs: CostInputs) -> StepCosts:
+    """The cost fields of a step summary (DESIGN's run summary keys)."""
+    return costs_at(
+        inputs,
+        output_tokens_per_s=step.output_tokens_per_s,
+        input_tokens_per_s=step.input_tokens_per_s,
+        total_tokens_per_s=step.total_tokens_per_s,
+        good_tokens_per_s=step.good_tokens_per_s,
+        power_w=step.telemetry.power_w if step.telemetry is not None else None,
+    )
+
+
+def costs_at(
+    inputs: CostInputs,
+    *,
+    output_tokens_per_s: float | None,
+    input_tokens_per_s: float | None,
+    total_tokens_per_s: float | None,
+    good_tokens_per_s: float | None,
+    power_w: float | None,
+) -> StepCosts:
+    """Cost and energy at these throughputs. Power is the measured mean (the server's DCGM
+    metrics, a step's telemetry.power_w) when there is one, labelled "measured", else the
+    declared gpu_count x watts_per_gpu, labelled "declared". With an electricity price, a
+    self-hosted hour also pays for that power."""
+    out_tps, in_tps, total_tps, good_tps = (
+        output_tokens_per_s, input_tokens_per_s, total_tokens_per_s, good_tokens_per_s
+    )  # fmt: skip
+    measured = power_w
     watts = measured if measured else inputs.declared_watts
     energy_source = None if not watts else ("measured" if measured else "declared")
     joules = tokens_per_joule(out_tps, inputs, measured or None)

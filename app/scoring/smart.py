@@ -8,23 +8,11 @@ more (a quarter of the limit or better: 100), each doubling 25 less."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from app.domain import (
-    SLO,
-    TITLES,
-    UNJUDGED,
-    conformance,
-    degraded_reasons,
-    engines_comparable,
-    load_kind,
-    load_label,
-    load_of,
-    metric_at,
-)
+from app.domain import SLO, TITLES, UNJUDGED, conformance, engines_comparable
 from app.environment import InspectionRecord, RunEnvironment
-from app.scoring.cost import step_costs
+from app.scoring.cost import costs_at
 from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
 from app.summary import CardQuality, Evidence, Judgement, OperatingPoint, Scorecard, StepSummary
 
@@ -40,68 +28,56 @@ def _lerp(a: float | None, b: float | None, f: float) -> float | None:
     return a + (b - a) * f
 
 
-def _user_rate(step: Mapping[str, Any]) -> float | None:
-    return (step.get("tokens_per_s_per_user") or {}).get("p50")
-
-
 def operating_point(
     steps: Sequence[StepSummary], slo: SLO, inputs: CostInputs, *, searched: bool = False
-) -> OperatingPoint | None:
-    """The operating point of a run's steps (indices as in `steps`); see `_operating_point`."""
-    return _operating_point(
-        [{**s.as_dict(), "_index": i} for i, s in enumerate(steps)], slo, inputs, searched=searched
-    )
-
-
-def _operating_point(
-    steps: Sequence[Mapping[str, Any]], slo: SLO, inputs: CostInputs, *, searched: bool = False
 ) -> OperatingPoint | None:
     """The SLO-meeting point with the most output throughput, interpolated between a step that
     meets the SLO and the next heavier one that breaks it (where the binding metric crosses its
     limit). Without an SLO (throughput first) it is the step with the most throughput. After an
     SLO search (`searched`) it is the search's answer, the heaviest step that met the SLO, as
-    measured."""
-    ordered = sorted((s for s in steps if s.get("output_tokens_per_s") is not None), key=lambda s: load_of(s))
+    measured. Step indices are positions in `steps`."""
+    ordered = sorted(
+        ((i, s) for i, s in enumerate(steps) if s.output_tokens_per_s is not None),
+        key=lambda pair: pair[1].load,
+    )
     if not ordered:
         return None
-    kind = load_kind(ordered[0])
+    kind = ordered[0][1].load_kind
     best: OperatingPoint | None = None
-    for i, step in enumerate(ordered):
-        if slo.defined and not slo.step_meets(step):
+    for k, (index, step) in enumerate(ordered):
+        if slo.defined and not step.meets(slo):
             continue
         point = OperatingPoint(
-            load=load_of(step),
+            load=step.load,
             load_kind=kind,
-            output_tokens_per_s=float(step["output_tokens_per_s"]),
-            total_tokens_per_s=step.get("total_tokens_per_s"),
-            input_tokens_per_s=step.get("input_tokens_per_s"),
-            good_tokens_per_s=step.get("good_tokens_per_s"),
-            tokens_per_s_per_user=_user_rate(step),
-            step_index=int(step.get("_index", i)),
+            output_tokens_per_s=float(step.output_tokens_per_s or 0.0),
+            total_tokens_per_s=step.total_tokens_per_s,
+            input_tokens_per_s=step.input_tokens_per_s,
+            good_tokens_per_s=step.good_tokens_per_s,
+            tokens_per_s_per_user=step.tokens_per_s_per_user.p50,
+            step_index=index,
             interpolated=False,
         )
-        nxt = ordered[i + 1] if i + 1 < len(ordered) else None
-        nxt_meets = nxt is not None and slo.step_meets(nxt)
-        if not searched and slo.defined and nxt is not None and not nxt_meets:
+        following = ordered[k + 1] if k + 1 < len(ordered) else None
+        if not searched and slo.defined and following is not None and not following[1].meets(slo):
+            next_index, nxt = following
             f = _crossing(step, nxt, slo)
             if f is not None and f > 0:
                 point = OperatingPoint(
-                    load=load_of(step) + (load_of(nxt) - load_of(step)) * f,
+                    load=step.load + (nxt.load - step.load) * f,
                     load_kind=kind,
                     output_tokens_per_s=float(
-                        _lerp(step["output_tokens_per_s"], nxt["output_tokens_per_s"], f) or 0.0
+                        _lerp(step.output_tokens_per_s, nxt.output_tokens_per_s, f) or 0.0
                     ),
-                    total_tokens_per_s=_lerp(
-                        step.get("total_tokens_per_s"), nxt.get("total_tokens_per_s"), f
+                    total_tokens_per_s=_lerp(step.total_tokens_per_s, nxt.total_tokens_per_s, f),
+                    input_tokens_per_s=_lerp(step.input_tokens_per_s, nxt.input_tokens_per_s, f),
+                    good_tokens_per_s=_lerp(step.good_tokens_per_s, nxt.good_tokens_per_s, f),
+                    tokens_per_s_per_user=_lerp(
+                        step.tokens_per_s_per_user.p50, nxt.tokens_per_s_per_user.p50, f
                     ),
-                    input_tokens_per_s=_lerp(
-                        step.get("input_tokens_per_s"), nxt.get("input_tokens_per_s"), f
-                    ),
-                    good_tokens_per_s=_lerp(step.get("good_tokens_per_s"), nxt.get("good_tokens_per_s"), f),
-                    tokens_per_s_per_user=_lerp(_user_rate(step), _user_rate(nxt), f),
-                    step_index=point.step_index,
+                    step_index=index,
                     interpolated=True,
-                    next_step_index=int(nxt.get("_index", i + 1)),
+                    next_step_index=next_index,
                 )
         if best is None or (
             point.load > best.load if searched else point.output_tokens_per_s > best.output_tokens_per_s
@@ -109,26 +85,24 @@ def _operating_point(
             best = point
     if best is not None:
         # Power as measured in the step the point rests on (its telemetry), else declared.
-        measured_in = next((s for s in steps if s.get("_index") == best.step_index), {})
-        costs = step_costs(
-            {
-                "output_tokens_per_s": best.output_tokens_per_s,
-                "input_tokens_per_s": best.input_tokens_per_s,
-                "total_tokens_per_s": best.total_tokens_per_s,
-                "good_tokens_per_s": best.good_tokens_per_s,
-                "telemetry": measured_in.get("telemetry"),
-            },
+        telemetry = steps[best.step_index].telemetry
+        costs = costs_at(
             inputs,
+            output_tokens_per_s=best.output_tokens_per_s,
+            input_tokens_per_s=best.input_tokens_per_s,
+            total_tokens_per_s=best.total_tokens_per_s,
+            good_tokens_per_s=best.good_tokens_per_s,
+            power_w=telemetry.power_w if telemetry is not None else None,
         )
         best = best.model_copy(update=costs.model_dump())
     return best
 
 
-def _crossing(meeting: Mapping[str, Any], breaking: Mapping[str, Any], slo: SLO) -> float | None:
+def _crossing(meeting: StepSummary, breaking: StepSummary, slo: SLO) -> float | None:
     """Fraction of the way from `meeting` to `breaking` where the first limit is reached."""
     fractions: list[float] = []
     for metric, limit in slo.limits():
-        a, b = metric_at(meeting, metric, slo.key), metric_at(breaking, metric, slo.key)
+        a, b = meeting.at(metric, slo.key), breaking.at(metric, slo.key)
         if a is None or b is None or b <= limit:
             continue
         fractions.append(max(0.0, min(1.0, (limit - a) / (b - a))) if b != a else 0.0)
@@ -152,14 +126,14 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _degraded(steps: Sequence[Mapping[str, Any] | None]) -> list[str]:
+def _degraded(steps: Sequence[StepSummary | None]) -> list[str]:
     """The reasons, step by step, that the given steps are degraded measurements."""
     seen: list[str] = []
     for step in steps:
         if step is None:
             continue
-        for reason in degraded_reasons(step):
-            line = f"{load_label(step)}: {reason}"
+        for reason in step.degraded:
+            line = f"{step.load_label}: {reason}"
             if line not in seen:
                 seen.append(line)
     return seen
@@ -176,19 +150,17 @@ def smart_letters(
     environment = environment or RunEnvironment()
     slo = profile.slo
     judged = slo if slo.defined else REFERENCE_SLO
-    # The letters read each step's JSON view (the keys of DESIGN's run summary).
-    indexed = [{**s.as_dict(), "_index": i} for i, s in enumerate(steps)]
     # An SLO search measured its answer: its operating point is that step, never interpolated.
-    point = _operating_point(indexed, slo, inputs, searched=bool(profile.search))
-    ordered = sorted(indexed, key=load_of) if indexed else []
-    meeting = [s for s in ordered if judged.step_meets(s)]
+    point = operating_point(steps, slo, inputs, searched=bool(profile.search))
+    ordered = sorted(steps, key=lambda s: s.load)
+    meeting = [s for s in ordered if s.meets(judged)]
     at = (
-        max(meeting, key=lambda s: s.get("output_tokens_per_s") or 0)
+        max(meeting, key=lambda s: s.output_tokens_per_s or 0)
         if meeting
         else (ordered[0] if ordered else None)
     )
     lightest = ordered[0] if ordered else None
-    point_steps = [indexed[i] for i in point.step_indices] if point is not None else []
+    point_steps = [steps[i] for i in point.step_indices] if point is not None else []
 
     # S: capacity at the SLO and how throughput scales across the sweep.
     capacity = point.load if point is not None and point.load_kind == "concurrency" and slo.defined else None
@@ -197,13 +169,13 @@ def smart_letters(
         cap_score = 100.0 * min(1.0, math.log2(1 + capacity) / math.log2(1 + CAPACITY_REFERENCE))
     scaling_score = speedup = None
     if (
-        point is not None
-        and ordered
-        and load_of(ordered[0]) < point.load
-        and ordered[0].get("output_tokens_per_s")
+        lightest is not None
+        and point is not None
+        and lightest.load < point.load
+        and lightest.output_tokens_per_s
     ):
-        speedup = point.output_tokens_per_s / float(ordered[0]["output_tokens_per_s"])
-        ideal = point.load / load_of(ordered[0])
+        speedup = point.output_tokens_per_s / lightest.output_tokens_per_s
+        ideal = point.load / lightest.load
         scaling_score = 100.0 * max(0.0, min(1.0, math.log2(max(speedup, 1e-9)) / math.log2(ideal)))
     s_letter = Judgement.of(
         "S",
@@ -228,7 +200,7 @@ def smart_letters(
     m_evidence: list[Evidence] = []
     if lightest is not None:
         for metric, limit in judged.limits():
-            value = metric_at(lightest, metric, judged.key)
+            value = lightest.at(metric, judged.key)
             m_parts.append(log_score(limit, value))
             label = f"{metric[:-3].upper()} {judged.key} at the lightest load (limit {limit:g} ms)"
             m_evidence.append(Evidence(label=label, value=value, unit="ms"))
@@ -242,7 +214,7 @@ def smart_letters(
         )
     )
     if at is not None:
-        attainment = at.get("slo_attainment")
+        attainment = at.slo_attainment
         if attainment is not None:
             m_parts.append(100.0 * float(attainment))
         m_evidence.append(
@@ -270,8 +242,8 @@ def smart_letters(
     seen = inspection.passed(UNJUDGED)
     checks: list[tuple[str, bool | None]] = []
     if at is not None:
-        checks.append(("streaming (SSE) works", bool((at.get("requests") or {}).get("completed"))))
-        checks.append(("token usage reported in the stream", at.get("token_count_source") == "usage"))
+        checks.append(("streaming (SSE) works", bool(at.requests.completed)))
+        checks.append(("token usage reported in the stream", at.token_count_source == "usage"))
         # The preflight sees whether the option was accepted; the inspection whether usage came.
         said = seen.get("per_chunk_usage")
         checks.append(("per-chunk usage (continuous_usage_stats)",
@@ -279,7 +251,7 @@ def smart_letters(
         checks.append(
             (
                 "output length honoured (max_tokens, ignore_eos)",
-                not (at.get("quality") or {}).get("osl_mismatch_flag", False),
+                not at.quality.osl_mismatch_flag,
             )
         )
     detected = inspection.engine
@@ -364,29 +336,25 @@ OPEN_SOURCE = frozenset({"vllm", "sglang", "tensorrt-llm", "dynamo", "tgi", "lla
                          "smartbench-simulator"})  # fmt: skip
 
 
-def server_evidence(ordered: Sequence[Mapping[str, Any]], slo: SLO) -> list[Evidence]:
+def server_evidence(ordered: Sequence[StepSummary], slo: SLO) -> list[Evidence]:
     """What the server's own metrics showed across the sweep (A's evidence, not scored): where
     its queue starts to grow, against where the SLO breaks, and its KV-cache at the top."""
-    measured = [s for s in ordered if s.get("telemetry")]
+    measured = [(s, s.telemetry) for s in ordered if s.telemetry is not None]
     if not measured:
         return [Evidence(label="server telemetry (metrics URL)", value=None, unit="not measured")]
-    queued = next((s for s in measured if ((s["telemetry"] or {}).get("waiting_mean") or 0) >= 0.5), None)
-    breaks = next((s for s in ordered if not slo.step_meets(s)), None)
+    queued = next((s for s, t in measured if (t.waiting_mean or 0) >= 0.5), None)
+    breaks = next((s for s in ordered if not s.meets(slo)), None)
     if queued is None:
         queue = "none at any load"
     else:
-        where = (
-            "before the SLO breaks"
-            if queued is not breaks and slo.step_meets(queued)
-            else "as the SLO breaks"
-        )
-        queue = f"from {load_label(queued)} ({where})"
-    top = measured[-1]["telemetry"] or {}
-    kv = top.get("kv_usage_max")
+        where = "before the SLO breaks" if queued is not breaks and queued.meets(slo) else "as the SLO breaks"
+        queue = f"from {queued.load_label} ({where})"
+    top = measured[-1][1]
+    kv = top.kv_usage_max
     return [
         Evidence(label="server queue (its own gauge)", value=queue, unit=""),
         Evidence(label="KV-cache at the heaviest step (max)", value=None if kv is None else round(100 * kv, 1), unit="%"),
-        Evidence(label="server TTFT at the heaviest step (its histogram)", value=top.get("server_ttft_ms"), unit="ms"),
+        Evidence(label="server TTFT at the heaviest step (its histogram)", value=top.server_ttft_ms, unit="ms"),
     ]  # fmt: skip
 
 

@@ -21,20 +21,20 @@ SECRETS_FILE = "secrets.json"
 
 
 def session_secret(settings: Settings) -> bytes:
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value().encode()
+    if settings.secrets.secret_key is not None:
+        return settings.secrets.secret_key.get_secret_value().encode()
     return _generated(settings.data_dir)["secret_key"].encode()
 
 
 def encryption_keyring(settings: Settings) -> list[tuple[str, bytes]]:
     """The encryption keys, active key first, as (key id, 32-byte key)."""
-    if settings.encryption_keys is not None:
-        return parse_keyring(settings.encryption_keys.get_secret_value())
+    if settings.secrets.encryption_keys is not None:
+        return parse_keyring(settings.secrets.encryption_keys.get_secret_value())
     return parse_keyring(_generated(settings.data_dir)["encryption_keys"])
 
 
 def keys_from_file(settings: Settings) -> bool:
-    return settings.encryption_keys is None
+    return settings.secrets.encryption_keys is None
 
 
 def rotate_file_key(settings: Settings) -> str:

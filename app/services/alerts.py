@@ -148,12 +148,11 @@ async def _steps(session: AsyncSession, run_ids: list[int]) -> dict[int, list[St
     ).all()
     by_run: dict[int, list[StepFigures]] = {}
     for row in rows:
-        load = {"concurrency": row.concurrency, "request_rate": row.request_rate}
         by_run.setdefault(row.run_id, []).append(
             StepFigures(
                 step_index=row.step_index,
-                load=load_of(load),
-                label=load_label(load),
+                load=load_of(row.concurrency, row.request_rate),
+                label=load_label(row.concurrency, row.request_rate),
                 requests_sent=row.requests_sent or 0,
                 requests_failed=row.requests_failed or 0,
                 ttft_ms={p: getattr(row, f"ttft_ms_{p}") for p in PERCENTILE_KEYS.values()},

@@ -83,19 +83,17 @@ class Executor:
         max_parallel: int | None = None,
     ) -> Executor:
         """The one way `serve`, `demo` and `worker` build their executor."""
-        settings = settings.model_copy(
-            update={"max_parallel_runs": max_parallel or settings.max_parallel_runs}
-        )
+        settings = settings.but(max_parallel_runs=max_parallel or settings.runs.max_parallel_runs)
         _, probes = cores.core_plan(settings)
         return cls(
             sessionmaker,
             box,
             clock,
             max_parallel=max_parallel or cores.probe_slots(settings),
-            stale_after_s=settings.heartbeat_timeout_s,
-            retention_days=settings.sample_retention_days,
-            scheduler=settings.scheduler,
-            run_deadline_s=settings.run_deadline_s,
+            stale_after_s=settings.runs.heartbeat_timeout_s,
+            retention_days=settings.runs.sample_retention_days,
+            scheduler=settings.runs.scheduler,
+            run_deadline_s=settings.runs.run_deadline_s,
             probe_cores=probes,
             settings=settings,
         )

@@ -34,7 +34,7 @@ from app.services.records import step_columns
 from app.simulator.engine import expected_closed_loop
 from app.simulator.presets import SimConfig, preset
 from app.snapshot import PRICE_FIELDS, STACK_FIELDS, CostInputs, EndpointSnapshot, ProfileSnapshot
-from app.summary import Scorecard, StepSummary
+from app.summary import Scorecard, StepSLO, StepSummary
 
 NOTE = "synthetic: the simulator's performance model, not a measurement"
 NOISE = 0.04  # run-to-run spread of the step time (lognormal sigma)
@@ -92,13 +92,19 @@ def model_steps(
             "token_count_source": "model", "itl_basis": "token",
             "quality": {"client_bound": False, "client_notes": [NOTE]},
         }  # fmt: skip
-        met = slo.step_meets(summary)
-        summary["slo"] = {**slo.as_dict(), "met": met, "good_requests": done if met else 0}
-        summary["slo_attainment"] = 1.0 if met else 0.0
-        summary["goodput_requests_per_s"] = summary["requests_per_s"] if met else 0.0
-        summary["good_tokens_per_s"] = summary["total_tokens_per_s"] if met else 0.0
-        summary["good_output_tokens_per_s"] = summary["output_tokens_per_s"] if met else 0.0
-        steps.append(StepSummary.model_validate(summary))
+        step = StepSummary.model_validate(summary)
+        met = step.meets(slo)
+        steps.append(
+            step.model_copy(
+                update={
+                    "slo": StepSLO(**slo.as_dict(), met=met, good_requests=done if met else 0),
+                    "slo_attainment": 1.0 if met else 0.0,
+                    "goodput_requests_per_s": step.requests_per_s if met else 0.0,
+                    "good_tokens_per_s": step.total_tokens_per_s if met else 0.0,
+                    "good_output_tokens_per_s": step.output_tokens_per_s if met else 0.0,
+                }
+            )
+        )
     return steps
 
 
@@ -144,7 +150,7 @@ async def backfill(
             step.model_copy(
                 update={
                     k: _r(v) if isinstance(v, float) else v
-                    for k, v in step_costs(step.as_dict(), cost).model_dump().items()
+                    for k, v in step_costs(step, cost).model_dump().items()
                 }
             )
             for step in model_steps(plan.config, snapshot, factor, math.exp(rng.gauss(0.0, NOISE)))

@@ -63,7 +63,7 @@ class ImportLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImportLimits:
-        return cls(settings.max_import_samples, settings.max_import_memory_bytes)
+        return cls(settings.limits.max_import_samples, settings.limits.max_import_memory_bytes)
 
 
 def _refused(exc: ImportProblem) -> ValidationFailed:

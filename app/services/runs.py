@@ -136,7 +136,7 @@ def new_run(
 
 def with_costs(summary: StepSummary, inputs: CostInputs) -> StepSummary:
     """The step summary with its cost and energy figures at the run's cost inputs."""
-    return summary.model_copy(update=step_costs(summary.as_dict(), inputs).model_dump())
+    return summary.model_copy(update=step_costs(summary, inputs).model_dump())
 
 
 # -- storing and judging ---------------------------------------------------------------------------------

@@ -50,14 +50,14 @@ def _split(raw: str | list[str]) -> list[str]:
 
 async def load(session: AsyncSession, settings: Settings) -> Site:
     values: dict[str, object] = {
-        **{key: getattr(settings, key) for key in ALERT_KEYS},
-        "outbound_mode": settings.outbound_mode,
-        "outbound_allow": _split(settings.outbound_allow),
-        "max_profile_concurrency": settings.max_profile_concurrency,
-        "max_requests_per_step": settings.max_requests_per_step,
-        "webhook_outbound_mode": settings.webhook_outbound_mode,
-        "webhook_outbound_allow": _split(settings.webhook_outbound_allow),
-        "min_schedule_interval_s": settings.min_schedule_interval_s,
+        **settings.alerting.model_dump(),
+        "outbound_mode": settings.outbound.mode,
+        "outbound_allow": _split(settings.outbound.allow),
+        "max_profile_concurrency": settings.limits.max_profile_concurrency,
+        "max_requests_per_step": settings.limits.max_requests_per_step,
+        "webhook_outbound_mode": settings.outbound.webhook_mode,
+        "webhook_outbound_allow": _split(settings.outbound.webhook_allow),
+        "min_schedule_interval_s": settings.limits.min_schedule_interval_s,
     }
     for row in (await session.scalars(select(AppSetting).where(AppSetting.key.in_(KEYS + ALERT_KEYS)))).all():
         values[row.key] = row.value

@@ -301,7 +301,7 @@ async def _claim(
             delivery.error = f"{UNSEALED}: {exc}"
             continue
         endpoint = await session.scalar(select(Endpoint.name).where(Endpoint.id == alert.endpoint_id)) or "?"
-        data = payload(alert, endpoint, delivery.id, settings.public_url)
+        data = payload(alert, endpoint, delivery.id, settings.access.public_url)
         body = orjson.dumps(slack_body(data) if hook.kind == "slack" else data)
         jobs.append(
             Job(delivery.id, delivery.attempts, hook.kind, url, hook.url_hint, secret, alert.kind, body)

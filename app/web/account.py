@@ -61,13 +61,13 @@ async def login(
         session,
         user=user,
         now=now,
-        max_age_s=settings.session_max_age_s,
+        max_age_s=settings.access.session_max_age_s,
         user_agent=request.headers.get("user-agent"),
     )
     response = RedirectResponse(
         "/account/password" if user.must_change_password else safe_next(target), status_code=303
     )
-    set_cookie(response, request, SESSION_COOKIE, token, max_age=settings.session_max_age_s)
+    set_cookie(response, request, SESSION_COOKIE, token, max_age=settings.access.session_max_age_s)
     return response
 
 
@@ -80,7 +80,9 @@ async def logout(
     if token:
         await auth.end_session(session, token=token, now=now)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(cookie_name(SESSION_COOKIE, settings.https), path="/", secure=settings.https)
+    response.delete_cookie(
+        cookie_name(SESSION_COOKIE, settings.access.https), path="/", secure=settings.access.https
+    )
     return response
 
 

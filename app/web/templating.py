@@ -52,8 +52,8 @@ templates.env.filters["shown"] = shown  # a target's excerpt only for those who 
 
 
 def cookie_secure(request: Request, settings: Settings) -> bool:
-    if settings.cookie_secure is not None or settings.https:
-        return settings.https
+    if settings.access.cookie_secure is not None or settings.access.https:
+        return settings.access.https
     return request.url.scheme == "https"
 
 
@@ -63,7 +63,7 @@ def set_cookie(
     """Our cookies: HttpOnly, SameSite=Lax, path /, Secure (and __Host-) when served over https."""
     settings: Settings = request.app.state.settings
     response.set_cookie(
-        cookie_name(base, settings.https),
+        cookie_name(base, settings.access.https),
         value,
         max_age=max_age,
         httponly=True,
@@ -75,7 +75,7 @@ def set_cookie(
 
 def read_cookie(request: Request, base: str) -> str | None:
     settings: Settings = request.app.state.settings
-    return request.cookies.get(cookie_name(base, settings.https))
+    return request.cookies.get(cookie_name(base, settings.access.https))
 
 
 def render(
@@ -95,7 +95,7 @@ def render(
         "can_edit": principal is not None and principal.may_edit,
         "can_admin": principal is not None and principal.may_administer,
         "csrf_token": csrf_token(keyring.session_secret(settings), binding),
-        "public_read": settings.public_read,
+        "public_read": settings.access.public_read,
         **(context or {}),
     }
     response = templates.TemplateResponse(request, template, ctx, status_code=status_code)

@@ -43,7 +43,7 @@ def make_app(settings: Settings) -> AppMaker:
         *, base_url: str = "http://testserver", **overrides: Any
     ) -> AsyncIterator[tuple[Any, httpx.AsyncClient, FakeClock]]:
         clock = FakeClock()
-        app = create_app(settings.model_copy(update={"run_executor": False, **overrides}), clock=clock)
+        app = create_app(settings.but(run_executor=False, **overrides), clock=clock)
         async with app.router.lifespan_context(app):
             async with unit_of_work(app.state.sessionmaker) as session:
                 for name, password in PASSWORDS.items():

@@ -221,11 +221,12 @@ def test_a_nan_percentile_never_meets_an_slo_nor_scores() -> None:
     """Defence behind the gate: a NaN p99 passed `value > limit` and scored 100."""
     from app.domain import SLO
     from app.scoring.smart import log_score
+    from app.summary import StepSummary
 
     slo = SLO(ttft_ms=1000, tpot_ms=50)
-    step = {"requests": {"sent": 10, "completed": 10, "failed": 0},
-            "ttft_ms": {"p99": float("nan")}, "tpot_ms": {"p99": 10.0}}  # fmt: skip
-    assert slo.step_meets(step) is False
+    step = StepSummary.model_validate({"requests": {"sent": 10, "completed": 10, "failed": 0},
+                                       "ttft_ms": {"p99": float("nan")}, "tpot_ms": {"p99": 10.0}})  # fmt: skip
+    assert step.meets(slo) is False
     assert not slo.request_meets(float("nan"), 10.0, None)
     assert log_score(1000, float("nan")) is None and log_score(1000, float("inf")) is None
 

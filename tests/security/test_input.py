@@ -57,7 +57,7 @@ async def test_ids_past_64_bits_answer_422(make_app, path: str) -> None:
 async def test_a_large_body_is_refused_before_it_is_read(make_app) -> None:
     """Anonymous and 30 MB: 413 by Content-Length, before authentication or parsing."""
     async with make_app() as (app, client, _clock):
-        limit = app.state.settings.max_body_bytes
+        limit = app.state.settings.limits.max_body_bytes
         big = b'{"name": "' + b"x" * (limit + 10) + b'"}'
         answer = await client.post(
             "/api/v1/endpoints", content=big, headers={"Content-Type": "application/json"}

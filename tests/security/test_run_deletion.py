@@ -97,8 +97,8 @@ async def test_the_cli_deletes_a_run(app, client, people, settings: Settings) ->
     run_id = await _import(client, editor, made.json()["id"], VLLM)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBENCH_")}
     env["SMARTBENCH_DATA_DIR"] = str(settings.data_dir)
-    if settings.database_url:
-        env["SMARTBENCH_DATABASE_URL"] = settings.database_url
+    if settings.database.url:
+        env["SMARTBENCH_DATABASE_URL"] = settings.database.url
     exe = str(Path(sys.executable).parent / "smartbench")
     done = subprocess.run(
         [exe, "runs", "delete", str(run_id), "--yes"], env=env, capture_output=True, text=True, timeout=120
