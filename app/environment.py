@@ -114,7 +114,7 @@ class ImportRecord(Record):
     imported_at: str
     measured_from: str | None = None
     measured_to: str | None = None
-    tool_figures: list[dict[str, float | int | str | None]] = Field(default_factory=list)  # per step
+    tool_figures: list[dict[str, float | None]] = Field(default_factory=list)  # per step
     samples: int = 0
 
 

@@ -813,6 +813,31 @@ class AlertPage(Page[AlertRead]):
     open: list[AlertRead] = Field(description="regressions not recovered and endpoints down, newest first")
 
 
+class WebhookEndpoint(BaseModel):
+    id: int
+    name: str
+
+
+class WebhookPayload(BaseModel):
+    """What a generic webhook receives for an alert (JSON, signed; Slack gets a text made of it)."""
+
+    delivery: int = Field(description="the delivery's id: the same on every retry of it")
+    event: AlertKindName
+    alert_id: int
+    at: str = Field(description="when the alert was raised (ISO 8601)")
+    endpoint: WebhookEndpoint
+    profile: str | None
+    metric: str | None
+    baseline: float | None
+    value: float | None
+    change_pct: float | None
+    degraded: bool
+    detail: AlertDetail
+    message: str
+    run_id: int | None
+    run_url: str | None = Field(description="the run's page, when SMARTBENCH_PUBLIC_URL is set")
+
+
 class WebhookBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

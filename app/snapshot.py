@@ -53,6 +53,35 @@ class CostInputs(_Snapshot):
     output_price_per_million: float | None = None
     electricity_price_per_kwh: float | None = None  # self-hosted: energy is paid for by the hour too
 
+    def problems(self) -> dict[str, str]:
+        """What keeps these inputs from pricing a run, as {field: message} (empty: nothing)."""
+        problems: dict[str, str] = {}
+        gpu_hour = self.price_per_gpu_hour is not None
+        per_token = self.input_price_per_million is not None or self.output_price_per_million is not None
+        if gpu_hour and per_token:
+            problems["price_per_gpu_hour"] = (
+                "choose one pricing: per GPU-hour (self-hosted) or per million tokens (hosted API), not both"
+            )
+        if gpu_hour and not self.gpu_count:
+            problems["gpu_count"] = "give the GPU count so the hourly cost can be computed"
+        if self.overhead_per_hour is not None and not gpu_hour:
+            problems["overhead_per_hour"] = (
+                "overhead applies to self-hosted pricing: give a price per GPU-hour too"
+            )
+        if per_token:
+            for field in ("input_price_per_million", "output_price_per_million"):
+                if getattr(self, field) is None:
+                    problems[field] = "give both the input and the output price per million tokens"
+        if self.electricity_price_per_kwh is not None and not gpu_hour:
+            problems["electricity_price_per_kwh"] = (
+                "electricity adds to self-hosted pricing: give a price per GPU-hour too"
+            )
+        if self.watts_per_gpu is not None and not self.gpu_count:
+            problems.setdefault(
+                "gpu_count", "give the GPU count so energy can be computed from watts per GPU"
+            )
+        return problems
+
     @property
     def pricing(self) -> str:
         """gpu_hour (self-hosted), per_token (a hosted API), or none."""

@@ -131,8 +131,8 @@ def step_results(run: ImportedRun, slo: SLO) -> list[StepResult]:
                 step.samples, concurrency=step.concurrency, request_rate=step.request_rate, slo=slo
             )
         else:
-            summary = StepSummary(
-                concurrency=step.concurrency, request_rate=step.request_rate, **step.aggregates
+            summary = StepSummary.model_validate(
+                {"concurrency": step.concurrency, "request_rate": step.request_rate, **step.aggregates}
             )
             summary = _judged(summary, slo)
         results.append(StepResult(index, step.concurrency, step.request_rate, step.samples or [], summary))

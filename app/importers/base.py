@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,8 +45,8 @@ class ImportedStep:
     concurrency: int | None
     request_rate: float | None
     samples: list[Sample] | None  # the requests, when the file has them
-    aggregates: dict[str, Any] = field(default_factory=dict)  # StepSummary fields, when it has not
-    tool_figures: dict[str, Any] = field(default_factory=dict)  # the tool's own headline figures
+    aggregates: dict[str, object] = field(default_factory=dict)  # StepSummary fields, when it has not
+    tool_figures: dict[str, float | None] = field(default_factory=dict)  # the tool's own headline figures
     requested_output_tokens: int | None = None
     token_source: str = "tokenizer"
 
@@ -189,7 +190,7 @@ def locate(text: str, path: tuple[str | int, ...]) -> int | None:
 
 
 def distribution(
-    values: dict[str, Any], *, scale: float = 1.0, names: dict[str, str] | None = None
+    values: Mapping[str, object], *, scale: float = 1.0, names: dict[str, str] | None = None
 ) -> Distribution:
     """A tool's statistics block as a smartbench distribution (`names` maps ours to theirs)."""
     names = names or {}

@@ -10,6 +10,7 @@ import asyncio
 import email.utils
 import functools
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -167,7 +168,7 @@ async def stream_request(
     task = asyncio.current_task()
     assert task is not None
     fired: list[str] = []
-    state = {"last_read": 0, "content": False}
+    state = _Reading()
     handle: asyncio.TimerHandle | None = None
 
     sample.sent_ns = sent = perf_ns()
@@ -178,13 +179,13 @@ async def stream_request(
     def check() -> None:
         nonlocal handle
         now = perf_ns()
-        if not state["content"]:
+        if not state.content:
             limit, kind = (
                 ttft_limit,
                 (ErrorKind.timeout_ttft if timeouts.ttft < timeouts.total else ErrorKind.timeout_total),
             )
         else:
-            idle_limit = int(state["last_read"]) + idle_ns
+            idle_limit = state.last_read + idle_ns
             limit, kind = (
                 (idle_limit, ErrorKind.timeout_idle)
                 if idle_limit < total_limit
@@ -289,10 +290,19 @@ async def _record_http_error(
     sample.error_detail = f"HTTP {status}: {detail}"[:500]
 
 
+@dataclass(slots=True)
+class _Reading:
+    """What the timeout watchdog reads of a stream being read: when data last came, and
+    whether content has started (before it, the TTFT limit applies; after it, the idle one)."""
+
+    last_read: int = 0  # perf_ns
+    content: bool = False
+
+
 async def _read_stream(
     resp: aiohttp.ClientResponse,
     sample: Sample,
-    state: dict[str, Any],
+    state: _Reading,
     limits: Limits,
     keep_text: bool,
     secret: str | None,
@@ -323,7 +333,7 @@ async def _read_stream(
             if not events:
                 break
         else:
-            state["last_read"] = now
+            state.last_read = now
             received += len(data)
             if received > max_body:
                 # Decide the kind now: closing the flooded connection may raise something else.
@@ -386,7 +396,7 @@ async def _read_stream(
                 n_content += 1
                 if sample.first_content_ns is None:
                     sample.first_content_ns = now
-                    state["content"] = True
+                    state.content = True
                 if answer and sample.first_answer_ns is None:
                     sample.first_answer_ns = now
                 if keep_text:

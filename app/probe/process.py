@@ -241,15 +241,17 @@ class ProbeProcess:
                 if self.on_step is not None:
                     await self.on_step(step)
             elif kind == "end":
-                state.end = msg
+                found = msg.get("environment")
+                environment = RunEnvironment.model_validate(found) if found is not None else None
+                state.end = _End(str(msg["status"]), msg.get("error"), environment)
 
     def _outcome(self, state: _Reading, returncode: int | None) -> ProbeOutcome:
         finished = datetime.now(UTC)
         end = state.end
         if end is not None:
-            status, error = str(end["status"]), end.get("error")
-            if end.get("environment") is not None:
-                state.environment = RunEnvironment.model_validate(end["environment"])
+            status, error = end.status, end.error
+            if end.environment is not None:
+                state.environment = end.environment
         else:
             status, error = "failed", self._death(returncode)
         if self.deadline_reached:
@@ -295,7 +297,16 @@ class _Reading:
     started: datetime
     environment: RunEnvironment | None = None
     steps: list[StepResult] = field(default_factory=list)
-    end: dict[str, Any] | None = None
+    end: _End | None = None
+
+
+@dataclass
+class _End:
+    """The child's last word: how the run ended and, when the preflight passed, its environment."""
+
+    status: str
+    error: str | None
+    environment: RunEnvironment | None
 
 
 # -- the child --------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
 import numpy as np
@@ -189,11 +188,13 @@ class Prober:
         if scraper is not None:
             telemetry = await scraper.stop()
             if telemetry is not None:
-                update: dict[str, Any] = {"telemetry": telemetry}
-                tps = result.summary.output_tokens_per_s
+                summary = result.summary.model_copy(update={"telemetry": telemetry})
+                tps = summary.output_tokens_per_s
                 if telemetry.power_w and tps:  # measured energy needs no price: tokens per joule now
-                    update |= {"tokens_per_joule": tps / telemetry.power_w, "energy_source": "measured"}
-                result.summary = result.summary.model_copy(update=update)
+                    summary = summary.model_copy(
+                        update={"tokens_per_joule": tps / telemetry.power_w, "energy_source": "measured"}
+                    )
+                result.summary = summary
         return result
 
     async def _sharded_step(self, index: int, level: float, progress: Progress | None) -> StepResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Text, cast, func, select
@@ -30,37 +29,6 @@ def to_read(endpoint: Endpoint) -> EndpointRead:
             "pricing": CostInputs.of(endpoint).pricing,
         }
     )
-
-
-def pricing_problems(values: dict[str, Any]) -> dict[str, str]:
-    """Cost inputs that cannot price a run, as {field: message}."""
-    problems: dict[str, str] = {}
-    gpu_hour = values.get("price_per_gpu_hour") is not None
-    per_token = (
-        values.get("input_price_per_million") is not None
-        or values.get("output_price_per_million") is not None
-    )
-    if gpu_hour and per_token:
-        problems["price_per_gpu_hour"] = (
-            "choose one pricing: per GPU-hour (self-hosted) or per million tokens (hosted API), not both"
-        )
-    if gpu_hour and not values.get("gpu_count"):
-        problems["gpu_count"] = "give the GPU count so the hourly cost can be computed"
-    if values.get("overhead_per_hour") is not None and not gpu_hour:
-        problems["overhead_per_hour"] = (
-            "overhead applies to self-hosted pricing: give a price per GPU-hour too"
-        )
-    if per_token:
-        for field in ("input_price_per_million", "output_price_per_million"):
-            if values.get(field) is None:
-                problems[field] = "give both the input and the output price per million tokens"
-    if values.get("electricity_price_per_kwh") is not None and not gpu_hour:
-        problems["electricity_price_per_kwh"] = (
-            "electricity adds to self-hosted pricing: give a price per GPU-hour too"
-        )
-    if values.get("watts_per_gpu") is not None and not values.get("gpu_count"):
-        problems.setdefault("gpu_count", "give the GPU count so energy can be computed from watts per GPU")
-    return problems
 
 
 async def get(session: AsyncSession, endpoint_id: int) -> Endpoint:
@@ -133,7 +101,7 @@ async def create(
     session: AsyncSession, *, data: EndpointCreate, box: SecretBox, by: int | None, settings: Settings
 ) -> Endpoint:
     values = data.model_dump(exclude={"api_key"})
-    problems = pricing_problems(values)
+    problems = CostInputs.of(values).problems()
     if problems:
         raise ValidationFailed("the cost inputs are incomplete", fields=problems)
     await _ensure_unique_name(session, data.name)
@@ -161,7 +129,7 @@ async def update(
             raise ValidationFailed("required field cleared", fields={required: "this field is required"})
     merged = {col: getattr(endpoint, col) for col in EndpointCreate.model_fields if hasattr(endpoint, col)}
     merged.update(changes)
-    problems = pricing_problems(merged)
+    problems = CostInputs.of(merged).problems()
     if problems:
         raise ValidationFailed("the cost inputs are incomplete", fields=problems)
     if "name" in changes:

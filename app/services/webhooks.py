@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -33,7 +33,16 @@ from app.config import Settings
 from app.db import unit_of_work
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Alert, Delivery, Endpoint, Webhook
-from app.schemas import DeliveryRead, WebhookCreate, WebhookCreated, WebhookRead, WebhookUpdate
+from app.schemas import (
+    AlertKindName,
+    DeliveryRead,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookEndpoint,
+    WebhookPayload,
+    WebhookRead,
+    WebhookUpdate,
+)
 from app.security import signing
 from app.security.crypto import DecryptionError, SecretBox
 from app.security.outbound import OutboundPolicy
@@ -208,25 +217,25 @@ class Job:
     body: bytes
 
 
-def payload(alert: Alert, endpoint: str, delivery_id: int, public_url: str | None) -> dict[str, Any]:
+def payload(alert: Alert, endpoint: str, delivery_id: int, public_url: str | None) -> WebhookPayload:
     run_url = f"{public_url.rstrip('/')}/runs/{alert.run_id}" if public_url and alert.run_id else None
-    return {
-        "delivery": delivery_id,
-        "event": alert.kind,
-        "alert_id": alert.id,
-        "at": alert.created_at.isoformat(),
-        "endpoint": {"id": alert.endpoint_id, "name": endpoint},
-        "profile": alert.profile_name,
-        "metric": alert.metric,
-        "baseline": alert.baseline,
-        "value": alert.value,
-        "change_pct": alert.change_pct,
-        "degraded": alert.degraded,
-        "detail": alert.detail.model_dump(mode="json"),
-        "message": alert.message,
-        "run_id": alert.run_id,
-        "run_url": run_url,
-    }
+    return WebhookPayload(
+        delivery=delivery_id,
+        event=cast(AlertKindName, alert.kind),
+        alert_id=alert.id,
+        at=alert.created_at.isoformat(),
+        endpoint=WebhookEndpoint(id=alert.endpoint_id, name=endpoint),
+        profile=alert.profile_name,
+        metric=alert.metric,
+        baseline=alert.baseline,
+        value=alert.value,
+        change_pct=alert.change_pct,
+        degraded=alert.degraded,
+        detail=alert.detail,
+        message=alert.message,
+        run_id=alert.run_id,
+        run_url=run_url,
+    )
 
 
 def slack_escape(text: str) -> str:
@@ -249,18 +258,18 @@ def scrub(text: str, url: str) -> str:
     return Redactor(*forms).text(text)
 
 
-def slack_body(data: dict[str, Any]) -> dict[str, Any]:
+def slack_body(data: WebhookPayload) -> dict[str, str]:
     mark = {
         "regression": ":warning:",
         "recovery": ":white_check_mark:",
         "down": ":red_circle:",
         "up": ":large_green_circle:",
     }
-    text = f"{mark.get(data['event'], '')} smartbench {data['event']}: {slack_escape(str(data['message']))}"
-    if data.get("degraded"):
+    text = f"{mark.get(data.event, '')} smartbench {data.event}: {slack_escape(data.message)}"
+    if data.degraded:
         text += " (measured with a degraded client)"
-    if data.get("run_url"):
-        text += f" <{slack_escape(str(data['run_url']))}|run {data['run_id']}>"
+    if data.run_url:
+        text += f" <{slack_escape(data.run_url)}|run {data.run_id}>"
     return {"text": text}
 
 
@@ -302,7 +311,11 @@ async def _claim(
             continue
         endpoint = await session.scalar(select(Endpoint.name).where(Endpoint.id == alert.endpoint_id)) or "?"
         data = payload(alert, endpoint, delivery.id, settings.access.public_url)
-        body = orjson.dumps(slack_body(data) if hook.kind == "slack" else data)
+        body = (
+            orjson.dumps(slack_body(data))
+            if hook.kind == "slack"
+            else orjson.dumps(data.model_dump(mode="json"))
+        )
         jobs.append(
             Job(delivery.id, delivery.attempts, hook.kind, url, hook.url_hint, secret, alert.kind, body)
         )

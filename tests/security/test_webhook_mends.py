@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from app.db import unit_of_work
 from app.models import Alert, Delivery, Endpoint, Webhook
-from app.schemas import SiteSettingsUpdate
+from app.schemas import SiteSettingsUpdate, WebhookEndpoint, WebhookPayload
+from app.scoring.regression import AlertDetail
 from app.security.crypto import SecretBox
 from app.security.outbound import OutboundPolicy
 from app.services import alerts, site, webhooks
@@ -41,8 +42,12 @@ async def _down_alert(session: Any, now: datetime) -> None:
 
 
 def test_slack_text_is_escaped() -> None:
-    data = {"event": "regression", "message": "ttft of <!channel> & <https://evil.example|click>",
-            "run_url": "https://sb.example/runs/3", "run_id": 3}  # fmt: skip
+    data = WebhookPayload(
+        delivery=1, event="regression", alert_id=1, at="2026-12-03T00:00:00+00:00",
+        endpoint=WebhookEndpoint(id=1, name="e"), profile="chat", metric="ttft_ms", baseline=1.0, value=2.0,
+        change_pct=100.0, degraded=False, detail=AlertDetail(), message="ttft of <!channel> & <https://evil.example|click>",
+        run_url="https://sb.example/runs/3", run_id=3,
+    )  # fmt: skip
     text = webhooks.slack_body(data)["text"]
     assert "<!channel>" not in text and "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;" in text
     assert text.endswith("<https://sb.example/runs/3|run 3>")  # smartbench's own link stays a link
