@@ -26,7 +26,7 @@ HOT_BREAKS = frozenset({"chat", "completions", "streaming", "usage_in_stream", "
                         "reasoning"})  # fmt: skip
 
 
-def wants_feature_path(req: dict[str, Any], broken: frozenset[str]) -> bool:
+def wants_feature_path(req: dict[str, object], broken: frozenset[str]) -> bool:
     if any(req.get(name) not in (None, False, 1) for name in FEATURE_FIELDS):
         return True
     return bool(broken & HOT_BREAKS) or ("stop" in broken and bool(req.get("stop")))
@@ -51,11 +51,24 @@ def sample_for(schema: Any, depth: int = 0) -> Any:
     )
 
 
+class _ToolCall(NamedTuple):
+    id: str
+    name: str
+    arguments: str  # JSON text
+
+    def json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
 class _Choice(NamedTuple):
     position: int
     text: str
     reasoning: str
-    tool_call: dict[str, Any] | None
+    tool_call: _ToolCall | None
     reason: str
     words: int
 
@@ -70,7 +83,7 @@ class Answer:
 
 
 def answer(
-    req: dict[str, Any], *, chat: bool, model: str, broken: frozenset[str], reasoning: int, counter: int,
+    req: dict[str, object], *, chat: bool, model: str, broken: frozenset[str], reasoning: int, counter: int,
     prompt_tokens: int, max_tokens: int, stops: set[str], stream: bool, include_usage: bool, continuous: bool,
     created: int, request_id: str,
 ) -> Answer:  # fmt: skip
@@ -115,7 +128,7 @@ def answer(
                     break
         text = "".join(" " + w for w in words)
         reasoning_text = "".join(" " + WORDS[(offset + 500 + i) % len(WORDS)] for i in range(think))
-        tool_call: dict[str, Any] | None = None
+        tool_call: _ToolCall | None = None
         if call_tool:
             assert isinstance(tools, list)
             chosen = tools[0]
@@ -124,8 +137,9 @@ def answer(
                 chosen = next((t for t in tools if (t.get("function") or {}).get("name") == wanted), chosen)
             function = chosen.get("function") or {}
             arguments = orjson.dumps(sample_for(function.get("parameters") or {"type": "object"})).decode()
-            tool_call = {"id": f"call_{request_id[-8:]}_{index}", "type": "function",
-                         "function": {"name": function.get("name", "tool"), "arguments": arguments}}  # fmt: skip
+            tool_call = _ToolCall(
+                f"call_{request_id[-8:]}_{index}", str(function.get("name", "tool")), arguments
+            )
             text, reason = "", "tool_calls"
         elif structured:
             assert isinstance(fmt, dict)
@@ -152,15 +166,15 @@ def answer(
         out_choices = []
         for index, text, reasoning_text, tool_call, reason, _ in choices:
             if chat:
-                message: dict[str, Any] = {
+                message: dict[str, object] = {
                     "role": "assistant",
                     "content": text if tool_call is None else None,
                 }
                 if reasoning_text:
                     message["reasoning_content"] = reasoning_text
                 if tool_call is not None:
-                    message["tool_calls"] = [tool_call]
-                choice: dict[str, Any] = {"index": index, "message": message, "finish_reason": reason}
+                    message["tool_calls"] = [tool_call.json()]
+                choice: dict[str, object] = {"index": index, "message": message, "finish_reason": reason}
                 if want_logprobs:
                     choice["logprobs"] = {"content": [_logprob(" " + w) for w in text.split()]}
             else:
@@ -177,8 +191,8 @@ def answer(
     chunk_kind = "chat.completion.chunk" if chat else "text_completion"
     produced = 0
 
-    def event(choice: dict[str, Any], with_usage: bool) -> None:
-        obj: dict[str, Any] = {"id": request_id, "object": chunk_kind, "created": created, "model": model,
+    def event(choice: dict[str, object], with_usage: bool) -> None:
+        obj: dict[str, object] = {"id": request_id, "object": chunk_kind, "created": created, "model": model,
                                "choices": [choice]}  # fmt: skip
         if with_usage:
             stuck = "per_chunk_usage" in broken
@@ -198,13 +212,12 @@ def answer(
                 continuous,
             )
         if tool_call is not None:
-            name = tool_call["function"]["name"]
-            args = tool_call["function"]["arguments"]
+            args = tool_call.arguments
             head = {
                 "index": 0,
-                "id": tool_call["id"],
+                "id": tool_call.id,
                 "type": "function",
-                "function": {"name": name, "arguments": ""},
+                "function": {"name": tool_call.name, "arguments": ""},
             }
             event({"index": index, "delta": {"tool_calls": [head]}, "finish_reason": None}, False)
             for i in range(0, len(args), 8):
@@ -236,6 +249,6 @@ def answer(
     return Answer(200, b"".join(events), b"text/event-stream")
 
 
-def _logprob(token: str) -> dict[str, Any]:
+def _logprob(token: str) -> dict[str, object]:
     return {"token": token, "logprob": -0.25, "bytes": list(token.encode()),
             "top_logprobs": [{"token": token, "logprob": -0.25, "bytes": list(token.encode())}]}  # fmt: skip

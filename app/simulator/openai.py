@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.simulator.engine import BatchEngine
 from app.simulator.state import SimulatorState
 
@@ -15,7 +13,7 @@ def words_to_tokens(text: str) -> int:
 
 
 def parse_request(
-    req: dict[str, Any], *, chat: bool
+    req: dict[str, object], *, chat: bool
 ) -> tuple[int, int, int, bool, set[str], bool, bool, bool] | str:
     if chat:
         messages = req.get("messages")
@@ -77,7 +75,7 @@ def parse_request(
 EXTENSIONS = ("ignore_eos", "min_tokens")
 
 
-def refusal(req: dict[str, Any], style: str) -> tuple[int, dict[str, Any]] | None:
+def refusal(req: dict[str, object], style: str) -> tuple[int, dict[str, object]] | None:
     """The error a strict server answers to OpenAI-API extensions in `req`, in its own shape."""
     extra = sorted(name for name in EXTENSIONS if name in req)
     options = req.get("stream_options")

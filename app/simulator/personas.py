@@ -19,7 +19,6 @@ an `X-Request-ID` header, local models `owned_by: "local"`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Persona:
     name: str
     server_header: str | None = None
     owned_by: str = "smartbench"
-    model_card_extra: dict[str, Any] = field(default_factory=dict)
+    model_card_extra: dict[str, object] = field(default_factory=dict)
     # (method, path) -> (status, content type, body); "{version}" and "{model}" are filled in
     routes: dict[tuple[str, str], tuple[int, str, str]] = field(default_factory=dict)
     metrics_path: str | None = "/metrics"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
@@ -185,9 +184,9 @@ class JsonSink:
             "total_tokens": self.gen.input_tokens + n,
             "completion_tokens_details": {"reasoning_tokens": r},
         }
-        choice: dict[str, Any]
+        choice: dict[str, object]
         if self.chat:
-            message: dict[str, Any] = {"role": "assistant", "content": answer}
+            message: dict[str, object] = {"role": "assistant", "content": answer}
             if r:
                 message["reasoning_content"] = "".join(" " + VOCAB[i % VOCAB_SIZE] for i in range(r))
             choice = {"index": 0, "message": message, "finish_reason": reason}
@@ -397,7 +396,7 @@ class HTTPConnection(asyncio.Protocol):
     def models(self, headers: dict[str, str], body: bytes) -> None:
         config, who = self.state.config, self.state.persona
         name = "other-model" if "models" in config.broken else config.model
-        model: dict[str, Any] = {
+        model: dict[str, object] = {
             "id": name,
             "object": "model",
             "created": self.state.created,
