@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -88,7 +88,14 @@ def _where(settings: Settings) -> str:
     return make_url(settings.db_url).render_as_string(hide_password=True)
 
 
-def proxy_options(settings: Settings) -> dict[str, Any]:
+class ProxyOptions(TypedDict, total=False):
+    """uvicorn.run's options for the reverse proxies in front of smartbench."""
+
+    proxy_headers: bool
+    forwarded_allow_ips: str
+
+
+def proxy_options(settings: Settings) -> ProxyOptions:
     """X-Forwarded-For/-Proto are believed only from SMARTBENCH_TRUSTED_PROXIES (none by default)."""
     trusted = settings.access.trusted_proxy_list()
     if not trusted:

@@ -22,7 +22,7 @@ from app.paths import resource_dir
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.db_url)
     # Errors never carry the statement's parameters (they would land in logs and pages).
-    kwargs: dict[str, Any] = {"echo": settings.database.echo, "hide_parameters": True}
+    kwargs: dict[str, object] = {"echo": settings.database.echo, "hide_parameters": True}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             private_file(Path(url.database), data_dir=settings.data_dir)

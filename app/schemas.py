@@ -323,7 +323,7 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     return out
 
 
-def dump_unset(model: BaseModel) -> dict[str, Any]:
+def dump_unset(model: BaseModel) -> dict[str, object]:
     return model.model_dump(exclude_unset=True)
 
 

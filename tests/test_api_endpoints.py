@@ -182,12 +182,13 @@ async def test_revoking_a_token_takes_effect_at_once(client: httpx.AsyncClient, 
 
 
 async def test_public_read_opens_reads_only(app, client: httpx.AsyncClient, people) -> None:
-    app.state.settings.access.public_read = True
+    closed = app.state.settings
+    app.state.settings = closed.but(public_read=True)  # settings are values: a changed copy
     try:
         assert (await client.get("/api/v1/endpoints")).status_code == 200
         assert_error_shape(await client.post("/api/v1/endpoints", json=H100), 401, "unauthorized")
     finally:
-        app.state.settings.access.public_read = False
+        app.state.settings = closed
 
 
 async def test_api_key_is_write_only_and_dropped_on_host_change(client: httpx.AsyncClient, people) -> None:

@@ -7,8 +7,6 @@ upload is answered 401 from the headers alone, and the connection closed (app/mi
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
@@ -33,7 +31,7 @@ class ImportForm(BaseModel):
     )
 
 
-def _openapi() -> dict[str, Any]:
+def _openapi() -> dict[str, object]:
     schema = ImportForm.model_json_schema()
     schema["properties"]["files"] = {
         "type": "array",

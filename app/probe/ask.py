@@ -82,7 +82,7 @@ class Client:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return None
 
-    async def post(self, path: str, body: dict[str, Any]) -> Reply | None:
+    async def post(self, path: str, body: dict[str, object]) -> Reply | None:
         url = self.target.base_url.rstrip("/") + path
         for attempt in range(2):
             try:

@@ -164,7 +164,7 @@ class BodyOptions:
 def request_body(
     api: str, model: str, prompt: str, max_tokens: int, options: BodyOptions, *, stream: bool = True
 ) -> bytes:
-    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "stream": stream, "temperature": 0.0}
+    body: dict[str, object] = {"model": model, "max_tokens": max_tokens, "stream": stream, "temperature": 0.0}
     if api == "chat":
         body["messages"] = [{"role": "user", "content": prompt}]
     else:

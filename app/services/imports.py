@@ -81,7 +81,7 @@ class Prepared:
     batches: list[list[bytes]]  # per step: pickled lists of at most runs.SAMPLE_BATCH rows
     samples: int
 
-    def rows(self) -> list[Iterator[list[dict[str, Any]]]]:
+    def rows(self) -> list[Iterator[list[dict[str, object]]]]:
         return [(pickle.loads(batch) for batch in step) for step in self.batches]  # noqa: S301 (our own worker's)
 
 

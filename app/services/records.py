@@ -4,7 +4,6 @@ samples back exactly as the probe saw them, relative to their step's first send)
 from __future__ import annotations
 
 from array import array
-from typing import Any
 
 from app.models import RequestSample
 from app.probe.stats import STAT_KEYS
@@ -48,7 +47,7 @@ def step_columns(summary: StepSummary) -> dict[str, object]:
     return cols
 
 
-def sample_row(run_id: int, step_index: int, s: Sample, origin_ns: int) -> dict[str, Any]:
+def sample_row(run_id: int, step_index: int, s: Sample, origin_ns: int) -> dict[str, object]:
     offsets = array("f", [(t - s.sent_ns) / 1e6 for t in s.chunk_ns]).tobytes() if s.chunk_ns else None
     tokens = array("H", [min(t, 65535) for t in s.chunk_tokens]).tobytes() if s.chunk_tokens else None
     return {

@@ -145,7 +145,7 @@ def with_costs(summary: StepSummary, inputs: CostInputs) -> StepSummary:
 SAMPLE_BATCH = 500  # rows per executemany: the event loop serves other requests between them
 
 
-def sample_rows(steps: list[StepResult], run_id: int = 0) -> list[list[dict[str, Any]]]:
+def sample_rows(steps: list[StepResult], run_id: int = 0) -> list[list[dict[str, object]]]:
     """The steps' samples as table rows, per step (pure: an import builds them in a worker
     thread and sets the run's id afterwards)."""
     return [
@@ -156,7 +156,7 @@ def sample_rows(steps: list[StepResult], run_id: int = 0) -> list[list[dict[str,
 
 async def store_steps(
     session: AsyncSession, *, run_id: int, steps: list[StepResult],
-    rows: Sequence[Iterable[list[dict[str, Any]]]] | None = None,
+    rows: Sequence[Iterable[list[dict[str, object]]]] | None = None,
 ) -> None:  # fmt: skip
     """Insert the run's steps (summary columns) and samples, in batches of at most SAMPLE_BATCH
     rows (`rows`: per step, its batches, built elsewhere; else built here from the samples), the

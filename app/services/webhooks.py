@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -148,18 +148,20 @@ async def update_one(
     changes = data.model_dump(exclude_unset=True)
     if "name" in changes and changes["name"] != hook.name:
         await _name_free(session, changes["name"])
-    values: dict[str, Any] = {key: changes[key] for key in ("name", "enabled") if key in changes}
     if "url" in changes:
         await _check_url(session, settings, changes["url"])
-        values.update(url_encrypted=box.encrypt(changes["url"]), url_hint=url_hint(changes["url"]))
-    if "events" in changes:
-        values["events"] = list(dict.fromkeys(changes["events"]))
 
     def write() -> None:
-        for key, value in values.items():
-            setattr(hook, key, value)
+        if "name" in changes:
+            hook.name = changes["name"]
+        if "enabled" in changes:
+            hook.enabled = changes["enabled"]
+        if "url" in changes:
+            hook.url_encrypted, hook.url_hint = box.encrypt(changes["url"]), url_hint(changes["url"])
+        if "events" in changes:
+            hook.events = list(dict.fromkeys(changes["events"]))
 
-    await _saved(session, values.get("name", hook.name), write)
+    await _saved(session, changes.get("name", hook.name), write)
     return hook
 
 

@@ -26,7 +26,7 @@ S = TypeVar("S", bound=BaseModel)
 
 
 def _validate(
-    schema: type[S], payload: dict[str, Any], parse_errors: dict[str, str]
+    schema: type[S], payload: dict[str, object], parse_errors: dict[str, str]
 ) -> tuple[S | None, dict[str, str]]:
     """Validate everything at once, so that every wrong field gets its message in one round."""
     try:
@@ -36,7 +36,7 @@ def _validate(
     return (None, parse_errors) if parse_errors else (data, {})
 
 
-def _form_context(values: dict[str, str], errors: dict[str, str], **extra: Any) -> dict[str, Any]:
+def _form_context(values: dict[str, str], errors: dict[str, str], **extra: Any) -> dict[str, object]:
     return {"values": values, "errors": errors, "engines": [(engine, engine) for engine in ENGINES], **extra}
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.datastructures import FormData
 
 MAX_FIELD = 10_000
@@ -36,9 +34,9 @@ NUMERIC = {
 }
 
 
-def endpoint_payload(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def endpoint_payload(values: dict[str, str]) -> tuple[dict[str, object], dict[str, str]]:
     """Form strings to schema input: blanks become None, numbers parsed, tags split on commas."""
-    payload: dict[str, Any] = {}
+    payload: dict[str, object] = {}
     errors: dict[str, str] = {}
     for field, raw in values.items():
         raw = raw.strip()

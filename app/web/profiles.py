@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -35,8 +33,8 @@ FLOATS = {"search_budget_s", "input_tokens_spread", "output_tokens_spread", "dur
           "target_price_per_million"}  # fmt: skip
 
 
-def parse(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    payload: dict[str, Any] = {}
+def parse(values: dict[str, str]) -> tuple[dict[str, object], dict[str, str]]:
+    payload: dict[str, object] = {}
     errors: dict[str, str] = {}
     for field, raw in values.items():
         raw = raw.strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -79,7 +80,7 @@ def read_cookie(request: Request, base: str) -> str | None:
 
 
 def render(
-    request: Request, template: str, context: dict[str, Any] | None = None, *, status_code: int = 200
+    request: Request, template: str, context: Mapping[str, object] | None = None, *, status_code: int = 200
 ) -> HTMLResponse:
     settings: Settings = request.app.state.settings
     principal = getattr(request.state, "principal", None)
