@@ -1,0 +1,5 @@
+"""`python -m app.cli`: the `smartbench` command."""
+
+from app.cli import main
+
+main()
