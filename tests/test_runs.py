@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select
 from app.db import unit_of_work
 from app.models import RequestSample, Run
 from app.probe.types import Sample
-from app.services import records, runs
+from app.services import records, results
 from tests.api_helpers import wait_for_run
 from tests.conftest import bearer
 from tests.simproc import simulator
@@ -85,7 +85,7 @@ async def test_run_end_to_end(app, client: httpx.AsyncClient, people) -> None:
 
     # Recomputing from the samples gives the same numbers.
     async with unit_of_work(app.state.sessionmaker) as session:
-        assert await runs.recompute(session, run_id=run_id) == 2
+        assert await results.recompute(session, run_id=run_id) == 2
     recomputed = (await client.get(f"/api/v1/runs/{run_id}", headers=auth)).json()["steps"][1]
     for key in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms"):
         assert recomputed[key]["p50"] == pytest.approx(step[key]["p50"], abs=0.01), key

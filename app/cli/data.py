@@ -132,7 +132,7 @@ def runs_recompute(
     from sqlalchemy import select
 
     from app.models import RunStep
-    from app.services import runs as run_service
+    from app.services import results
 
     settings = load_settings()
     upgrade_schema(settings)
@@ -141,7 +141,7 @@ def runs_recompute(
         ids = [run] if run is not None else sorted(set((await session.scalars(select(RunStep.run_id))).all()))
         steps = 0
         for run_id in ids:
-            steps += await run_service.recompute(session, run_id=run_id)
+            steps += await results.recompute(session, run_id=run_id)
         return len(ids), steps
 
     try:

@@ -27,7 +27,8 @@ from app.probe.types import Limits, StepResult, Target, Workload
 from app.security.crypto import SecretBox
 from app.services import alerts, inspections, site, tokenizers
 from app.services import endpoints as endpoint_service
-from app.services.runs import WORKER_ID, finish, store_steps
+from app.services.results import finish, store_steps
+from app.services.runs import WORKER_ID
 
 log = logging.getLogger("smartbench.runs")
 

@@ -38,7 +38,7 @@ from app.probe.types import StepResult
 from app.schemas import ImportResult
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
-from app.services import runs
+from app.services import results, runs
 from app.snapshot import ProfileSnapshot
 
 UNPROFILED = "imported"  # the profile name of imports made without one
@@ -78,7 +78,7 @@ class Prepared:
 
     imported: ImportedRun  # without its samples
     steps: list[StepResult]  # summaries; samples left behind
-    batches: list[list[bytes]]  # per step: pickled lists of at most runs.SAMPLE_BATCH rows
+    batches: list[list[bytes]]  # per step: pickled lists of at most results.SAMPLE_BATCH rows
     samples: int
 
     def rows(self) -> list[Iterator[list[dict[str, object]]]]:
@@ -95,8 +95,8 @@ def prepare(
     check.check(imported, now=now, max_samples=limits.max_samples)
     steps = importers.step_results(imported, slo)
     batches = [
-        [pickle.dumps(rows[i : i + runs.SAMPLE_BATCH]) for i in range(0, len(rows), runs.SAMPLE_BATCH)]
-        for rows in runs.sample_rows(steps)
+        [pickle.dumps(rows[i : i + results.SAMPLE_BATCH]) for i in range(0, len(rows), results.SAMPLE_BATCH)]
+        for rows in results.sample_rows(steps)
     ]
     count = sum(len(step.samples) for step in steps)
     for step in imported.steps:
@@ -216,8 +216,8 @@ async def import_run(
     )
     session.add(run)
     await session.flush()
-    await runs.store_steps(session, run_id=run.id, steps=steps, rows=prepared.rows())
-    await runs.judge(session, run=run)
+    await results.store_steps(session, run_id=run.id, steps=steps, rows=prepared.rows())
+    await results.judge(session, run=run)
     return ImportResult(
         run_id=run.id,
         tool=imported.tool,

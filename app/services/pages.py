@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import percentile_key
 from app.schemas import CompareCurve, ComparePage, EndpointPage, ProfileHistory
-from app.services import alerts, inspections, runs, schedules, scorecards, trends
+from app.services import alerts, inspections, results, runs, schedules, scorecards, trends
 from app.services import endpoints as endpoint_service
 
 COMPARE_MAX = 6
@@ -61,7 +61,7 @@ async def compare_page(
     else:  # open on what can be compared: the endpoints measured on this profile
         picked = await scorecards.measured_endpoints(session, profile=chosen, limit=COMPARE_MAX)
     cards = await scorecards.cards_for(session, endpoints=picked, profile=chosen, now=now)
-    steps = await runs.steps_of(session, run_ids=[c.run_id for c in cards if c.run_id is not None])
+    steps = await results.steps_of(session, run_ids=[c.run_id for c in cards if c.run_id is not None])
     curves = []
     slo_tpot = None
     for endpoint, card in zip(picked, cards, strict=True):
