@@ -43,9 +43,17 @@ def _empty_letters() -> list[Judgement]:
 TREND_DAYS = 30
 
 
+# What a card (and a capacity plan) reads of a run: never its environment, steps or endpoint snapshot.
+CARD_COLUMNS = (
+    Run.id, Run.endpoint_id, Run.source, Run.created_at, Run.finished_at, Run.cost_per_million_tokens_at_slo,
+    Run.scorecard, Run.cost_snapshot, Run.profile_snapshot,
+)  # fmt: skip
+
+
 async def latest_runs(session: AsyncSession, *, profile: str, endpoint_ids: list[int]) -> dict[int, Run]:
     """Each endpoint's latest measured run of the profile: one index probe per endpoint, in one
-    query, whatever the history holds (its stored judgement is the card)."""
+    query, whatever the history holds (its stored judgement is the card). Only CARD_COLUMNS are
+    loaded."""
     if not endpoint_ids:
         return {}
     latest = (
@@ -57,7 +65,13 @@ async def latest_runs(session: AsyncSession, *, profile: str, endpoint_ids: list
         .scalar_subquery()
     )
     ids = (await session.scalars(select(latest).where(Endpoint.id.in_(endpoint_ids)))).all()
-    rows = (await session.scalars(select(Run).where(Run.id.in_([i for i in ids if i is not None])))).all()
+    rows = (
+        await session.scalars(
+            select(Run)
+            .where(Run.id.in_([i for i in ids if i is not None]))
+            .options(load_only(*CARD_COLUMNS, raiseload=True))
+        )
+    ).all()
     return {run.endpoint_id: run for run in rows}
 
 
