@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
@@ -22,7 +24,11 @@ from app.paths import resource_dir
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.db_url)
     # Errors never carry the statement's parameters (they would land in logs and pages).
-    kwargs: dict[str, object] = {"echo": settings.database.echo, "hide_parameters": True}
+    kwargs: dict[str, object] = {
+        "echo": settings.database.echo,
+        "hide_parameters": True,
+        "json_deserializer": _loads,
+    }
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             private_file(Path(url.database), data_dir=settings.data_dir)
@@ -33,6 +39,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def _loads(text: str | bytes) -> object:
+    """JSON columns read with orjson (a year of scorecards is a lot of JSON), falling back to the
+    standard library for what it refuses (NaN, which Python's json writes)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def private_file(path: Path, *, data_dir: Path) -> None:

@@ -356,12 +356,14 @@ class Run(Base):
         # Trends: one endpoint's runs of one profile over time, covering what a trend reads (its
         # buckets, counts and change markers come from the index alone).
         Index("ix_runs_trend", *TREND_INDEX),
-        # Scorecards: an endpoint's latest measured run of a profile, one probe of this index.
+        # Scorecards: an endpoint's latest measured run of a profile, one probe of this index
+        # (the id last: the order's tie-break, so nothing is sorted).
         Index(
             "ix_runs_measured",
             "endpoint_id",
             "profile_name",
             "created_at",
+            "id",
             sqlite_where=text(MEASURED_SQL),
             postgresql_where=text(MEASURED_SQL),
         ),
@@ -400,7 +402,9 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None]
     worker_id: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
-    progress: Mapped[RunProgress | None] = mapped_column(Typed(RunProgress, empty_as_none=True), default=None)
+    progress: Mapped[RunProgress | None] = mapped_column(
+        Typed(RunProgress, empty_as_none=True), default=None, nullable=False
+    )  # None is stored as {}
     # Judged at completion (app/scoring) and kept for fast trend queries; recomputable.
     scorecard: Mapped[Scorecard | None] = mapped_column(
         Typed(Scorecard, empty_as_none=True), default=dict, nullable=False

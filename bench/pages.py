@@ -181,6 +181,12 @@ def copy_run(url: str, run_id: int) -> int:
         with engine.begin() as conn:
             copied = conn.execute(text(COPY_RUNS), {"run": run_id}).rowcount
             conn.execute(text(COPY_STEPS), {"run": run_id})
+        # What autovacuum does after a bulk update (the visibility map that index-only scans need).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in ("runs", "run_steps"):
+                conn.execute(
+                    text(f"VACUUM ANALYZE {table}" if engine.dialect.name == "postgresql" else "ANALYZE")
+                )
     finally:
         engine.dispose()
     return copied

@@ -58,7 +58,12 @@ async def plan(
     now: datetime,
 ) -> list[PlanRow]:
     endpoints = list((await session.scalars(select(Endpoint).order_by(Endpoint.name))).all())
-    latest = await scorecards.latest_runs(session, profile=profile, endpoint_ids=[e.id for e in endpoints])
+    latest = await scorecards.latest_runs(
+        session,
+        profile=profile,
+        endpoint_ids=[e.id for e in endpoints],
+        columns=(*scorecards.CARD_COLUMNS, Run.cost_snapshot, Run.profile_snapshot),
+    )
     rows = []
     for endpoint in endpoints:
         run = latest.get(endpoint.id)

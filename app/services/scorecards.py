@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,17 +44,19 @@ def _empty_letters() -> list[Judgement]:
 TREND_DAYS = 30
 
 
-# What a card (and a capacity plan) reads of a run: never its environment, steps or endpoint snapshot.
+# What a card reads of a run: never its environment, snapshots or steps.
 CARD_COLUMNS = (
     Run.id, Run.endpoint_id, Run.source, Run.created_at, Run.finished_at, Run.cost_per_million_tokens_at_slo,
-    Run.scorecard, Run.cost_snapshot, Run.profile_snapshot,
+    Run.scorecard,
 )  # fmt: skip
 
 
-async def latest_runs(session: AsyncSession, *, profile: str, endpoint_ids: list[int]) -> dict[int, Run]:
+async def latest_runs(
+    session: AsyncSession, *, profile: str, endpoint_ids: list[int], columns: tuple[Any, ...] = CARD_COLUMNS
+) -> dict[int, Run]:
     """Each endpoint's latest measured run of the profile: one index probe per endpoint, in one
-    query, whatever the history holds (its stored judgement is the card). Only CARD_COLUMNS are
-    loaded."""
+    query, whatever the history holds (its stored judgement is the card). Only `columns` are
+    loaded (reading another raises)."""
     if not endpoint_ids:
         return {}
     latest = (
@@ -69,7 +72,7 @@ async def latest_runs(session: AsyncSession, *, profile: str, endpoint_ids: list
         await session.scalars(
             select(Run)
             .where(Run.id.in_([i for i in ids if i is not None]))
-            .options(load_only(*CARD_COLUMNS, raiseload=True))
+            .options(load_only(*columns, raiseload=True))
         )
     ).all()
     return {run.endpoint_id: run for run in rows}
