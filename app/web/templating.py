@@ -13,6 +13,7 @@ from jinja2 import pass_context
 
 from app import __version__
 from app.config import Settings
+from app.domain import RunSource
 from app.paths import resource_dir
 from app.security import keyring
 from app.security.csrf import ANON_COOKIE, cookie_name, csrf_token
@@ -50,6 +51,25 @@ _PATHS: dict[tuple[str, tuple[str, ...]], str | None] = {}  # the routes are the
 
 templates.env.globals["url_for"] = _url_for
 templates.env.filters["shown"] = shown  # a target's excerpt only for those who may see it
+
+
+def _synthetic(source: object) -> bool:
+    """`{% if run.source is synthetic %}`: generated history, never a measurement."""
+    return source == RunSource.synthetic
+
+
+def _imported(source: object) -> bool:
+    """`{% if run.source is imported %}`: measured by another tool (an unknown source too)."""
+    if not source:
+        return False
+    try:
+        return RunSource(str(source)).is_imported
+    except ValueError:
+        return True
+
+
+templates.env.tests["synthetic"] = _synthetic
+templates.env.tests["imported"] = _imported
 
 
 def cookie_secure(request: Request, settings: Settings) -> bool:
