@@ -200,6 +200,11 @@ async def test_workers_share_the_schedule_and_survive_faults(pg_url: str, tmp_pa
             ]
             assert broken_runs and all(r.status in ("failed", "interrupted", "queued") for r in broken_runs)
             statuses = {r.status for r in all_runs}
+            left = [
+                (r.id, r.worker_id, r.started_at, r.heartbeat_at, r.error)
+                for r in all_runs
+                if r.status == "running"
+            ]
             assert statuses <= {
                 "succeeded",
                 "skipped_overlap",
@@ -207,7 +212,7 @@ async def test_workers_share_the_schedule_and_survive_faults(pg_url: str, tmp_pa
                 "queued",
                 "cancelled",
                 "failed",
-            }
+            }, left
             assert (
                 await session.scalar(select(func.count(Run.id)).where(Run.status == RunStatus.running.value))
                 == 0

@@ -8,6 +8,7 @@ one by default); one endpoint is never probed twice at once. Probes never run in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -69,6 +70,9 @@ class Executor:
         self.max_parallel = max_parallel
         self.idle_s = idle_s
         self.active: set[asyncio.Task[str]] = set()
+        # Runs this executor claimed whose execution has not recorded an end yet: a stop that
+        # lands between a claim and its execution's first step must not leave them `running`.
+        self.claimed: set[int] = set()
         self._loop: asyncio.Task[None] | None = None
         self._delivering: asyncio.Task[int] | None = None
 
@@ -156,29 +160,29 @@ class Executor:
             log.warning("webhook deliveries failed (%s)", execution.db_reason(exc))
         self._delivering = asyncio.get_running_loop().create_task(self.deliver_tick(), name="webhooks")
 
+    async def _claim(self) -> int | None:
+        async with unit_of_work(self.sessionmaker) as session:
+            run = await runs.claim(session, now=self.clock())
+            return run.id if run is not None else None
+
     async def tick(self) -> bool:
         """Claim one queued run and start it. True when there was one."""
         if len(self.active) >= self.max_parallel:
             return False
-        async with unit_of_work(self.sessionmaker) as session:
-            run = await runs.claim(session, now=self.clock())
-            run_id = run.id if run is not None else None
+        claiming = asyncio.ensure_future(self._claim())
+        try:
+            run_id = await asyncio.shield(claiming)  # a stop during the claim's commit waits for it
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if (found := await claiming) is not None:
+                    self.claimed.add(found)
+            raise
         if run_id is None:
             return False
+        self.claimed.add(run_id)
         free = [c for c in self.probe_cores if c not in self.cores_in_use.values()]
         cpu = free[0] if free else None
-        task = asyncio.get_running_loop().create_task(
-            execution.execute(
-                self.sessionmaker,
-                run_id,
-                box=self.box,
-                clock=self.clock,
-                settings=self.settings,
-                deadline_s=self.run_deadline_s,
-                cpu=cpu,
-            ),
-            name=f"run-{run_id}",
-        )
+        task = asyncio.get_running_loop().create_task(self._execute(run_id, cpu), name=f"run-{run_id}")
         self.active.add(task)
         if cpu is not None:
             self.cores_in_use[task] = cpu
@@ -214,6 +218,38 @@ class Executor:
             if not worked:
                 await asyncio.sleep(self.idle_s)
 
+    async def _execute(self, run_id: int, cpu: int | None) -> str:
+        try:
+            return await execution.execute(
+                self.sessionmaker,
+                run_id,
+                box=self.box,
+                clock=self.clock,
+                settings=self.settings,
+                deadline_s=self.run_deadline_s,
+                cpu=cpu,
+            )
+        finally:
+            self.claimed.discard(run_id)
+
+    async def _release_claimed(self) -> None:
+        """Runs claimed as this executor stopped, before their execution began: cancelled, with
+        the reason (their execution would have recorded the same)."""
+        if not self.claimed:
+            return
+        leftover, self.claimed = sorted(self.claimed), set()
+        with contextlib.suppress(Exception):  # the database is away: the reaper marks them later
+            async with unit_of_work(self.sessionmaker) as session:
+                await session.execute(
+                    update(Run)
+                    .where(Run.id.in_(leftover), Run.status == RunStatus.running.value)
+                    .values(
+                        status=RunStatus.cancelled.value,
+                        finished_at=self.clock(),
+                        error="cancelled: the worker was stopped before the run began",
+                    )
+                )
+
     def _done(self, task: asyncio.Task[str]) -> None:
         self.active.discard(task)
         self.cores_in_use.pop(task, None)
@@ -226,6 +262,7 @@ class Executor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._release_claimed()
 
     async def drain(self, grace_s: float) -> None:
         """Stop claiming, give running probes `grace_s` to finish; stop() cancels the rest
