@@ -38,12 +38,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
+from app.datasets import DatasetStats
 from app.domain import DEFAULT_PERCENTILE, RunSource
 from app.environment import RunEnvironment, RunProgress
 from app.scoring.regression import AlertDetail
 from app.security.redact import VISIBLE
 from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
 from app.summary import Scorecard, StepSummary
+from app.workloads import WorkloadSpec
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -312,9 +314,42 @@ class Profile(Base):
     slo_e2e_ms: Mapped[float | None] = mapped_column(Float)
     slo_percentile: Mapped[float] = mapped_column(Float, default=DEFAULT_PERCENTILE)
     target_price_per_million: Mapped[float | None] = mapped_column(Float)
+    # The traffic (app/workloads.py); NULL: synthetic, from the lengths above.
+    workload: Mapped[WorkloadSpec | None] = mapped_column(Typed(WorkloadSpec))
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @validates("workload")
+    def _typed(self, key: str, value: Any) -> Any:
+        return typed(Profile, key, value)
+
+
+class Dataset(Base):
+    """A trace or a set of conversations a workload replays (app/datasets.py): validated on the
+    way in, kept whole (compressed, normalised) with its content hash and statistics. A profile
+    names it; a run keeps the hash it used."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))  # mooncake | azure | sharegpt | messages
+    sha256: Mapped[str] = mapped_column(String(64))  # of the file as uploaded
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    records: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)  # DatasetContent.pack()
+    stats: Mapped[DatasetStats] = mapped_column(Typed(DatasetStats))
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    generated: Mapped[bool] = mapped_column(Boolean, default=False)  # made by smartbench, not recorded
+    source: Mapped[str | None] = mapped_column(Text)  # where it (or the statistics it follows) came from
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @validates("stats")
+    def _typed(self, key: str, value: Any) -> Any:
+        return typed(Dataset, key, value)
 
 
 class Schedule(Base):
@@ -553,6 +588,14 @@ class RequestSample(Base):
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     chunk_offsets: Mapped[bytes | None] = mapped_column(LargeBinary)
     chunk_tokens: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    # What the workload made of it, and the server's cached prompt tokens.
+    requested_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    expected_cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    session: Mapped[int | None] = mapped_column(Integer)
+    turn: Mapped[int | None] = mapped_column(Integer)
+    dispatch_lag_ms: Mapped[float | None] = mapped_column(Float)  # late against its schedule
 
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error_kind: Mapped[str | None] = mapped_column(String(32))

@@ -14,6 +14,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict
 
 from app.domain import DEFAULT_PERCENTILE, SLO
+from app.workloads import WorkloadSpec
 
 
 class _Snapshot(BaseModel):
@@ -162,6 +163,12 @@ class ProfileSnapshot(_Snapshot):
     slo_e2e_ms: float | None = None
     slo_percentile: float | None = DEFAULT_PERCENTILE
     target_price_per_million: float | None = None
+    workload: WorkloadSpec | None = None  # None: synthetic, from the lengths above
+
+    @property
+    def spec(self) -> WorkloadSpec:
+        """The workload, the synthetic one where the profile names none."""
+        return self.workload or WorkloadSpec()
 
     @property
     def slo(self) -> SLO:

@@ -38,6 +38,44 @@ class Distribution(_Model):
     max: float | None = None
 
 
+class Histogram(_Model):
+    """Counts per bin: bin i holds values in [edges[i], edges[i + 1])."""
+
+    edges: list[float] = Field(default_factory=list)
+    counts: list[int] = Field(default_factory=list)
+
+
+class TurnStats(_Model):
+    """A multi-turn step's requests at one turn index (1: a session's first request)."""
+
+    turn: int
+    requests: int
+    ttft_ms: Distribution = Field(default_factory=Distribution)
+    input_tokens_mean: float | None = None
+    cached_tokens_mean: float | None = None
+
+
+class WorkloadStats(_Model):
+    """What a step's traffic was and what the server made of it (DESIGN.md, "Workloads"):
+    prompt-cache hits as the usage reported them, as the workload expected them and (in the
+    telemetry) as the server's counters say; TTFT with and without a hit; per turn; how late
+    requests left against their schedule."""
+
+    kind: str = "synthetic"
+    context_tokens: int | None = None  # long_context: the prompt length this step sent
+    input_histogram: Histogram = Field(default_factory=Histogram)
+    output_histogram: Histogram = Field(default_factory=Histogram)
+    cache_reported: int = 0  # requests whose usage said how many prompt tokens were cached
+    cache_hit_rate: float | None = None  # cached prompt tokens / prompt tokens, from usage
+    expected_hit_rate: float | None = None  # what the workload's sharing allows, same basis
+    cache_hit_requests: int = 0
+    ttft_hit_ms: Distribution = Field(default_factory=Distribution)
+    ttft_miss_ms: Distribution = Field(default_factory=Distribution)
+    sessions: int | None = None
+    by_turn: list[TurnStats] = Field(default_factory=list)
+    dispatch_lag_ms: Distribution = Field(default_factory=Distribution)
+
+
 class Requests(_Model):
     sent: int = 0
     completed: int = 0
@@ -137,6 +175,12 @@ class StepSummary(StepCosts):
     tokens_per_chunk_mean: float | None = None
     quality: Quality = Field(default_factory=Quality)
     telemetry: Telemetry | None = None
+    workload: WorkloadStats | None = None
+
+    @property
+    def server_hit_rate(self) -> float | None:
+        """The prefix cache hit rate the server's own counters gave over the step."""
+        return self.telemetry.prefix_hit_rate if self.telemetry is not None else None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -161,9 +161,11 @@ async def stream_request(
     limits: Limits = Limits(),
     headers: dict[str, str] | None = None,
     keep_text: bool = False,
+    keep_answer: bool = False,
 ) -> Sample:
     """Send one request and fill `sample`. Never raises for a server's misbehaviour; re-raises
-    only a real cancellation (after recording it as `cancelled`)."""
+    only a real cancellation (after recording it as `cancelled`). `keep_answer`: keep the
+    answer's text (a multi-turn session sends it back with the next turn)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -222,7 +224,7 @@ async def stream_request(
                     f"{kind} where a stream was asked for: {error_message(raw, target.api_key)}"[:500]
                 )
                 return sample
-            await _read_stream(resp, sample, state, limits, keep_text, target.api_key)
+            await _read_stream(resp, sample, state, limits, keep_text, target.api_key, keep_answer)
     except asyncio.CancelledError:
         if fired and task.uncancel() == 0:
             _fail(sample, fired[0], "deadline reached")
@@ -306,6 +308,7 @@ async def _read_stream(
     limits: Limits,
     keep_text: bool,
     secret: str | None,
+    keep_answer: bool = False,
 ) -> None:
     parser = SSEParser(limits.max_line_bytes)
     feed = parser.feed
@@ -316,6 +319,7 @@ async def _read_stream(
     chunk_usage: list[int] = []
     texts: list[str] = []  # this read's content, when a tokenizer will count it afterwards
     chunk_texts: list[str] = []
+    answers: list[str] | None = [] if keep_answer else None
     received = 0
     max_body = limits.max_body_bytes
     done = False
@@ -380,6 +384,9 @@ async def _read_stream(
                 details = usage.get("completion_tokens_details")
                 if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
                     sample.reasoning_tokens = details["reasoning_tokens"]
+                prompt_details = usage.get("prompt_tokens_details")
+                if isinstance(prompt_details, dict) and isinstance(prompt_details.get("cached_tokens"), int):
+                    sample.cached_tokens = prompt_details["cached_tokens"]
             choices = obj.get("choices")
             if not choices:
                 continue
@@ -399,6 +406,8 @@ async def _read_stream(
                     state.content = True
                 if answer and sample.first_answer_ns is None:
                     sample.first_answer_ns = now
+                if answer and answers is not None:
+                    answers.append(answer)
                 if keep_text:
                     texts.append((reasoning or "") + (answer or ""))
                 if usage_seen is not None and usage:
@@ -420,6 +429,8 @@ async def _read_stream(
     sample.finish_reason = finish
     if keep_text:
         sample.chunk_texts = chunk_texts
+    if answers is not None:
+        sample.answer_text = "".join(answers)
     _resolve_tokens(sample, chunk_events, chunk_usage, usage_seen)
     if not done and finish is None:
         raise _Truncated()

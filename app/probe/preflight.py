@@ -40,6 +40,7 @@ class Preflight:
     calibration: Calibration
     server: str | None
     notes: list[str]
+    context_length: int | None = None  # the model card's max_model_len, where it says (and was asked)
 
     def dropped_options(self) -> list[str]:
         """The request options the server refused, which the probe stopped sending."""
@@ -64,11 +65,49 @@ class Preflight:
 
 async def preflight(
     target: Target, *, timeouts: Timeouts, limits: Limits, headers: dict[str, str], prompts: PromptFactory,
-    tokenizer: bool,
+    tokenizer: bool, context: bool = False,
 ) -> Preflight:  # fmt: skip
     """Raises ProbeError with a one-line reason when the target cannot be measured.
-    `tokenizer`: prompt lengths are counted by a tokenizer (no calibration needed)."""
-    return await _Preflight(target, timeouts, limits, headers, prompts, tokenizer).run()
+    `tokenizer`: prompt lengths are counted by a tokenizer (no calibration needed); `context`:
+    read the model's context length from its card in `/v1/models`."""
+    found = await _Preflight(target, timeouts, limits, headers, prompts, tokenizer).run()
+    if context:
+        found.context_length = await model_context(target, timeouts=timeouts, limits=limits, headers=headers)
+    return found
+
+
+CONTEXT_KEYS = ("max_model_len", "context_length", "max_context_length", "context_window")
+
+
+async def model_context(
+    target: Target, *, timeouts: Timeouts, limits: Limits, headers: dict[str, str]
+) -> int | None:
+    """The model's context length as its `/v1/models` card says (vLLM and SGLang: max_model_len;
+    others: context_length), or None where the card does not say or cannot be read."""
+    url = target.base_url.rstrip("/") + "/models"
+    try:
+        async with (
+            make_session(1, timeouts, limits) as session,
+            session.get(
+                url,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeouts.connect + 10),
+            ) as resp,
+        ):
+            if resp.status != 200:
+                return None
+            raw = await resp.content.read(limits.max_error_body_bytes * 16)
+        cards = orjson.loads(raw).get("data") or []
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, AttributeError):
+        return None
+    for card in cards:
+        if isinstance(card, dict) and card.get("id") == target.model:
+            for key in CONTEXT_KEYS:
+                value = card.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+    return None
 
 
 class _Preflight:

@@ -130,6 +130,28 @@ class PromptFactory:
             return self._exact(tokens, seq)
         return self.words(self.calibration.words_for(tokens), seq)
 
+    def part(self, tokens: int, seq: int) -> str:
+        """Unique text of about `tokens` tokens inside a longer prompt (no template overhead)."""
+        head = [f"r{seq}", *self.rng.choices(WORDS, k=2)]
+        n = self.words_in(tokens)
+        return " ".join((head + self.rng.choices(WORDS, k=max(0, n - len(head))))[: max(1, n)])
+
+    def words_in(self, tokens: int) -> int:
+        """Words that make about `tokens` tokens in the middle of a prompt."""
+        return max(1, round(tokens / max(self.calibration.slope, 1e-6)))
+
+    def shared(self, tokens: int, key: str) -> str:
+        """The same text for the same key and length, whoever asks (a shared prefix or block):
+        seeded by the key alone, so every process and every run with the seed sends it alike."""
+        rng = random.Random(key)
+        return " ".join(rng.choices(WORDS, k=self.words_in(tokens)))
+
+    def count(self, text: str) -> int:
+        """Tokens of some text, by the tokenizer where there is one, else by the calibration."""
+        if self.tokenizer is not None:
+            return self.tokenizer.count(text)
+        return max(1, round(len(text.split()) * self.calibration.slope))
+
     def _exact(self, tokens: int, seq: int) -> str:
         assert self.tokenizer is not None
         text = self.words(tokens, seq)
@@ -147,13 +169,6 @@ class PromptFactory:
         return text
 
 
-def sample_length(rng: random.Random, mean: int, spread: float) -> int:
-    """A length with relative standard deviation `spread` (0 = exactly `mean`)."""
-    if spread <= 0:
-        return max(1, mean)
-    return max(1, round(rng.gauss(mean, mean * spread)))
-
-
 @dataclass(frozen=True)
 class BodyOptions:
     pin_output: bool = True  # ignore_eos + min_tokens where the server accepts them
@@ -161,14 +176,26 @@ class BodyOptions:
     include_usage: bool = True
 
 
+Messages = list[tuple[str, str]]  # (role, text) in order
+
+
 def request_body(
-    api: str, model: str, prompt: str, max_tokens: int, options: BodyOptions, *, stream: bool = True
+    api: str,
+    model: str,
+    prompt: str | Messages,
+    max_tokens: int,
+    options: BodyOptions,
+    *,
+    stream: bool = True,
 ) -> bytes:
+    """`prompt`: one user message's text, or the messages of a conversation (the completions
+    API gets their texts joined by new lines)."""
     body: dict[str, object] = {"model": model, "max_tokens": max_tokens, "stream": stream, "temperature": 0.0}
+    messages = [("user", prompt)] if isinstance(prompt, str) else prompt
     if api == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}]
+        body["messages"] = [{"role": role, "content": text} for role, text in messages]
     else:
-        body["prompt"] = prompt
+        body["prompt"] = "\n".join(text for _, text in messages)
     if stream and options.include_usage:
         stream_options: dict[str, bool] = {"include_usage": True}
         if options.continuous_usage:

@@ -30,6 +30,7 @@ import numpy as np
 from app.environment import RunEnvironment, SearchReport
 from app.probe.client import headers_for, make_session, outbound_problem, stream_request
 from app.probe.lag import LOOP_LAG_LIMIT_MS, TICK_S, LagMonitor
+from app.probe.plans import Planned, Session, Traffic
 from app.probe.preflight import Preflight, ProbeError, preflight
 from app.probe.prompts import (
     BodyOptions,
@@ -37,15 +38,16 @@ from app.probe.prompts import (
     PromptFactory,
     load_tokenizer,
     request_body,
-    sample_length,
     tokens_per_chunk,
 )
 from app.probe.search import Search
 from app.probe.stats import summarize_step
 from app.probe.telemetry import Scraper
 from app.probe.types import ErrorKind, Limits, Sample, StepResult, Target, Timeouts, Workload
+from app.workloads import context_steps, lengths
 
 DISPATCH_LAG_LIMIT_MS = 5.0
+SPIN_S = 0.0015  # open loop: sleep until this long before a send, then yield until it is due
 RAMP_SPACING_S = 0.0005  # closed loop: client i starts i x 0.5 ms after the first ...
 RAMP_MAX_S = 0.25  # ... within at most 250 ms
 
@@ -100,10 +102,20 @@ class Prober:
         self.tokenizer = load_tokenizer(tokenizer) if tokenizer else None
         self.rng = random.Random(workload.seed)
         self.prompts = PromptFactory(workload.seed, self.tokenizer)
+        self.traffic = Traffic(
+            workload.spec,
+            input=lengths(workload.input_tokens, workload.input_spread),
+            output=lengths(workload.output_tokens, workload.output_spread),
+            prompts=self.prompts,
+            seed=workload.seed,
+            content=workload.content,
+        )
         self.options = BodyOptions()
         self.headers = headers_for(target)
         self._seq = itertools.count()
+        self._sessions = itertools.count(1)
         self._backoff_until = 0.0
+        self.context_length: int | None = None  # the model card's, for long_context
 
     # -- preflight --------------------------------------------------------------------------------
 
@@ -112,25 +124,33 @@ class Prober:
         the options it took, with prompts calibrated to its token counts."""
         found = await preflight(
             self.target, timeouts=self.timeouts, limits=self.limits, headers=self.headers, prompts=self.prompts,
-            tokenizer=self.tokenizer is not None,
+            tokenizer=self.tokenizer is not None, context=self.workload.spec.kind == "long_context",
         )  # fmt: skip
         self.options = found.options
         self.prompts.calibration = found.calibration
+        self.context_length = found.context_length
         return found
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def _next_request(self, step: int, warmup: bool) -> tuple[Sample, bytes]:
-        w = self.workload
+    def _next_request(self, step: int, warmup: bool, context: int | None = None) -> tuple[Sample, bytes]:
         seq = next(self._seq)
-        isl = sample_length(self.rng, w.input_tokens, w.input_spread)
-        osl = sample_length(self.rng, w.output_tokens, w.output_spread)
-        body = request_body(
-            self.target.api, self.target.model, self.prompts.prompt(isl, seq), osl, self.options
-        )
-        return Sample(seq=seq, step_index=step, warmup=warmup, requested_output_tokens=osl), body
+        return self._request(step, warmup, seq, self.traffic.request(seq, context))
 
-    async def _one(self, session: aiohttp.ClientSession, sample: Sample, body: bytes) -> Sample:
+    def _request(self, step: int, warmup: bool, seq: int, planned: Planned) -> tuple[Sample, bytes]:
+        body = request_body(
+            self.target.api, self.target.model, planned.messages, planned.output_tokens, self.options
+        )
+        sample = Sample(
+            seq=seq, step_index=step, warmup=warmup, requested_output_tokens=planned.output_tokens,
+            requested_input_tokens=planned.input_tokens, expected_cached_tokens=planned.expected_cached,
+            session=planned.session, turn=planned.turn,
+        )  # fmt: skip
+        return sample, body
+
+    async def _one(
+        self, session: aiohttp.ClientSession, sample: Sample, body: bytes, *, keep_answer: bool = False
+    ) -> Sample:
         loop = asyncio.get_running_loop()
         wait = self._backoff_until - loop.time()
         if wait > 0:
@@ -144,6 +164,7 @@ class Prober:
             limits=self.limits,
             headers=self.headers,
             keep_text=self.tokenizer is not None,
+            keep_answer=keep_answer,
         )
         if sample.error_kind == "http_429":
             # Back off as the server asks (or 1 s) instead of hammering it.
@@ -169,17 +190,21 @@ class Prober:
             if sample.chunk_tokens is None:  # the server's usage did not give the split
                 sample.chunk_tokens = counts
 
-    async def run_step(self, index: int, level: float, progress: Progress | None = None) -> StepResult:
+    async def run_step(
+        self, index: int, level: float, progress: Progress | None = None, *, context: int | None = None
+    ) -> StepResult:
+        """One step at `level` (concurrency, requests or sessions per second, or a trace's time
+        scale); `context`: a long_context step's prompt length."""
         scraper = None
         if self.metrics_url and outbound_problem(self.metrics_url, self.limits) is None:
             scraper = Scraper(self.metrics_url, self.limits)
             await scraper.start()
         self._scraper = scraper
         try:
-            if self.processes > 1:
-                result = await self._sharded_step(index, level, progress)
+            if self.processes > 1 and self.workload.spec.kind != "trace":
+                result = await self._sharded_step(index, level, progress, context)
             else:
-                result = await self._local_step(index, level, progress)
+                result = await self._local_step(index, level, progress, context)
         except BaseException:
             if scraper is not None:
                 with contextlib.suppress(Exception):
@@ -197,7 +222,9 @@ class Prober:
                 result.summary = summary
         return result
 
-    async def _sharded_step(self, index: int, level: float, progress: Progress | None) -> StepResult:
+    async def _sharded_step(
+        self, index: int, level: float, progress: Progress | None, context: int | None
+    ) -> StepResult:
         """Beyond one core: the step's clients are split across worker processes (each its own
         event loop and connection pool); their samples are merged and summarized here."""
         w = self.workload
@@ -218,7 +245,7 @@ class Prober:
             )
             jobs.append(
                 _Shard(self.target, sub, self.timeouts, self.limits, self.tokenizer_spec, self.options,
-                       self.prompts.calibration, index, 1_000_000 * (i + 1) + next(self._seq))
+                       self.prompts.calibration, index, 1_000_000 * (i + 1) + next(self._seq), context)
             )  # fmt: skip
         loop = asyncio.get_running_loop()
         ctx = multiprocessing.get_context("spawn")
@@ -234,27 +261,36 @@ class Prober:
         cpu = sum(result[3] for result in results)
         if progress is not None:
             progress(index, len(samples), len(samples))
-        return self._result(index, level, samples, bound, notes, cpu)
+        return self._result(index, level, samples, bound, notes, cpu, context)
 
     def _result(
-        self, index: int, level: float, samples: list[Sample], bound: bool, notes: list[str], cpu: float
-    ) -> StepResult:
+        self, index: int, level: float, samples: list[Sample], bound: bool, notes: list[str], cpu: float,
+        context: int | None = None,
+    ) -> StepResult:  # fmt: skip
         w = self.workload
         closed = w.mode == "concurrency"
+        rate = None if closed else float(level)
+        if w.spec.kind == "trace":  # the level is a time scale: the load is the rate it made
+            rate = _arrival_rate(samples)
+            notes = [f"trace replayed at {level:g}x its recorded speed", *notes]
         summary = summarize_step(
             samples,
             concurrency=int(level) if closed else w.max_concurrency,
-            request_rate=None if closed else float(level),
+            request_rate=rate,
             slo=w.slo,
             client_bound=bound,
             client_notes=notes,
             client_cpu_pct=cpu,
+            spec=w.spec,
+            context_tokens=context,
         )
         return StepResult(
-            index, int(level) if closed else None, None if closed else float(level), samples, summary
+            index, int(level) if closed else None, rate, samples, summary, context_tokens=context
         )
 
-    async def _local_step(self, index: int, level: float, progress: Progress | None = None) -> StepResult:
+    async def _local_step(
+        self, index: int, level: float, progress: Progress | None = None, context: int | None = None
+    ) -> StepResult:
         w = self.workload
         closed = w.mode == "concurrency"
         concurrency = int(level) if closed else (w.max_concurrency or 0)
@@ -277,11 +313,15 @@ class Prober:
                     await self._scraper.mark("start")
                 monitor.start(settle_s=ramp + TICK_S if closed else 0.0)
                 try:
-                    if closed:
-                        await self._closed_loop(index, session, int(level), total, samples, progress)
+                    if w.spec.kind == "trace":
+                        dispatch_lag = await self._trace_loop(
+                            index, session, float(level), total, samples, progress
+                        )
+                    elif closed:
+                        await self._closed_loop(index, session, int(level), total, samples, progress, context)
                     else:
                         dispatch_lag = await self._open_loop(
-                            index, session, float(level), total, samples, progress, notes
+                            index, session, float(level), total, samples, progress, notes, context
                         )
                 except asyncio.CancelledError:
                     cancelled = True  # keep what completed; the run ends after this step
@@ -304,20 +344,18 @@ class Prober:
             bound = touched
             if note is not None:
                 notes.append(note)
-        if not closed and dispatch_lag > max(DISPATCH_LAG_LIMIT_MS, 100.0 / level):
+        if w.spec.kind == "trace":
+            if dispatch_lag > DISPATCH_LAG_LIMIT_MS:
+                bound = True
+                notes.append(f"requests left {dispatch_lag:.1f} ms behind the trace (p99)")
+        elif not closed and dispatch_lag > max(DISPATCH_LAG_LIMIT_MS, 100.0 / level):
             bound = True
             notes.append(f"requests left {dispatch_lag:.1f} ms behind schedule (p99)")
         notes.append(f"probe CPU {monitor.cpu_share * 100:.0f}% of a core")
-        result = self._result(index, level, samples, bound, notes, monitor.cpu_share * 100.0)
+        result = self._result(index, level, samples, bound, notes, monitor.cpu_share * 100.0, context)
         if cancelled:
             raise StepCancelled(result)
         return result
-
-    def _within(self, started: float, issued: int, total: int | None) -> bool:
-        if total is not None and issued >= total:
-            return False
-        d = self.workload.duration_per_step_s
-        return not (d is not None and time.perf_counter() - started >= d)
 
     async def _closed_loop(
         self,
@@ -327,28 +365,65 @@ class Prober:
         total: int | None,
         samples: list[Sample],
         progress: Progress | None,
+        context: int | None = None,
     ) -> None:
-        started = time.perf_counter()
-        issued = 0
+        budget = _Budget(self, time.perf_counter(), total)
         warm = self.workload.warmup_requests
+        sessions = self.workload.spec.is_sessions
 
         async def worker(i: int) -> None:
-            nonlocal issued
-            mine = 0  # closed loop: warm-up counts per client, so the cold-start wave is excluded
+            mine = [0]  # closed loop: warm-up counts per client, so the cold-start wave is excluded
             if i:
                 # Stagger the clients' first sends (a ramp of at most RAMP_MAX_S): real clients
                 # never arrive in the same microsecond, and a synchronized burst would measure
                 # the client's and server's burst handling rather than the server's latency.
                 await asyncio.sleep(i * min(RAMP_SPACING_S, RAMP_MAX_S / concurrency))
-            while self._within(started, issued, total):
-                sample, body = self._next_request(index, mine < warm)
-                mine += 1
-                issued += 1
+            while budget.more():
+                if sessions:  # each client holds one conversation at a time
+                    convo = self.traffic.session(next(self._sessions))
+                    await self._converse(index, session, convo, budget, samples, progress, mine, warm)
+                    continue
+                sample, body = self._next_request(index, mine[0] < warm, context)
+                mine[0] += 1
+                budget.issued += 1
                 samples.append(await self._one(session, sample, body))
                 if progress is not None:
                     progress(index, len(samples), total)
 
         await asyncio.gather(*(worker(i) for i in range(max(1, concurrency))))
+
+    async def _converse(
+        self,
+        index: int,
+        session: aiohttp.ClientSession,
+        convo: Session,
+        budget: _Budget,
+        samples: list[Sample],
+        progress: Progress | None,
+        mine: list[int],
+        warm: int,
+    ) -> None:
+        """One session, turn after turn: each turn sends the conversation so far with the
+        answers the server gave, after the think time. A failed turn ends the session (the
+        next turn would carry a conversation that never happened)."""
+        while budget.more():
+            planned = convo.next()
+            if planned is None:
+                return
+            sample, body = self._request(index, mine[0] < warm, next(self._seq), planned)
+            mine[0] += 1
+            budget.issued += 1
+            await self._one(session, sample, body, keep_answer=True)
+            samples.append(sample)
+            convo.answered(planned, sample.answer_text, sample.input_tokens)
+            sample.answer_text = None
+            if progress is not None:
+                progress(index, len(samples), budget.total)
+            if not sample.ok:
+                return
+            think = convo.think()
+            if think > 0 and budget.more():
+                await asyncio.sleep(think)
 
     async def _open_loop(
         self,
@@ -359,17 +434,21 @@ class Prober:
         samples: list[Sample],
         progress: Progress | None,
         notes: list[str],
+        context: int | None = None,
     ) -> float:
+        """Requests (or, for sessions, whole conversations) arrive at `rate` per second:
+        Poisson, constant, or gamma with the workload's burstiness."""
         w = self.workload
         loop = asyncio.get_running_loop()
         cap = asyncio.Semaphore(w.max_concurrency) if w.max_concurrency else None
-        started = time.perf_counter()
-        t0 = loop.time()
+        budget = _Budget(self, time.perf_counter(), total)
+        t0, t0_ns = loop.time(), time.perf_counter_ns()
         next_at = t0
         lags: list[float] = []
         tasks: set[asyncio.Task[None]] = set()
-        issued = 0
         capped = 0
+        sessions = w.spec.is_sessions
+        burstiness = w.spec.burstiness
 
         async def fire(sample: Sample, body: bytes) -> None:
             try:
@@ -380,27 +459,86 @@ class Prober:
                 if cap is not None:
                     cap.release()
 
-        while self._within(started, issued, total):
-            delay = next_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async def converse(convo: Session, warmup: bool) -> None:
+            try:
+                await self._converse(
+                    index, session, convo, budget, samples, progress, [0], (1 << 30) if warmup else 0
+                )
+            finally:
+                if cap is not None:
+                    cap.release()
+
+        arrivals = 0
+        while budget.more():
+            await _until(loop, next_at)
             if cap is not None:
                 if cap.locked():
                     capped += 1
                 await cap.acquire()
             lags.append(max(0.0, (loop.time() - next_at) * 1000.0))
-            sample, body = self._next_request(index, issued < w.warmup_requests)
-            issued += 1
-            task = loop.create_task(fire(sample, body))
+            warmup = arrivals < w.warmup_requests
+            arrivals += 1
+            task: asyncio.Task[None]
+            if sessions:
+                task = loop.create_task(converse(self.traffic.session(next(self._sessions)), warmup))
+            else:
+                sample, body = self._next_request(index, warmup, context)
+                sample.scheduled_ns = t0_ns + int((next_at - t0) * 1e9)
+                budget.issued += 1
+                task = loop.create_task(fire(sample, body))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            gap = self.rng.expovariate(rate) if w.arrival == "poisson" else 1.0 / rate
+            if burstiness is not None:  # gamma: shape k, mean 1 / rate
+                gap = self.rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
+            elif w.arrival == "poisson":
+                gap = self.rng.expovariate(rate)
+            else:
+                gap = 1.0 / rate
             next_at += gap
+            if sessions and budget.total is not None and arrivals >= budget.total:
+                break
         if tasks:
             await asyncio.gather(*tasks)
         if capped:
             notes.append(f"{capped} arrivals waited for the concurrency cap ({w.max_concurrency})")
         return float(np.percentile(lags, 99)) if lags else 0.0
+
+    async def _trace_loop(
+        self,
+        index: int,
+        session: aiohttp.ClientSession,
+        scale: float,
+        total: int | None,
+        samples: list[Sample],
+        progress: Progress | None,
+    ) -> float:
+        """Replay the trace at `scale` times its speed: each request leaves at its own time
+        (its body made before it is due), bounded by the step's count and duration."""
+        w = self.workload
+        loop = asyncio.get_running_loop()
+        plan = self.traffic.trace(total, w.duration_per_step_s, scale)
+        tasks: set[asyncio.Task[None]] = set()
+        lags: list[float] = []
+
+        async def fire(sample: Sample, body: bytes) -> None:
+            samples.append(await self._one(session, sample, body))
+            if progress is not None:
+                progress(index, len(samples), len(plan))
+
+        t0, t0_ns = loop.time() + 0.01, time.perf_counter_ns() + 10_000_000
+        for n, (at, request) in enumerate(plan):
+            seq = next(self._seq)
+            sample, body = self._request(index, n < w.warmup_requests, seq, self.traffic.traced(request, seq))
+            await _until(loop, t0 + at)
+            sample.scheduled_ns = t0_ns + int(at * 1e9)
+            lags.append(max(0.0, (loop.time() - t0 - at) * 1000.0))
+            task = loop.create_task(fire(sample, body))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+        late = [lag for s in samples if (lag := s.dispatch_lag_ms) is not None]
+        return float(np.percentile(late, 99)) if late else (float(np.percentile(lags, 99)) if lags else 0.0)
 
     # -- a whole run --------------------------------------------------------------------------------
 
@@ -422,11 +560,20 @@ class Prober:
             on_preflight(pre.environment())
         steps: list[StepResult] = []
         search = Search(self.workload.search) if self.workload.search is not None else None
+        contexts: list[int | None] = [None] * len(self.workload.levels)
+        levels = list(self.workload.levels)
+        if self.workload.spec.kind == "long_context":
+            try:
+                steps_of = self.context_plan()
+            except ProbeError as exc:
+                return RunResult(started, datetime.now(UTC), "failed", [], pre, str(exc))
+            contexts, levels = list(steps_of), [self.workload.levels[0]] * len(steps_of)
         try:
             index = 0
-            level: float | None = search.first() if search is not None else self.workload.levels[0]
+            level: float | None = search.first() if search is not None else levels[0]
             while level is not None:
-                step = await self.run_step(index, level, progress)
+                context = None if search is not None else contexts[index]
+                step = await self.run_step(index, level, progress, context=context)
                 steps.append(step)
                 if on_step is not None:
                     await on_step(step)
@@ -436,7 +583,7 @@ class Prober:
                     elapsed = (datetime.now(UTC) - started).total_seconds()
                     level = search.next(level, met, elapsed_s=elapsed)
                 else:
-                    level = self.workload.levels[index] if index < len(self.workload.levels) else None
+                    level = levels[index] if index < len(levels) else None
         except asyncio.CancelledError as exc:
             if isinstance(exc, StepCancelled) and exc.result.samples:
                 steps.append(exc.result)
@@ -450,6 +597,58 @@ class Prober:
             started, datetime.now(UTC), status, steps, pre, error, search.report() if search else None
         )
 
+    def context_plan(self) -> list[int]:
+        """long_context: the steps' prompt lengths, up to the model's context length (its card's,
+        else the one the workload declares)."""
+        spec = self.workload.spec
+        if spec.context_tokens:
+            return list(spec.context_tokens)
+        context = self.context_length or spec.context_max
+        if context is None:
+            raise ProbeError(
+                "long_context needs the model's context length: its /v1/models card does not say; "
+                "declare context_max in the workload"
+            )
+        out = self.traffic.output.expected
+        found = context_steps(spec.start_tokens or 1024, context, int(out))
+        if not found:
+            raise ProbeError(f"a context of {context} tokens leaves no room for {out:g} output tokens")
+        return found
+
+
+@dataclass
+class _Budget:
+    """A step's bound: requests issued against its count, time against its duration."""
+
+    prober: Prober
+    started: float
+    total: int | None
+    issued: int = 0
+
+    def more(self) -> bool:
+        if self.total is not None and self.issued >= self.total:
+            return False
+        d = self.prober.workload.duration_per_step_s
+        return not (d is not None and time.perf_counter() - self.started >= d)
+
+
+async def _until(loop: asyncio.AbstractEventLoop, due: float) -> None:
+    """Wait until the loop's clock reaches `due`: asleep until just before (timers fire up to a
+    millisecond late), then yielding to I/O until it is due."""
+    delay = due - loop.time()
+    if delay > SPIN_S:
+        await asyncio.sleep(delay - SPIN_S)
+    while loop.time() < due:  # noqa: ASYNC110 - a yield, not a wait for an event
+        await asyncio.sleep(0)
+
+
+def _arrival_rate(samples: list[Sample]) -> float | None:
+    """Requests per second from the first send to the last (a trace step's achieved load)."""
+    sent = sorted(s.sent_ns for s in samples if not s.warmup)
+    if len(sent) < 2 or sent[-1] <= sent[0]:
+        return None
+    return (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
+
 
 @dataclass(frozen=True)
 class _Shard:
@@ -462,6 +661,7 @@ class _Shard:
     calibration: Calibration
     step_index: int
     first_seq: int
+    context: int | None = None
 
 
 def _run_shard(job: _Shard) -> tuple[list[Sample], bool, list[str], float]:
@@ -474,7 +674,8 @@ def _run_shard(job: _Shard) -> tuple[list[Sample], bool, list[str], float]:
     prober.options = job.options
     prober.prompts.calibration = job.calibration
     prober._seq = itertools.count(job.first_seq)
-    result = run_fast(prober._local_step(job.step_index, job.workload.levels[0]))
+    prober._sessions = itertools.count(job.first_seq)
+    result = run_fast(prober._local_step(job.step_index, job.workload.levels[0], None, job.context))
     quality = result.summary.quality
     notes = [note for note in quality.client_notes if not note.startswith("probe CPU")]
     return result.samples, quality.client_bound, notes, float(quality.client_cpu_pct or 0.0)

@@ -12,7 +12,8 @@ import numpy as np
 
 from app.domain import SLO
 from app.probe.types import Sample
-from app.summary import StepSLO, StepSummary
+from app.summary import Histogram, StepSLO, StepSummary, TurnStats, WorkloadStats
+from app.workloads import WorkloadSpec
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max")
 OSL_TOLERANCE_PCT = 5.0
@@ -73,6 +74,8 @@ def summarize_step(
     client_bound: bool = False,
     client_notes: Sequence[str] = (),
     client_cpu_pct: float | None = None,
+    spec: WorkloadSpec | None = None,
+    context_tokens: int | None = None,
 ) -> StepSummary:
     measured = [s for s in samples if not s.warmup]
     ok = [s for s in measured if s.ok]
@@ -185,7 +188,73 @@ def summarize_step(
             "tokens_per_joule": None,
         }
     )
+    summary.workload = workload_stats(ok, measured, spec or WorkloadSpec(), context_tokens)
     if slo is not None and slo.defined:
         # The step's verdict uses the one definition the scoring uses (app/domain.py).
         summary.slo = StepSLO(**slo.as_dict(), met=summary.meets(slo), good_requests=len(good))
     return summary
+
+
+def histogram(values: Sequence[float], bins: int = 20) -> Histogram:
+    if not values:
+        return Histogram()
+    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
+    return Histogram(edges=[round(float(e), 3) for e in edges], counts=[int(c) for c in counts])
+
+
+def workload_stats(
+    ok: Sequence[Sample], measured: Sequence[Sample], spec: WorkloadSpec, context_tokens: int | None
+) -> WorkloadStats:
+    """The step's traffic as measured: lengths, prompt-cache hits (usage and expected), TTFT
+    with and without a hit, per turn, and dispatch lag."""
+    reported = [s for s in ok if s.cached_tokens is not None and s.input_tokens]
+    hit_rate = None
+    if reported:
+        hit_rate = sum(s.cached_tokens or 0 for s in reported) / sum(s.input_tokens or 0 for s in reported)
+    expecting = [
+        s for s in ok if s.expected_cached_tokens is not None and (s.input_tokens or s.requested_input_tokens)
+    ]
+    expected = None
+    if expecting:
+        expected = sum(s.expected_cached_tokens or 0 for s in expecting) / sum(
+            (s.input_tokens or s.requested_input_tokens or 0) for s in expecting
+        )
+    hits = [s for s in reported if s.cached_tokens]
+    misses = [s for s in reported if not s.cached_tokens]
+    turns: dict[int, list[Sample]] = {}
+    for s in ok:
+        if s.turn is not None:
+            turns.setdefault(s.turn, []).append(s)
+    by_turn = [
+        TurnStats(
+            turn=turn,
+            requests=len(group),
+            ttft_ms=distribution([v for s in group if (v := s.ttft_ms) is not None]),
+            input_tokens_mean=_mean([s.input_tokens for s in group]),
+            cached_tokens_mean=_mean([s.cached_tokens for s in group]),
+        )
+        for turn, group in sorted(turns.items())
+    ]
+    sessions = {s.session for s in measured if s.session is not None}
+    return WorkloadStats.model_validate(
+        {
+            "kind": spec.kind,
+            "context_tokens": context_tokens,
+            "input_histogram": histogram([s.input_tokens for s in ok if s.input_tokens is not None]),
+            "output_histogram": histogram([s.osl for s in ok if s.osl is not None]),
+            "cache_reported": len(reported),
+            "cache_hit_rate": hit_rate,
+            "expected_hit_rate": expected,
+            "cache_hit_requests": len(hits),
+            "ttft_hit_ms": distribution([v for s in hits if (v := s.ttft_ms) is not None]),
+            "ttft_miss_ms": distribution([v for s in misses if (v := s.ttft_ms) is not None]),
+            "sessions": len(sessions) if sessions else None,
+            "by_turn": by_turn,
+            "dispatch_lag_ms": distribution([v for s in measured if (v := s.dispatch_lag_ms) is not None]),
+        }
+    )
+
+
+def _mean(values: Sequence[int | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None

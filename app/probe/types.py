@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from app.datasets import DatasetContent
 from app.domain import SLO
 from app.probe.search import SearchSpec
 from app.security.outbound import OutboundPolicy
 from app.snapshot import ProfileSnapshot
 from app.summary import StepSummary
+from app.workloads import WorkloadSpec
 
 
 class ErrorKind(StrEnum):
@@ -85,6 +87,14 @@ class Sample:
     http_status: int | None = None
     retry_after_s: float | None = None
     chunk_texts: list[str] | None = None  # each chunk's text, kept only when a tokenizer will count it
+    # What the workload made of it (app/probe/plans.py) and what the server said of its prompt.
+    requested_input_tokens: int | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, where sent
+    expected_cached_tokens: int | None = None  # what the workload's sharing lets a cache serve
+    session: int | None = None
+    turn: int | None = None  # 1 for a session's first request
+    scheduled_ns: int | None = None  # open loop and traces: when it was due to leave
+    answer_text: str | None = None  # kept for a session's next turn, then dropped
 
     @property
     def ok(self) -> bool:
@@ -102,6 +112,11 @@ class Sample:
     def e2e_ms(self) -> float | None:
         end = self.last_content_ns if self.last_content_ns is not None else self.end_ns
         return None if end is None else (end - self.sent_ns) / 1e6
+
+    @property
+    def dispatch_lag_ms(self) -> float | None:
+        """How late it left against its schedule (open loop and trace replay)."""
+        return None if self.scheduled_ns is None else max(0.0, (self.sent_ns - self.scheduled_ns) / 1e6)
 
     @property
     def osl(self) -> int | None:
@@ -126,11 +141,16 @@ class Workload:
     slo: SLO = field(default_factory=SLO)
     seed: int = 0
     search: SearchSpec | None = None  # an SLO search instead of the fixed levels (probe/search.py)
+    # What the requests are (app/workloads.py) and, for traces and datasets, the records.
+    spec: WorkloadSpec = field(default_factory=WorkloadSpec)
+    content: DatasetContent | None = None
 
     @classmethod
-    def from_profile(cls, profile: ProfileSnapshot) -> Workload:
+    def from_profile(cls, profile: ProfileSnapshot, content: DatasetContent | None = None) -> Workload:
         """The load a profile asks for: the one translation, used by the executor (a run's
-        snapshot) and by `smartbench probe` (its flags as a profile)."""
+        snapshot) and by `smartbench probe` (its flags as a profile). `content`: the dataset
+        its workload names, loaded."""
+        spec = profile.workload or WorkloadSpec()
         return cls(
             input_tokens=int(profile.input_tokens_mean or 0),
             input_spread=float(profile.input_tokens_spread or 0.0),
@@ -145,6 +165,9 @@ class Workload:
             warmup_requests=int(profile.warmup_requests or 0),
             slo=profile.slo,
             search=SearchSpec.from_profile(profile),
+            seed=spec.seed,
+            spec=spec,
+            content=content,
         )
 
 
@@ -155,3 +178,4 @@ class StepResult:
     request_rate: float | None
     samples: list[Sample]
     summary: StepSummary
+    context_tokens: int | None = None  # long_context: the prompt length this step sent

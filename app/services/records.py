@@ -68,6 +68,12 @@ def sample_row(run_id: int, step_index: int, s: Sample, origin_ns: int) -> dict[
         "chunk_count": len(s.chunk_ns),
         "chunk_offsets": offsets,
         "chunk_tokens": tokens,
+        "requested_input_tokens": s.requested_input_tokens,
+        "cached_tokens": s.cached_tokens,
+        "expected_cached_tokens": s.expected_cached_tokens,
+        "session": s.session,
+        "turn": s.turn,
+        "dispatch_lag_ms": s.dispatch_lag_ms,
         "finish_reason": s.finish_reason,
         "error_kind": s.error_kind,
         "error_detail": s.error_detail,
@@ -113,6 +119,12 @@ def sample_from_row(row: RequestSample, token_source: str | None) -> Sample:
         error_detail=row.error_detail,
         http_status=row.http_status,
         retry_after_s=row.retry_after_s,
+        requested_input_tokens=row.requested_input_tokens,
+        cached_tokens=row.cached_tokens,
+        expected_cached_tokens=row.expected_cached_tokens,
+        session=row.session,
+        turn=row.turn,
+        scheduled_ns=None if row.dispatch_lag_ms is None else sent - int(row.dispatch_lag_ms * 1e6),
     )
     if sample.end_ns is None:
         sample.end_ns = sent

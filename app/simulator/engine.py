@@ -107,6 +107,11 @@ class Generation:
     produced: int = 0
     pending: int = 0  # produced but not yet sent (chunking)
     admitted: bool = False
+    cached_tokens: int = 0  # prompt tokens found in the prefix cache: not prefilled again
+
+    @property
+    def prefill_tokens(self) -> int:
+        return self.input_tokens - self.cached_tokens
 
     @property
     def kv_tokens(self) -> int:
@@ -114,7 +119,8 @@ class Generation:
 
 
 class FixedEngine:
-    """Exact TTFT and inter-token delay per request; no batching, no interference.
+    """Exact TTFT and inter-token delay per request; no batching, no interference. TTFT grows
+    with the uncached part of the prompt when `prefill_ms_per_token` is set.
 
     Each stream has one pending event at a time (the next chunk), so a burst of arrivals costs
     one heap push each, not one per token."""
@@ -124,6 +130,7 @@ class FixedEngine:
         self.timeline = timeline
         self.running = 0
         self.ttft_ns = int(config.ttft_ms * NS_PER_MS)
+        self.prefill_ns_per_token = config.prefill_ms_per_token * NS_PER_MS
         self.itl_ns = int(config.itl_ms * NS_PER_MS)
         self.k = max(1, config.tokens_per_chunk)
 
@@ -132,8 +139,12 @@ class FixedEngine:
         # The first chunk carries the first token (prefill yields one); later chunks carry k.
         self._schedule(gen, 0, min(1, gen.output_tokens))
 
+    def ttft_ns_of(self, gen: Generation) -> int:
+        """TTFT = ttft_ms + prefill_ms_per_token x the prompt tokens not found in the cache."""
+        return self.ttft_ns + int(gen.prefill_tokens * self.prefill_ns_per_token)
+
     def _schedule(self, gen: Generation, start: int, end: int) -> None:
-        when = gen.arrived_ns + self.ttft_ns + max(0, end - 1) * self.itl_ns
+        when = gen.arrived_ns + self.ttft_ns_of(gen) + max(0, end - 1) * self.itl_ns
         self.timeline.at(when, lambda: self._fire(gen, start, end))
 
     def _fire(self, gen: Generation, start: int, end: int) -> None:
@@ -192,7 +203,7 @@ class BatchEngine:
             head.admitted = True
             self.kv_used += head.kv_tokens
             self.running.append(head)
-            prefill += head.input_tokens
+            prefill += head.prefill_tokens
         if not self.running:
             self.stepping = False
             return

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.simulator.engine import BatchEngine
 from app.simulator.state import SimulatorState
 
@@ -12,32 +14,61 @@ def words_to_tokens(text: str) -> int:
     return len(text.split())
 
 
-def parse_request(
-    req: dict[str, object], *, chat: bool
-) -> tuple[int, int, int, bool, set[str], bool, bool, bool] | str:
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A completion request as the simulator understood it."""
+
+    tokens: list[str]  # the prompt's tokens: per chat message four template tokens, then its words
+    max_tokens: int
+    min_tokens: int
+    ignore_eos: bool
+    stops: set[str]
+    stream: bool
+    include_usage: bool
+    continuous: bool
+    messages: list[dict[str, str]]  # chat: role and text of each message; completions: the prompt
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.tokens)
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def parse_request(req: dict[str, object], *, chat: bool) -> Parsed | str:
+    tokens: list[str] = []
+    said: list[dict[str, str]] = []
     if chat:
         messages = req.get("messages")
         if not isinstance(messages, list) or not messages:
             return "'messages' must be a non-empty list"
-        prompt_tokens = 0
         for message in messages:
             if not isinstance(message, dict) or "role" not in message:
                 return "each message needs a 'role'"
-            content = message.get("content")
-            if isinstance(content, str):
-                prompt_tokens += words_to_tokens(content)
-            elif isinstance(content, list):
-                prompt_tokens += sum(
-                    words_to_tokens(str(p.get("text", ""))) for p in content if isinstance(p, dict)
-                )
-            prompt_tokens += 4  # role and separators, as chat templates add
+            role = str(message["role"])
+            text = _text(message.get("content"))
+            tokens += (
+                "<|start|>",
+                role,
+                "<|message|>",
+                "<|end|>",
+            )  # role and separators, as chat templates add
+            tokens += text.split()
+            said.append({"role": role, "content": text})
     else:
         prompt = req.get("prompt")
         if isinstance(prompt, list):
             prompt = " ".join(str(p) for p in prompt)
         if not isinstance(prompt, str):
             return "'prompt' must be a string"
-        prompt_tokens = words_to_tokens(prompt)
+        tokens = prompt.split()
+        said.append({"role": "prompt", "content": prompt})
     max_tokens = req.get("max_completion_tokens", req.get("max_tokens", 16))
     if max_tokens is None:
         max_tokens = 16
@@ -60,15 +91,16 @@ def parse_request(
         return "'stream_options' must be an object"
     if options and not stream:
         return "'stream_options' needs 'stream': true"
-    return (
-        prompt_tokens,
-        max_tokens,
-        min_tokens,
-        bool(req.get("ignore_eos", False)),
-        stops,
-        stream,
-        bool(options.get("include_usage", False)),
-        bool(options.get("continuous_usage_stats", False)),
+    return Parsed(
+        tokens=tokens,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+        ignore_eos=bool(req.get("ignore_eos", False)),
+        stops=stops,
+        stream=stream,
+        include_usage=bool(options.get("include_usage", False)),
+        continuous=bool(options.get("continuous_usage_stats", False)),
+        messages=said,
     )
 
 
@@ -120,6 +152,9 @@ def render_metrics(state: SimulatorState) -> str:
         ("prompt", "counter", m.prompt_tokens_total, "Number of prefill tokens processed."),
         ("generation", "counter", m.generation_tokens_total, "Number of generation tokens processed."),
         ("success", "counter", m.success_total, "Count of successfully processed requests."),
+        ("prefix_queries", "counter", state.cache.queries_tokens, "Prefix cache queries, in tokens."),
+        ("prefix_hits", "counter", state.cache.hits_tokens, "Prefix cache hits, in tokens."),
+        ("prefix_rate", "gauge", f"{state.cache.hit_rate:.6f}", "The prefix cache hit rate."),
     ):
         if key in names:
             lines += [

@@ -29,6 +29,7 @@ class SimConfig:
     # fixed mode: exact delays, no batching
     ttft_ms: float = 100.0
     itl_ms: float = 10.0
+    prefill_ms_per_token: float = 0.0  # fixed mode: TTFT adds this per prompt token not cached
     # batching mode
     base_ms: float = 10.0
     per_seq_ms: float = 0.05
@@ -59,6 +60,11 @@ class SimConfig:
     # Features to get wrong, by the names of the conformance checks (features.py).
     broken: frozenset[str] = frozenset()
     limit_every: int = 0  # answer every n-th completion 429 (a server that rate-limits)
+    # Prefix cache (cache.py): capacity in tokens (0: none) and block size; usage then carries
+    # prompt_tokens_details.cached_tokens and /metrics the hit and query counters.
+    prefix_cache_tokens: int = 1_000_000
+    prefix_block_tokens: int = 16
+    keep_requests: int = 0  # remember the last n requests' messages (tests check what was sent)
 
     def with_overrides(self, **changes: object) -> SimConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]

@@ -94,6 +94,8 @@ class StreamSink:
         assert self.gen is not None
         p = self.gen.input_tokens
         details = b',"completion_tokens_details":{"reasoning_tokens":%d}' % min(produced, self.reasoning)
+        if self.state.cache.enabled:  # as vLLM with --enable-prompt-tokens-details
+            details += b',"prompt_tokens_details":{"cached_tokens":%d}' % self.gen.cached_tokens
         return b'"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%s}' % (
             p,
             produced,
@@ -184,6 +186,8 @@ class JsonSink:
             "total_tokens": self.gen.input_tokens + n,
             "completion_tokens_details": {"reasoning_tokens": r},
         }
+        if self.state.cache.enabled:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.gen.cached_tokens}
         choice: dict[str, object]
         if self.chat:
             message: dict[str, object] = {"role": "assistant", "content": answer}
@@ -450,7 +454,9 @@ class HTTPConnection(asyncio.Protocol):
                 return
             self.respond_error(400, parsed, "invalid_request_error")
             return
-        prompt_tokens, max_tokens, min_tokens, ignore_eos, stops, stream, include_usage, continuous = parsed
+        prompt_tokens, max_tokens, min_tokens = parsed.prompt_tokens, parsed.max_tokens, parsed.min_tokens
+        stream, include_usage, stops = parsed.stream, parsed.include_usage, parsed.stops
+        continuous = parsed.continuous
         if features.wants_feature_path(req, config.broken):
             said = features.answer(
                 req, chat=chat, model=config.model, broken=config.broken, reasoning=config.reasoning_tokens,
@@ -474,6 +480,7 @@ class HTTPConnection(asyncio.Protocol):
 
         n = max_tokens
         reason = "length"
+        ignore_eos = parsed.ignore_eos
         if not ignore_eos and config.natural_output_tokens is not None and config.natural_output_tokens < n:
             n = max(config.natural_output_tokens, min_tokens)
             reason = "stop" if n < max_tokens else "length"
@@ -484,6 +491,8 @@ class HTTPConnection(asyncio.Protocol):
                     break
         reasoning = min(config.reasoning_tokens, n) if chat else 0
 
+        state.remember(parsed.messages)
+        cached = state.cache.admit(parsed.tokens)
         sink: StreamSink | JsonSink
         if stream:
             sink = StreamSink(
@@ -502,6 +511,7 @@ class HTTPConnection(asyncio.Protocol):
             finish_reason=reason,
             sink=sink,
             arrived_ns=self.received_ns,
+            cached_tokens=cached,
         )
         sink.gen = gen
         self.sink = sink

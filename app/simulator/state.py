@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from app import __version__
+from app.simulator.cache import PrefixCache
 from app.simulator.engine import BatchEngine, FixedEngine, Timeline
 from app.simulator.personas import persona
 from app.simulator.presets import SimConfig
@@ -53,6 +55,8 @@ class SimulatorState:
         else:
             self.engine = None
         self.metrics = Metrics()
+        self.cache = PrefixCache(config.prefix_cache_tokens, config.prefix_block_tokens)
+        self.requests: deque[list[dict[str, str]]] = deque(maxlen=max(1, config.keep_requests))
         self.persona = persona(config.persona)
         server = self.persona.server_header
         if server == "smartbench-simulator":
@@ -66,6 +70,11 @@ class SimulatorState:
         self.connections: set[Connection] = set()  # open HTTP connections, closed on stop
         self._ids = 0
         self.power_tick()
+
+    def remember(self, messages: list[dict[str, str]]) -> None:
+        """Keep a request's messages when asked to (SimConfig.keep_requests)."""
+        if self.config.keep_requests:
+            self.requests.append(messages)
 
     def next_id(self) -> str:
         self._ids += 1
