@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db import create_engine, create_sessionmaker, unit_of_work
 from app.security import keyring
 from app.security.crypto import SecretBox
-from app.services import profiles
+from app.services import datasets, profiles
 from app.services.executor import Executor
 
 
@@ -39,6 +39,7 @@ async def runtime(settings: Settings, box: SecretBox | None = None) -> AsyncIter
     try:
         sessionmaker = create_sessionmaker(engine)
         async with unit_of_work(sessionmaker) as session:
+            await datasets.ensure_builtins(session)
             await profiles.ensure_builtins(session)
         yield Runtime(settings, engine, sessionmaker, box or SecretBox(keyring.encryption_keyring(settings)))
     finally:

@@ -19,10 +19,12 @@ from pydantic import (
     field_validator,
 )
 
+from app.datasets import DatasetStats
 from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
 from app.scoring.regression import AlertDetail
 from app.security.redact import shown
 from app.summary import Scorecard, StepSummary
+from app.workloads import WorkloadSpec
 
 T = TypeVar("T")
 
@@ -109,6 +111,16 @@ class SampleRead(BaseModel):
     output_tokens: int | None
     reasoning_tokens: int | None
     requested_output_tokens: int | None
+    requested_input_tokens: int | None = None
+    cached_tokens: int | None = Field(
+        default=None, description="prompt tokens the server served from its cache (usage)"
+    )
+    expected_cached_tokens: int | None = Field(
+        default=None, description="what the workload's sharing lets a cache serve"
+    )
+    session: int | None = None
+    turn: int | None = None
+    dispatch_lag_ms: float | None = Field(default=None, description="how late it left against its schedule")
     chunk_count: int
     finish_reason: str | None
     error_kind: str | None
@@ -363,6 +375,10 @@ class ProfileFields(BaseModel):
     slo_e2e_ms: float | None = Field(default=None, gt=0)
     slo_percentile: Literal[50, 90, 95, 99] | None = None
     target_price_per_million: float | None = Field(default=None, gt=0)
+    workload: WorkloadSpec | None = Field(
+        default=None,
+        description="the traffic: synthetic (the default), shared_prefix, multi_turn, trace, dataset or long_context",
+    )
 
     _not_null = refuse_null(
         "name", "title", "input_tokens_mean", "input_tokens_spread", "output_tokens_mean",
@@ -428,6 +444,7 @@ class ProfileRead(BaseModel):
     slo_e2e_ms: float | None
     slo_percentile: float
     target_price_per_million: float | None
+    workload: WorkloadSpec | None = None
 
 
 # -- runs and scorecards ------------------------------------------------------------------------------
@@ -905,3 +922,27 @@ class ImportResult(BaseModel):
 
 
 EndpointPage.model_rebuild()  # its inspection and alerts are defined further down
+
+
+# -- datasets -------------------------------------------------------------------------------------
+
+
+class DatasetRead(BaseModel):
+    """A stored dataset or trace: what it is and what it holds (its records are not listed)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str | None
+    format: str
+    sha256: str
+    size_bytes: int
+    records: int
+    stats: DatasetStats
+    builtin: bool
+    generated: bool = Field(
+        description="made by smartbench to match published statistics, not recorded traffic"
+    )
+    source: str | None
+    created_at: datetime

@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from app.api import alerts, endpoints, imports, plan, profiles, runs, schedules, site, tokens
+from app.api import alerts, datasets, endpoints, imports, plan, profiles, runs, schedules, site, tokens
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(endpoints.router)
 router.include_router(tokens.router)
 router.include_router(profiles.router)
+router.include_router(datasets.router)
 router.include_router(runs.router)
 router.include_router(schedules.router)
 router.include_router(site.router)

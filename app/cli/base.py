@@ -26,11 +26,13 @@ user_cli = typer.Typer(help="Users.", no_args_is_help=True)
 token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Encryption keys for stored endpoint API keys.", no_args_is_help=True)
 runs_cli = typer.Typer(help="Stored runs.", no_args_is_help=True)
+dataset_cli = typer.Typer(help="Traces and conversation sets that workloads replay.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(user_cli, name="user")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(runs_cli, name="runs")
+cli.add_typer(dataset_cli, name="dataset")
 
 # A terminal sets its own width; piped output (CI logs, files) gets room for the result table.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)

@@ -1,4 +1,5 @@
-"""Stored data: `import` other tools' results, `seed` synthetic history, `runs` recompute and delete."""
+"""Stored data: `import` other tools' results, `seed` synthetic history, `runs` recompute and
+delete, `dataset` add, list, show and delete."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 
 from app.cli.base import (
     cli,
+    dataset_cli,
     fail,
     load_settings,
     out,
@@ -175,3 +177,90 @@ def runs_delete(
     out.print(
         f"deleted run {run} of endpoint {endpoint_id}; its scorecard and trends rest on the runs that remain"
     )
+
+
+@dataset_cli.command("add")
+def dataset_add(
+    file: Annotated[
+        Path, typer.Argument(help="Mooncake JSONL, Azure-trace CSV, ShareGPT JSON or OpenAI-messages JSONL")
+    ],
+    name: Annotated[str, typer.Option(help="How profiles will name it")],
+    format: Annotated[str, typer.Option(help="auto, mooncake, azure, sharegpt or messages")] = "auto",
+    description: Annotated[str | None, typer.Option(help="What it is")] = None,
+) -> None:
+    """Store a trace or a conversation set: validated whole (a bad record refuses the file
+    with its line and field; nothing is stored), kept with its content hash and statistics."""
+    from app.errors import AppError
+    from app.services import datasets
+
+    if not file.is_file():
+        raise fail(f"{file}: no such file")
+    settings = load_settings()
+    upgrade_schema(settings)
+
+    async def work(session):
+        found = await datasets.add(
+            session, name=name, data=file.read_bytes(), filename=str(file),
+            fmt=None if format == "auto" else format, description=description, by="cli",
+        )  # fmt: skip
+        return found.name, found.format, found.records, found.sha256
+
+    try:
+        stored, fmt, records, digest = asyncio.run(with_session(settings, work))
+    except AppError as exc:
+        raise fail(exc.fields.get("file") or exc.fields.get("name") or exc.message) from None
+    out.print(f"dataset {stored}: {fmt}, {records} records, sha256 {digest[:16]}")
+
+
+@dataset_cli.command("list")
+def dataset_list() -> None:
+    """The stored datasets with their statistics."""
+    from rich.table import Table
+
+    from app.services import datasets
+
+    settings = load_settings()
+    upgrade_schema(settings)
+
+    async def work(session):
+        return [
+            (d.name, d.format, d.records, d.stats, d.generated, d.sha256)
+            for d in await datasets.list_all(session)
+        ]
+
+    table = Table()
+    for column in (
+        "name",
+        "format",
+        "records",
+        "input mean",
+        "output mean",
+        "prefix share",
+        "turns",
+        "sha256",
+    ):
+        table.add_column(column)
+    for name, fmt, records, stats, generated, digest in asyncio.run(with_session(settings, work)):
+        table.add_row(
+            name + (" (generated)" if generated else ""), fmt, str(records),
+            f"{stats.input.mean:.0f} {stats.unit}" if stats.input.mean is not None else "-",
+            f"{stats.output.mean:.0f} {stats.unit}" if stats.output.mean is not None else "-",
+            f"{stats.prefix_share * 100:.0f} %" if stats.prefix_share is not None else "-",
+            f"{stats.turns_mean:.1f}" if stats.turns_mean is not None else "-", digest[:16],
+        )  # fmt: skip
+    out.print(table)
+
+
+@dataset_cli.command("delete")
+def dataset_delete(name: Annotated[str, typer.Argument(help="The dataset's name")]) -> None:
+    """Delete a dataset no profile names."""
+    from app.errors import AppError
+    from app.services import datasets
+
+    settings = load_settings()
+    upgrade_schema(settings)
+    try:
+        asyncio.run(with_session(settings, lambda session: datasets.delete(session, name=name)))
+    except AppError as exc:
+        raise fail(exc.fields.get("name") or exc.message) from None
+    out.print(f"deleted dataset {name}")

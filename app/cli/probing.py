@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +14,10 @@ from app.cli.base import (
     out,
 )
 
+if TYPE_CHECKING:
+    from app.datasets import DatasetContent
+    from app.workloads import WorkloadSpec
+
 
 def _levels(raw: str, kind: type) -> tuple[float, ...]:
     try:
@@ -22,6 +27,58 @@ def _levels(raw: str, kind: type) -> tuple[float, ...]:
     if not values or any(v <= 0 for v in values):
         raise fail("load levels must be positive", 2)
     return values
+
+
+def _workload(
+    kind: str, *, dataset: Path | None, **given: object
+) -> tuple[WorkloadSpec, DatasetContent | None]:
+    """The workload the flags describe, and the file it replays (read and validated here)."""
+    from pydantic import ValidationError
+
+    from app.datasets import DatasetError, parse, sha256
+    from app.workloads import WORKLOAD_KINDS, Dist, WorkloadSpec
+
+    if kind not in WORKLOAD_KINDS:
+        raise fail(f"--workload must be one of {', '.join(WORKLOAD_KINDS)}", 2)
+    fields: dict[str, object] = {"kind": kind, "seed": given["seed"]}
+    try:
+        for flag, key in (
+            ("input_dist", "input"),
+            ("output_dist", "output"),
+            ("turns", "turns"),
+            ("think", "think_s"),
+        ):
+            if given[flag] is not None:
+                fields[key] = Dist.parse(str(given[flag]))
+        if given["context"]:
+            fields["context_tokens"] = [int(v) for v in _levels(str(given["context"]), int)]
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    for key in ("burstiness", "groups", "prefix_tokens", "order", "system_tokens", "context_max"):
+        if given[key] is not None:
+            fields[key] = given[key]
+    if given["sessions"]:
+        fields["sessions"] = True
+    content = None
+    if dataset is not None:
+        if not dataset.is_file():
+            raise fail(f"{dataset}: no such file", 2)
+        data = dataset.read_bytes()
+        try:
+            content = parse(data, str(dataset))
+        except DatasetError as exc:
+            raise fail(str(exc), 2) from None
+        fields["dataset"] = dataset.name[:64]
+        fields["dataset_sha256"] = sha256(data)
+    try:
+        spec = WorkloadSpec.model_validate(fields)
+    except ValidationError as exc:
+        raise fail("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()), 2) from None
+    if spec.kind == "trace" and content is not None and not content.is_trace:
+        raise fail(f"{dataset} holds conversations: use --workload dataset", 2)
+    if spec.kind == "dataset" and content is not None and content.is_trace:
+        raise fail(f"{dataset} is a trace: use --workload trace", 2)
+    return spec, content
 
 
 @cli.command()
@@ -65,6 +122,44 @@ def probe(
         ),
     ] = False,
     search_max_steps: Annotated[int, typer.Option(min=2, max=40, help="Most steps of an SLO search")] = 10,
+    workload: Annotated[
+        str, typer.Option(help="synthetic, shared_prefix, multi_turn, trace, dataset or long_context")
+    ] = "synthetic",
+    seed: Annotated[int, typer.Option(help="The same seed sends the same traffic")] = 0,
+    input_dist: Annotated[
+        str | None, typer.Option("--input", help="Prompt tokens as a distribution, e.g. lognormal:512,0.6")
+    ] = None,
+    output_dist: Annotated[
+        str | None, typer.Option("--output", help="Output tokens as a distribution, e.g. uniform:64-256")
+    ] = None,
+    burstiness: Annotated[
+        float | None, typer.Option(help="With --rate: gamma arrivals of this shape (1 = Poisson)")
+    ] = None,
+    groups: Annotated[int | None, typer.Option(help="shared_prefix: prefix groups")] = None,
+    prefix_tokens: Annotated[int | None, typer.Option(help="shared_prefix: tokens per group prefix")] = None,
+    order: Annotated[str | None, typer.Option(help="shared_prefix: random or round_robin")] = None,
+    turns: Annotated[
+        str | None, typer.Option(help="multi_turn: turns per session, e.g. 4 or uniform:2-8")
+    ] = None,
+    think: Annotated[
+        str | None, typer.Option(help="multi_turn, dataset: think seconds, e.g. exponential:2")
+    ] = None,
+    system_tokens: Annotated[
+        int | None, typer.Option(help="multi_turn: a shared system prompt's tokens")
+    ] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="trace, dataset: the file (Mooncake, Azure CSV, ShareGPT, messages)")
+    ] = None,
+    sessions: Annotated[
+        bool, typer.Option("--sessions", help="dataset: whole conversations as sessions")
+    ] = False,
+    time_scale: Annotated[
+        str | None, typer.Option(help="trace: speed-ups, e.g. 1,10 (a step each; 1 = as recorded)")
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="long_context: prompt lengths, e.g. 1024,4096")] = None,
+    context_max: Annotated[
+        int | None, typer.Option(help="long_context: the context length where the model card does not say")
+    ] = None,
 ) -> None:
     """Run one benchmark now: progress bar, result table, optional JSON summary."""
     from app.probe.console import run_inspect_command, run_probe_command
@@ -85,12 +180,22 @@ def probe(
         raise fail("--arrival must be poisson or constant", 2)
     if requests is None and duration is None:
         requests = 64
+    if time_scale:
+        rate = time_scale
     levels = _levels(rate, float) if rate else _levels(concurrency or "1", int)
     if search and (len(levels) < 2 or (slo_ttft_ms is None and slo_tpot_ms is None)):
         raise fail("--search needs two levels (start and ceiling) and --slo-ttft-ms or --slo-tpot-ms", 2)
     from app.probe.process import ProbeSpec
     from app.probe.types import Target, Timeouts, Workload
     from app.snapshot import ProfileSnapshot
+
+    spec_of_workload, content = _workload(
+        workload, seed=seed, input_dist=input_dist, output_dist=output_dist, burstiness=burstiness, groups=groups,
+        prefix_tokens=prefix_tokens, order=order, turns=turns, think=think, system_tokens=system_tokens,
+        dataset=dataset, sessions=sessions, context=context, context_max=context_max,
+    )  # fmt: skip
+    if spec_of_workload.kind == "trace" and not time_scale and not rate:
+        raise fail("a trace replays at --time-scale (1 = as recorded)", 2)
 
     flags = ProfileSnapshot(
         name=profile or "",
@@ -107,10 +212,11 @@ def probe(
         search_max_steps=search_max_steps,
         slo_ttft_ms=slo_ttft_ms,
         slo_tpot_ms=slo_tpot_ms,
+        workload=spec_of_workload,
     )
     spec = ProbeSpec(
         Target(base_url.rstrip("/"), model, api, api_key),
-        Workload.from_profile(flags),
+        Workload.from_profile(flags, content),
         timeouts=Timeouts(timeout_connect, timeout_ttft, timeout_idle, timeout_total),
         tokenizer=tokenizer,
         processes=processes,

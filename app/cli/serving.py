@@ -229,6 +229,13 @@ def simulate(
         str | None,
         typer.Option("--break", help="conformance checks to fail, comma-separated (e.g. tool_calls,stop)"),
     ] = None,
+    prefill_ms_per_token: Annotated[
+        float | None, typer.Option(help="fixed mode: TTFT adds this per prompt token not in the prefix cache")
+    ] = None,
+    prefix_cache_tokens: Annotated[
+        int | None, typer.Option(help="prefix cache capacity in tokens (0: no cache)")
+    ] = None,
+    prefix_block_tokens: Annotated[int | None, typer.Option(help="prefix cache block size in tokens")] = None,
 ) -> None:
     """A standalone simulated OpenAI-compatible endpoint."""
     from app.aio import run_fast
@@ -237,6 +244,9 @@ def simulate(
 
     try:
         config = get_preset(preset).with_overrides(
+            prefill_ms_per_token=prefill_ms_per_token,
+            prefix_cache_tokens=prefix_cache_tokens,
+            prefix_block_tokens=prefix_block_tokens,
             model=model,
             ttft_ms=ttft_ms,
             itl_ms=itl_ms,

@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import orjson
 
+from app.datasets import DatasetContent
 from app.domain import SLO
 from app.environment import RunEnvironment
 from app.probe.runner import Prober
@@ -40,6 +41,7 @@ from app.probe.types import Limits, Sample, StepResult, Target, Timeouts, Worklo
 from app.security.outbound import OutboundPolicy
 from app.security.redact import VISIBLE, Redactor
 from app.summary import RunSummary, StepSummary
+from app.workloads import WorkloadSpec
 
 SAMPLE_BATCH = 500
 PROGRESS_EVERY_S = 0.25
@@ -72,6 +74,11 @@ class ProbeSpec:
         data["limits"]["outbound"] = (
             None if policy is None else {"mode": policy.mode, "entries": policy.entries}
         )
+        data["workload"]["spec"] = self.workload.spec.model_dump(mode="json")
+        content = self.workload.content
+        data["workload"]["content"] = (
+            None if content is None else content.model_dump(mode="json", exclude_defaults=True)
+        )
         return orjson.dumps(data)
 
     @classmethod
@@ -82,6 +89,9 @@ class ProbeSpec:
         workload["slo"] = SLO(**workload["slo"])
         if workload.get("search") is not None:
             workload["search"] = SearchSpec(**workload["search"])
+        workload["spec"] = WorkloadSpec.model_validate(workload.get("spec") or {})
+        if workload.get("content") is not None:
+            workload["content"] = DatasetContent.model_validate(workload["content"])
         return cls(
             target=Target(**data["target"]),
             workload=Workload(**workload),

@@ -25,7 +25,7 @@ from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.search import SearchSpec
 from app.probe.types import Limits, StepResult, Target, Workload
 from app.security.crypto import SecretBox
-from app.services import alerts, inspections, site, tokenizers
+from app.services import alerts, datasets, inspections, site, tokenizers
 from app.services import endpoints as endpoint_service
 from app.services.results import finish, store_steps
 from app.services.runs import WORKER_ID
@@ -49,9 +49,13 @@ async def probe_spec(session: AsyncSession, run: Run, *, box: SecretBox, setting
     )
     tokenizer = tokenizers.resolve(settings, endpoint.tokenizer) if endpoint and endpoint.tokenizer else None
     policy = (await site.load(session, settings)).outbound
+    workload = run.profile_snapshot.workload
+    content = None
+    if workload is not None and workload.uses_dataset and workload.dataset is not None:
+        content = await datasets.content_of(session, workload.dataset, workload.dataset_sha256)
     return ProbeSpec(
         target,
-        Workload.from_profile(run.profile_snapshot),
+        Workload.from_profile(run.profile_snapshot, content),
         limits=Limits(outbound=policy),
         tokenizer=tokenizer,
         metrics_url=endpoint.metrics_url if endpoint is not None else None,

@@ -18,8 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.datasets import TRACE_FORMATS
 from app.errors import NotFound, ValidationFailed
-from app.models import Profile
+from app.models import Dataset, Profile
 from app.schemas import ProfileCreate, ProfileUpdate
 from app.services import site
 from app.snapshot import ProfileSnapshot
@@ -128,6 +129,46 @@ async def _within_limits(session: AsyncSession, settings: Settings, profile: Pro
         raise ValidationFailed("the profile asks more than this site allows", fields=problems)
 
 
+async def _check_workload(session: AsyncSession, profile: ProfileSnapshot) -> None:
+    """What each workload kind asks of the rest of the profile, and that its dataset exists
+    and is of the right kind."""
+    spec = profile.workload
+    if spec is None:
+        return
+    problems: dict[str, str] = {}
+    levels = profile.load_levels or []
+    if spec.kind == "trace":
+        if profile.load_mode != "rate":
+            problems["load_mode"] = (
+                "a trace replays at rates: choose rate (the levels are speed-ups, 1 = as recorded)"
+            )
+        if profile.search:
+            problems["search"] = "a trace replay has no SLO search: its levels are speed-ups"
+    if spec.kind == "long_context":
+        if profile.load_mode != "concurrency" or len(levels) != 1:
+            problems["load_levels"] = (
+                "long context steps through prompt lengths at one concurrency: give one level"
+            )
+        if profile.search:
+            problems["search"] = "long context steps through prompt lengths, not loads: no SLO search"
+    if spec.kind == "shared_prefix" and (spec.groups or 0) * (spec.prefix_tokens or 0) > 50_000_000:
+        problems["workload"] = "groups x prefix tokens is over 50 million tokens"
+    if spec.uses_dataset and spec.dataset is not None:
+        dataset = await session.scalar(select(Dataset).where(Dataset.name == spec.dataset))
+        if dataset is None:
+            problems["workload"] = (
+                f"no dataset is named {spec.dataset!r} (add it first: smartbench dataset add)"
+            )
+        elif spec.kind == "trace" and dataset.format not in TRACE_FORMATS:
+            problems["workload"] = f"{spec.dataset!r} holds conversations, not a trace: use the dataset kind"
+        elif spec.kind == "dataset" and dataset.format in TRACE_FORMATS:
+            problems["workload"] = (
+                f"{spec.dataset!r} is a trace (lengths and times, no text): use the trace kind"
+            )
+    if problems:
+        raise ValidationFailed("the workload does not fit the profile", fields=problems)
+
+
 def _check(profile: ProfileSnapshot) -> None:
     if not profile.requests_per_step and not profile.duration_per_step_s:
         raise ValidationFailed(
@@ -157,6 +198,7 @@ async def create(session: AsyncSession, *, data: ProfileCreate, settings: Settin
     values = data.model_dump()
     wanted = ProfileSnapshot.model_validate(values)
     _check(wanted)
+    await _check_workload(session, wanted)
     await _within_limits(session, settings, wanted)
     if await session.scalar(select(Profile.id).where(func.lower(Profile.name) == data.name.lower())):
         raise ValidationFailed("that profile exists", fields={"name": f"{data.name!r} already exists"})
@@ -171,6 +213,7 @@ async def update(session: AsyncSession, *, name: str, data: ProfileUpdate, setti
     changes = data.model_dump(exclude_unset=True)
     merged = ProfileSnapshot.model_validate({**snapshot(profile).model_dump(), **changes})
     _check(merged)
+    await _check_workload(session, merged)
     await _within_limits(session, settings, merged)
     renamed = "name" in changes and changes["name"] != profile.name
     if renamed and await session.scalar(

@@ -21,6 +21,7 @@ from app.domain import RunSource
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Alert, Endpoint, Run, RunStatus
 from app.schemas import RunListItem
+from app.services import datasets as dataset_service
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
 from app.services import results
@@ -43,9 +44,17 @@ async def start(
     """Queue a run with the profile and the endpoint's cost inputs as they are now."""
     endpoint = await endpoint_service.get(session, endpoint_id)
     profile = await profile_service.get_by_name(session, profile_name)
+    snapshot = profile_service.snapshot(profile)
+    spec = snapshot.workload
+    if spec is not None and spec.uses_dataset and spec.dataset is not None:
+        # The run keeps the content hash of the dataset it replays.
+        found = await dataset_service.get_by_name(session, spec.dataset)
+        snapshot = snapshot.model_copy(
+            update={"workload": spec.model_copy(update={"dataset_sha256": found.sha256})}
+        )
     run = new_run(
         endpoint,
-        profile_service.snapshot(profile),
+        snapshot,
         profile_id=profile.id,
         status=RunStatus.queued,
         trigger=trigger,
