@@ -14,7 +14,7 @@ import math
 import random
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DistKind = Literal["fixed", "uniform", "normal", "lognormal", "exponential", "histogram"]
 WorkloadKind = Literal["synthetic", "shared_prefix", "multi_turn", "trace", "dataset", "long_context"]
@@ -77,9 +77,11 @@ class Dist(BaseModel):
             if kind == "histogram":
                 pairs = [part.split("=") for part in rest.split(",") if part.strip()]
                 return cls(dist="histogram", histogram=[(float(v), float(w)) for v, w in pairs])
-        except (ValueError, TypeError) as exc:
-            if isinstance(exc, ValueError) and "distribution" in str(exc):
-                raise ValueError(str(exc).splitlines()[-1].strip()) from None
+        except ValidationError as exc:
+            raise ValueError(
+                "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            ) from None
+        except (ValueError, TypeError):
             raise ValueError(f"{text!r} is not a distribution ({SYNTAX})") from None
         raise ValueError(f"unknown distribution {kind!r} ({SYNTAX})")
 

@@ -142,16 +142,18 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
         expect(page.locator("#checklist .badge.ok").first).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "endpoint.png"), full_page=True)
 
-        # Run page: the step table shows the JSON's numbers; six charts draw.
+        # Run page: the step table shows the JSON's numbers; the charts draw.
         run_id = runs[0]["id"]
         summary = httpx.get(f"{base}/api/v1/runs/{run_id}").json()
         page.goto(f"{base}/runs/{run_id}")
         for i, step in enumerate(summary["steps"]):
             cell = page.locator(f'#steps-table tr[data-step="{i}"] td[data-metric="output_tokens_per_s"]')
             expect(cell).to_have_text(f"{step['output_tokens_per_s']:,.0f}")
-        # Six charts, and two more from the server's own metrics when the endpoint exposes them.
+        # Eight charts (two of them the workload's lengths), and two more from the server's own
+        # metrics when the endpoint exposes them.
         telemetry = any(step.get("telemetry") for step in summary["steps"])
-        expect(page.locator(".chart[data-rendered]")).to_have_count(8 if telemetry else 6)
+        expect(page.locator(".chart[data-rendered]")).to_have_count(10 if telemetry else 8)
+        expect(page.locator("#workload-table tbody tr")).to_have_count(len(summary["steps"]))
         page.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
         with_metrics = next(r for r in runs if r["endpoint"].startswith("h100"))
         page.goto(f"{base}/runs/{with_metrics['id']}")

@@ -245,3 +245,48 @@ async def test_datasets_api_and_a_shared_prefix_profile_end_to_end(
     assert replay_run["steps"][0]["requests"]["sent"] == 20
     samples = (await client.get(f"/api/v1/runs/{run_ids[0]}/samples?limit=50", headers=auth)).json()["items"]
     assert all("cached_tokens" in s for s in samples) and any(s["cached_tokens"] for s in samples)
+
+
+async def test_workload_forms_and_pages(client: httpx.AsyncClient, people) -> None:
+    from tests.conftest import login
+
+    csrf = await login(client, "editor")
+    form = {
+        "name": "sessions", "input_tokens_mean": "64", "output_tokens_mean": "16", "load_mode": "concurrency",
+        "load_levels": "1, 4", "requests_per_step": "12", "arrival": "poisson", "slo_percentile": "99",
+        "workload_kind": "multi_turn", "workload_turns": "uniform:2-5", "workload_think_s": "exponential:0.1",
+        "workload_input": "lognormal:60,0.5", "workload_seed": "11", "csrf_token": csrf,
+    }  # fmt: skip
+    bad = await client.post("/profiles/new", data={**form, "workload_turns": "uniform:5-2"})
+    assert bad.status_code == 400
+    assert 'data-error-for="workload_turns"' in bad.text and "low &lt;= high" in bad.text
+    assert 'value="lognormal:60,0.5"' in bad.text  # what was typed stays
+    mixed = await client.post("/profiles/new", data={**form, "workload_groups": "4"})
+    assert mixed.status_code == 400 and "does not take groups" in mixed.text
+    created = await client.post("/profiles/new", data=form)
+    assert created.status_code == 303, created.text
+    read = (await client.get("/api/v1/profiles/sessions")).json()
+    turns = read["workload"]["turns"]
+    assert read["workload"]["kind"] == "multi_turn" and (turns["dist"], turns["low"], turns["high"]) == ("uniform", 2, 5)
+    edit = await client.get("/profiles/sessions/edit")
+    assert 'value="uniform:2-5"' in edit.text and 'value="11"' in edit.text
+    page = await client.get("/profiles/sessions")
+    assert page.status_code == 200 and "multi turn; turns uniform:2-5" in page.text
+
+    listing = await client.get("/datasets")
+    assert "mooncake-sample" in listing.text and "generated" in listing.text
+    bad_file = b'{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [{"role": "user"}]}\n'
+    refused = await client.post("/datasets", data={"name": "chats", "format": "auto", "csrf_token": csrf},
+                                files={"file": ("chats.jsonl", bad_file)})  # fmt: skip
+    assert refused.status_code == 400 and "chats.jsonl:2: messages[0].content: must be text" in refused.text
+    assert 'value="chats"' in refused.text
+    good = b'{"messages": [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello you"}]}\n'
+    stored = await client.post("/datasets", data={"name": "chats", "format": "auto", "csrf_token": csrf},
+                               files={"file": ("chats.jsonl", good)})  # fmt: skip
+    assert stored.status_code == 303
+    detail = await client.get(stored.headers["location"])
+    assert detail.status_code == 200 and "messages" in detail.text and "Profiles that use it" in detail.text
+    trace_page = await client.get("/datasets/mooncake-sample")
+    assert "Generated, not recorded" in trace_page.text and "Mooncake" in trace_page.text
+    replay = await client.get("/profiles/trace-replay")
+    assert replay.status_code == 200 and "mooncake-sample" in replay.text and "requests/s as recorded" in replay.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from app.domain import SLO, TITLES, UNJUDGED, conformance, engines_comparable
 from app.environment import InspectionRecord, RunEnvironment
@@ -139,6 +140,73 @@ def _degraded(steps: Sequence[StepSummary | None]) -> list[str]:
     return seen
 
 
+CONTEXT_REFERENCE = 131_072  # a 128k context meeting the SLO scores 100
+
+
+@dataclass
+class Complexity:
+    """What the workload measured of S's complexity: context reached, cache, turns."""
+
+    scores: list[float | None] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+def _complexity(steps: Sequence[StepSummary], point: OperatingPoint | None, slo: SLO) -> Complexity:
+    found = Complexity()
+    contexts = [
+        (s, s.workload.context_tokens) for s in steps if s.workload is not None and s.workload.context_tokens
+    ]
+    if contexts:
+        meeting = [(s, c) for s, c in contexts if s.meets(slo)]
+        reached = max((c for _, c in meeting), default=None)
+        found.scores.append(
+            0.0 if reached is None
+            else 100.0 * max(0.0, min(1.0, math.log2(max(reached, 1024) / 1024) / math.log2(CONTEXT_REFERENCE / 1024)))
+        )  # fmt: skip
+        found.evidence.append(Evidence(label="longest prompt meeting the SLO", value=reached, unit="tokens"))
+        longest, tokens = max(contexts, key=lambda pair: pair[1])
+        ttft = longest.ttft_ms.p50
+        speed = tokens / ttft * 1000.0 if ttft else None
+        found.evidence.append(
+            Evidence(
+                label=f"long-context prefill speed (TTFT p50 at {tokens} tokens)",
+                value=speed,
+                unit="tokens/s",
+            )
+        )
+    else:
+        found.evidence.append(
+            Evidence(
+                label="long-context prefill speed", value=None, unit="not measured (no long_context workload)"
+            )
+        )
+    at = steps[point.step_index] if point is not None and point.step_index < len(steps) else None
+    work = at.workload if at is not None else None
+    if work is not None and work.expected_hit_rate:
+        measured = (
+            work.cache_hit_rate if work.cache_hit_rate is not None else at.server_hit_rate if at else None
+        )
+        found.scores.append(None if measured is None else 100.0 * min(1.0, measured / work.expected_hit_rate))
+        found.evidence.append(
+            Evidence(
+                label=f"prefix-cache hit rate at the operating point (the workload allows {work.expected_hit_rate * 100:.0f} %)",
+                value=None if measured is None else round(100.0 * measured, 1),
+                unit="%",
+            )
+        )
+    if work is not None and work.by_turn:
+        limit = slo.ttft_ms
+        if limit is not None:
+            met = [t for t in work.by_turn if (v := getattr(t.ttft_ms, slo.key)) is not None and v <= limit]
+            found.scores.append(100.0 * len(met) / len(work.by_turn))
+        first, last = work.by_turn[0], work.by_turn[-1]
+        growth = (last.ttft_ms.p50 / first.ttft_ms.p50) if first.ttft_ms.p50 and last.ttft_ms.p50 else None
+        found.evidence.append(
+            Evidence(label=f"TTFT p50 growth from turn 1 to turn {last.turn}", value=growth, unit="x")
+        )
+    return found
+
+
 def smart_letters(
     steps: Sequence[StepSummary],
     profile: ProfileSnapshot,
@@ -177,10 +245,11 @@ def smart_letters(
         speedup = point.output_tokens_per_s / lightest.output_tokens_per_s
         ideal = point.load / lightest.load
         scaling_score = 100.0 * max(0.0, min(1.0, math.log2(max(speedup, 1e-9)) / math.log2(ideal)))
+    complexity = _complexity(steps, point, judged)
     s_letter = Judgement.of(
         "S",
         "Scale and complexity",
-        _mean([cap_score, scaling_score]),
+        _mean([cap_score, scaling_score, *complexity.scores]),
         [
             Evidence(label="capacity (highest concurrency meeting the SLO)", value=capacity, unit="users"),
             Evidence(
@@ -188,10 +257,13 @@ def smart_letters(
                 value=speedup,
                 unit="x",
             ),
-            Evidence(label="long-context prefill speed", value=None, unit="not measured yet"),
+            *complexity.evidence,
         ],
         f"Mean of: capacity score = 100 x log2(1 + capacity) / log2(1 + {CAPACITY_REFERENCE}) (capped at 100); "
-        "scaling score = 100 x log2(speed-up) / log2(load ratio) (perfect linear scaling = 100).",
+        "scaling score = 100 x log2(speed-up) / log2(load ratio) (perfect linear scaling = 100); "
+        "where the workload measured them: context score = 100 x log2(longest prompt meeting the SLO / 1k) / "
+        f"log2({CONTEXT_REFERENCE // 1024}k / 1k); cache score = 100 x measured hit rate / expected hit rate "
+        "(capped at 100); turn score = 100 x the share of turns whose TTFT meets the SLO.",
         _degraded([lightest, *point_steps]),
     )
 

@@ -9,7 +9,14 @@ Built-ins follow the spectrum of NVIDIA's "Think SMART" article and public refer
 - reasoning: long outputs (TTFT <= 2 s, TPOT <= 100 ms at p99), as for reasoning models;
 - batch: throughput first, no latency SLO (InferenceX-style 1k in / 1k out);
 - smoke: a handful of short requests at concurrency 1, seconds long, for frequent schedules
-  (as Artificial Analysis probes hosted APIs several times a day).
+  (as Artificial Analysis probes hosted APIs several times a day);
+- chat-multiturn: sessions whose turns follow LMSYS-Chat-1M's lengths (69.5-token prompts,
+  214.5-token answers), each turn resending the conversation;
+- agentic: an agent's loop: a 4,000-token system prompt with its tools shared by every session,
+  tool results as user turns, a short pause for the tool between turns;
+- rag-shared-prefix: 16 document sets of 4,096 tokens each shared by the questions about them;
+- long-context: prompt lengths doubling from 1k up to the model's context length;
+- trace-replay: the generated Mooncake-format trace at its recorded times (built-in dataset).
 Target prices are defaults to judge R against; edit them to your budget."""
 
 from __future__ import annotations
@@ -66,6 +73,55 @@ BUILTINS: tuple[ProfileCreate, ...] = tuple(
             "input_tokens_mean": 1024, "output_tokens_mean": 4096, "output_tokens_spread": 0.2,
             "load_levels": [1, 8, 32], "duration_per_step_s": 20.0,
             "slo_ttft_ms": 2000.0, "slo_tpot_ms": 100.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
+        },
+        {
+            "name": "chat-multiturn",
+            "title": "Multi-turn chat",
+            "description": "Chat sessions of 2-8 turns, each resending the conversation with the answers the server gave.",
+            "input_tokens_mean": 70, "output_tokens_mean": 215, "load_levels": [1, 8, 32], "duration_per_step_s": 20.0,
+            "workload": {"kind": "multi_turn", "turns": {"dist": "uniform", "low": 2, "high": 8},
+                         "think_s": {"dist": "exponential", "mean": 1.0},
+                         "input": {"dist": "lognormal", "mean": 70, "spread": 1.0, "high": 2000},
+                         "output": {"dist": "lognormal", "mean": 215, "spread": 0.8, "high": 2000}},
+            "slo_ttft_ms": 1000.0, "slo_tpot_ms": 50.0, "slo_percentile": 99.0, "target_price_per_million": 1.0,
+        },
+        {
+            "name": "agentic",
+            "title": "Agentic (long shared system prompt and tools)",
+            "description": "Agent loops: a 4k-token system prompt with tools shared by all sessions, tool results as turns.",
+            "input_tokens_mean": 300, "output_tokens_mean": 150, "load_levels": [1, 8, 32], "duration_per_step_s": 20.0,
+            "workload": {"kind": "multi_turn", "system_tokens": 4000, "turns": {"dist": "uniform", "low": 3, "high": 10},
+                         "think_s": {"dist": "fixed", "mean": 0.5},
+                         "input": {"dist": "lognormal", "mean": 300, "spread": 1.0, "high": 4000},
+                         "output": {"dist": "lognormal", "mean": 150, "spread": 0.8, "high": 1000}},
+            "slo_ttft_ms": 2000.0, "slo_tpot_ms": 50.0, "slo_percentile": 90.0, "target_price_per_million": 1.0,
+        },
+        {
+            "name": "rag-shared-prefix",
+            "title": "RAG over shared documents",
+            "description": "16 document sets of 4k tokens, each shared by the questions asked of it: prefix caching pays.",
+            "input_tokens_mean": 64, "output_tokens_mean": 256, "load_levels": [1, 8, 32], "duration_per_step_s": 15.0,
+            "warmup_requests": 1,
+            "workload": {"kind": "shared_prefix", "groups": 16, "prefix_tokens": 4096,
+                         "input": {"dist": "lognormal", "mean": 64, "spread": 0.5}},
+            "slo_ttft_ms": 2000.0, "slo_tpot_ms": 50.0, "slo_percentile": 90.0, "target_price_per_million": 0.5,
+        },
+        {
+            "name": "long-context",
+            "title": "Long context (how far TTFT and cost grow)",
+            "description": "Prompt lengths doubling from 1k up to the model's context length, at concurrency 1.",
+            "input_tokens_mean": 1024, "output_tokens_mean": 128, "load_levels": [1], "requests_per_step": 4,
+            "workload": {"kind": "long_context", "start_tokens": 1024, "context_max": 32768},
+            "slo_ttft_ms": 10000.0, "slo_tpot_ms": 100.0, "slo_percentile": 90.0, "target_price_per_million": 1.0,
+        },
+        {
+            "name": "trace-replay",
+            "title": "Trace replay (Mooncake format)",
+            "description": "The built-in generated trace at its recorded times: a minute of real-shaped arrivals.",
+            "input_tokens_mean": 7590, "output_tokens_mean": 182, "load_mode": "rate", "load_levels": [1],
+            "duration_per_step_s": 60.0,
+            "workload": {"kind": "trace", "dataset": "mooncake-sample"},
+            "slo_ttft_ms": 2000.0, "slo_tpot_ms": 50.0, "slo_percentile": 90.0, "target_price_per_million": 0.5,
         },
         {
             "name": "batch",

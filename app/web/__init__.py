@@ -6,6 +6,7 @@ from app.web import (
     account,
     alerts,
     dashboard,
+    datasets,
     docs,
     endpoints,
     imports,
@@ -22,6 +23,7 @@ router.include_router(account.router)
 router.include_router(endpoints.router)
 router.include_router(docs.router)
 router.include_router(profiles.router)
+router.include_router(datasets.router)
 router.include_router(runs.router)
 router.include_router(schedules.router)
 router.include_router(site.router)

@@ -17,7 +17,7 @@ from app.domain import per_gpu, user_rate_at
 from app.probe.stats import itl_gaps_ms
 from app.probe.types import Sample
 from app.schemas import CostSeries, LatencyPoint, TrendMarker, TrendPoint
-from app.summary import StepSummary
+from app.summary import Histogram, StepSummary
 
 PALETTE = ["#15803d", "#2563eb", "#b45309", "#7c3aed", "#db2777", "#0891b2"]
 LAYOUT: dict[str, Any] = {
@@ -269,6 +269,70 @@ def telemetry(steps: Sequence[StepSummary], load_label: str) -> dict[str, str]:
         lat.add_trace(go.Scatter(x=loads, y=values, mode="lines+markers", name=label,
                                  line={"color": PALETTE[i // 2], "dash": "dot" if i % 2 else "solid"}))  # fmt: skip
     return {"server_state": _json(server), "server_latency": _json(lat)}
+
+
+def histogram(shape: Histogram, title: str, unit: str, color: str) -> str:
+    """Bars from stored bin counts (a step's or a dataset's lengths)."""
+    fig = go.Figure(layout=_layout(title, unit, "requests"))
+    if shape.counts:
+        centres = [(a + b) / 2 for a, b in zip(shape.edges, shape.edges[1:], strict=False)]
+        widths = [b - a for a, b in zip(shape.edges, shape.edges[1:], strict=False)]
+        fig.add_trace(go.Bar(x=centres, y=shape.counts, width=widths, marker={"color": color}, name=title))
+    return _json(fig)
+
+
+def workload(steps: Sequence[StepSummary], load_label: str) -> dict[str, str]:
+    """The traffic as measured: the busiest step's prompt and output lengths, prefix-cache hit
+    rates per step (usage, expected, the server's counters), TTFT by turn, and, for a long
+    context run, TTFT and cost against the prompt length."""
+    worked = [(s, s.workload) for s in steps if s.workload is not None]
+    if not worked:
+        return {}
+    out: dict[str, str] = {}
+    busiest, stats = max(worked, key=lambda pair: pair[0].requests.completed)
+    out["input_lengths"] = histogram(
+        stats.input_histogram, "Prompt lengths (busiest step)", "tokens", PALETTE[1]
+    )
+    out["output_lengths"] = histogram(
+        stats.output_histogram, "Output lengths (busiest step)", "tokens", PALETTE[2]
+    )
+    if any(w.cache_hit_rate or w.expected_hit_rate or s.server_hit_rate for s, w in worked):
+        labels = [s.load_label if w.context_tokens is None else f"{w.context_tokens} tok" for s, w in worked]
+        cache = go.Figure(
+            layout=_layout("Prefix-cache hit rate", load_label, "% of prompt tokens", barmode="group")
+        )
+        for i, (name, values) in enumerate((
+            ("usage (cached_tokens)", [w.cache_hit_rate for _, w in worked]),
+            ("expected by the workload", [w.expected_hit_rate for _, w in worked]),
+            ("server's counters", [s.server_hit_rate for s, _ in worked]),
+        )):  # fmt: skip
+            cache.add_trace(go.Bar(x=labels, y=[None if v is None else 100 * v for v in values], name=name,
+                                   marker={"color": PALETTE[i]}))  # fmt: skip
+        out["cache"] = _json(cache)
+    if any(w.by_turn for _, w in worked):
+        turns = go.Figure(layout=_layout("TTFT by turn", "turn", "ms"))
+        for i, (step, w) in enumerate((s, w) for s, w in worked if w.by_turn):
+            turns.add_trace(go.Scatter(x=[t.turn for t in w.by_turn], y=[t.ttft_ms.p50 for t in w.by_turn],
+                                       mode="lines+markers", name=f"{step.load_label} p50",
+                                       line={"color": PALETTE[i % len(PALETTE)]}))  # fmt: skip
+        out["turns"] = _json(turns)
+    contexts = [(s, w.context_tokens) for s, w in worked if w.context_tokens is not None]
+    if contexts:
+        ctx = go.Figure(layout=_layout("TTFT and cost against context", "prompt tokens", "ms",
+                                       yaxis2={"title": "$ per million tokens", "overlaying": "y", "side": "right",
+                                               "rangemode": "tozero"}))  # fmt: skip
+        x = [c for _, c in contexts]
+        ctx.add_trace(
+            go.Scatter(x=x, y=[s.ttft_ms.p50 for s, _ in contexts], mode="lines+markers", name="TTFT p50")
+        )
+        ctx.add_trace(
+            go.Scatter(x=x, y=[s.ttft_ms.p99 for s, _ in contexts], mode="lines+markers", name="TTFT p99")
+        )
+        ctx.add_trace(go.Scatter(x=x, y=[s.cost_per_million_tokens for s, _ in contexts], mode="lines+markers",
+                                 name="$ / M tokens", yaxis="y2", line={"dash": "dot"}))  # fmt: skip
+        out["context"] = _json(ctx)
+    del busiest
+    return out
 
 
 def tradeoff(

@@ -64,6 +64,7 @@ async def run_page(request: Request, run_id: RowId, session: SessionDep, _: Read
             out = figures.distributions(samples)
             out.update(figures.sweep(steps, load_label))
             out.update(figures.telemetry(steps, load_label))
+            out.update(figures.workload(steps, load_label))
             out["tradeoff"] = figures.tradeoff(
                 [(endpoint.name or "", steps, endpoint.gpu_count)], profile.slo_tpot_ms
             )
