@@ -10,7 +10,11 @@ commands (`smartbench probe`, `smartbench simulate`), over loopback. Figures:
 2. probe accuracy: TTFT p50 error against a fixed 100 ms simulator at c=64 and c=256;
 3. simulator timing: its own emission lateness (p50/p99) with 256 concurrent fixed-delay streams;
 4. simulator ceiling: streamed tokens/s of a zero-delay simulator on one core, driven by a
-   minimal raw-socket client on the other core (no SSE parsing, so the client is not the limit).
+   minimal raw-socket client on the other core (no SSE parsing, so the client is not the limit);
+5. the probe's ceiling per workload kind at c=64 against the same zero-delay simulator (its prefix
+   cache off, so the server does the same work for each): synthetic, shared_prefix, multi_turn
+   (8 turns, no think time: the prompts grow to ~2,300 tokens) and a trace replayed faster than the
+   probe can go (in-flight capped at 64), each as a share of the synthetic closed loop's ceiling.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -173,6 +178,37 @@ def main() -> None:
                 f"{tokens / wall:,.0f} streamed tok/s (server CPU {cpu / wall * 100:.0f}% of a core)",
             )
         )
+
+    with simulator("--preset", "zero", "--prefix-cache-tokens", "0") as (port, _):
+        base = ["--duration", str(args.duration), "--output-tokens", "256", "--input-tokens", "32"]
+        kinds = {
+            "synthetic": ["--concurrency", "64"],
+            "shared_prefix": ["--concurrency", "64", "--workload", "shared_prefix", "--groups", "8",
+                              "--prefix-tokens", "512"],
+            "multi_turn": ["--concurrency", "64", "--workload", "multi_turn", "--turns", "8"],
+        }  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            trace = Path(tmp) / "trace.jsonl"
+            lines = [
+                json.dumps({"timestamp": i, "input_length": 32, "output_length": 256}) for i in range(200_000)
+            ]
+            trace.write_text(
+                "\n".join(lines) + "\n"
+            )  # 1,000 requests/s as recorded: more than one core sends
+            kinds["trace"] = ["--workload", "trace", "--dataset", str(trace), "--time-scale", "1",
+                              "--max-concurrency", "64"]  # fmt: skip
+            ceiling = None
+            for kind, flags in kinds.items():
+                step = probe(port, *base, *flags)
+                tps = step["output_tokens_per_s"]
+                ceiling = ceiling or tps
+                rows.append(
+                    (
+                        f"probe ceiling, {kind} (c=64, 1 core)",
+                        f"{tps:,.0f} output tok/s = {tps / ceiling:.2f} of synthetic  "
+                        f"client_bound={step['quality']['client_bound']}",
+                    )
+                )
 
     width = max(len(name) for name, _ in rows)
     print()

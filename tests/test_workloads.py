@@ -267,7 +267,11 @@ async def test_workload_forms_and_pages(client: httpx.AsyncClient, people) -> No
     assert created.status_code == 303, created.text
     read = (await client.get("/api/v1/profiles/sessions")).json()
     turns = read["workload"]["turns"]
-    assert read["workload"]["kind"] == "multi_turn" and (turns["dist"], turns["low"], turns["high"]) == ("uniform", 2, 5)
+    assert read["workload"]["kind"] == "multi_turn" and (turns["dist"], turns["low"], turns["high"]) == (
+        "uniform",
+        2,
+        5,
+    )
     edit = await client.get("/profiles/sessions/edit")
     assert 'value="uniform:2-5"' in edit.text and 'value="11"' in edit.text
     page = await client.get("/profiles/sessions")
@@ -289,4 +293,52 @@ async def test_workload_forms_and_pages(client: httpx.AsyncClient, people) -> No
     trace_page = await client.get("/datasets/mooncake-sample")
     assert "Generated, not recorded" in trace_page.text and "Mooncake" in trace_page.text
     replay = await client.get("/profiles/trace-replay")
-    assert replay.status_code == 200 and "mooncake-sample" in replay.text and "requests/s as recorded" in replay.text
+    assert (
+        replay.status_code == 200
+        and "mooncake-sample" in replay.text
+        and "requests/s as recorded" in replay.text
+    )
+
+
+def test_s_letter_rests_on_the_complexity_measured() -> None:
+    import math
+
+    from app.scoring.smart import CAPACITY_REFERENCE, smart_letters
+    from app.snapshot import CostInputs, EndpointSnapshot, ProfileSnapshot
+    from app.summary import StepSummary
+
+    def step(
+        context: int, ttft_p99: float, hit: float | None = None, turns: list[float] | None = None
+    ) -> StepSummary:
+        return StepSummary.model_validate({
+            "concurrency": 1, "requests": {"sent": 4, "completed": 4, "failed": 0, "errors": {}},
+            "ttft_ms": {"p99": ttft_p99, "p50": ttft_p99 * 0.9}, "tpot_ms": {"p99": 20.0, "p50": 18.0},
+            "output_tokens_per_s": 100.0, "input_tokens_per_s": 100.0, "total_tokens_per_s": 200.0,
+            "token_count_source": "usage",
+            "workload": {"kind": "long_context", "context_tokens": context, "cache_hit_rate": hit,
+                         "expected_hit_rate": 0.8 if hit is not None else None,
+                         "by_turn": [{"turn": i + 1, "requests": 4, "ttft_ms": {"p50": t, "p99": t}}
+                                     for i, t in enumerate(turns or [])]},
+        })  # fmt: skip
+
+    profile = ProfileSnapshot(name="long", slo_ttft_ms=2000.0, slo_tpot_ms=50.0, slo_percentile=99.0)
+    steps = [step(1024, 200.0), step(8192, 900.0), step(32768, 1900.0), step(131072, 9000.0)]
+    card = smart_letters(steps, profile, CostInputs(), EndpointSnapshot(gpu_count=1))
+    s_letter = next(letter for letter in card.letters if letter.letter == "S")
+    evidence = {e.label: e.value for e in s_letter.evidence}
+    assert evidence["longest prompt meeting the SLO"] == 32768
+    assert evidence["long-context prefill speed (TTFT p50 at 131072 tokens)"] == pytest.approx(131072 / 8.1)
+    assert s_letter.score is not None and "context score" in s_letter.how
+    # Capacity 1 (one user) and the context: 32k of 128k on a log scale from 1k, 5 / 7 of the way.
+    capacity = 100 * math.log2(2) / math.log2(1 + CAPACITY_REFERENCE)
+    assert s_letter.score == pytest.approx((capacity + 100 * 5 / 7) / 2, abs=0.1)
+
+    # A multi-turn, shared-prefix step: cache hits against the expectation, turns within the SLO.
+    turned = [step(1024, 300.0, hit=0.6, turns=[200.0, 400.0, 2500.0])]
+    card = smart_letters(turned, profile, CostInputs(), EndpointSnapshot(gpu_count=1))
+    s_letter = next(letter for letter in card.letters if letter.letter == "S")
+    labels = " | ".join(e.label for e in s_letter.evidence)
+    assert "prefix-cache hit rate at the operating point (the workload allows 80 %)" in labels
+    assert "TTFT p50 growth from turn 1 to turn 3" in labels
+    # context 1k scores 0, cache 0.6 / 0.8 = 75, turns 2 of 3 = 66.7: the mean of what was measured.
+    assert s_letter.score == pytest.approx((capacity + 0 + 75 + 200 / 3) / 4, abs=0.1)

@@ -520,16 +520,27 @@ class Prober:
         tasks: set[asyncio.Task[None]] = set()
         lags: list[float] = []
 
+        cap = asyncio.Semaphore(w.max_concurrency) if w.max_concurrency else None
+
         async def fire(sample: Sample, body: bytes) -> None:
-            samples.append(await self._one(session, sample, body))
-            if progress is not None:
-                progress(index, len(samples), len(plan))
+            try:
+                samples.append(await self._one(session, sample, body))
+                if progress is not None:
+                    progress(index, len(samples), len(plan))
+            finally:
+                if cap is not None:
+                    cap.release()
 
         t0, t0_ns = loop.time() + 0.01, time.perf_counter_ns() + 10_000_000
+        horizon = w.duration_per_step_s
         for n, (at, request) in enumerate(plan):
+            if horizon is not None and loop.time() - t0 > horizon:
+                break  # the step's time is up: a probe that fell behind sends no more
             seq = next(self._seq)
             sample, body = self._request(index, n < w.warmup_requests, seq, self.traffic.traced(request, seq))
             await _until(loop, t0 + at)
+            if cap is not None:  # a request that waits for the cap leaves late: its lag says so
+                await cap.acquire()
             sample.scheduled_ns = t0_ns + int(at * 1e9)
             lags.append(max(0.0, (loop.time() - t0 - at) * 1000.0))
             task = loop.create_task(fire(sample, body))

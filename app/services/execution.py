@@ -29,6 +29,7 @@ from app.services import alerts, datasets, inspections, site, tokenizers
 from app.services import endpoints as endpoint_service
 from app.services.results import finish, store_steps
 from app.services.runs import WORKER_ID
+from app.workloads import context_steps, lengths
 
 log = logging.getLogger("smartbench.runs")
 
@@ -82,6 +83,13 @@ async def execute(
             return "missing"
         search = SearchSpec.from_profile(run.profile_snapshot)
         planned_steps = search.max_steps if search else len(run.profile_snapshot.load_levels or ())
+        traffic = run.profile_snapshot.spec
+        if traffic.kind == "long_context":  # a step per prompt length (the card may allow more than declared)
+            out = int((traffic.output or lengths(run.profile_snapshot.output_tokens_mean, None)).expected)
+            lengths_planned = traffic.context_tokens or context_steps(
+                traffic.start_tokens or 1024, traffic.context_max or 0, out
+            )
+            planned_steps = len(lengths_planned) or 1
         try:
             spec = await probe_spec(session, run, box=box, settings=settings)
         except ValueError as exc:

@@ -1,4 +1,4 @@
-"""Workload profile pages: list, create and edit through a form."""
+"""Workload profile pages: list, a profile's page (its workload, its dataset's statistics), create and edit through a form."""
 
 from __future__ import annotations
 
