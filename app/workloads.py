@@ -24,16 +24,20 @@ WORKLOAD_KINDS: tuple[str, ...] = WorkloadKind.__args__  # type: ignore[attr-def
 TRACE_BLOCK_TOKENS = 512
 
 
+MAX_VALUE = 1_000_000.0  # the most tokens (or seconds) a distribution gives: as a profile's lengths
+MAX_THINK_S = 600.0  # a think time longer than this is cut to it
+
+
 class Dist(BaseModel):
     """A distribution of lengths (tokens) or times (seconds), sampled with the workload's seed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dist: DistKind = "fixed"
-    mean: float | None = Field(default=None, ge=0)  # fixed, normal, lognormal, exponential
+    mean: float | None = Field(default=None, ge=0, le=MAX_VALUE)  # fixed, normal, lognormal, exponential
     spread: float = Field(default=0.0, ge=0, le=5)  # normal, lognormal: std-dev / mean
-    low: float | None = Field(default=None, ge=0)  # uniform: bounds; any other: a floor
-    high: float | None = Field(default=None, ge=0)  # uniform: bounds; any other: a ceiling
+    low: float | None = Field(default=None, ge=0, le=MAX_VALUE)  # uniform: bounds; any other: a floor
+    high: float | None = Field(default=None, ge=0, le=MAX_VALUE)  # uniform: bounds; any other: a ceiling
     histogram: list[tuple[float, float]] | None = Field(default=None, max_length=1000)  # (value, weight)
 
     @model_validator(mode="after")
@@ -42,8 +46,10 @@ class Dist(BaseModel):
             if self.low is None or self.high is None or self.low > self.high:
                 raise ValueError("a uniform distribution needs low <= high")
         elif self.dist == "histogram":
-            if not self.histogram or any(w < 0 or v < 0 for v, w in self.histogram):
-                raise ValueError("a histogram needs value=weight pairs with weights >= 0")
+            if not self.histogram or any(
+                not (0 <= w <= MAX_VALUE and 0 <= v <= MAX_VALUE) for v, w in self.histogram
+            ):
+                raise ValueError(f"a histogram needs value=weight pairs between 0 and {MAX_VALUE:g}")
             if sum(w for _, w in self.histogram) <= 0:
                 raise ValueError("a histogram needs a positive weight")
         elif self.mean is None:
@@ -128,7 +134,7 @@ class Dist(BaseModel):
             value = max(value, self.low)
         if self.high is not None and self.dist != "uniform":
             value = min(value, self.high)
-        return max(0.0, value)
+        return max(0.0, min(value, MAX_VALUE))
 
     def tokens(self, rng: random.Random) -> int:
         """A length in tokens: at least one."""
@@ -223,6 +229,8 @@ class WorkloadSpec(BaseModel):
         missing = [name for name in NEEDS.get(self.kind, ()) if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} workload needs {', '.join(missing)}")
+        if self.think_s is not None and self.think_s.expected > MAX_THINK_S:
+            raise ValueError(f"think times average at most {MAX_THINK_S:g} s")
         return self
 
     # -- what the probe and the pages read ------------------------------------------------------

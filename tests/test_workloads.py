@@ -342,3 +342,50 @@ def test_s_letter_rests_on_the_complexity_measured() -> None:
     assert "TTFT p50 growth from turn 1 to turn 3" in labels
     # context 1k scores 0, cache 0.6 / 0.8 = 75, turns 2 of 3 = 66.7: the mean of what was measured.
     assert s_letter.score == pytest.approx((capacity + 0 + 75 + 200 / 3) / 4, abs=0.1)
+
+
+async def test_every_builtin_workload_runs_and_is_scored(app, client: httpx.AsyncClient, people) -> None:
+    """Each built-in workload profile, with its bounds cut to seconds, runs through the executor
+    against the simulator (playing vLLM, so the long-context steps come from its model card) and
+    gets a scorecard."""
+    auth = await bearer(client, "editor")
+    kinds = {"chat-multiturn": "multi_turn", "agentic": "multi_turn", "rag-shared-prefix": "shared_prefix",
+             "long-context": "long_context", "trace-replay": "trace"}  # fmt: skip
+    with simulator("--preset", "fixed", "--ttft-ms", "5", "--itl-ms", "0.2", "--engine", "vllm") as url:
+        endpoint = await client.post("/api/v1/endpoints", json={"name": "sim", "base_url": url, "model": "sim",
+                                     "gpu_count": 1, "price_per_gpu_hour": 2.0}, headers=auth)  # fmt: skip
+        endpoint_id = endpoint.json()["id"]
+        runs = {}
+        for name in kinds:
+            builtin = (await client.get(f"/api/v1/profiles/{name}", headers=auth)).json()
+            quick = {"name": f"quick-{name}", "input_tokens_mean": builtin["input_tokens_mean"],
+                     "output_tokens_mean": 16, "load_mode": builtin["load_mode"], "load_levels": builtin["load_levels"][:1],
+                     "requests_per_step": 6, "slo_ttft_ms": 5000, "workload": builtin["workload"]}  # fmt: skip
+            if builtin["workload"]["kind"] == "long_context":
+                quick["workload"] = {**builtin["workload"], "context_tokens": [1024, 4096]}
+            if builtin["workload"].get("output"):
+                quick["workload"] = {**quick["workload"], "output": {"dist": "fixed", "mean": 16}}
+            if builtin["workload"].get("think_s"):
+                quick["workload"] = {**quick["workload"], "think_s": {"dist": "fixed", "mean": 0.01}}
+            created = await client.post("/api/v1/profiles", json=quick, headers=auth)
+            assert created.status_code == 201, created.text
+            accepted = await client.post(f"/api/v1/endpoints/{endpoint_id}/runs", json={"profile": f"quick-{name}"},
+                                         headers=auth)  # fmt: skip
+            runs[name] = accepted.json()["run_id"]
+        summaries = {
+            name: await wait_for_run(client, run_id, auth, timeout=180) for name, run_id in runs.items()
+        }
+        page = await client.get(f"/runs/{runs['long-context']}", headers=auth)
+    for name, summary in summaries.items():
+        assert summary["status"] == "succeeded", (name, summary.get("error"))
+        assert {step["workload"]["kind"] for step in summary["steps"]} == {kinds[name]}
+        assert {letter["letter"] for letter in summary["scorecard"]["letters"]} == set("SMART"), name
+    contexts = [step["workload"]["context_tokens"] for step in summaries["long-context"]["steps"]]
+    assert contexts == [1024, 4096]
+    s_letter = next(x for x in summaries["long-context"]["scorecard"]["letters"] if x["letter"] == "S")
+    assert any(
+        e["label"] == "longest prompt meeting the SLO" and e["value"] == 4096 for e in s_letter["evidence"]
+    )
+    agentic = summaries["agentic"]["steps"][0]["workload"]
+    assert agentic["cache_hit_rate"] > 0.5  # the shared system prompt and the earlier turns hit
+    assert page.status_code == 200

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 from app.datasets import Conversation, DatasetContent, TraceRequest
 from app.probe.prompts import Messages, PromptFactory
-from app.workloads import TRACE_BLOCK_TOKENS, Dist, WorkloadSpec
+from app.workloads import MAX_THINK_S, TRACE_BLOCK_TOKENS, Dist, WorkloadSpec
 
 BLOCK_TEXTS = 4096  # trace blocks' texts kept for reuse (a popular block is made once)
+PREFIX_WORDS = 8_000_000  # shared prefixes' texts kept for reuse, in words at most
 
 
 @dataclass(slots=True)
@@ -70,7 +71,8 @@ class Session:
         self.last_prompt_tokens = prompt_tokens
 
     def think(self) -> float:
-        return self.think_s[self.sent - 1] if 0 < self.sent <= len(self.think_s) else 0.0
+        """Seconds to wait before the next turn (at most MAX_THINK_S)."""
+        return min(MAX_THINK_S, self.think_s[self.sent - 1]) if 0 < self.sent <= len(self.think_s) else 0.0
 
 
 class Traffic:
@@ -127,7 +129,7 @@ class Traffic:
         if prefix is None:
             prefix = self.prompts.shared(prefix_tokens, f"prefix:{spec.seed}:{group}")
             self._prefixes[group] = prefix
-            if len(self._prefixes) > BLOCK_TEXTS:
+            if len(self._prefixes) > max(1, PREFIX_WORDS // prefix_tokens):
                 self._prefixes.popitem(last=False)
         expected = prefix_tokens if group in self._seen_groups else 0
         self._seen_groups.add(group)

@@ -423,7 +423,7 @@ class Prober:
                 return
             think = convo.think()
             if think > 0 and budget.more():
-                await asyncio.sleep(think)
+                await asyncio.sleep(min(think, budget.left_s()))
 
     async def _open_loop(
         self,
@@ -641,6 +641,11 @@ class _Budget:
             return False
         d = self.prober.workload.duration_per_step_s
         return not (d is not None and time.perf_counter() - self.started >= d)
+
+    def left_s(self) -> float:
+        """Seconds until the step's duration is up (a think time never outlasts the step)."""
+        d = self.prober.workload.duration_per_step_s
+        return float("inf") if d is None else max(0.0, d - (time.perf_counter() - self.started))
 
 
 async def _until(loop: asyncio.AbstractEventLoop, due: float) -> None:

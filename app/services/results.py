@@ -162,7 +162,9 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
             client_notes=quality.client_notes,
             client_cpu_pct=quality.client_cpu_pct,
             spec=run.profile_snapshot.spec,
-            context_tokens=step.summary.workload.context_tokens if step.summary.workload is not None else None,
+            context_tokens=step.summary.workload.context_tokens
+            if step.summary.workload is not None
+            else None,
         )
         summary.telemetry = step.summary.telemetry  # the server's metrics are not in the samples
         fresh = with_costs(summary, inputs)
