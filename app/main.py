@@ -35,7 +35,9 @@ from app.web.templating import render_error
 log = logging.getLogger("smartbench")
 
 
-UPLOADS = re.compile(r"/api/v1/imports|/endpoints/\d+/import")  # paths that take result files
+UPLOADS = re.compile(
+    r"/api/v1/imports|/endpoints/\d+/import|/api/v1/datasets|/datasets"
+)  # paths that take files
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:

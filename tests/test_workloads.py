@@ -10,7 +10,7 @@ import random
 import httpx
 import pytest
 
-from app.datasets import DatasetError, generated_trace, parse, stats, to_file
+from app.datasets import DatasetError, generated_conversations, generated_trace, parse, stats, to_file
 from app.probe.runner import Prober
 from app.probe.types import Target, Workload
 from app.simulator import SimConfig, Simulator
@@ -198,6 +198,13 @@ async def test_datasets_api_and_a_shared_prefix_profile_end_to_end(
     )
     assert refused.status_code == 422 and "bad.jsonl:1: output_length" in refused.text
     assert (await client.get("/api/v1/datasets/bad", headers=auth)).status_code == 404
+    big = to_file(generated_conversations(400, seed=3))  # over a megabyte: an upload, not a form body
+    assert len(big) > 1024 * 1024
+    stored = await client.post(
+        "/api/v1/datasets", files={"file": ("c.json", big)}, data={"name": "convs"}, headers=auth
+    )
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["stats"]["turns_mean"] > 1 and stored.json()["format"] == "sharegpt"
     good = to_file(generated_trace(50, seed=2))
     added = await client.post(
         "/api/v1/datasets", files={"file": ("t.jsonl", good)}, data={"name": "mine"}, headers=auth
