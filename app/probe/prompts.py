@@ -8,7 +8,9 @@ Every prompt starts with a unique prefix so prefix caching cannot flatter the nu
 from __future__ import annotations
 
 import bisect
+import functools
 import random
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +54,15 @@ class TiktokenTokenizer:
         tokens = self._enc.encode(text, disallowed_special=())
         _, starts = self._enc.decode_with_offsets(tokens)
         return [*starts[1:], len(text)] if starts else []
+
+
+@functools.cache
+def _ring() -> list[str]:
+    """A fixed sequence of random words that shared texts are cut from."""
+    return random.Random(20261203).choices(WORDS, k=RING_WORDS)
+
+
+RING_WORDS = 1 << 18
 
 
 def tokens_per_chunk(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
@@ -142,9 +153,18 @@ class PromptFactory:
 
     def shared(self, tokens: int, key: str) -> str:
         """The same text for the same key and length, whoever asks (a shared prefix or block):
-        seeded by the key alone, so every process and every run with the seed sends it alike."""
-        rng = random.Random(key)
-        return " ".join(rng.choices(WORDS, k=self.words_in(tokens)))
+        a function of the key alone, so every process and every run with the seed sends it
+        alike. Its first word names the key, so texts of two keys differ from their first token;
+        the rest is a stretch of a fixed random word ring that the key picks (cheap: a trace
+        replay makes thousands of blocks a second)."""
+        n = self.words_in(tokens)
+        ring = _ring()
+        start = zlib.crc32(key.encode()) % len(ring)
+        body: list[str] = []
+        while len(body) < n - 1:
+            body += ring[start : start + (n - 1 - len(body))]
+            start = 0
+        return " ".join([f"k{zlib.crc32(key.encode()):x}", *body])
 
     def count(self, text: str) -> int:
         """Tokens of some text, by the tokenizer where there is one, else by the calibration."""

@@ -19,6 +19,7 @@ import itertools
 import multiprocessing
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ import aiohttp
 import numpy as np
 
 from app.environment import RunEnvironment, SearchReport
-from app.probe.client import headers_for, make_session, outbound_problem, stream_request
+from app.probe.client import headers_for, make_session, outbound_problem, stream_request, until
 from app.probe.lag import LOOP_LAG_LIMIT_MS, TICK_S, LagMonitor
 from app.probe.plans import Planned, Session, Traffic
 from app.probe.preflight import Preflight, ProbeError, preflight
@@ -47,7 +48,9 @@ from app.probe.types import ErrorKind, Limits, Sample, StepResult, Target, Timeo
 from app.workloads import context_steps, lengths
 
 DISPATCH_LAG_LIMIT_MS = 5.0
-SPIN_S = 0.0015  # open loop: sleep until this long before a send, then yield until it is due
+LEAD_S = 0.003  # a scheduled request starts this early; the client holds its bytes until it is due
+LOOKAHEAD = 256  # trace replay: request bodies made ahead of their send time, at most
+PREPARE_SLACK_S = 0.005  # ... while the next start is at least this far off
 RAMP_SPACING_S = 0.0005  # closed loop: client i starts i x 0.5 ms after the first ...
 RAMP_MAX_S = 0.25  # ... within at most 250 ms
 
@@ -304,6 +307,11 @@ class Prober:
         # a large heap would otherwise stall the loop for milliseconds mid-measurement.
         gc.collect()
         gc.freeze()
+        # Nor a full collection during the step: after the freeze every gen-1 overflow would run
+        # one over all the step's samples so far (55 ms at 650 requests/s, seen in the trace
+        # benchmark). Young cycles are still collected; the old ones wait for the step's end.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(thresholds[0], thresholds[1], 1_000_000)
         cancelled = False
         dispatch_lag = 0.0
         try:
@@ -330,6 +338,7 @@ class Prober:
                     if self._scraper is not None and not cancelled:
                         await self._scraper.mark("end")
         finally:
+            gc.set_threshold(*thresholds)
             gc.unfreeze()
         self._count_tokens(samples)
         if cancelled:
@@ -442,8 +451,7 @@ class Prober:
         loop = asyncio.get_running_loop()
         cap = asyncio.Semaphore(w.max_concurrency) if w.max_concurrency else None
         budget = _Budget(self, time.perf_counter(), total)
-        t0, t0_ns = loop.time(), time.perf_counter_ns()
-        next_at = t0
+        next_at = time.perf_counter()
         lags: list[float] = []
         tasks: set[asyncio.Task[None]] = set()
         capped = 0
@@ -470,12 +478,12 @@ class Prober:
 
         arrivals = 0
         while budget.more():
-            await _until(loop, next_at)
+            await until(next_at - (0.0 if sessions else LEAD_S), exact=sessions)
             if cap is not None:
                 if cap.locked():
                     capped += 1
                 await cap.acquire()
-            lags.append(max(0.0, (loop.time() - next_at) * 1000.0))
+            lags.append(max(0.0, (time.perf_counter() - next_at) * 1000.0))
             warmup = arrivals < w.warmup_requests
             arrivals += 1
             task: asyncio.Task[None]
@@ -483,7 +491,7 @@ class Prober:
                 task = loop.create_task(converse(self.traffic.session(next(self._sessions)), warmup))
             else:
                 sample, body = self._next_request(index, warmup, context)
-                sample.scheduled_ns = t0_ns + int((next_at - t0) * 1e9)
+                sample.scheduled_ns = sample.hold_until_ns = int(next_at * 1e9)
                 budget.issued += 1
                 task = loop.create_task(fire(sample, body))
             tasks.add(task)
@@ -501,7 +509,8 @@ class Prober:
             await asyncio.gather(*tasks)
         if capped:
             notes.append(f"{capped} arrivals waited for the concurrency cap ({w.max_concurrency})")
-        return float(np.percentile(lags, 99)) if lags else 0.0
+        late = [lag for s in samples if (lag := s.dispatch_lag_ms) is not None]
+        return float(np.percentile(late, 99)) if late else (float(np.percentile(lags, 99)) if lags else 0.0)
 
     async def _trace_loop(
         self,
@@ -531,18 +540,38 @@ class Prober:
                 if cap is not None:
                     cap.release()
 
-        t0, t0_ns = loop.time() + 0.01, time.perf_counter_ns() + 10_000_000
+        t0 = time.perf_counter() + 0.01
         horizon = w.duration_per_step_s
-        for n, (at, request) in enumerate(plan):
-            if horizon is not None and loop.time() - t0 > horizon:
-                break  # the step's time is up: a probe that fell behind sends no more
+        upcoming = iter(enumerate(plan))
+        ready: deque[tuple[float, Sample, bytes]] = deque()  # bodies made ahead of their time
+
+        def prepare() -> bool:
+            found = next(upcoming, None)
+            if found is None:
+                return False
+            n, (at, request) = found
             seq = next(self._seq)
             sample, body = self._request(index, n < w.warmup_requests, seq, self.traffic.traced(request, seq))
-            await _until(loop, t0 + at)
+            ready.append((at, sample, body))
+            return True
+
+        while ready or prepare():
+            at = ready[0][0]
+            # Make the next bodies while there is time before this one is due, one at a time
+            # with the loop's I/O served between them: a burst of arrivals then leaves without
+            # waiting for its prompts to be built.
+            for _ in range(LOOKAHEAD - len(ready)):
+                if t0 + at - time.perf_counter() <= PREPARE_SLACK_S or not prepare():
+                    break
+                await asyncio.sleep(0)  # a yield between two bodies: the loop's I/O goes on
+            await until(t0 + at - LEAD_S, exact=False)  # the client holds it until it is due
+            if horizon is not None and time.perf_counter() - t0 > horizon:
+                break  # the step's time is up: a probe that fell behind sends no more
+            _, sample, body = ready.popleft()
             if cap is not None:  # a request that waits for the cap leaves late: its lag says so
                 await cap.acquire()
-            sample.scheduled_ns = t0_ns + int(at * 1e9)
-            lags.append(max(0.0, (loop.time() - t0 - at) * 1000.0))
+            sample.scheduled_ns = sample.hold_until_ns = int((t0 + at) * 1e9)
+            lags.append(max(0.0, (time.perf_counter() - t0 - at) * 1000.0))
             task = loop.create_task(fire(sample, body))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -646,16 +675,6 @@ class _Budget:
         """Seconds until the step's duration is up (a think time never outlasts the step)."""
         d = self.prober.workload.duration_per_step_s
         return float("inf") if d is None else max(0.0, d - (time.perf_counter() - self.started))
-
-
-async def _until(loop: asyncio.AbstractEventLoop, due: float) -> None:
-    """Wait until the loop's clock reaches `due`: asleep until just before (timers fire up to a
-    millisecond late), then yielding to I/O until it is due."""
-    delay = due - loop.time()
-    if delay > SPIN_S:
-        await asyncio.sleep(delay - SPIN_S)
-    while loop.time() < due:  # noqa: ASYNC110 - a yield, not a wait for an event
-        await asyncio.sleep(0)
 
 
 def _arrival_rate(samples: list[Sample]) -> float | None:

@@ -94,6 +94,7 @@ class Sample:
     session: int | None = None
     turn: int | None = None  # 1 for a session's first request
     scheduled_ns: int | None = None  # open loop and traces: when it was due to leave
+    hold_until_ns: int | None = None  # started ahead: the client holds its bytes until then
     answer_text: str | None = None  # kept for a session's next turn, then dropped
 
     @property
