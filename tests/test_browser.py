@@ -1,4 +1,5 @@
-"""The main path in a real browser: log in, register an endpoint, see it, get a field error."""
+"""The main path in a real browser: log in, register an endpoint, see it, get a field error;
+add a dataset and a profile that replays it."""
 
 from __future__ import annotations
 
@@ -138,6 +139,44 @@ def test_login_register_list_and_field_error(tmp_path: Path, database_url: str |
         page.click("header >> text=Alerts")
         expect(page.locator("body")).not_to_contain_text("whsec_")
         page.screenshot(path=str(ARTIFACTS / f"alerts-settings-{tag}.png"), full_page=True)
+
+        # Datasets: a malformed trace is refused with its line and field and keeps what was typed;
+        # a good one is stored, its page shows its statistics and charts; a profile replays it.
+        page.click("nav >> text=Datasets")
+        expect(page.locator("#datasets-table")).to_contain_text("mooncake-sample")
+        bad = tmp_path / "bad-trace.jsonl"
+        bad.write_text('{"timestamp": 0, "input_length": 700, "output_length": 5, "hash_ids": [1, 2]}\n'
+                       '{"timestamp": 10, "input_length": 700, "output_length": -1, "hash_ids": [1, 3]}\n')  # fmt: skip
+        page.fill("#f-name", "my-trace")
+        page.set_input_files("#f-file", str(bad))
+        page.click("#dataset-form button[type=submit]")
+        expect(page.locator("#dataset-error")).to_contain_text(
+            "bad-trace.jsonl:2: output_length: must be at least 1"
+        )
+        expect(page.locator("#f-name")).to_have_value("my-trace")
+        good = tmp_path / "trace.jsonl"
+        good.write_text(bad.read_text().replace('"output_length": -1', '"output_length": 7'))
+        page.set_input_files("#f-file", str(good))
+        page.click("#dataset-form button[type=submit]")
+        expect(page.locator("h1")).to_contain_text("my-trace")
+        expect(page.locator("#prefix-share")).to_contain_text("%")
+        expect(page.locator(".chart[data-rendered]")).to_have_count(2)
+        page.click("nav >> text=Profiles")
+        page.click("text=New profile")
+        page.fill("#f-name", "replay-mine")
+        page.fill("#f-input_tokens_mean", "700")
+        page.fill("#f-output_tokens_mean", "7")
+        page.select_option("#f-load_mode", "rate")
+        page.fill("#f-load_levels", "1, 10")
+        page.fill("#f-requests_per_step", "2")
+        page.select_option("#f-workload_kind", "trace")
+        page.select_option("#f-workload_dataset", "my-trace")
+        page.click("form.form button[type=submit]")
+        page.click("#profiles-table >> text=replay-mine")
+        expect(page.locator("#workload-spec")).to_contain_text("trace; dataset my-trace")
+        expect(page.locator("#profile-dataset")).to_contain_text("2 records")
+        expect(page.locator(".chart[data-rendered]")).to_have_count(2)
+        page.screenshot(path=str(ARTIFACTS / f"profile-trace-{tag}.png"), full_page=True)
 
         # Log out: the dashboard asks for a login again.
         page.click("button:has-text('Log out')")
