@@ -96,11 +96,15 @@ def vllm_environment() -> str | None:
     """Make VLLM_ENV with vLLM's CPU build where it is missing (a few minutes, once a machine);
     None when it is ready, else why it cannot be."""
     python = vllm_python()
+    ready = VLLM_ENV / "smartbench-ready"  # written once vLLM's server module imported there
+    if python.exists() and ready.exists():
+        return None
     check = [str(python), "-c", "import vllm.entrypoints.openai.api_server"]
     if (
         python.exists()
         and subprocess.run(check, capture_output=True, timeout=300, check=False).returncode == 0
     ):
+        ready.touch()
         return None
     VLLM_ENV.parent.mkdir(parents=True, exist_ok=True)
     steps = [
@@ -113,7 +117,10 @@ def vllm_environment() -> str | None:
         if done.returncode != 0 and "uninstall" not in step:
             return f"{' '.join(step[:4])} failed: {(done.stderr or done.stdout)[-800:]}"
     found = subprocess.run(check, capture_output=True, text=True, timeout=300, check=False)
-    return None if found.returncode == 0 else f"vLLM does not import: {found.stderr[-800:]}"
+    if found.returncode != 0:
+        return f"vLLM does not import: {found.stderr[-800:]}"
+    ready.touch()
+    return None
 
 
 @contextmanager
