@@ -111,10 +111,12 @@ class LengthStats(_Record):
             return cls()
         arr = np.asarray(values, dtype=float)
         p50, p90 = np.percentile(arr, [50, 90])
-        counts, edges = np.histogram(arr, bins=20)
-        shape = Histogram(edges=[round(float(e), 3) for e in edges], counts=[int(c) for c in counts])
         return cls(
-            mean=float(arr.mean()), p50=float(p50), p90=float(p90), max=float(arr.max()), histogram=shape
+            mean=float(arr.mean()),
+            p50=float(p50),
+            p90=float(p90),
+            max=float(arr.max()),
+            histogram=Histogram.of(values),
         )
 
 

@@ -9,6 +9,9 @@ including the derived `load` and `load_kind`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, computed_field, field_serializer
 
 from app.domain import (
@@ -43,6 +46,13 @@ class Histogram(_Model):
 
     edges: list[float] = Field(default_factory=list)
     counts: list[int] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, values: Sequence[float], bins: int = 20) -> Histogram:
+        if not len(values):
+            return cls()
+        counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
+        return cls(edges=[round(float(e), 3) for e in edges], counts=[int(c) for c in counts])
 
 
 class TurnStats(_Model):

@@ -101,7 +101,6 @@ class Traffic:
         self._prefixes: OrderedDict[int, str] = OrderedDict()
         self._blocks: OrderedDict[tuple[int, int], str] = OrderedDict()
         self._round_robin = 0
-        self._sessions = 0
 
     # -- independent requests -----------------------------------------------------------------------
 
@@ -166,7 +165,6 @@ class Traffic:
 
     def session(self, seq_base: int) -> Session:
         """A new conversation (multi_turn, or a dataset's conversation replayed whole)."""
-        self._sessions += 1
         ident = seq_base
         spec = self.spec
         if spec.kind == "dataset":

@@ -195,13 +195,6 @@ def summarize_step(
     return summary
 
 
-def histogram(values: Sequence[float], bins: int = 20) -> Histogram:
-    if not values:
-        return Histogram()
-    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
-    return Histogram(edges=[round(float(e), 3) for e in edges], counts=[int(c) for c in counts])
-
-
 def workload_stats(
     ok: Sequence[Sample], measured: Sequence[Sample], spec: WorkloadSpec, context_tokens: int | None
 ) -> WorkloadStats:
@@ -240,8 +233,8 @@ def workload_stats(
         {
             "kind": spec.kind,
             "context_tokens": context_tokens,
-            "input_histogram": histogram([s.input_tokens for s in ok if s.input_tokens is not None]),
-            "output_histogram": histogram([s.osl for s in ok if s.osl is not None]),
+            "input_histogram": Histogram.of([s.input_tokens for s in ok if s.input_tokens is not None]),
+            "output_histogram": Histogram.of([s.osl for s in ok if s.osl is not None]),
             "cache_reported": len(reported),
             "cache_hit_rate": hit_rate,
             "expected_hit_rate": expected,

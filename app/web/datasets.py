@@ -74,19 +74,7 @@ async def dataset_page(
 ) -> HTMLResponse:
     found = DatasetRead.model_validate(await datasets.get_by_name(session, name))
     users = await datasets.users_of(session, name)
-    unit = found.stats.unit
-
-    def build() -> dict[str, str]:
-        return {
-            "input_lengths": figures.histogram(
-                found.stats.input.histogram, "Prompt lengths", unit, figures.PALETTE[1]
-            ),
-            "output_lengths": figures.histogram(
-                found.stats.output.histogram, "Answer lengths", unit, figures.PALETTE[2]
-            ),
-        }
-
-    charts = await asyncio.to_thread(build)
+    charts = await asyncio.to_thread(figures.dataset_lengths, found.stats)
     return render(request, "datasets/detail.html", {"dataset": found, "users": users, "charts": charts})
 
 

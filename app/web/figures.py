@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from markupsafe import Markup
 
+from app.datasets import DatasetStats
 from app.domain import per_gpu, user_rate_at
 from app.probe.stats import itl_gaps_ms
 from app.probe.types import Sample
@@ -281,6 +282,14 @@ def histogram(shape: Histogram, title: str, unit: str, color: str) -> str:
     return _json(fig)
 
 
+def dataset_lengths(stats: DatasetStats) -> dict[str, str]:
+    """A dataset's prompt and answer lengths (its page, and the pages of profiles that use it)."""
+    return {
+        "input_lengths": histogram(stats.input.histogram, "Prompt lengths", stats.unit, PALETTE[1]),
+        "output_lengths": histogram(stats.output.histogram, "Answer lengths", stats.unit, PALETTE[2]),
+    }
+
+
 def workload(steps: Sequence[StepSummary], load_label: str) -> dict[str, str]:
     """The traffic as measured: the busiest step's prompt and output lengths, prefix-cache hit
     rates per step (usage, expected, the server's counters), TTFT by turn, and, for a long
@@ -289,7 +298,7 @@ def workload(steps: Sequence[StepSummary], load_label: str) -> dict[str, str]:
     if not worked:
         return {}
     out: dict[str, str] = {}
-    busiest, stats = max(worked, key=lambda pair: pair[0].requests.completed)
+    _, stats = max(worked, key=lambda pair: pair[0].requests.completed)
     out["input_lengths"] = histogram(
         stats.input_histogram, "Prompt lengths (busiest step)", "tokens", PALETTE[1]
     )
@@ -331,7 +340,6 @@ def workload(steps: Sequence[StepSummary], load_label: str) -> dict[str, str]:
         ctx.add_trace(go.Scatter(x=x, y=[s.cost_per_million_tokens for s, _ in contexts], mode="lines+markers",
                                  name="$ / M tokens", yaxis="y2", line={"dash": "dot"}))  # fmt: skip
         out["context"] = _json(ctx)
-    del busiest
     return out
 
 

@@ -246,15 +246,7 @@ async def profile_page(request: Request, name: str, session: SessionDep, _: Read
         except NotFound:
             dataset = None
         if dataset is not None:
-            found = dataset
-            charts = await asyncio.to_thread(
-                lambda: {
-                    "input_lengths": figures.histogram(found.stats.input.histogram, "Prompt lengths", found.stats.unit,
-                                                       figures.PALETTE[1]),
-                    "output_lengths": figures.histogram(found.stats.output.histogram, "Answer lengths",
-                                                        found.stats.unit, figures.PALETTE[2]),
-                }
-            )  # fmt: skip
+            charts = await asyncio.to_thread(figures.dataset_lengths, dataset.stats)
     return render(
         request,
         "profiles/detail.html",
