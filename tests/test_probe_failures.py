@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.probe.client import make_session, stream_request
+from app.probe.client import headers_for, make_session, stream_request, warm
 from app.probe.prompts import BodyOptions, request_body
 from app.probe.types import Limits, Sample, Target, Timeouts
 
@@ -230,3 +230,41 @@ async def test_memory_stays_bounded_against_a_flood() -> None:
     print(f"peak Python memory while cutting a flood at 16 MiB: {grown_mib:.0f} MiB")
     assert sample.error_kind == "too_large", sample.error_detail
     assert grown_mib < 64
+
+
+async def test_a_schedule_opens_its_connections_before_its_clock() -> None:
+    """warm(): one keep-alive connection per count, each left open in the pool for the first
+    scheduled requests; a refused or failing endpoint is no error (the run's requests say so)."""
+    accepted: list[int] = []
+    models = b'{"object":"list","data":[{"id":"sim"}]}'
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        try:
+            while True:
+                await _read_request(reader)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % len(models)
+                    + models
+                )
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(keep_alive, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    target = Target(f"http://127.0.0.1:{port}/v1", "sim")
+    try:
+        async with make_session(8, TIMEOUTS) as session:
+            await warm(session, target, headers_for(target), 4)
+            assert len(accepted) == 4
+            body = request_body("chat", "sim", "hello", 8, BodyOptions())
+            await stream_request(session, target, body, Sample(seq=0), timeouts=TIMEOUTS)
+            assert len(accepted) == 4  # the request found a warm connection
+    finally:
+        server.close()
+    async with make_session(2, TIMEOUTS) as session:  # nobody listening: no error
+        await warm(session, Target("http://127.0.0.1:9/v1", "sim"), {}, 2)

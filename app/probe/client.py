@@ -7,6 +7,7 @@ timer per request that re-arms itself only when it fires early, not one timer pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import functools
 import time
@@ -32,6 +33,7 @@ class _Deadline(Exception):
         self.kind = kind
 
 
+WARM_TIMEOUT_S = 5.0  # each connection warm-up request, at most
 SPIN_S = 0.0015  # sleep until this long before a moment, then yield until it comes
 
 
@@ -123,6 +125,24 @@ async def read_all(response: aiohttp.ClientResponse, limit: int) -> bytes:
         parts.append(chunk)
         size += len(chunk)
     return b"".join(parts)
+
+
+async def warm(session: aiohttp.ClientSession, target: Target, headers: dict[str, str], count: int) -> None:
+    """Open `count` connections before a schedule's clock starts (a GET of the model list on
+    each, its answer read and dropped, a failure ignored): the first requests of a trace or an
+    open loop then leave on time instead of waiting for their connections and aiohttp's first
+    pass through its own code."""
+
+    async def one() -> None:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+            async with session.get(
+                target.base_url.rstrip("/") + "/models",
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=WARM_TIMEOUT_S),
+            ) as response:
+                await read_all(response, 1 << 20)
+
+    await asyncio.gather(*(one() for _ in range(max(0, count))))
 
 
 def headers_for(target: Target) -> dict[str, str]:

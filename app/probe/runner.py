@@ -29,7 +29,7 @@ import aiohttp
 import numpy as np
 
 from app.environment import RunEnvironment, SearchReport
-from app.probe.client import headers_for, make_session, outbound_problem, stream_request, until
+from app.probe.client import headers_for, make_session, outbound_problem, stream_request, until, warm
 from app.probe.lag import LOOP_LAG_LIMIT_MS, TICK_S, LagMonitor
 from app.probe.plans import Planned, Session, Traffic
 from app.probe.preflight import Preflight, ProbeError, preflight
@@ -51,6 +51,7 @@ DISPATCH_LAG_LIMIT_MS = 5.0
 LEAD_S = 0.003  # a scheduled request starts this early; the client holds its bytes until it is due
 LOOKAHEAD = 256  # trace replay: request bodies made ahead of their send time, at most
 PREPARE_SLACK_S = 0.005  # ... while the next start is at least this far off
+WARM_CONNECTIONS = 8  # a schedule's connections opened before its clock starts
 RAMP_SPACING_S = 0.0005  # closed loop: client i starts i x 0.5 ms after the first ...
 RAMP_MAX_S = 0.25  # ... within at most 250 ms
 
@@ -450,8 +451,6 @@ class Prober:
         w = self.workload
         loop = asyncio.get_running_loop()
         cap = asyncio.Semaphore(w.max_concurrency) if w.max_concurrency else None
-        budget = _Budget(self, time.perf_counter(), total)
-        next_at = time.perf_counter()
         lags: list[float] = []
         tasks: set[asyncio.Task[None]] = set()
         capped = 0
@@ -476,6 +475,11 @@ class Prober:
                 if cap is not None:
                     cap.release()
 
+        await warm(
+            session, self.target, self.headers, min(WARM_CONNECTIONS, w.max_concurrency or WARM_CONNECTIONS)
+        )
+        budget = _Budget(self, time.perf_counter(), total)
+        next_at = time.perf_counter()
         arrivals = 0
         while budget.more():
             await until(next_at - (0.0 if sessions else LEAD_S), exact=sessions)
@@ -540,7 +544,6 @@ class Prober:
                 if cap is not None:
                     cap.release()
 
-        t0 = time.perf_counter() + 0.01
         horizon = w.duration_per_step_s
         upcoming = iter(enumerate(plan))
         ready: deque[tuple[float, Sample, bytes]] = deque()  # bodies made ahead of their time
@@ -554,6 +557,14 @@ class Prober:
             sample, body = self._request(index, n < w.warmup_requests, seq, self.traffic.traced(request, seq))
             ready.append((at, sample, body))
             return True
+
+        # Before the clock starts: the first bodies made, connections open.
+        while len(ready) < LOOKAHEAD and prepare():
+            pass
+        await warm(
+            session, self.target, self.headers, min(WARM_CONNECTIONS, w.max_concurrency or WARM_CONNECTIONS)
+        )
+        t0 = time.perf_counter() + 0.01
 
         while ready or prepare():
             at = ready[0][0]
