@@ -789,6 +789,11 @@ class PlanRowRead(BaseModel):
     energy_source: str | None = Field(description="measured | declared power behind the energy")
     cost_per_million_tokens: float | None
     degraded: bool = Field(description="the operating point rests on a degraded measurement")
+    at_least: bool = Field(
+        default=False,
+        description="the SLO held at the heaviest load measured: one replica carries at least "
+        "load_per_replica, so replicas (and cost) are at most what is shown; an SLO search tells how much more",
+    )
 
 
 class PlanRead(BaseModel):

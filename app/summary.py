@@ -299,10 +299,19 @@ class OperatingPoint(StepCosts):
     step_index: int
     interpolated: bool = False
     next_step_index: int | None = None  # the step that breaks the SLO, when interpolated
+    # The SLO held at the heaviest load measured: the endpoint carries at least this much; how
+    # much more, only a heavier step (an SLO search) can tell.
+    at_least: bool = False
     degraded: list[str] = Field(default_factory=list)
     # Used for its costs, not shown.
     input_tokens_per_s: float | None = Field(default=None, exclude=True)
     good_tokens_per_s: float | None = Field(default=None, exclude=True)
+
+    @property
+    def basis(self) -> str:
+        """How the load was found: "at least" (the SLO never broke), "interpolated" (between a
+        step that met the SLO and the next that broke it) or "measured" (a step, as measured)."""
+        return "at least" if self.at_least else "interpolated" if self.interpolated else "measured"
 
     @property
     def step_indices(self) -> list[int]:
@@ -325,6 +334,10 @@ class Scorecard(_Model):
         description="degraded: the scores and cost rest on steps measured with a degraded client",
     )
     capacity: float | None = None
+    capacity_at_least: bool = Field(
+        default=False,
+        description="the SLO held at the heaviest concurrency measured: the capacity is at least `capacity`",
+    )
     slo: SLO | None = None
     letters: list[Judgement] = Field(default_factory=list)
 

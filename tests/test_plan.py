@@ -24,7 +24,7 @@ async def _seed(app) -> None:  # type: ignore[no-untyped-def]
         for name, cost, point, age in (
             ("a-self", SELF, {"step_index": 0, "load": 32.0, "load_kind": "concurrency", "output_tokens_per_s": 3000.0,
                               "total_tokens_per_s": 15000.0, "tokens_per_joule": 0.6, "energy_source": "measured",
-                              "cost_per_million_tokens": 0.5, "degraded": []}, 1),
+                              "cost_per_million_tokens": 0.5, "degraded": [], "at_least": True}, 1),
             ("b-hosted", HOSTED, {"step_index": 0, "load": 8.0, "load_kind": "concurrency", "output_tokens_per_s": 3200.0,
                                   "total_tokens_per_s": 16000.0, "cost_per_million_tokens": 0.64, "degraded": []}, 2),
             ("c-stale", SELF, {"step_index": 0, "load": 64.0, "load_kind": "concurrency", "output_tokens_per_s": 5000.0,
@@ -49,13 +49,15 @@ async def test_the_plan_matches_a_hand_computation(app, client: httpx.AsyncClien
     a = rows["a-self"]
     # 100 users + 20 % = 120; one replica carries 32 at the SLO: 4 replicas of 8 GPUs.
     assert (a["replicas"], a["gpus"]) == (4, 32)
+    # Its SLO never broke (32 users was the heaviest load measured): 4 replicas are an upper bound.
+    assert a["at_least"]
     # Power 3000 tok/s / 0.6 tok/J = 5 kW; an hour: 8 x $2.50 + $1 + 5 kW x $0.10 = $21.50 per replica.
     assert a["dollars_per_hour"] == pytest.approx(4 * 21.5)
     assert a["dollars_per_month"] == pytest.approx(4 * 21.5 * 730)
     assert a["kwh_per_month"] == pytest.approx(4 * 5.0 * 730) and a["energy_source"] == "measured"
     b = rows["b-hosted"]
     # A user sends 16000 / 8 = 2000 tokens/s; 120 users for an hour at $0.64 per million tokens.
-    assert b["replicas"] is None and b["pricing"] == "per_token"
+    assert b["replicas"] is None and b["pricing"] == "per_token" and not b["at_least"]
     assert b["dollars_per_hour"] == pytest.approx(120 * 2000 * 3600 * 0.64 / 1e6)
     # Requests per second: 3000 output tokens/s / 256 per request = 11.72 req/s a replica.
     by_rate = await client.get("/api/v1/plan?profile=chat&demand=50&unit=rps&headroom=0", headers=viewer)
@@ -80,3 +82,4 @@ async def test_the_plan_page(app, client: httpx.AsyncClient, people) -> None:
     page = await client.get("/plan?profile=chat&demand=100&unit=users&headroom=20")
     assert page.status_code == 200
     assert 'data-endpoint="a-self"' in page.text and "$86.00" in page.text and 'id="plan-csv"' in page.text
+    assert "at most </span>4" in page.text and "at least 32.0 users per replica" in page.text

@@ -94,6 +94,29 @@ def test_failures_break_the_slo_without_extrapolation() -> None:
     assert point is not None and point.load == 1 and not point.interpolated
 
 
+def test_capacity_where_the_slo_never_broke_is_a_lower_bound() -> None:
+    slo = SLO(ttft_ms=500)
+    profile = ProfileSnapshot.model_validate({"slo_ttft_ms": 500})
+    endpoint = EndpointSnapshot(gpu_count=8)
+    held = [step(1, 100, 100, 20), step(64, 5000, 300, 30)]  # the heaviest step meets the SLO
+    point = operating_point(held, slo, H100)
+    assert point is not None and point.load == 64 and point.at_least and point.basis == "at least"
+    card = smart_letters(held, profile, H100, endpoint)
+    assert card.capacity == 64 and card.capacity_at_least
+    assert "at least" in card.letters[0].evidence[0].label
+    # A heavier step broke it (interpolated), or failed outright (measured): no longer a bound.
+    broke = [*held, step(128, 6000, 900, 40)]
+    point = operating_point(broke, slo, H100)
+    assert point is not None and point.interpolated and not point.at_least
+    assert not smart_letters(broke, profile, H100, endpoint).capacity_at_least
+    failed = [*held, step(128, 6000, 300, 30, failed=50)]
+    point = operating_point(failed, slo, H100)
+    assert point is not None and point.load == 64 and point.basis == "measured"
+    # Without an SLO there is no capacity to bound.
+    point = operating_point(held, SLO(), H100)
+    assert point is not None and not point.at_least
+
+
 def test_no_slo_means_throughput_first() -> None:
     point = operating_point([step(1, 100, 100, 20), step(64, 5000, 9000, 200)], SLO(), H100)
     assert point is not None and point.load == 64

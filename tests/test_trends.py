@@ -210,7 +210,8 @@ async def test_endpoint_and_compare_pages_have_json_twins(app, client: httpx.Asy
         for endpoint_id, cost in zip(ids, (0.5, 0.8), strict=True):
             run = _run(endpoint_id, now - timedelta(hours=1), cost)
             run.scorecard = {
-                "letters": [], "slo": {"tpot_ms": 50.0, "percentile": 99.0},
+                "letters": [], "slo": {"tpot_ms": 50.0, "percentile": 99.0}, "capacity": 8.0,
+                "capacity_at_least": cost == 0.5,
                 "operating_point": {"step_index": 0, "load": 8.0, "load_kind": "concurrency", "interpolated": False,
                                     "output_tokens_per_s": 99.0},
             }  # fmt: skip
@@ -240,3 +241,6 @@ async def test_endpoint_and_compare_pages_have_json_twins(app, client: httpx.Asy
     assert compare["slo_tpot_ms"] == 50.0
     html = (await client.get("/compare?profile=chat", headers=auth)).text
     assert html.count('name="endpoint" value=') == 2 and html.count("checked") == 2
+    # The first endpoint's SLO never broke: its capacity is a lower bound, the other's is not.
+    assert html.count(">at least 8.0</span>") == 1
+    assert [c["capacity_at_least"] for c in compare["cards"]] == [True, False]

@@ -84,6 +84,8 @@ def operating_point(
             point.load > best.load if searched else point.output_tokens_per_s > best.output_tokens_per_s
         ):
             best = point
+    if best is not None and slo.defined and not best.interpolated and best.load >= max(s.load for s in steps):
+        best.at_least = True  # nothing heavier was measured (a failed step counts): the SLO never broke
     if best is not None:
         # Power as measured in the step the point rests on (its telemetry), else declared.
         telemetry = steps[best.step_index].telemetry
@@ -232,6 +234,7 @@ def smart_letters(
 
     # S: capacity at the SLO and how throughput scales across the sweep.
     capacity = point.load if point is not None and point.load_kind == "concurrency" and slo.defined else None
+    at_least = capacity is not None and point is not None and point.at_least
     cap_score = None
     if capacity is not None:
         cap_score = 100.0 * min(1.0, math.log2(1 + capacity) / math.log2(1 + CAPACITY_REFERENCE))
@@ -251,7 +254,12 @@ def smart_letters(
         "Scale and complexity",
         _mean([cap_score, scaling_score, *complexity.scores]),
         [
-            Evidence(label="capacity (highest concurrency meeting the SLO)", value=capacity, unit="users"),
+            Evidence(
+                label="capacity (highest concurrency meeting the SLO)"
+                + (", at least: the SLO held at the heaviest load measured" if at_least else ""),
+                value=capacity,
+                unit="users",
+            ),
             Evidence(
                 label="throughput speed-up from the lightest step to the operating point",
                 value=speedup,
@@ -397,6 +405,7 @@ def smart_letters(
         # measured with a degraded client, they are marked (here, per letter, on every page).
         quality=CardQuality(degraded=bool(reasons), reasons=reasons),
         capacity=capacity,
+        capacity_at_least=at_least,
         slo=slo,
         letters=[s_letter, m_letter, a_letter, r_letter, t_letter],
     )

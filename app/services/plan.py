@@ -3,7 +3,9 @@ with headroom, what each endpoint with a recent good run needs: replicas and GPU
 hour and month, energy per month, cost per million tokens, and the run it rests on.
 
 One replica is the endpoint as measured: it carries the load of its SLO operating point (the
-concurrency, or the request rate, at which the profile's SLO still holds), no more.
+concurrency, or the request rate, at which the profile's SLO still holds), no more. Where the SLO
+held at the heaviest load the run measured, a replica carries at least that much: the replicas
+and dollars are then an upper bound, and the row says so (`at_least`).
     replicas = ceil(demand x (1 + headroom) / load at the operating point)
     $/hour   = replicas x (gpu_count x price per GPU-hour + overhead + electricity for its power)
 Hosted APIs (priced per token) have no replicas: they cost the tokens the demand sends,
@@ -46,6 +48,7 @@ class PlanRow:
     energy_source: str | None
     cost_per_million_tokens: float | None
     degraded: bool
+    at_least: bool = False  # the SLO never broke: a replica carries at least this; replicas at most
 
 
 async def plan(
@@ -100,7 +103,7 @@ def _row(
     per_hour = need * tokens_per_unit * 3600.0 * cost / 1e6 if tokens_per_unit and cost is not None else None
     row = PlanRow(
         endpoint_id=endpoint.id, endpoint=endpoint.name, run_id=run.id, measured_at=run.finished_at or run.created_at,
-        cost_per_million_tokens=cost, energy_source=point.energy_source, degraded=degraded, pricing="per_token",
+        cost_per_million_tokens=cost, energy_source=point.energy_source, degraded=degraded, pricing="per_token", at_least=point.at_least,
         load_per_replica=per_replica, replicas=None, gpus=None, dollars_per_hour=per_hour,
         dollars_per_month=per_hour * HOURS_PER_MONTH if per_hour is not None else None, kwh_per_month=None,
     )  # fmt: skip
