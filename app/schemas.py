@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.confidence import Comparison
 from app.datasets import DatasetStats
 from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
 from app.scoring.regression import AlertDetail
@@ -649,6 +650,16 @@ class CompareCurve(BaseModel):
     steps: list[StepSummary] = Field(description="the latest measured run's step summaries")
 
 
+class CompareDifference(BaseModel):
+    """One endpoint's latest run against the first picked endpoint's, from their samples."""
+
+    endpoint_id: int
+    endpoint: str
+    against_endpoint_id: int
+    against: str
+    comparison: Comparison
+
+
 class ComparePage(BaseModel):
     """`/compare` as JSON (`/api/v1/compare`): the picked endpoints' scorecards side by side."""
 
@@ -657,6 +668,10 @@ class ComparePage(BaseModel):
     cards: list[EndpointScorecard]
     curves: list[CompareCurve]
     slo_tpot_ms: float | None
+    differences: list[CompareDifference] = Field(
+        default_factory=list,
+        description="each endpoint after the first against the first: TTFT and TPOT, significant or not",
+    )
 
 
 # -- site settings (admin) --------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from app.confidence import Comparison
 from app.deps import AdminDep, Cursor, EditorDep, Limit, NowDep, ReaderDep, RowId, SessionDep, offset_of
+from app.errors import NotFound
 from app.schemas import (
     ComparePage,
     CostTrends,
@@ -22,7 +24,7 @@ from app.schemas import (
     ScorecardPage,
     next_offset_cursor,
 )
-from app.services import pages, runs, samples, scorecards, trends
+from app.services import comparisons, pages, runs, samples, scorecards, trends
 from app.summary import RunSummary
 
 MAX_CARDS = 50  # a card with its 30-day trend is ~8 KB: a page stays well under 500 KB
@@ -91,6 +93,24 @@ async def delete_run(run_id: RowId, session: SessionDep, _: AdminDep) -> Respons
     scorecard, trends and alerts then rest on the runs that remain. A queued or running run: 409."""
     await runs.delete(session, run_id=run_id)
     return Response(status_code=204)
+
+
+@router.get("/runs/{run_id}/comparison", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+async def run_comparison(
+    run_id: RowId,
+    session: SessionDep,
+    _: ReaderDep,
+    against: Annotated[
+        RowId | None, Query(description="the run to compare against (A); default: the one before")
+    ] = None,
+) -> Comparison:
+    """This run (B) against another (A; by default the endpoint's run of the same profile before
+    it): TTFT and TPOT at the median and the SLO's percentile at one load level both measured,
+    each change with its interval and whether it is significant, from the requests' samples."""
+    found = await comparisons.against(session, run_id, against)
+    if found is None:
+        raise NotFound(f"run {run_id} has no earlier run of its endpoint and profile to compare against")
+    return found
 
 
 @router.get("/runs/{run_id}/samples", response_model=Page[SampleRead])

@@ -236,6 +236,16 @@ def simulate(
         int | None, typer.Option(help="prefix cache capacity in tokens (0: no cache)")
     ] = None,
     prefix_block_tokens: Annotated[int | None, typer.Option(help="prefix cache block size in tokens")] = None,
+    noise: Annotated[
+        float | None,
+        typer.Option(help="fixed mode: sigma of each request's lognormal delay factor (median 1)"),
+    ] = None,
+    warmup_s: Annotated[
+        float | None,
+        typer.Option(help="fixed mode: requests in the first seconds after the first are slower"),
+    ] = None,
+    warmup_factor: Annotated[float | None, typer.Option(help="fixed mode: ... by this factor")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of the noise")] = None,
 ) -> None:
     """A standalone simulated OpenAI-compatible endpoint."""
     from app.aio import run_fast
@@ -247,6 +257,10 @@ def simulate(
             prefill_ms_per_token=prefill_ms_per_token,
             prefix_cache_tokens=prefix_cache_tokens,
             prefix_block_tokens=prefix_block_tokens,
+            noise=noise,
+            warmup_s=warmup_s,
+            warmup_factor=warmup_factor,
+            seed=seed,
             model=model,
             ttft_ms=ttft_ms,
             itl_ms=itl_ms,

@@ -8,8 +8,16 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import percentile_key
-from app.schemas import CompareCurve, ComparePage, EndpointPage, ProfileHistory
-from app.services import alerts, inspections, results, runs, schedules, scorecards, trends
+from app.models import Endpoint, Run
+from app.schemas import (
+    CompareCurve,
+    CompareDifference,
+    ComparePage,
+    EndpointPage,
+    EndpointScorecard,
+    ProfileHistory,
+)
+from app.services import alerts, comparisons, inspections, results, runs, schedules, scorecards, trends
 from app.services import endpoints as endpoint_service
 
 COMPARE_MAX = 6
@@ -70,5 +78,30 @@ async def compare_page(
                                        run_id=card.run_id, steps=steps[card.run_id]))  # fmt: skip
             slo_tpot = (card.slo.tpot_ms if card.slo else None) or slo_tpot
     return ComparePage(
-        profile=chosen, picked=[e.id for e in picked], cards=cards, curves=curves, slo_tpot_ms=slo_tpot
-    )
+        profile=chosen, picked=[e.id for e in picked], cards=cards, curves=curves, slo_tpot_ms=slo_tpot,
+        differences=await _differences(session, picked, cards),
+    )  # fmt: skip
+
+
+async def _differences(
+    session: AsyncSession, picked: list[Endpoint], cards: list[EndpointScorecard]
+) -> list[CompareDifference]:
+    """Each measured endpoint after the first against the first, from the requests' samples."""
+    measured = [(e, c) for e, c in zip(picked, cards, strict=True) if c.run_id is not None]
+    if len(measured) < 2:
+        return []
+    (first, first_card), rest = measured[0], measured[1:]
+    base = await session.get(Run, first_card.run_id)
+    found = []
+    for endpoint, card in rest:
+        other = await session.get(Run, card.run_id)
+        if base is None or other is None:
+            continue
+        pct = percentile_key(first_card.slo.percentile if first_card.slo else None)
+        found.append(
+            CompareDifference(
+                endpoint_id=endpoint.id, endpoint=endpoint.name, against_endpoint_id=first.id, against=first.name,
+                comparison=await comparisons.compare_runs(session, base, other, percentile=pct),
+            )
+        )  # fmt: skip
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -108,6 +109,7 @@ class Generation:
     pending: int = 0  # produced but not yet sent (chunking)
     admitted: bool = False
     cached_tokens: int = 0  # prompt tokens found in the prefix cache: not prefilled again
+    slowdown: float = 1.0  # fixed mode: this request's delays are multiplied by it (noise, warm-up)
 
     @property
     def prefill_tokens(self) -> int:
@@ -123,7 +125,12 @@ class FixedEngine:
     with the uncached part of the prompt when `prefill_ms_per_token` is set.
 
     Each stream has one pending event at a time (the next chunk), so a burst of arrivals costs
-    one heap push each, not one per token."""
+    one heap push each, not one per token.
+
+    Two departures from exactness, each a known truth for the statistics built on them:
+    `noise`, each request's delays multiplied by a lognormal factor of median 1 (sigma = noise,
+    seeded), and a warm-up, requests arriving in the first `warmup_s` seconds after the first
+    one slower by `warmup_factor` (a cold engine: compilation, cache fills)."""
 
     def __init__(self, config: SimConfig, timeline: Timeline) -> None:
         self.config = config
@@ -133,18 +140,27 @@ class FixedEngine:
         self.prefill_ns_per_token = config.prefill_ms_per_token * NS_PER_MS
         self.itl_ns = int(config.itl_ms * NS_PER_MS)
         self.k = max(1, config.tokens_per_chunk)
+        self.rng = random.Random(config.seed)
+        self.first_ns: int | None = None
 
     def submit(self, gen: Generation) -> None:
+        c = self.config
+        if self.first_ns is None:
+            self.first_ns = gen.arrived_ns
+        if c.noise > 0:
+            gen.slowdown = self.rng.lognormvariate(0.0, c.noise)
+        if c.warmup_s > 0 and gen.arrived_ns - self.first_ns < c.warmup_s * 1e9:
+            gen.slowdown *= c.warmup_factor
         self.running += 1
         # The first chunk carries the first token (prefill yields one); later chunks carry k.
         self._schedule(gen, 0, min(1, gen.output_tokens))
 
     def ttft_ns_of(self, gen: Generation) -> int:
         """TTFT = ttft_ms + prefill_ms_per_token x the prompt tokens not found in the cache."""
-        return self.ttft_ns + int(gen.prefill_tokens * self.prefill_ns_per_token)
+        return int((self.ttft_ns + gen.prefill_tokens * self.prefill_ns_per_token) * gen.slowdown)
 
     def _schedule(self, gen: Generation, start: int, end: int) -> None:
-        when = gen.arrived_ns + self.ttft_ns_of(gen) + max(0, end - 1) * self.itl_ns
+        when = gen.arrived_ns + self.ttft_ns_of(gen) + int(max(0, end - 1) * self.itl_ns * gen.slowdown)
         self.timeline.at(when, lambda: self._fire(gen, start, end))
 
     def _fire(self, gen: Generation, start: int, end: int) -> None:

@@ -30,6 +30,9 @@ class SimConfig:
     ttft_ms: float = 100.0
     itl_ms: float = 10.0
     prefill_ms_per_token: float = 0.0  # fixed mode: TTFT adds this per prompt token not cached
+    noise: float = 0.0  # fixed mode: sigma of each request's lognormal delay factor (median 1)
+    warmup_s: float = 0.0  # fixed mode: requests in the first seconds after the first one are slower
+    warmup_factor: float = 3.0  # ... by this factor
     # batching mode
     base_ms: float = 10.0
     per_seq_ms: float = 0.05

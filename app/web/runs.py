@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.deps import AdminDep, EditorDep, NowDep, ReaderDep, RowId, SessionDep
-from app.services import runs, scorecards
+from app.services import comparisons, runs, scorecards
 from app.services import samples as sample_service
 from app.snapshot import ProfileSnapshot
 from app.summary import RunEndpoint
@@ -75,7 +75,8 @@ async def run_page(request: Request, run_id: RowId, session: SessionDep, _: Read
         request,
         "runs/detail.html",
         {"run": summary, "card": scorecards.of_run(summary), "charts": charts,
-         "waiting_for": await runs.waiting_for(session, run_id=run_id)},
+         "waiting_for": await runs.waiting_for(session, run_id=run_id),
+         "comparison": await comparisons.against(session, run_id) if summary.steps else None},
     )  # fmt: skip
 
 

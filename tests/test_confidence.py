@@ -1,0 +1,171 @@
+"""Significance of differences (app/confidence.py, services/comparisons.py): the error rates the
+design promises, on generated samples and on the simulator's known noise, and the comparison on
+the compare page, the run page and their JSON twins."""
+
+from __future__ import annotations
+
+import random
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import insert
+
+from app.confidence import difference, family_level
+from app.db import unit_of_work
+from app.models import Endpoint, RequestSample, Run, RunStep
+from app.probe.runner import Prober
+from app.probe.types import Sample, Target, Workload
+from app.services import records
+from app.services.comparisons import _differences
+from app.snapshot import ProfileSnapshot
+from tests.conftest import bearer
+from tests.simproc import simulator
+
+
+def _pair(rng: np.random.Generator, n: int, shift: float) -> tuple[tuple[list[float], list[float]], ...]:
+    def side(scale: float) -> tuple[list[float], list[float]]:
+        return (
+            list(rng.lognormal(np.log(100 * scale), 0.25, n)),
+            list(rng.lognormal(np.log(20 * scale), 0.15, n)),
+        )
+
+    return side(1.0), side(shift)
+
+
+def test_identical_sides_compare_as_no_difference_at_least_95_times_in_100() -> None:
+    """A comparison is a family (TTFT and TPOT, median and p99 where there are enough requests);
+    its Bonferroni-adjusted intervals hold together at 95 %: identical sides are called
+    different in at most 5 of 100 comparisons (any figure significant counts as a call)."""
+    rng = np.random.default_rng(21)
+    called = 0
+    for _ in range(100):
+        a, b = _pair(rng, 300, 1.0)
+        found = _differences(a, b, "p99")
+        assert [d.significant for d in found if d.statistic == "p99"] == [None, None]  # 300 < 1,000
+        called += any(d.significant for d in found)
+    print(f"identical sides called different: {called} of 100")
+    assert called <= 5
+
+
+def test_sides_ten_percent_apart_are_told_apart() -> None:
+    """At a step's worth of requests (1,000 a side, TTFT spread sigma 0.25), every one of 20."""
+    rng = np.random.default_rng(22)
+    for _ in range(20):
+        a, b = _pair(rng, 1000, 1.10)
+        found = {d.label: d for d in _differences(a, b, "p99")}
+        ttft = found["TTFT p50"]
+        assert ttft.significant and ttft.verdict == "worse" and ttft.low_pct is not None
+        assert ttft.low_pct < 10.0 < ttft.high_pct + 3.0  # the interval sits around the truth
+        assert found["TPOT p50"].significant
+
+
+def test_a_tail_needs_requests_beyond_it_and_the_sentences_say_so() -> None:
+    rng = np.random.default_rng(23)
+    a, b = rng.lognormal(4.6, 0.2, 1200), rng.lognormal(4.6, 0.2, 1200) * 0.77
+    d = difference("ttft_ms", "p99", "TTFT p99", list(a), list(b), confidence=family_level(4))
+    assert d.significant and d.verdict == "better"
+    assert d.text.startswith("2") and "% lower TTFT p99 (95 % CI" in d.text
+    few = difference("ttft_ms", "p99", "TTFT p99", list(a[:200]), list(b[:200]))
+    assert few.significant is None and few.verdict == "unknown"
+    assert "too few requests to tell (200; p99 needs 1000 a side)" in few.text
+    same = difference("ttft_ms", "p50", "TTFT p50", list(a), list(a[::-1]))
+    assert same.significant is False and same.text.startswith("no significant difference in TTFT p50 (+0.0 %")
+
+
+async def _step_of(url: str) -> tuple[list[float], list[float]]:
+    profile = ProfileSnapshot(
+        load_levels=[32], requests_per_step=400, input_tokens_mean=32, output_tokens_mean=8
+    )
+    prober = Prober(Target(url, "sim"), Workload.from_profile(profile))
+    step = await prober.run_step(0, 32)
+    from app.probe.stats import tpot_ms
+
+    ok = [s for s in step.samples if s.ok]
+    return [s.ttft_ms for s in ok if s.ttft_ms is not None], [v for s in ok if (v := tpot_ms(s)) is not None]
+
+
+@pytest.mark.slow
+async def test_simulators_with_known_noise_compare_as_they_are() -> None:
+    """Identical noisy simulators (sigma 0.15 on every request's delays) compare as no
+    significant difference; one 10 % slower is told apart, in the right direction."""
+    noisy = ("--preset", "fixed", "--ttft-ms", "40", "--itl-ms", "4", "--noise", "0.15")
+    with simulator(*noisy, "--seed", "1") as one, simulator(*noisy, "--seed", "2") as two:
+        a = await _step_of(one)
+        b = await _step_of(two)
+    assert not any(d.significant for d in _differences(a, b, "p99"))
+    slower = ("--preset", "fixed", "--ttft-ms", "44", "--itl-ms", "4.4", "--noise", "0.15", "--seed", "3")
+    with simulator(*slower) as three:
+        c = await _step_of(three)
+    found = {d.label: d for d in _differences(a, c, "p99")}
+    assert found["TTFT p50"].verdict == "worse" and found["TPOT p50"].verdict == "worse"
+
+
+async def _stored_run(session, endpoint_id: int, ttft_ms: float, at: int) -> int:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    created = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=at)
+    run = Run(
+        endpoint_id=endpoint_id, profile_name="chat", profile_snapshot={"slo_ttft_ms": 500}, cost_snapshot={},
+        status="succeeded", trigger="manual", created_at=created, finished_at=created,
+        scorecard={"operating_point": {"step_index": 0, "load": 8.0, "load_kind": "concurrency",
+                                       "output_tokens_per_s": 100.0}, "letters": []},
+    )  # fmt: skip
+    session.add(run)
+    await session.flush()
+    session.add(
+        RunStep(
+            run_id=run.id,
+            step_index=0,
+            summary={"concurrency": 8, "requests": {"sent": 400, "completed": 400}},
+        )
+    )
+    rng = random.Random(at)
+    rows = []
+    for i in range(400):
+        ttft = ttft_ms * rng.lognormvariate(0, 0.2)
+        first = int(ttft * 1e6)
+        sample = Sample(seq=i, sent_ns=0, first_content_ns=first, output_tokens=8, input_tokens=32,
+                        chunk_ns=[first + k * 5_000_000 for k in range(8)], end_ns=first + 40_000_000)  # fmt: skip
+        rows.append(records.sample_row(run.id, 0, sample, 0))
+    await session.execute(insert(RequestSample), rows)
+    return run.id
+
+
+async def test_compare_page_run_page_and_api_say_whether_runs_differ(
+    app, client: httpx.AsyncClient, people
+) -> None:  # type: ignore[no-untyped-def]
+    async with unit_of_work(app.state.sessionmaker) as session:
+        ids = []
+        for name in ("a-base", "b-faster"):
+            endpoint = Endpoint(name=name, base_url="http://127.0.0.1:9/v1", model="m", tags=[])
+            session.add(endpoint)
+            await session.flush()
+            ids.append(endpoint.id)
+        first = await _stored_run(session, ids[0], 100.0, 1)
+        second = await _stored_run(session, ids[0], 100.0, 2)  # the same endpoint again
+        faster = await _stored_run(session, ids[1], 70.0, 3)
+    auth = await bearer(client, "viewer")
+    page = (
+        await client.get(f"/api/v1/compare?profile=chat&endpoint={ids[0]}&endpoint={ids[1]}", headers=auth)
+    ).json()
+    [diff] = page["differences"]
+    assert (diff["endpoint"], diff["against"]) == ("b-faster", "a-base")
+    comparison = diff["comparison"]
+    assert comparison["run_a"] == second and comparison["run_b"] == faster and comparison["load"] == 8.0
+    ttft = {d["label"]: d for d in comparison["differences"]}["TTFT p50"]
+    assert ttft["significant"] and ttft["verdict"] == "better" and -36 < ttft["change_pct"] < -24
+    assert "% lower TTFT p50 (95 % CI" in comparison["headline"]
+    html = (await client.get(f"/compare?profile=chat&endpoint={ids[0]}&endpoint={ids[1]}", headers=auth)).text
+    assert 'data-figure="TTFT p50" data-verdict="better"' in html and "b-faster against a-base" in html
+    # A run against the one before it on its endpoint: the same engine, no significant difference.
+    again = (await client.get(f"/api/v1/runs/{second}/comparison", headers=auth)).json()
+    assert again["run_a"] == first and again["headline"] == "no significant difference", again
+    explicit = (await client.get(f"/api/v1/runs/{faster}/comparison?against={first}", headers=auth)).json()
+    assert explicit["run_a"] == first and explicit["significant"]
+    none_before = await client.get(f"/api/v1/runs/{first}/comparison", headers=auth)
+    assert none_before.status_code == 404 and "no earlier run" in none_before.json()["error"]["message"]
+    itself = await client.get(f"/api/v1/runs/{first}/comparison?against={first}", headers=auth)
+    assert itself.status_code == 422
+    run_page = (await client.get(f"/runs/{second}", headers=auth)).text
+    assert 'id="against-previous"' in run_page and "no significant difference" in run_page
