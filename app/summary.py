@@ -158,6 +158,32 @@ class StepCosts(_Model):
     energy_source: str | None = None  # "measured" (the server's DCGM metrics) | "declared" (watts typed in)
 
 
+class SteadyWindow(_Model):
+    """Where a step's load was steady (app/probe/steady.py), in seconds from its first send."""
+
+    start_s: float = 0.0
+    end_s: float = 0.0
+    requests: int = 0  # measured requests sent inside it
+    excluded_ramp_up: int = 0  # requests sent before it
+    settled_after: int = 0  # of those, the ones MSER-5 cut for unsettled latency
+    whole_step: bool = True  # no window could be told apart: the figures are the whole step's
+    reason: str | None = None  # why the whole step is used
+
+
+class WholeStep(_Model):
+    """A step's headline figures over all its measured requests, ramp-up and drain included
+    (the step's own figures are its steady window's)."""
+
+    duration_s: float = 0.0
+    ttft_ms: Distribution = Field(default_factory=Distribution)
+    tpot_ms: Distribution = Field(default_factory=Distribution)
+    itl_ms: Distribution = Field(default_factory=Distribution)
+    e2e_ms: Distribution = Field(default_factory=Distribution)
+    output_tokens_per_s: float | None = None
+    total_tokens_per_s: float | None = None
+    requests_per_s: float | None = None
+
+
 class StepSummary(StepCosts):
     concurrency: int | None = None
     request_rate: float | None = None
@@ -186,6 +212,8 @@ class StepSummary(StepCosts):
     quality: Quality = Field(default_factory=Quality)
     telemetry: Telemetry | None = None
     workload: WorkloadStats | None = None
+    steady: SteadyWindow | None = None  # the window the figures above describe
+    whole_step: WholeStep | None = None  # the same figures over the whole step, where they differ
 
     @property
     def server_hit_rate(self) -> float | None:

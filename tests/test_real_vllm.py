@@ -91,4 +91,6 @@ def test_multi_turn_on_vllm(vllm: str) -> None:
     assert sorted(turns) == [1, 2, 3]
     # Each turn resends the conversation with vLLM's answers: prompts grow turn by turn.
     assert turns[3]["input_tokens_mean"] > turns[2]["input_tokens_mean"] > turns[1]["input_tokens_mean"]
-    assert step["workload"]["sessions"] == 4
+    # Twelve turns over two clients: four whole sessions, or five when the budget ran out while
+    # both clients were in the middle of one (the count depends on which answer came first).
+    assert step["workload"]["sessions"] in (4, 5)

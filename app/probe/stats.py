@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from app.domain import SLO
+from app.probe.steady import steady_window, tokens_between
 from app.probe.types import Sample
-from app.summary import Histogram, StepSLO, StepSummary, TurnStats, WorkloadStats
+from app.summary import Histogram, StepSLO, StepSummary, TurnStats, WholeStep, WorkloadStats
 from app.workloads import WorkloadSpec
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max")
@@ -76,16 +77,32 @@ def summarize_step(
     client_cpu_pct: float | None = None,
     spec: WorkloadSpec | None = None,
     context_tokens: int | None = None,
+    steady: bool = True,
 ) -> StepSummary:
+    """The step's figures (DESIGN.md, "Metric definitions") over its steady-state window
+    (app/probe/steady.py); where that window is not the whole step, `whole_step` keeps the
+    headline figures over every measured request. `steady=False`: the whole step only."""
     measured = [s for s in samples if not s.warmup]
-    ok = [s for s in measured if s.ok]
+    all_ok = [s for s in measured if s.ok]
     errors = Counter(str(s.error_kind) for s in measured if not s.ok)
 
-    if measured:
+    window = steady_window(measured, concurrency=concurrency) if steady else None
+    windowed = window is not None and not window.whole_step
+    arrived: float | None = None  # output tokens that arrived inside the window
+    if windowed and window is not None:
+        first = min(s.sent_ns for s in measured)
+        start, end = first + int(window.start_s * 1e9), first + int(window.end_s * 1e9)
+        sent_inside = [s for s in measured if start <= s.sent_ns <= end]
+        ok = [s for s in sent_inside if s.ok]
+        window_s = max((end - start) / 1e9, 1e-9)
+        arrived = tokens_between(all_ok, start, end)
+    elif measured:
+        ok, sent_inside = all_ok, measured
         start = min(s.sent_ns for s in measured)
         end = max((s.end_ns or s.sent_ns) for s in measured)
         window_s = max((end - start) / 1e9, 1e-9)
     else:
+        ok, sent_inside = all_ok, measured
         window_s = 0.0
 
     ttft = [v for s in ok if (v := s.ttft_ms) is not None]
@@ -105,7 +122,7 @@ def summarize_step(
     def rate(total: float) -> float | None:
         return total / window_s if window_s > 0 else None
 
-    out_total = float(sum(osl))
+    out_total = float(sum(osl)) if arrived is None else arrived
     in_total = float(sum(isl)) if len(isl) == len(ok) else None
 
     goodput = attainment = good_out_rate = good_total_rate = None
@@ -113,7 +130,7 @@ def summarize_step(
     if slo is not None and slo.defined:
         good = [s for s in ok if slo.request_meets(s.ttft_ms, tpots[id(s)], s.e2e_ms)]
         goodput = rate(len(good))
-        attainment = len(good) / len(measured) if measured else None
+        attainment = len(good) / len(sent_inside) if sent_inside else None
         good_out = float(sum(s.osl or 0 for s in good))
         good_out_rate = rate(good_out)
         good_total_rate = rate(good_out + sum(s.input_tokens or 0 for s in good))
@@ -148,8 +165,8 @@ def summarize_step(
             "duration_s": window_s,
             "requests": {
                 "sent": len(measured),
-                "completed": len(ok),
-                "failed": len(measured) - len(ok),
+                "completed": len(all_ok),
+                "failed": len(measured) - len(all_ok),
                 "errors": dict(sorted(errors.items())),
             },
             "ttft_ms": distribution(ttft),
@@ -179,7 +196,7 @@ def summarize_step(
                 "osl_mismatch_pct": osl_mismatch,
                 "osl_mismatch_flag": osl_mismatch is not None and abs(osl_mismatch) > OSL_TOLERANCE_PCT,
                 "usage_tokenizer_diff_pct": usage_diff,
-                "error_rate": (len(measured) - len(ok)) / len(measured) if measured else None,
+                "error_rate": (len(measured) - len(all_ok)) / len(measured) if measured else None,
             },
             "cost_per_million_output_tokens": None,
             "cost_per_million_tokens": None,
@@ -188,7 +205,14 @@ def summarize_step(
             "tokens_per_joule": None,
         }
     )
-    summary.workload = workload_stats(ok, measured, spec or WorkloadSpec(), context_tokens)
+    summary.workload = workload_stats(all_ok, measured, spec or WorkloadSpec(), context_tokens)
+    summary.steady = window
+    if windowed:
+        whole = summarize_step(
+            samples, concurrency=concurrency, request_rate=request_rate, spec=spec,
+            context_tokens=context_tokens, steady=False,
+        )  # fmt: skip
+        summary.whole_step = WholeStep.model_validate(whole.model_dump(include=set(WholeStep.model_fields)))
     if slo is not None and slo.defined:
         # The step's verdict uses the one definition the scoring uses (app/domain.py).
         summary.slo = StepSLO(**slo.as_dict(), met=summary.meets(slo), good_requests=len(good))

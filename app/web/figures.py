@@ -207,6 +207,39 @@ def distributions(samples: Sequence[Sample]) -> dict[str, str]:
     return out
 
 
+def timeline(samples: Sequence[Sample], steps: Sequence[StepSummary], load_label: str) -> str | None:
+    """Each request's TTFT against when it was sent (seconds from its step's first send), one
+    colour a step, with each step's steady-state window shaded: what the step's figures
+    describe (the rest is ramp-up and drain, kept in `whole_step`)."""
+    measured = [s for s in samples if s.ok and not s.warmup and s.ttft_ms is not None]
+    if not measured or not steps:
+        return None
+    if len(measured) > 6000:  # enough for the shape, light for the browser
+        keep = np.random.default_rng(0).choice(len(measured), 6000, replace=False)
+        measured = [measured[int(i)] for i in sorted(keep)]
+    fig = go.Figure(
+        layout=_layout("TTFT over each step, steady window shaded", "s from the step's first send", "ms")
+    )
+    by_step: dict[int, list[Sample]] = {}
+    for sample in measured:
+        by_step.setdefault(sample.step_index, []).append(sample)
+    for index, step in enumerate(steps):
+        color = PALETTE[index % len(PALETTE)]
+        group = by_step.get(index, [])
+        if group:
+            first = min(s.sent_ns for s in group)
+            fig.add_trace(
+                go.Scattergl(
+                    x=[(s.sent_ns - first) / 1e9 for s in group], y=[s.ttft_ms for s in group], mode="markers",
+                    marker={"size": 3, "color": color, "opacity": 0.6}, name=f"{load_label} {step.load:g}",
+                )
+            )  # fmt: skip
+        window = step.steady
+        if window is not None and not window.whole_step:
+            fig.add_vrect(x0=window.start_s, x1=window.end_s, fillcolor=color, opacity=0.08, line_width=0)
+    return _json(fig)
+
+
 def sweep(steps: Sequence[StepSummary], load_label: str) -> dict[str, str]:
     loads = [s.load for s in steps]
     tput = go.Figure(layout=_layout("Throughput across the sweep", load_label, "tokens/s"))

@@ -65,6 +65,8 @@ async def run_page(request: Request, run_id: RowId, session: SessionDep, _: Read
             out.update(figures.sweep(steps, load_label))
             out.update(figures.telemetry(steps, load_label))
             out.update(figures.workload(steps, load_label))
+            if (drawn := figures.timeline(samples, steps, load_label)) is not None:
+                out["timeline"] = drawn
             out["tradeoff"] = figures.tradeoff(
                 [(endpoint.name or "", steps, endpoint.gpu_count)], profile.slo_tpot_ms
             )
