@@ -99,7 +99,7 @@ async def test_workers_share_the_schedule_and_survive_faults(pg_url: str, tmp_pa
                         min_interval_s=1,
                     )
             workers = [await _spawn(pg_url, tmp_path) for _ in range(3)]
-            await asyncio.sleep(20)
+            await asyncio.sleep(12)
 
             # Kill -9 the worker running a long probe on a spare endpoint.
             async with unit_of_work(maker) as session:
