@@ -308,6 +308,9 @@ class Profile(Base):
     search: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     search_max_steps: Mapped[int] = mapped_column(Integer, default=10, server_default=text("10"))
     search_budget_s: Mapped[float] = mapped_column(Float, default=900.0, server_default=text("900"))
+    # Repeat trials: each step measured this many times, with a pause between (confidence.py).
+    trials: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    trial_cooldown_s: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
 
     slo_ttft_ms: Mapped[float | None] = mapped_column(Float)
     slo_tpot_ms: Mapped[float | None] = mapped_column(Float)
@@ -596,6 +599,7 @@ class RequestSample(Base):
     session: Mapped[int | None] = mapped_column(Integer)
     turn: Mapped[int | None] = mapped_column(Integer)
     dispatch_lag_ms: Mapped[float | None] = mapped_column(Float)  # late against its schedule
+    trial: Mapped[int | None] = mapped_column(Integer)  # which of the step's repeat trials (0-based)
 
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error_kind: Mapped[str | None] = mapped_column(String(32))

@@ -122,6 +122,7 @@ class SampleRead(BaseModel):
     session: int | None = None
     turn: int | None = None
     dispatch_lag_ms: float | None = Field(default=None, description="how late it left against its schedule")
+    trial: int | None = Field(default=None, description="which of the step's repeat trials (0-based)")
     chunk_count: int
     finish_reason: str | None
     error_kind: str | None
@@ -371,6 +372,10 @@ class ProfileFields(BaseModel):
     )
     search_max_steps: int | None = Field(default=None, ge=2, le=40)
     search_budget_s: float | None = Field(default=None, gt=0, le=86_400)
+    trials: int | None = Field(
+        default=None, ge=1, le=10, description="each step measured this many times (mean, 95 % interval, CV)"
+    )
+    trial_cooldown_s: float | None = Field(default=None, ge=0, le=600, description="pause between trials")
     slo_ttft_ms: float | None = Field(default=None, gt=0)
     slo_tpot_ms: float | None = Field(default=None, gt=0)
     slo_e2e_ms: float | None = Field(default=None, gt=0)
@@ -384,7 +389,7 @@ class ProfileFields(BaseModel):
     _not_null = refuse_null(
         "name", "title", "input_tokens_mean", "input_tokens_spread", "output_tokens_mean",
         "output_tokens_spread", "load_mode", "load_levels", "arrival", "warmup_requests", "slo_percentile",
-        "search", "search_max_steps", "search_budget_s",
+        "search", "search_max_steps", "search_budget_s", "trials", "trial_cooldown_s",
     )  # fmt: skip
 
     @field_validator("load_levels")
@@ -412,6 +417,8 @@ class ProfileCreate(ProfileFields):
     search: bool = False
     search_max_steps: int = Field(default=10, ge=2, le=40)
     search_budget_s: float = Field(default=900.0, gt=0, le=86_400)
+    trials: int = Field(default=1, ge=1, le=10)
+    trial_cooldown_s: float = Field(default=0.0, ge=0, le=600)
 
 
 class ProfileUpdate(ProfileFields):
@@ -440,6 +447,8 @@ class ProfileRead(BaseModel):
     search: bool
     search_max_steps: int
     search_budget_s: float
+    trials: int = 1
+    trial_cooldown_s: float = 0.0
     slo_ttft_ms: float | None
     slo_tpot_ms: float | None
     slo_e2e_ms: float | None

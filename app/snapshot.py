@@ -158,6 +158,8 @@ class ProfileSnapshot(_Snapshot):
     search: bool | None = False
     search_max_steps: int | None = 10
     search_budget_s: float | None = 900.0
+    trials: int | None = 1
+    trial_cooldown_s: float | None = 0.0
     slo_ttft_ms: float | None = None
     slo_tpot_ms: float | None = None
     slo_e2e_ms: float | None = None

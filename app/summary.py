@@ -184,6 +184,39 @@ class WholeStep(_Model):
     requests_per_s: float | None = None
 
 
+class TrialFigure(_Model):
+    """One headline figure over a step's repeat trials: each trial's value, their mean with a
+    t-based 95 % interval, and the coefficient of variation (sample sd / mean)."""
+
+    metric: str  # a distribution ("ttft_ms") or a rate ("output_tokens_per_s")
+    stat: str | None = None  # the distribution's statistic ("p99"); None for a rate
+    values: list[float] = Field(default_factory=list)
+    mean: float | None = None
+    low: float | None = None
+    high: float | None = None
+    cv: float | None = None
+    higher_is_better: bool = False  # rates: the conservative end is the low one
+
+    @property
+    def conservative(self) -> float | None:
+        """The end of the interval that flatters the endpoint least."""
+        return self.low if self.higher_is_better else self.high
+
+
+class Trials(_Model):
+    """A step measured several times (a profile's `trials`): its figures are the means."""
+
+    count: int
+    cooldown_s: float = 0.0
+    confidence: float = 0.95
+    method: str = "t"  # t-based intervals over the trials' values
+    figures: list[TrialFigure] = Field(default_factory=list)
+    windows: list[SteadyWindow] = Field(default_factory=list)  # each trial's steady window
+
+    def figure(self, metric: str, stat: str | None = None) -> TrialFigure | None:
+        return next((f for f in self.figures if f.metric == metric and f.stat == stat), None)
+
+
 class StepSummary(StepCosts):
     concurrency: int | None = None
     request_rate: float | None = None
@@ -214,6 +247,7 @@ class StepSummary(StepCosts):
     workload: WorkloadStats | None = None
     steady: SteadyWindow | None = None  # the window the figures above describe
     whole_step: WholeStep | None = None  # the same figures over the whole step, where they differ
+    trials: Trials | None = None  # repeat trials: the figures above are their means
 
     @property
     def server_hit_rate(self) -> float | None:
@@ -256,6 +290,24 @@ class StepSummary(StepCosts):
         found: Distribution = getattr(self, metric)
         value = getattr(found, key)
         return None if value is None else float(value)
+
+    def conservative(self) -> StepSummary:
+        """With repeat trials, the step at the end of each interval that flatters it least
+        (latency at its upper bound, throughput at its lower): what the operating point and
+        the capacity rest on. Without trials, itself."""
+        if self.trials is None or self.trials.count < 2:
+            return self
+        update: dict[str, object] = {}
+        for figure in self.trials.figures:
+            bound = figure.conservative
+            if bound is None:
+                continue
+            if figure.stat is None:
+                update[figure.metric] = bound
+            else:
+                found: Distribution = update.get(figure.metric) or getattr(self, figure.metric)  # type: ignore[assignment]
+                update[figure.metric] = found.model_copy(update={figure.stat: bound})
+        return self.model_copy(update=update)
 
     def meets(self, slo: SLO) -> bool:
         """Whether this step meets `slo` (app/domain.SLO.step_meets: completed requests, at most
@@ -330,6 +382,7 @@ class OperatingPoint(StepCosts):
     # The SLO held at the heaviest load measured: the endpoint carries at least this much; how
     # much more, only a heavier step (an SLO search) can tell.
     at_least: bool = False
+    trials: int | None = None  # measured in repeat trials: the figures are their conservative bounds
     degraded: list[str] = Field(default_factory=list)
     # Used for its costs, not shown.
     input_tokens_per_s: float | None = Field(default=None, exclude=True)

@@ -198,3 +198,72 @@ async def test_a_warm_up_is_left_out_of_the_steady_window() -> None:
         steady = await Prober(Target(url, "sim"), Workload.from_profile(profile)).run_step(0, 8)
         late = simulator_lateness_ms(url)
     truthful(steady.summary.model_dump(mode="json"), "ttft_ms", "p50", 40.0, 0.8, late)
+
+
+@pytest.mark.slow
+async def test_trial_intervals_cover_the_truth_at_least_90_times_in_100() -> None:
+    """100 runs of one step in 3 trials against a simulator whose inter-token delay carries a
+    known noise (each request's delays times a lognormal factor of median 1, sigma 0.3): the
+    trials' 95 % interval of TPOT p50 holds the truth, 2 ms (the delay times the factor's
+    median; TPOT is a difference of two client stamps, so the client's own overhead cancels),
+    in at least 90."""
+    profile = ProfileSnapshot(
+        load_levels=[16], requests_per_step=48, input_tokens_mean=8, output_tokens_mean=4, trials=3
+    )
+    covered = runs = 0
+    with simulator(
+        "--preset", "fixed", "--ttft-ms", "1", "--itl-ms", "2", "--noise", "0.3", "--seed", "5"
+    ) as url:
+        prober = Prober(Target(url, "sim"), Workload.from_profile(profile))
+        for i in range(100):
+            step = await prober.run_step(i, 16)
+            trials = step.summary.trials
+            assert trials is not None and trials.count == 3 and len(step.samples) == 3 * 48
+            figure = trials.figure("tpot_ms", "p50")
+            assert figure is not None and figure.low is not None and figure.high is not None
+            runs += 1
+            covered += figure.low <= 2.0 <= figure.high
+    print(f"trial intervals holding the truth: {covered} of {runs}")
+    assert covered >= 90
+
+
+async def test_a_profile_with_trials_runs_stores_recomputes_and_shows_them(
+    app, client: httpx.AsyncClient, people
+) -> None:  # type: ignore[no-untyped-def]
+    from app.services import results
+    from tests.api_helpers import wait_for_run
+
+    auth = await bearer(client, "editor")
+    profile = {"name": "tried", "input_tokens_mean": 16, "output_tokens_mean": 8, "load_levels": [1, 4],
+               "requests_per_step": 8, "slo_ttft_ms": 500, "trials": 2, "trial_cooldown_s": 0.1}  # fmt: skip
+    made = await client.post("/api/v1/profiles", json=profile, headers=auth)
+    assert made.status_code == 201 and made.json()["trials"] == 2, made.text
+    refused = await client.post(
+        "/api/v1/profiles", json={**profile, "name": "many", "trials": 11}, headers=auth
+    )
+    assert refused.status_code == 422 and "trials" in refused.text
+    with simulator("--preset", "fixed", "--ttft-ms", "20", "--itl-ms", "2", "--noise", "0.2") as url:
+        endpoint = await client.post("/api/v1/endpoints", json={"name": "sim", "base_url": url, "model": "sim",
+                                                                 "gpu_count": 1, "price_per_gpu_hour": 2.0}, headers=auth)  # fmt: skip
+        accepted = await client.post(
+            f"/api/v1/endpoints/{endpoint.json()['id']}/runs", json={"profile": "tried"}, headers=auth
+        )
+        run_id = accepted.json()["run_id"]
+        summary = await wait_for_run(client, run_id, auth)
+    assert summary["status"] == "succeeded", summary
+    for step in summary["steps"]:
+        assert step["trials"]["count"] == 2 and step["requests"]["sent"] == 16
+    point = summary["scorecard"]["operating_point"]
+    assert point["trials"] == 2  # the conservative bounds, and it says so
+    last = summary["steps"][point["step_index"]]["trials"]
+    tput = next(f for f in last["figures"] if f["metric"] == "output_tokens_per_s")
+    assert point["output_tokens_per_s"] == pytest.approx(tput["low"]) and tput["low"] < tput["mean"]
+    samples = (await client.get(f"/api/v1/runs/{run_id}/samples?limit=100", headers=auth)).json()["items"]
+    assert {s["trial"] for s in samples} == {0, 1}
+    async with unit_of_work(app.state.sessionmaker) as session:
+        assert await results.recompute(session, run_id=run_id) == 2
+    again = (await client.get(f"/api/v1/runs/{run_id}", headers=auth)).json()["steps"][1]
+    assert again["trials"]["count"] == 2
+    assert again["ttft_ms"]["p50"] == pytest.approx(summary["steps"][1]["ttft_ms"]["p50"], abs=0.01)
+    page = (await client.get(f"/runs/{run_id}", headers=auth)).text
+    assert 'id="trials-table"' in page and "conservative bound over 2 trials" in page

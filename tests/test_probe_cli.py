@@ -50,6 +50,22 @@ def test_probe_prints_the_design_summary() -> None:
     assert "TTFT" in out.stderr  # the table goes to stderr when JSON goes to stdout
 
 
+def test_probe_measures_each_step_in_trials() -> None:
+    with simulator("--preset", "fixed", "--ttft-ms", "20", "--itl-ms", "2", "--noise", "0.2") as url:
+        out = smartbench(
+            "probe", "--base-url", url, "--model", "sim", "--concurrency", "4", "--requests", "12",
+            "--output-tokens", "8", "--trials", "3", "--json", "-",
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    [step] = json.loads(out.stdout)["steps"]
+    trials = step["trials"]
+    assert trials["count"] == 3 and step["requests"]["sent"] == 36
+    ttft = next(f for f in trials["figures"] if f["metric"] == "ttft_ms" and f["stat"] == "p50")
+    assert len(ttft["values"]) == 3 and ttft["low"] < ttft["mean"] < ttft["high"] and ttft["cv"] > 0
+    assert step["ttft_ms"]["p50"] == pytest.approx(ttft["mean"])  # the step's figure is the trials' mean
+    assert "mean of 3 trials" in out.stderr and "±" in out.stderr
+
+
 def test_probe_exits_nonzero_with_a_reason() -> None:
     out = smartbench("probe", "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--model", "sim")
     assert out.returncode != 0 and "cannot connect" in out.stdout + out.stderr

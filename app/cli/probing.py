@@ -122,6 +122,10 @@ def probe(
         ),
     ] = False,
     search_max_steps: Annotated[int, typer.Option(min=2, max=40, help="Most steps of an SLO search")] = 10,
+    trials: Annotated[
+        int, typer.Option(min=1, max=10, help="Measure each step this many times: mean, 95 % interval, CV")
+    ] = 1,
+    trial_cooldown: Annotated[float, typer.Option(min=0, max=600, help="Seconds between trials")] = 0.0,
     workload: Annotated[
         str, typer.Option(help="synthetic, shared_prefix, multi_turn, trace, dataset or long_context")
     ] = "synthetic",
@@ -210,6 +214,8 @@ def probe(
         warmup_requests=warmup,
         search=search,
         search_max_steps=search_max_steps,
+        trials=trials,
+        trial_cooldown_s=trial_cooldown,
         slo_ttft_ms=slo_ttft_ms,
         slo_tpot_ms=slo_tpot_ms,
         workload=spec_of_workload,

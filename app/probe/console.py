@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
 from pathlib import Path
@@ -19,11 +20,21 @@ from app.probe.process import ProbeOutcome, ProbeProcess, ProbeSpec
 from app.probe.prompts import load_tokenizer
 from app.probe.types import Target
 from app.security.redact import VISIBLE
-from app.summary import RunSummary
+from app.summary import RunSummary, Trials
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _spread(
+    trials: Trials | None, metric: str, stat: str | None, value: float | None, digits: int = 1
+) -> str:
+    """A value; with repeat trials, their mean and half its 95 % interval."""
+    figure = trials.figure(metric, stat) if trials is not None else None
+    if figure is None or figure.low is None or figure.high is None or value is None:
+        return _fmt(value, digits)
+    return f"{_fmt(value, digits)} ±{_fmt((figure.high - figure.low) / 2, digits)}"
 
 
 def result_table(summary: RunSummary) -> Table:
@@ -45,22 +56,28 @@ def result_table(summary: RunSummary) -> Table:
             flags.append(f"ITL per chunk{per}")
         if step.requests.errors:
             flags.append(", ".join(f"{k}×{v}" for k, v in step.requests.errors.items()))
+        trials = step.trials
+        if trials is not None:
+            flags.append(f"mean of {trials.count} trials")
+        spread = functools.partial(_spread, trials)
         table.add_row(
             step.load_label,
             str(step.requests.sent),
             str(step.requests.completed),
             str(step.requests.failed),
-            _fmt(step.ttft_ms.p50),
-            _fmt(step.ttft_ms.p99),
+            spread("ttft_ms", "p50", step.ttft_ms.p50),
+            spread("ttft_ms", "p99", step.ttft_ms.p99),
             _fmt(step.itl_ms.p50, 2),
-            _fmt(step.tpot_ms.p50, 2),
+            spread("tpot_ms", "p50", step.tpot_ms.p50, 2),
             _fmt(step.e2e_ms.p99),
-            _fmt(step.output_tokens_per_s, 0),
+            spread("output_tokens_per_s", None, step.output_tokens_per_s, 0),
             _fmt(step.requests_per_s, 2),
             _fmt(step.tokens_per_s_per_user.p50, 1),
             " ".join(flags),
         )
-    table.caption = "latencies in ms; TTFT, ITL, TPOT as smartbench defines them (docs/DESIGN.md)"
+    table.caption = "latencies in ms; TTFT, ITL, TPOT as smartbench defines them (docs/DESIGN.md)" + (
+        "; trials: mean ± half the 95 % interval" if any(s.trials for s in summary.steps) else ""
+    )
     return table
 
 

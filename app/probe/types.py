@@ -96,6 +96,7 @@ class Sample:
     scheduled_ns: int | None = None  # open loop and traces: when it was due to leave
     hold_until_ns: int | None = None  # started ahead: the client holds its bytes until then
     answer_text: str | None = None  # kept for a session's next turn, then dropped
+    trial: int | None = None  # which of the step's repeat trials (0-based); None without trials
 
     @property
     def ok(self) -> bool:
@@ -142,6 +143,8 @@ class Workload:
     slo: SLO = field(default_factory=SLO)
     seed: int = 0
     search: SearchSpec | None = None  # an SLO search instead of the fixed levels (probe/search.py)
+    trials: int = 1  # each step measured this many times (probe/trials.py)
+    trial_cooldown_s: float = 0.0
     # What the requests are (app/workloads.py) and, for traces and datasets, the records.
     spec: WorkloadSpec = field(default_factory=WorkloadSpec)
     content: DatasetContent | None = None
@@ -166,6 +169,8 @@ class Workload:
             warmup_requests=int(profile.warmup_requests or 0),
             slo=profile.slo,
             search=SearchSpec.from_profile(profile),
+            trials=max(1, int(profile.trials or 1)),
+            trial_cooldown_s=float(profile.trial_cooldown_s or 0.0),
             seed=spec.seed,
             spec=spec,
             content=content,

@@ -36,7 +36,9 @@ def operating_point(
     meets the SLO and the next heavier one that breaks it (where the binding metric crosses its
     limit). Without an SLO (throughput first) it is the step with the most throughput. After an
     SLO search (`searched`) it is the search's answer, the heaviest step that met the SLO, as
-    measured. Step indices are positions in `steps`."""
+    measured. Step indices are positions in `steps`. A step measured in repeat trials counts at
+    the conservative end of its intervals (StepSummary.conservative)."""
+    steps = [s.conservative() for s in steps]
     ordered = sorted(
         ((i, s) for i, s in enumerate(steps) if s.output_tokens_per_s is not None),
         key=lambda pair: pair[1].load,
@@ -84,6 +86,8 @@ def operating_point(
             point.load > best.load if searched else point.output_tokens_per_s > best.output_tokens_per_s
         ):
             best = point
+    if best is not None and (trials := steps[best.step_index].trials) is not None and trials.count > 1:
+        best.trials = trials.count  # its figures are the conservative bounds over the trials
     if best is not None and slo.defined and not best.interpolated and best.load >= max(s.load for s in steps):
         best.at_least = True  # nothing heavier was measured (a failed step counts): the SLO never broke
     if best is not None:
@@ -218,6 +222,7 @@ def smart_letters(
 ) -> Scorecard:
     """The scorecard of one run: operating point, capacity and the five letters."""
     environment = environment or RunEnvironment()
+    steps = [s.conservative() for s in steps]  # repeat trials: each interval's unflattering end
     slo = profile.slo
     judged = slo if slo.defined else REFERENCE_SLO
     # An SLO search measured its answer: its operating point is that step, never interpolated.

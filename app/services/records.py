@@ -74,6 +74,7 @@ def sample_row(run_id: int, step_index: int, s: Sample, origin_ns: int) -> dict[
         "session": s.session,
         "turn": s.turn,
         "dispatch_lag_ms": s.dispatch_lag_ms,
+        "trial": s.trial,
         "finish_reason": s.finish_reason,
         "error_kind": s.error_kind,
         "error_detail": s.error_detail,
@@ -125,6 +126,7 @@ def sample_from_row(row: RequestSample, token_source: str | None) -> Sample:
         session=row.session,
         turn=row.turn,
         scheduled_ns=None if row.dispatch_lag_ms is None else sent - int(row.dispatch_lag_ms * 1e6),
+        trial=row.trial,
     )
     if sample.end_ns is None:
         sample.end_ns = sent

@@ -16,7 +16,8 @@ from app.environment import RunEnvironment
 from app.errors import NotFound
 from app.models import RequestSample, Run, RunStep
 from app.probe.stats import summarize_step
-from app.probe.types import StepResult
+from app.probe.trials import combine
+from app.probe.types import Sample, StepResult
 from app.scoring.cost import step_costs
 from app.scoring.smart import smart_letters
 from app.services.records import sample_from_row, sample_row, step_columns, with_origin
@@ -153,19 +154,27 @@ async def recompute(session: AsyncSession, *, run_id: int) -> int:
         ).all()
         samples = [sample_from_row(row, step.summary.token_count_source) for row in rows]
         quality = step.summary.quality
-        summary = summarize_step(
-            samples,
-            concurrency=step.concurrency,
-            request_rate=step.request_rate,
-            slo=slo,
-            client_bound=quality.client_bound,
-            client_notes=quality.client_notes,
-            client_cpu_pct=quality.client_cpu_pct,
-            spec=run.profile_snapshot.spec,
-            context_tokens=step.summary.workload.context_tokens
-            if step.summary.workload is not None
-            else None,
-        )
+        by_trial: dict[int | None, list[Sample]] = {}
+        for sample in samples:  # repeat trials: each summarised alone, then combined
+            by_trial.setdefault(sample.trial, []).append(sample)
+        summaries = [
+            summarize_step(
+                group,
+                concurrency=step.concurrency,
+                request_rate=step.request_rate,
+                slo=slo,
+                client_bound=quality.client_bound,
+                client_notes=quality.client_notes,
+                client_cpu_pct=quality.client_cpu_pct,
+                spec=run.profile_snapshot.spec,
+                context_tokens=step.summary.workload.context_tokens
+                if step.summary.workload is not None
+                else None,
+            )
+            for _, group in sorted(by_trial.items(), key=lambda item: item[0] or 0)
+        ] or [summarize_step([], concurrency=step.concurrency, request_rate=step.request_rate, slo=slo)]
+        trials = step.summary.trials
+        summary = combine(summaries, cooldown_s=trials.cooldown_s if trials is not None else 0.0, slo=slo)
         summary.telemetry = step.summary.telemetry  # the server's metrics are not in the samples
         fresh = with_costs(summary, inputs)
         for key, value in step_columns(fresh).items():

@@ -20,7 +20,7 @@ from app.services.runs import get
 SAMPLE_COLUMNS = ("seq", "step_index", "warmup", "sent_offset_ms", "ttft_ms", "ttfat_ms", "e2e_ms", "input_tokens",
                   "output_tokens", "reasoning_tokens", "requested_output_tokens", "chunk_count", "finish_reason",
                   "error_kind", "error_detail", "http_status", "retry_after_s", "requested_input_tokens",
-                  "cached_tokens", "expected_cached_tokens", "session", "turn", "dispatch_lag_ms")  # fmt: skip
+                  "cached_tokens", "expected_cached_tokens", "session", "turn", "dispatch_lag_ms", "trial")  # fmt: skip
 
 
 async def samples_page(

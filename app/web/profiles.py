@@ -28,7 +28,7 @@ DISTS = {"input", "output", "turns", "think_s"}
 WHOLE = {"seed", "groups", "prefix_tokens", "system_tokens", "start_tokens", "context_max"}
 FIELDS = ("name", "title", "description", "input_tokens_mean", "input_tokens_spread", "output_tokens_mean",
           "output_tokens_spread", "load_mode", "load_levels", "arrival", "max_concurrency", "requests_per_step",
-          "duration_per_step_s", "warmup_requests", "search", "search_max_steps", "search_budget_s", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms", "slo_percentile",
+          "duration_per_step_s", "warmup_requests", "search", "search_max_steps", "search_budget_s", "trials", "trial_cooldown_s", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms", "slo_percentile",
           "target_price_per_million", *WORKLOAD_FIELDS)  # fmt: skip
 INTS = {
     "input_tokens_mean",
@@ -38,8 +38,9 @@ INTS = {
     "warmup_requests",
     "slo_percentile",
     "search_max_steps",
+    "trials",
 }
-FLOATS = {"search_budget_s", "input_tokens_spread", "output_tokens_spread", "duration_per_step_s", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms",
+FLOATS = {"search_budget_s", "trial_cooldown_s", "input_tokens_spread", "output_tokens_spread", "duration_per_step_s", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms",
           "target_price_per_million"}  # fmt: skip
 
 
@@ -110,6 +111,8 @@ def parse(values: dict[str, str]) -> tuple[dict[str, object], dict[str, str]]:
         "slo_percentile",
         "search_max_steps",
         "search_budget_s",
+        "trials",
+        "trial_cooldown_s",
     ):
         if payload.get(key) is None:
             payload.pop(key, None)
