@@ -675,6 +675,27 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ChangePoint(Base):
+    """Where one figure of an endpoint's history on one profile stepped to another level
+    (app/changepoints.py), found when runs land; derived, replaced at each scan."""
+
+    __tablename__ = "change_points"
+    __table_args__ = (Index("ix_change_points_endpoint_profile", "endpoint_id", "profile_name", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    profile_name: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(40))  # services/changes.SERIES key
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))  # first after
+    at: Mapped[datetime]  # when that run finished
+    before: Mapped[float] = mapped_column(Float)  # medians of the segments on each side
+    after: Mapped[float] = mapped_column(Float)
+    change_pct: Mapped[float] = mapped_column(Float)
+    p_value: Mapped[float] = mapped_column(Float)
+    synthetic: Mapped[bool] = mapped_column(Boolean, default=False)  # found in generated history
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Webhook(Base):
     """Where alerts go: a generic JSON receiver (HMAC-SHA256 signed) or a Slack-compatible
     incoming webhook. The URL (a Slack URL is itself a credential) and the signing secret are

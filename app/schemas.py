@@ -549,6 +549,23 @@ class TrendMarker(BaseModel):
     run_id: int
 
 
+class ChangePointRead(BaseModel):
+    """A change point in an endpoint's history on a profile (app/changepoints.py)."""
+
+    endpoint_id: int
+    profile: str
+    metric: Literal["ttft_ms", "tpot_ms", "output_tokens_per_s_at_slo", "cost_per_million_tokens_at_slo"]
+    label: str
+    run_id: int | None = Field(description="the first run after the change")
+    at: datetime
+    before: float = Field(description="the median of the runs before, back to the previous change point")
+    after: float = Field(description="the median of the runs after, up to the next change point")
+    change_pct: float
+    p_value: float = Field(description="Welch's t-test of the runs on the two sides")
+    synthetic: bool = Field(description="found in generated history")
+    direction: Literal["better", "worse"]
+
+
 class CostTrends(BaseModel):
     since: datetime
     until: datetime
@@ -556,6 +573,9 @@ class CostTrends(BaseModel):
     grain: Literal["run", "hour", "day", "week"] = Field(description="raw runs, or buckets of this size")
     series: list[CostSeries]
     markers: list[TrendMarker] = Field(default_factory=list)
+    change_points: list[ChangePointRead] = Field(
+        default_factory=list, description="where a drawn endpoint's cost stepped to another level"
+    )
     endpoints_shown: int = 0
     endpoints_available: int = Field(default=0, description="endpoints with runs of the profile in range")
 
@@ -632,6 +652,7 @@ class ProfileHistory(BaseModel):
     cost: list[CostSeries]
     percentile: str = Field(description="the latency history's statistic: the SLO's percentile")
     latency: list[LatencyPoint]
+    change_points: list[ChangePointRead] = Field(default_factory=list)
 
 
 class EndpointPage(BaseModel):

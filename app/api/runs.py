@@ -12,6 +12,7 @@ from app.confidence import Comparison
 from app.deps import AdminDep, Cursor, EditorDep, Limit, NowDep, ReaderDep, RowId, SessionDep, offset_of
 from app.errors import NotFound
 from app.schemas import (
+    ChangePointRead,
     ComparePage,
     CostTrends,
     EndpointScorecard,
@@ -24,7 +25,7 @@ from app.schemas import (
     ScorecardPage,
     next_offset_cursor,
 )
-from app.services import comparisons, pages, runs, samples, scorecards, trends
+from app.services import changes, comparisons, endpoints, pages, runs, samples, scorecards, trends
 from app.summary import RunSummary
 
 MAX_CARDS = 50  # a card with its 30-day trend is ~8 KB: a page stays well under 500 KB
@@ -145,6 +146,19 @@ async def endpoint_scorecard(
     page (an endpoint has a card per profile)."""
     cards = await scorecards.for_endpoint(session, endpoint_id=endpoint_id, now=now, profile=profile)
     return Page[EndpointScorecard](items=cards)
+
+
+@router.get("/endpoints/{endpoint_id}/change-points", name="api_change_points")
+async def change_points(
+    endpoint_id: RowId, session: SessionDep, _: ReaderDep, profile: str | None = None
+) -> Page[ChangePointRead]:
+    """Where the endpoint's history stepped to another level, per profile and figure (TTFT and
+    TPOT at the operating step, throughput and cost at the SLO), oldest first: found as runs land
+    (PELT, each step kept where Welch's t-test says p < 0.01), with the medians on each side."""
+    await endpoints.get(session, endpoint_id)
+    return Page[ChangePointRead](
+        items=await changes.listing(session, endpoint_id=endpoint_id, profile=profile)
+    )
 
 
 @router.get("/scorecards", name="api_scorecards")

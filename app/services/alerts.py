@@ -17,6 +17,7 @@ from app.schemas import AlertRead, AlertSettings
 from app.scoring import regression
 from app.scoring.regression import AlertDetail
 from app.security.redact import mask
+from app.services import changes
 
 # Runs that count towards an endpoint's health: ended by its probe, one way or the other.
 HEALTH_STATUSES = (RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.interrupted.value)
@@ -25,8 +26,11 @@ HEALTH_STATUSES = (RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.
 async def after_run(
     session: AsyncSession, *, run_id: int, rules: AlertSettings, now: datetime
 ) -> list[Alert]:
-    """Judge a run that just ended; store and queue the alerts it raises."""
+    """Judge a run that just ended; store and queue the alerts it raises. A run that succeeded
+    also rescans its endpoint's history on its profile for change points (services/changes.py)."""
     run = await session.get(Run, run_id)
+    if run is not None and run.status == RunStatus.succeeded.value:
+        await changes.rescan(session, endpoint_id=run.endpoint_id, profile=run.profile_name, now=now)
     if run is None or run.source != RunSource.smartbench:
         return []
     endpoint = await session.get(Endpoint, run.endpoint_id)

@@ -29,6 +29,7 @@ from app.models import Endpoint, Profile, Run, RunStatus, RunStep
 from app.scoring.cost import step_costs
 from app.scoring.smart import operating_point
 from app.security.crypto import SecretBox
+from app.services import changes
 from app.services import profiles as profile_service
 from app.services.records import step_columns
 from app.simulator.engine import expected_closed_loop
@@ -179,6 +180,7 @@ async def backfill(
             pending = []
     if pending:
         written += await _write(session, pending)
+    await changes.rescan(session, endpoint_id=endpoint.id, profile=profile.name, now=end)
     return written
 
 

@@ -36,9 +36,9 @@ from app.importers.base import MAX_TEXT, ImportedRun, ImportProblem
 from app.models import Profile, RunStatus
 from app.probe.types import StepResult
 from app.schemas import ImportResult
+from app.services import changes, results, runs
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
-from app.services import results, runs
 from app.snapshot import ProfileSnapshot
 
 UNPROFILED = "imported"  # the profile name of imports made without one
@@ -218,6 +218,7 @@ async def import_run(
     await session.flush()
     await results.store_steps(session, run_id=run.id, steps=steps, rows=prepared.rows())
     await results.judge(session, run=run)
+    await changes.rescan(session, endpoint_id=run.endpoint_id, profile=run.profile_name, now=now)
     return ImportResult(
         run_id=run.id,
         tool=imported.tool,

@@ -17,7 +17,17 @@ from app.schemas import (
     EndpointScorecard,
     ProfileHistory,
 )
-from app.services import alerts, comparisons, inspections, results, runs, schedules, scorecards, trends
+from app.services import (
+    alerts,
+    changes,
+    comparisons,
+    inspections,
+    results,
+    runs,
+    schedules,
+    scorecards,
+    trends,
+)
 from app.services import endpoints as endpoint_service
 
 COMPARE_MAX = 6
@@ -37,9 +47,10 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         )
         histories.append(
             ProfileHistory(
-                profile=card.profile, scorecard=card, grain=grain, cost=cost, percentile=pct, latency=latency
+                profile=card.profile, scorecard=card, grain=grain, cost=cost, percentile=pct, latency=latency,
+                change_points=await changes.listing(session, endpoint_id=endpoint_id, profile=card.profile),
             )
-        )
+        )  # fmt: skip
     recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)
     waiting = await runs.waiting_reasons(session, recent)
     inspected = await inspections.latest(session, endpoint_id=endpoint_id)

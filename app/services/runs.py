@@ -8,7 +8,7 @@ import base64
 import logging
 import os
 import socket
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -21,10 +21,10 @@ from app.domain import RunSource
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Alert, Endpoint, Run, RunStatus
 from app.schemas import RunListItem
+from app.services import changes, results
 from app.services import datasets as dataset_service
 from app.services import endpoints as endpoint_service
 from app.services import profiles as profile_service
-from app.services import results
 from app.snapshot import PRICE_FIELDS, STACK_FIELDS, CostInputs, EndpointSnapshot, ProfileSnapshot
 from app.summary import RunEndpoint, RunSummary
 
@@ -292,10 +292,12 @@ async def delete(session: AsyncSession, *, run_id: int) -> int:
     run = await get(session, run_id)
     if run.status in (RunStatus.queued.value, RunStatus.running.value):
         raise Conflict(f"run {run_id} is {run.status}: cancel it first")
-    endpoint_id = run.endpoint_id
+    endpoint_id, profile = run.endpoint_id, run.profile_name
     await session.execute(sa_delete(Alert).where(Alert.run_id == run_id))
     await session.execute(sa_delete(Run).where(Run.id == run_id))  # steps and samples cascade
     session.expunge(run)
+    # The history lost a run: its change points are found again without it.
+    await changes.rescan(session, endpoint_id=endpoint_id, profile=profile, now=datetime.now(UTC))
     return endpoint_id
 
 

@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain import OWN_SOURCES, RunSource
-from app.models import Endpoint, Run, RunStatus
+from app.models import ChangePoint, Endpoint, Run, RunStatus
 from app.schemas import CostSeries, CostTrends, TrendMarker, TrendPoint
+from app.services import changes
 from app.snapshot import PRICE_FIELDS, STACK_FIELDS, CostInputs, EndpointSnapshot
 
 RAW_LIMIT = 200  # raw points, or buckets, per series at most
@@ -324,6 +325,22 @@ async def cost_trends(
         grain=grain,
         series=series,
         markers=await markers(session, profile=profile, since=since, until=until, endpoints=picked),
+        change_points=[
+            changes.to_read(c)
+            for c in (
+                await session.scalars(
+                    select(ChangePoint)
+                    .where(
+                        ChangePoint.profile_name == profile,
+                        ChangePoint.metric == "cost_per_million_tokens_at_slo",
+                        ChangePoint.endpoint_id.in_([endpoint_id for endpoint_id, _ in picked]),
+                        ChangePoint.at >= since,
+                        ChangePoint.at <= until,
+                    )
+                    .order_by(ChangePoint.at)
+                )
+            ).all()
+        ],
         endpoints_shown=len(picked),
         endpoints_available=available,
     )

@@ -54,7 +54,9 @@ async def trends_page(
     data = await trends.cost_trends(
         session, profile=chosen, since=now - timedelta(days=days), until=now, endpoint_ids=endpoint
     )
-    figure = await asyncio.to_thread(figures.cost_trend, data.series, markers=data.markers)
+    figure = await asyncio.to_thread(
+        figures.cost_trend, data.series, markers=data.markers, changes=data.change_points
+    )
     all_profiles = [p.name for p in await profiles.list_all(session)]
     all_endpoints, _total = await endpoint_service.list_page(session, limit=500)
     return render(

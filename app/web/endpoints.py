@@ -105,10 +105,15 @@ async def detail(
     def build() -> dict[str, dict[str, str]]:
         return {
             "cost": {
-                h.profile: figures.cost_trend(h.cost, f"Cost per million tokens · {h.profile}")
+                h.profile: figures.cost_trend(
+                    h.cost, f"Cost per million tokens · {h.profile}", changes=h.change_points
+                )
                 for h in data.profiles
             },
-            "latency": {h.profile: figures.latency_trend(h.latency, h.percentile) for h in data.profiles},
+            "latency": {
+                h.profile: figures.latency_trend(h.latency, h.percentile, h.change_points)
+                for h in data.profiles
+            },
         }
 
     charts = await asyncio.to_thread(build)

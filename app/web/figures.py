@@ -17,7 +17,7 @@ from app.datasets import DatasetStats
 from app.domain import per_gpu, user_rate_at
 from app.probe.stats import itl_gaps_ms
 from app.probe.types import Sample
-from app.schemas import CostSeries, LatencyPoint, TrendMarker, TrendPoint
+from app.schemas import ChangePointRead, CostSeries, LatencyPoint, TrendMarker, TrendPoint
 from app.summary import Histogram, StepSummary
 
 PALETTE = ["#15803d", "#2563eb", "#b45309", "#7c3aed", "#db2777", "#0891b2"]
@@ -45,10 +45,26 @@ def _layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
     return layout
 
 
+def _change_shapes(changes: Sequence[ChangePointRead]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A dotted line and a label at each change point (red where it made things worse)."""
+    shapes, notes = [], []
+    for c in changes:
+        color = "#b91c1c" if c.direction == "worse" else "#15803d"
+        at = c.at.isoformat()
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": at, "x1": at, "y0": 0, "y1": 1,
+                       "line": {"color": color, "dash": "dot", "width": 1.5}})  # fmt: skip
+        notes.append({"x": at, "y": 0.92, "yref": "paper", "showarrow": False, "xanchor": "left",
+                      "text": f"{c.label.split(' ')[0]} {c.change_pct:+.0f} %", "font": {"size": 10, "color": color},
+                      "hovertext": f"change point: {c.label} {c.before:.4g} -> {c.after:.4g} "
+                                   f"({c.change_pct:+.1f} %, p = {c.p_value:.2g})"})  # fmt: skip
+    return shapes, notes
+
+
 def cost_trend(
     series: Sequence[CostSeries],
     title: str = "Cost per million tokens at the SLO operating point",
     markers: Sequence[TrendMarker] = (),
+    changes: Sequence[ChangePointRead] = (),
 ) -> str:
     """One line per endpoint (its synthetic history dotted and paler), a p10-p90 band under
     bucketed medians, hollow markers on degraded runs, and a dashed line where prices or the
@@ -93,18 +109,19 @@ def cost_trend(
             )
         )  # fmt: skip
     # One layout update for all markers: plotly validates the whole layout on each add_vline.
+    shapes, notes = _change_shapes([c for c in changes if c.metric == "cost_per_million_tokens_at_slo"])
     fig.update_layout(
         shapes=[
             {"type": "line", "xref": "x", "yref": "paper", "x0": m.at.isoformat(), "x1": m.at.isoformat(),
              "y0": 0, "y1": 1, "line": {"color": "#64748b", "dash": "dash", "width": 1}}
             for m in markers
-        ],
+        ] + shapes,
         annotations=[
             {"x": m.at.isoformat(), "y": 1, "yref": "paper", "showarrow": False, "yanchor": "bottom",
              "text": ("price" if m.kind == "price" else "stack") + " change", "font": {"size": 10},
              "hovertext": f"{m.endpoint}: {m.label}"}
             for m in markers
-        ],
+        ] + notes,
     )  # fmt: skip
     _time_axis(fig, [p.at for s in drawn for p in s.points])
     return _json(fig)
@@ -150,7 +167,7 @@ def _time_axis(fig: go.Figure, times: Sequence[datetime]) -> None:
     fig.update_xaxes(type="date", tickformat=fmt)
 
 
-def latency_trend(history: Sequence[LatencyPoint], pct: str) -> str:
+def latency_trend(history: Sequence[LatencyPoint], pct: str, changes: Sequence[ChangePointRead] = ()) -> str:
     """Latency at each run's operating step over time; with one run so far, a bar per metric."""
     title = f"Latency at the operating step ({pct})"
     labels = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"))
@@ -176,6 +193,9 @@ def latency_trend(history: Sequence[LatencyPoint], pct: str) -> str:
                            opacity=0.65 if synthetic else 1.0, marker={"size": 4 if synthetic else 6},
                            line={"color": PALETTE[i], "dash": "dot" if synthetic else "solid"})
             )  # fmt: skip
+    shapes, notes = _change_shapes([c for c in changes if c.metric in ("ttft_ms", "tpot_ms")])
+    if shapes:
+        fig.update_layout(shapes=shapes, annotations=notes)
     _time_axis(fig, [h.at for h in history])
     return _json(fig)
 
