@@ -134,6 +134,9 @@ class AlertingSettings(_Group):
     regression_threshold_pct: RegressionThresholdPct = 10.0
     regression_error_points: RegressionErrorPoints = 1.0
     down_after_failures: DownAfterFailures = 3
+    # Besides the median-and-MAD rule: a new change point in the history that makes a figure
+    # worse raises a regression (app/changepoints.py).
+    change_point_alerts: bool = False
 
 
 class RunSettings(_Group):

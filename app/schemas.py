@@ -714,6 +714,10 @@ class AlertSettings(BaseModel):
     regression_threshold_pct: RegressionThresholdPct
     regression_error_points: RegressionErrorPoints
     down_after_failures: DownAfterFailures
+    change_point_alerts: bool = Field(
+        default=False,
+        description="also raise a regression when a run reveals a change point that made a figure worse",
+    )
 
 
 class SiteSettingsRead(AlertSettings):
@@ -751,10 +755,12 @@ class SiteSettingsUpdate(BaseModel):
     regression_threshold_pct: RegressionThresholdPct | None = None
     regression_error_points: RegressionErrorPoints | None = None
     down_after_failures: DownAfterFailures | None = None
+    change_point_alerts: bool | None = None
 
     _not_null = refuse_null(
         "outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step",
         "webhook_outbound_mode", "webhook_outbound_allow", "min_schedule_interval_s", "baseline_runs", "regression_threshold_pct", "regression_error_points", "down_after_failures",
+        "change_point_alerts",
     )  # fmt: skip
 
 

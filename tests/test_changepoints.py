@@ -136,3 +136,40 @@ async def test_the_demo_history_shows_its_price_change_and_stack_upgrade(app) ->
     assert any(abs(d - first.repriced_days_ago) <= 2 for d in days_ago), days_ago
     assert any(abs(d - first.upgraded_days_ago) <= 2 for d in days_ago), days_ago
     assert all(c.synthetic for c in costs)
+
+
+async def test_a_change_point_that_makes_a_figure_worse_can_raise_a_regression(app) -> None:  # type: ignore[no-untyped-def]
+    """With the rule on (site settings), the run that reveals a change point raises one
+    regression for its figure, said as a change point; with it off, none."""
+    from app.schemas import AlertSettings
+    from app.services import alerts
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    rng = np.random.default_rng(11)
+    for enabled in (True, False):
+        rules = AlertSettings(baseline_runs=5, regression_threshold_pct=900.0, regression_error_points=100.0,
+                              down_after_failures=3, change_point_alerts=enabled)  # fmt: skip
+        messages: list[str] = []
+        async with unit_of_work(app.state.sessionmaker) as session:
+            endpoint = Endpoint(name=f"rule-{enabled}", base_url="http://127.0.0.1:9/v1", model="m", tags=[])
+            session.add(endpoint)
+            await session.flush()
+            for i in range(16):  # TTFT up 30 % from run 8
+                at = start + timedelta(hours=i)
+                run = Run(endpoint_id=endpoint.id, profile_name="chat", profile_snapshot={"slo_percentile": 99},
+                          cost_snapshot={}, status="succeeded", trigger="schedule", created_at=at, finished_at=at,
+                          scorecard={"letters": []}, operating_step=0)  # fmt: skip
+                session.add(run)
+                await session.flush()
+                ttft = (100.0 if i < 8 else 130.0) * (1 + rng.normal(0, 0.02))
+                session.add(RunStep(run_id=run.id, step_index=0, ttft_ms_p99=ttft,
+                                    summary={"concurrency": 8, "requests": {"sent": 10, "completed": 10}}))  # fmt: skip
+                await session.flush()
+                raised = await alerts.after_run(session, run_id=run.id, rules=rules, now=at)
+                messages += [a.message for a in raised if a.kind == "regression"]
+        if enabled:
+            assert len(messages) == 1 and "TTFT changed +" in messages[0] and "change point" in messages[0], (
+                messages
+            )
+        else:
+            assert messages == []

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import PERCENTILE_KEYS, RunSource, load_label, load_of, percentile_key
-from app.models import Alert, AlertKind, Delivery, Endpoint, Run, RunStatus, RunStep, Webhook
+from app.models import Alert, AlertKind, ChangePoint, Delivery, Endpoint, Run, RunStatus, RunStep, Webhook
 from app.schemas import AlertRead, AlertSettings
 from app.scoring import regression
 from app.scoring.regression import AlertDetail
@@ -29,8 +29,9 @@ async def after_run(
     """Judge a run that just ended; store and queue the alerts it raises. A run that succeeded
     also rescans its endpoint's history on its profile for change points (services/changes.py)."""
     run = await session.get(Run, run_id)
+    found: list[ChangePoint] = []
     if run is not None and run.status == RunStatus.succeeded.value:
-        await changes.rescan(session, endpoint_id=run.endpoint_id, profile=run.profile_name, now=now)
+        found = await changes.rescan(session, endpoint_id=run.endpoint_id, profile=run.profile_name, now=now)
     if run is None or run.source != RunSource.smartbench:
         return []
     endpoint = await session.get(Endpoint, run.endpoint_id)
@@ -39,6 +40,8 @@ async def after_run(
     raised: list[Alert] = []
     if run.status == RunStatus.succeeded.value:
         raised += await _regressions(session, run, endpoint, rules, now)
+        if rules.change_point_alerts:
+            raised += await _change_points(session, run, endpoint, found, {a.metric for a in raised}, now)
     raised += await _health(session, run, endpoint, rules, now)
     for alert in raised:
         session.add(alert)
@@ -116,6 +119,39 @@ async def _regressions(
             )
         )
     run.regressed = any(c.verdict == "regression" for c in changes)
+    return alerts
+
+
+async def _change_points(
+    session: AsyncSession,
+    run: Run,
+    endpoint: Endpoint,
+    found: list[ChangePoint],
+    raised: set[str | None],
+    now: datetime,
+) -> list[Alert]:
+    """A regression for each new change point that made a figure worse (one a figure, none where
+    the median-and-noise rule raised it already or it stands open)."""
+    open_metrics = await _open_metrics(session, endpoint_id=run.endpoint_id, profile=run.profile_name)
+    alerts = []
+    for point in found:
+        read = changes.to_read(point)
+        if read.direction != "worse" or point.metric in raised or point.metric in open_metrics:
+            continue
+        raised.add(point.metric)
+        text = (f"{read.label} changed {point.change_pct:+.1f} % ({point.before:.4g} -> {point.after:.4g}) "
+                f"from run {point.run_id} on (change point, p = {point.p_value:.2g})")  # fmt: skip
+        alerts.append(
+            Alert(
+                endpoint_id=run.endpoint_id, run_id=run.id, kind=AlertKind.regression.value,
+                profile_name=run.profile_name, metric=point.metric, baseline=point.before, value=point.after,
+                change_pct=point.change_pct,
+                detail=AlertDetail(metric=point.metric, baseline=point.before, value=point.after,
+                                   change_pct=point.change_pct, verdict="change point"),
+                message=f"{endpoint.name} ({run.profile_name}): {text}", degraded=run.quality_degraded,
+                created_at=now,
+            )
+        )  # fmt: skip
     return alerts
 
 
