@@ -158,6 +158,16 @@ class StepCosts(_Model):
     energy_source: str | None = None  # "measured" (the server's DCGM metrics) | "declared" (watts typed in)
 
 
+class Stop(_Model):
+    """Why a step ended early (app/probe/guard.py): the measurement would only have gone on to
+    measure a broken state."""
+
+    reason: str  # saturated | errors | ttft
+    at_s: float  # seconds into the step
+    evidence: str
+    skipped_levels: list[float] = Field(default_factory=list)  # the sweep's heavier levels, not run
+
+
 class SteadyWindow(_Model):
     """Where a step's load was steady (app/probe/steady.py), in seconds from its first send."""
 
@@ -248,6 +258,7 @@ class StepSummary(StepCosts):
     steady: SteadyWindow | None = None  # the window the figures above describe
     whole_step: WholeStep | None = None  # the same figures over the whole step, where they differ
     trials: Trials | None = None  # repeat trials: the figures above are their means
+    stopped: Stop | None = None  # ended early, and why: it never meets the SLO
 
     @property
     def server_hit_rate(self) -> float | None:
@@ -311,7 +322,9 @@ class StepSummary(StepCosts):
 
     def meets(self, slo: SLO) -> bool:
         """Whether this step meets `slo` (app/domain.SLO.step_meets: completed requests, at most
-        1 % failed, every limit held at the SLO's percentile)."""
+        1 % failed, every limit held at the SLO's percentile). A step stopped early never does."""
+        if self.stopped is not None:
+            return False
         return slo.step_meets(
             sent=self.requests.sent,
             completed=self.requests.completed,

@@ -56,6 +56,8 @@ def result_table(summary: RunSummary) -> Table:
             flags.append(f"ITL per chunk{per}")
         if step.requests.errors:
             flags.append(", ".join(f"{k}×{v}" for k, v in step.requests.errors.items()))
+        if step.stopped is not None:
+            flags.append(f"stopped: {step.stopped.reason} at {step.stopped.at_s:g} s")
         trials = step.trials
         if trials is not None:
             flags.append(f"mean of {trials.count} trials")

@@ -30,6 +30,7 @@ import numpy as np
 
 from app.environment import RunEnvironment, SearchReport
 from app.probe.client import headers_for, make_session, outbound_problem, stream_request, until, warm
+from app.probe.guard import Guard
 from app.probe.lag import LOOP_LAG_LIMIT_MS, TICK_S, LagMonitor
 from app.probe.plans import Planned, Session, Traffic
 from app.probe.preflight import Preflight, ProbeError, preflight
@@ -46,6 +47,7 @@ from app.probe.stats import summarize_step
 from app.probe.telemetry import Scraper
 from app.probe.trials import combine
 from app.probe.types import ErrorKind, Limits, Sample, StepResult, Target, Timeouts, Workload
+from app.summary import Stop
 from app.workloads import context_steps, lengths
 
 DISPATCH_LAG_LIMIT_MS = 5.0
@@ -53,6 +55,8 @@ LEAD_S = 0.003  # a scheduled request starts this early; the client holds its by
 LOOKAHEAD = 256  # trace replay: request bodies made ahead of their send time, at most
 PREPARE_SLACK_S = 0.005  # ... while the next start is at least this far off
 WARM_CONNECTIONS = 8  # a schedule's connections opened before its clock starts
+GUARD_EVERY_S = 1.0  # how often the guard looks (probe/guard.py)
+STOP_GRACE_S = 2.0  # after a stop, the requests in flight get this long to end
 RAMP_SPACING_S = 0.0005  # closed loop: client i starts i x 0.5 ms after the first ...
 RAMP_MAX_S = 0.25  # ... within at most 250 ms
 
@@ -121,6 +125,8 @@ class Prober:
         self._sessions = itertools.count(1)
         self._backoff_until = 0.0
         self.context_length: int | None = None  # the model card's, for long_context
+        self._in_flight = 0  # requests sent and not yet ended (the guard's saturation signal)
+        self._stop: Stop | None = None  # the running step's guard stopped it (probe/guard.py)
 
     # -- preflight --------------------------------------------------------------------------------
 
@@ -160,17 +166,21 @@ class Prober:
         wait = self._backoff_until - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        await stream_request(
-            session,
-            self.target,
-            body,
-            sample,
-            timeouts=self.timeouts,
-            limits=self.limits,
-            headers=self.headers,
-            keep_text=self.tokenizer is not None,
-            keep_answer=keep_answer,
-        )
+        self._in_flight += 1
+        try:
+            await stream_request(
+                session,
+                self.target,
+                body,
+                sample,
+                timeouts=self.timeouts,
+                limits=self.limits,
+                headers=self.headers,
+                keep_text=self.tokenizer is not None,
+                keep_answer=keep_answer,
+            )
+        finally:
+            self._in_flight -= 1
         if sample.error_kind == "http_429":
             # Back off as the server asks (or 1 s) instead of hammering it.
             self._backoff_until = max(self._backoff_until, loop.time() + (sample.retry_after_s or 1.0))
@@ -219,6 +229,8 @@ class Prober:
                 except StepCancelled as stopped:  # keep the trials measured before
                     raise StepCancelled(self._trials([*trials, stopped.result], trial)) from None
                 trials.append(self._trials([one], trial))
+                if one.summary.stopped is not None:
+                    break  # a trial the guard stopped: the next would measure the same breakdown
             result = self._trials(trials, None)
         except BaseException:
             if scraper is not None:
@@ -351,6 +363,13 @@ class Prober:
                 if self._scraper is not None:
                     await self._scraper.mark("start")
                 monitor.start(settle_s=ramp + TICK_S if closed else 0.0)
+                self._stop, self._in_flight = None, 0
+                scraper = self._scraper
+                guard = Guard(
+                    slo=w.slo, open_loop=not closed or w.spec.kind == "trace", in_flight=lambda: self._in_flight,
+                    queue=scraper.waiting if scraper is not None else lambda: None,
+                )  # fmt: skip
+                watch = asyncio.get_running_loop().create_task(self._watch(guard, samples), name="guard")
                 try:
                     if w.spec.kind == "trace":
                         dispatch_lag = await self._trace_loop(
@@ -365,6 +384,7 @@ class Prober:
                 except asyncio.CancelledError:
                     cancelled = True  # keep what completed; the run ends after this step
                 finally:
+                    watch.cancel()
                     await monitor.stop()
                     if self._scraper is not None and not cancelled:
                         await self._scraper.mark("end")
@@ -374,6 +394,7 @@ class Prober:
         self._count_tokens(samples)
         if cancelled:
             notes.append(f"cancelled during the step: {len(samples)} requests had completed")
+        stop = self._stop
         lag = monitor.p99()
         bound = False
         if lag > LOOP_LAG_LIMIT_MS:
@@ -393,9 +414,40 @@ class Prober:
             notes.append(f"requests left {dispatch_lag:.1f} ms behind schedule (p99)")
         notes.append(f"probe CPU {monitor.cpu_share * 100:.0f}% of a core")
         result = self._result(index, level, samples, bound, notes, monitor.cpu_share * 100.0, context)
+        if stop is not None:
+            result.summary.stopped = stop
         if cancelled:
             raise StepCancelled(result)
         return result
+
+    async def _watch(self, guard: Guard, samples: list[Sample]) -> None:
+        """Once a second: should the step stop (probe/guard.py)? Then no request is sent any
+        more, and those in flight get STOP_GRACE_S to end."""
+        while True:
+            await asyncio.sleep(GUARD_EVERY_S)
+            if (stop := guard.check(samples)) is not None:
+                self._stop = stop
+                return
+
+    async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
+        """Wait for the requests in flight; after a stop, STOP_GRACE_S at most (the rest are cut)."""
+        if not tasks:
+            return
+        if self._stop is None:
+            await asyncio.gather(*tasks)
+            if self._stop is None:
+                return
+        pending = {t for t in tasks if not t.done()}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._stop is not None and pending:
+            self._stop = self._stop.model_copy(
+                update={"evidence": f"{self._stop.evidence}; {len(pending)} requests in flight cut"}
+            )
 
     async def _closed_loop(
         self,
@@ -430,7 +482,8 @@ class Prober:
                 if progress is not None:
                     progress(index, len(samples), total)
 
-        await asyncio.gather(*(worker(i) for i in range(max(1, concurrency))))
+        loop = asyncio.get_running_loop()
+        await self._drain({loop.create_task(worker(i)) for i in range(max(1, concurrency))})
 
     async def _converse(
         self,
@@ -539,8 +592,7 @@ class Prober:
             next_at += gap
             if sessions and budget.total is not None and arrivals >= budget.total:
                 break
-        if tasks:
-            await asyncio.gather(*tasks)
+        await self._drain(tasks)
         if capped:
             notes.append(f"{capped} arrivals waited for the concurrency cap ({w.max_concurrency})")
         late = [lag for s in samples if (lag := s.dispatch_lag_ms) is not None]
@@ -608,6 +660,8 @@ class Prober:
             await until(t0 + at - LEAD_S, exact=False)  # the client holds it until it is due
             if horizon is not None and time.perf_counter() - t0 > horizon:
                 break  # the step's time is up: a probe that fell behind sends no more
+            if self._stop is not None:
+                break  # the guard stopped the step
             _, sample, body = ready.popleft()
             if cap is not None:  # a request that waits for the cap leaves late: its lag says so
                 await cap.acquire()
@@ -616,8 +670,7 @@ class Prober:
             task = loop.create_task(fire(sample, body))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+        await self._drain(tasks)
         late = [lag for s in samples if (lag := s.dispatch_lag_ms) is not None]
         return float(np.percentile(late, 99)) if late else (float(np.percentile(lags, 99)) if lags else 0.0)
 
@@ -655,6 +708,11 @@ class Prober:
             while level is not None:
                 context = None if search is not None else contexts[index]
                 step = await self.run_step(index, level, progress, context=context)
+                stop = step.summary.stopped
+                if stop is not None and search is None and index + 1 < len(levels):
+                    # A stopped step: the heavier levels would only measure the same breakdown.
+                    step.summary.stopped = stop.model_copy(update={"skipped_levels": levels[index + 1 :]})
+                    levels = levels[: index + 1]
                 steps.append(step)
                 if on_step is not None:
                     await on_step(step)
@@ -707,6 +765,8 @@ class _Budget:
     issued: int = 0
 
     def more(self) -> bool:
+        if self.prober._stop is not None:  # the guard stopped the step
+            return False
         if self.total is not None and self.issued >= self.total:
             return False
         d = self.prober.workload.duration_per_step_s

@@ -180,6 +180,10 @@ class Scraper:
         end = self.marks.get("end", len(self.points) - 1)
         return reduce(self.points[start : end + 1], self.url)
 
+    def waiting(self) -> float | None:
+        """The server's waiting queue at the latest scrape (None where it does not say)."""
+        return self.points[-1].first(WAITING) if self.points else None
+
     async def mark(self, label: str) -> None:
         """Scrape now, as the load starts or ends: the step's counters are taken between these."""
         if self._session is None or label in self.marks:

@@ -94,6 +94,7 @@ def combine(
             "quality": quality,
             "steady": None,
             "whole_step": None,
+            "stopped": next((s.stopped for s in summaries if s.stopped is not None), None),
             "trials": Trials(
                 count=len(summaries), cooldown_s=cooldown_s, figures=figures,
                 windows=[s.steady for s in summaries if s.steady is not None],
