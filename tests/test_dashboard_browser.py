@@ -91,6 +91,55 @@ def test_demo_ranking_follows_the_presets(demo) -> None:  # type: ignore[no-unty
     print(f"cost ratio b200/h100: measured {measured:.3f}, presets imply {implied:.3f}")
     assert measured < 1.0
     assert measured == pytest.approx(implied, rel=0.35)
+    # The SLO held at 64 users, the heaviest load the chat profile tries: a lower bound, said so.
+    for card in cards.values():
+        assert card["capacity"] == 64 and card["capacity_at_least"], card["endpoint"]
+    compare = httpx.get(f"{base}/compare?profile=chat").text
+    assert compare.count(">at least 64.0</span>") == len(cards)
+
+
+def _history_and_measured(
+    base: str, endpoint_id: int
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """The chat profile's last 20 generated costs and TTFTs, and the measured ones."""
+    chat = next(
+        p
+        for p in httpx.get(f"{base}/api/v1/endpoints/{endpoint_id}/overview").json()["profiles"]
+        if p["profile"] == "chat"
+    )
+    points = sorted((p for s in chat["cost"] for p in s["points"]), key=lambda p: p["at"])
+    latency = sorted(chat["latency"], key=lambda p: p["at"])
+    return (
+        [p["cost_per_million_tokens"] for p in points if p["synthetic"]][-20:],
+        [p["cost_per_million_tokens"] for p in points if not p["synthetic"]],
+        [p["ttft_ms"] for p in latency if p["synthetic"]][-20:],
+        [p["ttft_ms"] for p in latency if not p["synthetic"]],
+    )
+
+
+def test_the_demo_measurements_continue_its_history(demo) -> None:  # type: ignore[no-untyped-def]
+    """The generated history is the model read as the probe reads it (calibrated to the first
+    run's steps): each measured cost and TTFT falls in the band of the last 20 generated points
+    (widened by 3 % for the noise of one more draw)."""
+    base, _ = demo
+    cards = httpx.get(f"{base}/api/v1/scorecards?profile=chat").json()["items"]
+    for card in cards:
+        deadline = time.monotonic() + 30  # the history is rewritten just after the run ends
+        while True:
+            cost_history, cost_measured, ttft_history, ttft_measured = _history_and_measured(
+                base, card["endpoint_id"]
+            )
+            inside = cost_measured and all(
+                min(cost_history) * 0.97 <= v <= max(cost_history) * 1.03 for v in cost_measured
+            )
+            if inside or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        print(f"{card['endpoint']}: cost history {min(cost_history):.4f}-{max(cost_history):.4f}, "
+              f"measured {cost_measured}; TTFT history {min(ttft_history):.1f}-{max(ttft_history):.1f}, "
+              f"measured {ttft_measured}")  # fmt: skip
+        assert inside, (card["endpoint"], cost_history, cost_measured)
+        assert all(min(ttft_history) * 0.97 <= v <= max(ttft_history) * 1.03 for v in ttft_measured)
 
 
 def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
@@ -149,10 +198,11 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
         for i, step in enumerate(summary["steps"]):
             cell = page.locator(f'#steps-table tr[data-step="{i}"] td[data-metric="output_tokens_per_s"]')
             expect(cell).to_have_text(f"{step['output_tokens_per_s']:,.0f}")
-        # Eight charts (two of them the workload's lengths), and two more from the server's own
-        # metrics when the endpoint exposes them.
+        # Nine charts (two of them the workload's lengths, one each step's TTFT over time with its
+        # steady window), and two more from the server's own metrics when the endpoint has them.
         telemetry = any(step.get("telemetry") for step in summary["steps"])
-        expect(page.locator(".chart[data-rendered]")).to_have_count(10 if telemetry else 8)
+        expect(page.locator(".chart[data-rendered]")).to_have_count(11 if telemetry else 9)
+        expect(page.locator('.chart[data-chart="timeline"][data-rendered]')).to_be_visible()
         expect(page.locator("#workload-table tbody tr")).to_have_count(len(summary["steps"]))
         page.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
         with_metrics = next(r for r in runs if r["endpoint"].startswith("h100"))
@@ -199,8 +249,9 @@ def test_pages_in_a_browser(demo) -> None:  # type: ignore[no-untyped-def]
                 expect(cells.locator('td[data-field="dollars_per_hour"]')).to_have_text(
                     f"${row['dollars_per_hour']:.2f}"
                 )
-            if row["replicas"] is not None:
-                expect(cells.locator('td[data-field="replicas"]')).to_have_text(str(row["replicas"]))
+            if row["replicas"] is not None:  # the demo's SLO never broke: an upper bound, said so
+                bound = "at most " if row["at_least"] else ""
+                expect(cells.locator('td[data-field="replicas"]')).to_have_text(f"{bound}{row['replicas']}")
         page.screenshot(path=str(ARTIFACTS / "plan.png"), full_page=True)
         browser.close()
     assert problems == [], problems

@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import Endpoint
+from app.domain import RunSource
+from app.models import Endpoint, Run, RunStatus, RunStep
 from app.schemas import EndpointCreate, EndpointUpdate
 from app.security.crypto import SecretBox
 from app.services import endpoints, history, profiles, runs, schedules
@@ -150,3 +151,36 @@ async def register(
                     now=now,
                 )
     return queued
+
+
+async def calibrate(session: AsyncSession, *, run_id: int) -> int:
+    """After a demo endpoint's first measured run (trigger "demo"): its generated history again,
+    read as that run's steps read the model (history.calibration_of), so the measured points
+    continue the lines within their noise; the history generated at registration is replaced.
+    Returns the runs written (0: not a demo run, or it did not succeed)."""
+    run = await session.get(Run, run_id)
+    if run is None or run.trigger != "demo" or run.status != RunStatus.succeeded.value:
+        return 0
+    endpoint = await session.get(Endpoint, run.endpoint_id)
+    item = next((i for i in FLEET if endpoint is not None and i.name == endpoint.name), None)
+    if endpoint is None or item is None:
+        return 0
+    profile = await profiles.get_by_name(session, run.profile_name)
+    measured = [s.summary for s in (await session.scalars(
+        select(RunStep).where(RunStep.run_id == run.id).order_by(RunStep.step_index))).all()]  # fmt: skip
+    now = run.created_at
+    plan = history_plan(item, now)
+    model = history.model_steps(plan.config, profiles.snapshot(profile), 1.0, 1.0)
+    calibration = history.calibration_of(measured, model)
+    await session.execute(
+        delete(Run).where(
+            Run.endpoint_id == endpoint.id, Run.profile_name == profile.name,
+            Run.source == RunSource.synthetic.value,
+        )
+    )  # fmt: skip
+    return await history.backfill(
+        session, endpoint=endpoint, profile=profile, plan=plan, start=now - timedelta(days=HISTORY_DAYS),
+        end=now - timedelta(minutes=30), runs_per_day=HISTORY_RUNS_PER_DAY,
+        rng=random.Random(f"{item.name}"),  # noqa: S311 - noise, not a secret
+        calibration=calibration,
+    )  # fmt: skip

@@ -25,7 +25,7 @@ from app.probe.process import CANCEL_WAIT_S, ProbeProcess, ProbeSpec
 from app.probe.search import SearchSpec
 from app.probe.types import Limits, StepResult, Target, Workload
 from app.security.crypto import SecretBox
-from app.services import alerts, datasets, inspections, site, tokenizers
+from app.services import alerts, datasets, demo, inspections, site, tokenizers
 from app.services import endpoints as endpoint_service
 from app.services.results import finish, store_steps
 from app.services.runs import WORKER_ID
@@ -169,7 +169,20 @@ async def execute(
 
         await _with_retry(close, what=f"run {run_id}: recording its end")
     await _alert_after(sessionmaker, run_id, settings, clock)
+    await _calibrate_demo(sessionmaker, run_id)
     return status
+
+
+async def _calibrate_demo(sessionmaker: async_sessionmaker[AsyncSession], run_id: int) -> None:
+    """A demo endpoint's first run: its generated history, calibrated to it (services/demo.py);
+    never able to fail the run."""
+    try:
+        async with unit_of_work(sessionmaker) as session:
+            written = await demo.calibrate(session, run_id=run_id)
+        if written:
+            log.info("run %s: the demo's history calibrated to it (%s runs)", run_id, written)
+    except Exception as exc:
+        log.warning("run %s: calibrating the demo's history failed (%s)", run_id, db_reason(exc))
 
 
 async def _alert_after(

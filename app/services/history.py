@@ -61,10 +61,47 @@ class Plan:
     changes: Sequence[Change] = field(default_factory=tuple)
 
 
+Calibration = Mapping[int, Mapping[str, float]]  # by concurrency: figure -> measured / model
+
+
+def calibration_of(
+    measured: Sequence[StepSummary], model: Sequence[StepSummary]
+) -> dict[int, dict[str, float]]:
+    """How the probe's steps read the model (measured / model, per load level and figure): a
+    short step measures its ramp-up and drain, which the steady-state model has not. Applied to
+    the model, it makes generated history continue into measured runs within their noise."""
+    found: dict[int, dict[str, float]] = {}
+    by_level = {s.concurrency: s for s in model}
+    for step in measured:
+        base = by_level.get(step.concurrency)
+        if base is None or step.concurrency is None or step.stopped is not None:
+            continue
+        ratios: dict[str, float] = {}
+        for metric in CALIBRATED:
+            for stat in ("p50", "p90", "p95", "p99"):
+                got, want = step.at(metric, stat), base.at(metric, stat)
+                if got and want:
+                    ratios[f"{metric}.{stat}"] = got / want
+        for rate in ("output_tokens_per_s", "input_tokens_per_s"):
+            got, want = getattr(step, rate), getattr(base, rate)
+            if got and want:
+                ratios[rate] = got / want
+        found[step.concurrency] = ratios
+    return found
+
+
+CALIBRATED = ("ttft_ms", "tpot_ms", "e2e_ms")
+
+
 def model_steps(
-    config: SimConfig, profile: ProfileSnapshot, step_factor: float, noise: float
+    config: SimConfig,
+    profile: ProfileSnapshot,
+    step_factor: float,
+    noise: float,
+    calibration: Calibration | None = None,
 ) -> list[StepSummary]:
-    """Step summaries for the profile's load levels, per the batching model (concurrency only)."""
+    """Step summaries for the profile's load levels, per the batching model (concurrency only),
+    read as the probe reads it where a calibration says how (calibration_of)."""
     isl = int(profile.input_tokens_mean or 0)
     osl = int(profile.output_tokens_mean or 0)
     duration = float(profile.duration_per_step_s or 10.0)
@@ -81,14 +118,26 @@ def model_steps(
         e2e = ttft + step_ms * (osl - 1)
         ttft_d = _dist(ttft, 1.2, 1.3, 1.5)
         tpot_d = _dist(step_ms, 1.03, 1.05, 1.08)
+        e2e_d = _dist(e2e, 1.05, 1.08, 1.15)
+        in_tps = req_s * isl
+        ratios = (calibration or {}).get(concurrency, {})
+        if ratios:
+            for name, dist in (("ttft_ms", ttft_d), ("tpot_ms", tpot_d), ("e2e_ms", e2e_d)):
+                for stat in ("p50", "p90", "p95", "p99"):
+                    dist[stat] = _r(dist[stat] * ratios.get(f"{name}.{stat}", 1.0))
+                dist["mean"] = _r(dist["p50"] * 1.02)
+            out_tps *= ratios.get("output_tokens_per_s", 1.0)
+            in_tps *= ratios.get("input_tokens_per_s", 1.0)
+            req_s = out_tps / osl
+            done = max(1, round(req_s * duration))
         summary: dict[str, object] = {
             "concurrency": concurrency, "duration_s": duration,
             "requests": {"sent": done, "completed": done, "failed": 0, "errors": {}},
             "ttft_ms": ttft_d, "ttfat_ms": ttft_d, "itl_ms": tpot_d, "tpot_ms": tpot_d,
-            "e2e_ms": _dist(e2e, 1.05, 1.08, 1.15),
+            "e2e_ms": e2e_d,
             "input_tokens": {"mean": isl, "p50": isl}, "output_tokens": {"mean": osl, "p50": osl},
-            "input_tokens_per_s": _r(req_s * isl), "output_tokens_per_s": _r(out_tps),
-            "total_tokens_per_s": _r(req_s * (isl + osl)), "requests_per_s": _r(req_s),
+            "input_tokens_per_s": _r(in_tps), "output_tokens_per_s": _r(out_tps),
+            "total_tokens_per_s": _r(in_tps + out_tps), "requests_per_s": _r(req_s),
             "tokens_per_s_per_user": {"p50": _r(1000.0 / step_ms), "mean": _r(1000.0 / step_ms)},
             "token_count_source": "model", "itl_basis": "token",
             "quality": {"client_bound": False, "client_notes": [NOTE]},
@@ -129,6 +178,7 @@ async def backfill(
     end: datetime,
     runs_per_day: float,
     rng: random.Random,
+    calibration: Calibration | None = None,
 ) -> int:
     """Write the endpoint's synthetic runs of the profile, evenly spaced in [start, end)."""
     if plan.config.mode != "batching":
@@ -154,7 +204,9 @@ async def backfill(
                     for k, v in step_costs(step, cost).model_dump().items()
                 }
             )
-            for step in model_steps(plan.config, snapshot, factor, math.exp(rng.gauss(0.0, NOISE)))
+            for step in model_steps(
+                plan.config, snapshot, factor, math.exp(rng.gauss(0.0, NOISE)), calibration
+            )
         ]
         op = operating_point(steps, slo, cost)
         finished = at + timedelta(seconds=sum(s.duration_s for s in steps) + 5)
