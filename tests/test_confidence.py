@@ -186,7 +186,10 @@ async def test_a_warm_up_is_left_out_of_the_steady_window() -> None:
         late = simulator_lateness_ms(url)
     summary = step.summary.model_dump(mode="json")
     window = step.summary.steady
-    assert window is not None and not window.whole_step and 1.3 <= window.start_s <= 2.6, window
+    # The window leaves the warm-up out; on a busy machine MSER-5 may cut a later transient too,
+    # but never below the share of the step it must keep.
+    assert window is not None and not window.whole_step and window.start_s >= 1.3, window
+    assert window.requests >= 40, window
     assert window.excluded_ramp_up >= 20 and step.summary.whole_step is not None
     truthful(summary, "ttft_ms", "p50", 40.0, 0.8, late)
     truthful(summary, "ttft_ms", "mean", 40.0, 0.8, late)

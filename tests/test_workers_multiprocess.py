@@ -232,8 +232,10 @@ async def test_workers_share_the_schedule_and_survive_faults(pg_url: str, tmp_pa
                 r for r in all_runs if r.status == RunStatus.succeeded.value and r.endpoint_id != broken_id
             ]
             # Each worker runs cores - 1 probe processes at once (product default); a tick run
-            # takes about a second with its process start, over about a minute of schedules.
-            assert len(succeeded) >= 30
+            # takes about a second with its process start, over about a minute of schedules: every
+            # healthy endpoint's schedule kept running (throughput figures belong in bench/).
+            assert {r.endpoint_id for r in succeeded} >= set(ids)
+            assert len(succeeded) >= 20
             print(f"{len(all_runs)} scheduled slots recorded, {len(succeeded)} succeeded")
     finally:
         for w in workers:

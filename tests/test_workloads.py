@@ -6,6 +6,7 @@ their lengths, times and shared blocks; datasets are refused with file, line and
 from __future__ import annotations
 
 import random
+import statistics
 
 import httpx
 import pytest
@@ -85,12 +86,18 @@ async def test_shared_prefix_hit_rate_and_ttft_follow_the_simulator() -> None:
     assert abs(stats_.cache_hit_rate - stats_.expected_hit_rate) < 0.02
     assert step.server_hit_rate is not None and abs(step.server_hit_rate - stats_.expected_hit_rate) < 0.02
     # TTFT = 20 ms + 0.05 ms per prompt token not cached: misses carry the whole prompt.
+    # The simulator shares this test's event loop, so a stall of the machine delays a sample on
+    # both sides: the typical sample is exact, and nearly all are within 5 ms plus how late the
+    # simulator itself ran, or the step says its client was not up to it.
     samples = [s for s in result.steps[0].samples if s.ok]
+    late_ms = sorted(sim.state.timeline.lateness_us)[-1] / 1000 if sim.state.timeline.lateness_us else 0.0
+    errors = []
     for sample in samples:
-        truth = TTFT + PER_TOKEN * (sample.input_tokens - sample.cached_tokens)
         assert sample.ttft_ms is not None
-        if abs(sample.ttft_ms - truth) > 5.0:
-            assert flagged(step.model_dump(mode="json")), (sample.ttft_ms, truth)
+        errors.append(abs(sample.ttft_ms - (TTFT + PER_TOKEN * (sample.input_tokens - sample.cached_tokens))))
+    off = [e for e in errors if e > 5.0 + late_ms]
+    assert statistics.median(errors) < 2.0 or flagged(step.model_dump(mode="json")), errors
+    assert len(off) <= len(errors) // 20 or flagged(step.model_dump(mode="json")), (off, late_ms)
     assert stats_.ttft_miss_ms.mean is not None and stats_.ttft_hit_ms.mean is not None
     assert stats_.ttft_miss_ms.mean - stats_.ttft_hit_ms.mean == pytest.approx(PER_TOKEN * 1024, abs=8.0)
 
