@@ -8,6 +8,17 @@ intervals are Bonferroni-adjusted so that together they hold at 95 % (with four 
 at 98.75 %), and "no significant difference" is then wrong at most one time in twenty for the
 whole comparison, not for each figure. A figure whose interval excludes zero is significant.
 
+A run is itself one draw: an unchanged endpoint measured again moves by a few percent (the
+machine, the network, the server's state), and resampling one run's requests cannot see that. So
+each side's statistic carries its run-to-run spread (a relative standard deviation, `Spread`):
+measured from the endpoint's recent history of the same figure at the same load, else from the
+step's repeat trials, else assumed (RUN_SPREAD_ASSUMED, and the comparison says so). Each bootstrap
+replicate of log(B / A) is given a run offset for each side drawn from normal distributions of
+those spreads, a two-level (hierarchical) bootstrap whose upper level is parametric, and the
+interval is read from the percentiles of the result. pyperf compares runs of separate processes
+for the same reason (one process under-states the variation between processes); asv declares a
+step only beyond a factor as well as significant.
+
 A tail statistic needs requests beyond it: the p99 of 200 requests rests on two. A statistic is
 compared only where each side has at least MIN_TAIL requests beyond it (p99: 1,000 requests);
 else the figure says "too few requests to tell"."""
@@ -24,8 +35,53 @@ from scipy import stats
 CONFIDENCE = 0.95  # the whole comparison's
 RESAMPLES = 1000
 MAX_PER_SIDE = 3000  # a larger side is thinned at random (seeded) before resampling
+OFFSETS = 10  # run offsets drawn for each bootstrap replicate
 MIN_TAIL = 10  # requests beyond a statistic, on each side, before it is compared
 SEED = 20_21
+# A statistic's run-to-run spread where it has not been measured: 100 pairs of steps on two
+# identical simulators (the busy 2-core CI machine) moved TTFT p50 by 2.3 % (SD of the pair's
+# change), 1.6 % a run; real endpoints move more, which their history then measures.
+RUN_SPREAD_ASSUMED = 0.015
+HISTORY_RUNS = 6  # runs before the spread is read from history (five changes between them)
+TRIALS_NEEDED = 3  # trials of a step before its spread is read from them
+
+
+class Spread(BaseModel):
+    """How much one statistic moves from one run of an unchanged endpoint to the next."""
+
+    value: float = Field(description="relative standard deviation of the statistic between runs")
+    source: str = Field(description="history | trials | assumed | known (given by the caller)")
+    runs: int = Field(default=0, description="the runs or trials it was measured from")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def text(self) -> str:
+        if self.source == "known":
+            return f"{self.value * 100:.1f} % known"
+        if self.source == "assumed":
+            return f"{self.value * 100:.1f} % assumed (not yet measured: {HISTORY_RUNS} runs or {TRIALS_NEEDED} trials measure it)"
+        return f"{self.value * 100:.1f} % from {self.runs} {'runs' if self.source == 'history' else 'trials'}"
+
+
+ASSUMED = Spread(value=RUN_SPREAD_ASSUMED, source="assumed")
+
+
+def spread_of(values: Sequence[float], source: str) -> Spread | None:
+    """The run-to-run spread of a statistic from its values in consecutive runs (history, oldest
+    first) or in a step's trials. History reads the changes between consecutive runs, robustly
+    (the median absolute change / (0.6745 x sqrt 2)), so that a step in the series (a change
+    point) does not count as spread; trials, measured minutes apart, use their standard deviation.
+    None below the runs or trials needed."""
+    x = np.log(np.asarray([v for v in values if v is not None and v > 0], dtype=float))
+    if source == "history":
+        if x.size < HISTORY_RUNS:
+            return None
+        value = float(np.median(np.abs(np.diff(x)))) / (0.6745 * math.sqrt(2.0))
+    else:
+        if x.size < TRIALS_NEEDED:
+            return None
+        value = float(x.std(ddof=1))
+    return Spread(value=value, source=source, runs=int(x.size))
 
 
 class Difference(BaseModel):
@@ -46,6 +102,8 @@ class Difference(BaseModel):
     significant: bool | None = Field(default=None, description="null: too few requests to tell")
     reason: str | None = None  # why it could not be told
     lower_is_better: bool = True
+    spread_a: Spread | None = Field(default=None, description="A's run-to-run spread in the interval")
+    spread_b: Spread | None = Field(default=None, description="B's run-to-run spread in the interval")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -95,6 +153,35 @@ class Comparison(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def spread_note(self) -> str | None:
+        """Where the run-to-run spread in the intervals came from, in words."""
+        told = [
+            d
+            for d in self.differences
+            if d.significant is not None and d.spread_a is not None and d.spread_b is not None
+        ]
+        if not told:
+            return None
+        parts = []
+        for side in ("A", "B"):
+            measured: dict[str, list[str]] = {}
+            assumed: list[str] = []
+            for d in told:
+                spread = d.spread_a if side == "A" else d.spread_b
+                assert spread is not None
+                if spread.source == "assumed":
+                    assumed.append(d.label)
+                else:
+                    how = f"from {spread.runs} {'runs' if spread.source == 'history' else spread.source}"
+                    measured.setdefault(how, []).append(f"{d.label} {spread.value * 100:.1f} %")
+            said = [f"{how}: {', '.join(figures)}" for how, figures in measured.items()]
+            if assumed:
+                said.append(f"{RUN_SPREAD_ASSUMED * 100:g} % assumed for {', '.join(assumed)}")
+            parts.append(f"{side} {'; '.join(said)}")
+        return "run-to-run spread, " + " | ".join(parts)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def significant(self) -> bool:
         return any(d.significant for d in self.differences)
 
@@ -128,22 +215,25 @@ def difference(
     confidence: float = CONFIDENCE,
     family_confidence: float = CONFIDENCE,
     lower_is_better: bool = True,
+    spread_a: Spread | None = None,
+    spread_b: Spread | None = None,
     seed: int = SEED,
 ) -> Difference:
-    """B's `statistic` against A's, with its interval at `confidence`."""
+    """B's `statistic` against A's, with its interval at `confidence`: from the requests alone
+    when no spread is given, else with each side's run-to-run spread (see the module's text)."""
     q = _quantile_of(statistic)
     xa = np.asarray([v for v in a if v is not None and math.isfinite(v)], dtype=float)
     xb = np.asarray([v for v in b if v is not None and math.isfinite(v)], dtype=float)
     found = Difference(
         metric=metric, statistic=statistic, label=label, n_a=int(xa.size), n_b=int(xb.size),
         confidence=confidence, family_confidence=family_confidence, lower_is_better=lower_is_better,
+        spread_a=spread_a, spread_b=spread_b,
     )  # fmt: skip
     if xa.size:
         found.a = float(np.quantile(xa, q))
     if xb.size:
         found.b = float(np.quantile(xb, q))
-    tail = min(q, 1.0 - q)
-    need = math.ceil(MIN_TAIL / tail) if tail > 0 else MIN_TAIL
+    need = requests_needed(statistic)
     if min(xa.size, xb.size) < need:
         found.reason = f"too few requests to tell ({min(xa.size, xb.size)}; {statistic} needs {need} a side)"
         return found
@@ -161,10 +251,23 @@ def difference(
         method="percentile", confidence_level=confidence, rng=rng,
     )  # fmt: skip
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    offset = math.hypot(spread_a.value if spread_a else 0.0, spread_b.value if spread_b else 0.0)
+    if offset > 0:
+        replicates = np.repeat(np.log1p(np.asarray(result.bootstrap_distribution, dtype=float)), OFFSETS)
+        replicates = replicates + rng.normal(0.0, offset, replicates.size)
+        tail_share = (1.0 - confidence) / 2.0
+        low, high = (float(v) for v in np.expm1(np.quantile(replicates, [tail_share, 1.0 - tail_share])))
     found.change_pct = (found.b / found.a - 1.0) * 100.0 if found.b is not None else None
     found.low_pct, found.high_pct = low * 100.0, high * 100.0
     found.significant = not (low <= 0.0 <= high)
     return found
+
+
+def requests_needed(statistic: str) -> int:
+    """Requests a side before `statistic` is compared: MIN_TAIL beyond it."""
+    q = _quantile_of(statistic)
+    tail = min(q, 1.0 - q)
+    return math.ceil(MIN_TAIL / tail) if tail > 0 else MIN_TAIL
 
 
 def family_level(count: int, confidence: float = CONFIDENCE) -> float:

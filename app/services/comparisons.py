@@ -4,17 +4,30 @@ the same endpoint and profile) and their JSON twins.
 
 Two runs are compared at one load level both measured: the level of A's operating point where B
 measured it too, else the heaviest level both completed requests at. The headline figures are
-TTFT and TPOT at the median and at the SLO's percentile."""
+TTFT and TPOT at the median and at the SLO's percentile. Each side's run-to-run spread of each
+figure comes from its endpoint's recent history at that load (the runs up to and including it),
+else from the step's repeat trials, else it is assumed (app/confidence.py says how it is used)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.confidence import Comparison, Difference, difference, family_level
+from app.confidence import (
+    ASSUMED,
+    HISTORY_RUNS,
+    Comparison,
+    Difference,
+    Spread,
+    difference,
+    family_level,
+    requests_needed,
+    spread_of,
+)
 from app.domain import RunSource, percentile_key
 from app.errors import ValidationFailed
 from app.models import RequestSample, Run, RunStatus, RunStep
@@ -24,10 +37,18 @@ from app.services.records import sample_from_row
 from app.summary import StepSummary
 
 MAX_SAMPLES = 20_000  # per step read back
+HISTORY_READ = 20  # runs read for a side's run-to-run spread
 CACHED = 256  # comparisons kept in memory (finished runs never change)
 
 
 _cache: OrderedDict[tuple[int, int, int, int, str], Comparison] = OrderedDict()
+
+Spreads = dict[tuple[str, str], Spread]  # (metric, statistic) -> its run-to-run spread
+FIGURES = [("ttft_ms", "TTFT", 0), ("tpot_ms", "TPOT", 1)]
+
+
+def _statistics(percentile: str) -> list[str]:
+    return ["p50"] if percentile == "p50" else ["p50", percentile]
 
 
 def matched_steps(
@@ -48,7 +69,35 @@ def matched_steps(
     return i, by_load[load]
 
 
-async def _values(session: AsyncSession, run_id: int, step_index: int) -> tuple[list[float], list[float]]:
+class StepValues:
+    """A step's TTFT and TPOT per completed, measured request, with the trial each came from."""
+
+    def __init__(self) -> None:
+        self.ttft: list[float] = []
+        self.tpot: list[float] = []
+        self.ttft_trial: list[int] = []
+        self.tpot_trial: list[int] = []
+
+    def pair(self) -> tuple[list[float], list[float]]:
+        return self.ttft, self.tpot
+
+    def trial_spreads(self, percentile: str) -> Spreads:
+        """Each figure's spread across the step's repeat trials (none under TRIALS_NEEDED)."""
+        found: Spreads = {}
+        for metric, _, k in FIGURES:
+            values, trials = (self.ttft, self.ttft_trial) if k == 0 else (self.tpot, self.tpot_trial)
+            by_trial: dict[int, list[float]] = {}
+            for value, trial in zip(values, trials, strict=True):
+                by_trial.setdefault(trial, []).append(value)
+            for stat in _statistics(percentile):
+                q = float(stat.removeprefix("p"))
+                per_trial = [float(np.percentile(v, q)) for _, v in sorted(by_trial.items()) if v]
+                if (spread := spread_of(per_trial, "trials")) is not None:
+                    found[(metric, stat)] = spread
+        return found
+
+
+async def _values(session: AsyncSession, run_id: int, step_index: int) -> StepValues:
     """TTFT and TPOT of a step's completed, measured requests."""
     rows = (
         await session.scalars(
@@ -62,28 +111,88 @@ async def _values(session: AsyncSession, run_id: int, step_index: int) -> tuple[
             .limit(MAX_SAMPLES)
         )
     ).all()
-    ttft: list[float] = []
-    tpot: list[float] = []
+    found = StepValues()
     for row in rows:
         sample = sample_from_row(row, None)
+        trial = row.trial or 0
         if (t := sample.ttft_ms) is not None:
-            ttft.append(t)
+            found.ttft.append(t)
+            found.ttft_trial.append(trial)
         if (p := tpot_ms(sample)) is not None:
-            tpot.append(p)
-    return ttft, tpot
+            found.tpot.append(p)
+            found.tpot_trial.append(trial)
+    return found
+
+
+async def history_spreads(session: AsyncSession, run: Run, load: float, percentile: str) -> Spreads:
+    """Each figure's run-to-run spread over the endpoint's measured runs of this profile up to
+    and including `run`, at this load (none under HISTORY_RUNS runs)."""
+    ids = list(
+        (
+            await session.scalars(
+                select(Run.id)
+                .where(
+                    Run.endpoint_id == run.endpoint_id,
+                    Run.profile_name == run.profile_name,
+                    Run.status == RunStatus.succeeded.value,
+                    Run.source != RunSource.synthetic.value,
+                    Run.created_at <= run.created_at,
+                )
+                .order_by(Run.created_at.desc(), Run.id.desc())
+                .limit(HISTORY_READ)
+            )
+        ).all()
+    )
+    if len(ids) < HISTORY_RUNS:
+        return {}
+    steps = await _steps(session, ids)
+    series: dict[tuple[str, str], list[float]] = {}
+    for run_id in reversed(ids):  # oldest first
+        at = [step for step in steps[run_id] if step.load == load and step.requests.completed > 0]
+        if not at:
+            continue
+        for metric, _, _ in FIGURES:
+            distribution = at[0].ttft_ms if metric == "ttft_ms" else at[0].tpot_ms
+            for stat in _statistics(percentile):
+                if (value := getattr(distribution, stat, None)) is not None:
+                    series.setdefault((metric, stat), []).append(value)
+    return {key: spread for key, values in series.items() if (spread := spread_of(values, "history"))}
+
+
+async def spreads(
+    session: AsyncSession, run: Run, load: float, values: StepValues, percentile: str
+) -> Spreads:
+    """A side's spreads: history where it has enough runs, else the step's trials (figures
+    neither measures are assumed when compared)."""
+    return {**values.trial_spreads(percentile), **await history_spreads(session, run, load, percentile)}
 
 
 def _differences(
-    a: tuple[list[float], list[float]], b: tuple[list[float], list[float]], percentile: str
+    a: tuple[list[float], list[float]],
+    b: tuple[list[float], list[float]],
+    percentile: str,
+    spreads_a: Spreads | None = None,
+    spreads_b: Spreads | None = None,
 ) -> list[Difference]:
-    figures = [("ttft_ms", "TTFT", 0), ("tpot_ms", "TPOT", 1)]
-    statistics = ["p50"] if percentile == "p50" else ["p50", percentile]
-    level = family_level(len(figures) * len(statistics))
-    return [
-        difference(metric, stat, f"{name} {stat}", a[k], b[k], confidence=level)
-        for metric, name, k in figures
-        for stat in statistics
-    ]
+    """The headline figures of B against A; a figure whose spread is not given is assumed. The
+    family is the figures with enough requests to be told (a p99 of 300 requests is not one)."""
+    statistics = _statistics(percentile)
+    told = sum(
+        min(len(a[k]), len(b[k])) >= requests_needed(stat) for _, _, k in FIGURES for stat in statistics
+    )
+    level = family_level(told)
+    found = []
+    for metric, name, k in FIGURES:
+        for stat in statistics:
+            spread_a = (spreads_a or {}).get((metric, stat), ASSUMED)
+            spread_b = (spreads_b or {}).get((metric, stat), ASSUMED)
+            label = f"{name} {stat}"
+            found.append(
+                difference(
+                    metric, stat, label, a[k], b[k], confidence=level, spread_a=spread_a, spread_b=spread_b
+                )
+            )
+    return found
 
 
 async def compare_runs(session: AsyncSession, a: Run, b: Run, *, percentile: str = "p99") -> Comparison:
@@ -103,7 +212,11 @@ async def compare_runs(session: AsyncSession, a: Run, b: Run, *, percentile: str
     found.load, found.load_kind = steps[a.id][i].load, steps[a.id][i].load_kind
     values_a = await _values(session, a.id, i)
     values_b = await _values(session, b.id, j)
-    found.differences = await asyncio.to_thread(_differences, values_a, values_b, percentile)
+    spreads_a = await spreads(session, a, found.load, values_a, percentile)
+    spreads_b = await spreads(session, b, found.load, values_b, percentile)
+    found.differences = await asyncio.to_thread(
+        _differences, values_a.pair(), values_b.pair(), percentile, spreads_a, spreads_b
+    )
     if not {a.status, b.status} & {RunStatus.queued.value, RunStatus.running.value}:  # finished: fixed
         _cache[key] = found
         if len(_cache) > CACHED:
