@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 from pydantic import BaseModel, Field, computed_field
@@ -138,11 +139,9 @@ class Difference(BaseModel):
         return f"{abs(self.change_pct):.1f} % {word} {self.label} ({level} {low:.1f}-{high:.1f} %)"
 
 
-class Comparison(BaseModel):
-    """B against A at one load level."""
+class Family(BaseModel):
+    """B against A at one load level: the headline figures, whose intervals hold together."""
 
-    run_a: int
-    run_b: int
     load: float | None = Field(
         default=None, description="the load level compared (concurrency or requests/s)"
     )
@@ -192,9 +191,32 @@ class Comparison(BaseModel):
             return self.reason
         told = [d for d in self.differences if d.significant is not None]
         if not told:
-            return "too few requests to tell"
+            reasons = [d.reason for d in self.differences if d.reason]
+            return reasons[0] if reasons else "too few requests to tell"
         found = [d.text for d in told if d.significant]
         return "; ".join(found) if found else "no significant difference"
+
+
+class Comparison(Family):
+    """Run B against run A, from their requests' samples."""
+
+    run_a: int
+    run_b: int
+
+
+class PeriodComparison(Family):
+    """Period B against period A on one endpoint and profile. Each run is one value of each figure
+    (its step's statistic at the compared load); the figure compared is the median over the
+    period's runs, with a bootstrap over runs, which carry their run-to-run spread themselves."""
+
+    endpoint_id: int
+    profile: str
+    a_since: datetime
+    a_until: datetime
+    b_since: datetime
+    b_until: datetime
+    runs_a: int = 0
+    runs_b: int = 0
 
 
 def _quantile_of(statistic: str) -> float:
@@ -217,6 +239,7 @@ def difference(
     lower_is_better: bool = True,
     spread_a: Spread | None = None,
     spread_b: Spread | None = None,
+    need: int | None = None,
     seed: int = SEED,
 ) -> Difference:
     """B's `statistic` against A's, with its interval at `confidence`: from the requests alone
@@ -233,9 +256,10 @@ def difference(
         found.a = float(np.quantile(xa, q))
     if xb.size:
         found.b = float(np.quantile(xb, q))
-    need = requests_needed(statistic)
+    need_given = need is not None
+    need = need if need is not None else requests_needed(statistic)
     if min(xa.size, xb.size) < need:
-        found.reason = f"too few requests to tell ({min(xa.size, xb.size)}; {statistic} needs {need} a side)"
+        found.reason = f"too few {'runs' if need_given else 'requests'} to tell ({min(xa.size, xb.size)}; {statistic} needs {need} a side)"
         return found
     if not found.a or found.a <= 0:
         found.reason = f"A's {statistic} is zero"

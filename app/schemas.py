@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.confidence import Comparison
+from app.confidence import Comparison, PeriodComparison
 from app.datasets import DatasetStats
 from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
 from app.scoring.regression import AlertDetail
@@ -653,6 +653,9 @@ class ProfileHistory(BaseModel):
     percentile: str = Field(description="the latency history's statistic: the SLO's percentile")
     latency: list[LatencyPoint]
     change_points: list[ChangePointRead] = Field(default_factory=list)
+    period: PeriodComparison | None = Field(
+        default=None, description="the last week's runs against the week before's"
+    )
 
 
 class EndpointPage(BaseModel):

@@ -5,6 +5,7 @@ the compare page, the run page and their JSON twins."""
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 import httpx
 import numpy as np
@@ -252,7 +253,10 @@ async def test_a_comparison_reads_each_sides_spread_from_its_history(
     assert ttft["spread_b"]["source"] == "history" and ttft["spread_b"]["runs"] == 7
     assert ttft["spread_a"]["source"] == "history" and ttft["spread_a"]["runs"] == 6  # six up to A
     assert 0.03 < ttft["spread_b"]["value"] < 0.15, ttft["spread_b"]
-    assert "B from 7 runs: TTFT p50 " in found["spread_note"] and "assumed for TTFT p99" not in found["spread_note"]
+    assert (
+        "B from 7 runs: TTFT p50 " in found["spread_note"]
+        and "assumed for TTFT p99" not in found["spread_note"]
+    )
     assert found["headline"] == "no significant difference"  # -7 % within this endpoint's own movement
     page = (await client.get(f"/runs/{ids[-1]}", headers=auth)).text
     assert 'class="spread-note"' in page and "from 7 runs" in page
@@ -356,3 +360,71 @@ async def test_a_profile_with_trials_runs_stores_recomputes_and_shows_them(
     assert again["ttft_ms"]["p50"] == pytest.approx(summary["steps"][1]["ttft_ms"]["p50"], abs=0.01)
     page = (await client.get(f"/runs/{run_id}", headers=auth)).text
     assert 'id="trials-table"' in page and "conservative bound over 2 trials" in page
+
+
+async def test_two_periods_are_compared_run_by_run(app, client: httpx.AsyncClient, people) -> None:  # type: ignore[no-untyped-def]
+    """Six runs a week: an endpoint that stayed at 100 ms compares as no significant difference;
+    one that went from 100 to 125 ms is 25 % higher in TTFT p50, its interval around it. The
+    endpoint page shows the last week against the week before."""
+    from datetime import UTC, datetime
+
+    async with unit_of_work(app.state.sessionmaker) as session:
+        ids = []
+        for name, after in (("steady", 100.0), ("slower", 125.0)):
+            endpoint = Endpoint(name=name, base_url="http://127.0.0.1:9/v1", model="m", tags=[])
+            session.add(endpoint)
+            await session.flush()
+            ids.append(endpoint.id)
+            for k in range(6):
+                await _stored_run(session, endpoint.id, 100.0 * (1 + 0.02 * (k % 3 - 1)), -150 + 12 * k)
+                await _stored_run(session, endpoint.id, after * (1 + 0.02 * (k % 3 - 1)), -60 + 12 * k)
+    auth = await bearer(client, "viewer")
+    base = datetime(2026, 12, 1, tzinfo=UTC)
+    periods = {
+        "a_since": (base - timedelta(days=7)).isoformat(), "a_until": (base - timedelta(days=3)).isoformat(),
+        "b_since": (base - timedelta(days=3)).isoformat(), "b_until": (base + timedelta(days=1)).isoformat(),
+    }  # fmt: skip
+    found = {}
+    for name, endpoint_id in zip(("steady", "slower"), ids, strict=True):
+        response = await client.get(
+            f"/api/v1/endpoints/{endpoint_id}/period-comparison",
+            params={"profile": "chat", **periods},
+            headers=auth,
+        )
+        found[name] = response.json()
+        assert (found[name]["runs_a"], found[name]["runs_b"]) == (6, 6), found[name]
+    assert found["steady"]["headline"] == "no significant difference"
+    ttft = {d["label"]: d for d in found["slower"]["differences"]}["TTFT p50"]
+    assert ttft["significant"] and ttft["verdict"] == "worse" and 20 < ttft["change_pct"] < 30
+    assert ttft["low_pct"] < 25 < ttft["high_pct"]
+    backwards = await client.get(
+        f"/api/v1/endpoints/{ids[0]}/period-comparison",
+        params={"profile": "chat", **periods, "a_until": periods["a_since"]}, headers=auth,
+    )  # fmt: skip
+    assert (
+        backwards.status_code == 422
+        and "period A ends before it starts" in backwards.json()["error"]["message"]
+    )
+    shorter = {**periods, "profile": "chat", "a_since": (base - timedelta(days=4)).isoformat()}
+    url = f"/api/v1/endpoints/{ids[0]}/period-comparison"
+    few = (await client.get(url, params=shorter, headers=auth)).json()
+    assert few["headline"].startswith("too few runs to tell"), few
+
+
+async def test_the_endpoint_page_compares_the_last_week_with_the_week_before(app, client, people) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        endpoint = Endpoint(name="weekly", base_url="http://127.0.0.1:9/v1", model="m", tags=[])
+        session.add(endpoint)
+        await session.flush()
+        for k in range(12):
+            run_id = await _stored_run(session, endpoint.id, 100.0 if k < 6 else 130.0, k)
+            run = await session.get(Run, run_id)
+            run.created_at = run.finished_at = now - timedelta(days=13) + timedelta(days=k, hours=1)
+        endpoint_id = endpoint.id
+    auth = await bearer(client, "viewer")
+    page = (await client.get(f"/endpoints/{endpoint_id}", headers=auth)).text
+    assert 'class="headline period-headline" data-profile="chat"' in page
+    assert "% higher TTFT p50" in page and "6 runs against 6" in page

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from app.confidence import Comparison
+from app.confidence import Comparison, PeriodComparison
 from app.deps import AdminDep, Cursor, EditorDep, Limit, NowDep, ReaderDep, RowId, SessionDep, offset_of
-from app.errors import NotFound
+from app.errors import NotFound, ValidationFailed
 from app.schemas import (
     ChangePointRead,
     ComparePage,
@@ -159,6 +159,41 @@ async def change_points(
     return Page[ChangePointRead](
         items=await changes.listing(session, endpoint_id=endpoint_id, profile=profile)
     )
+
+
+@router.get(
+    "/endpoints/{endpoint_id}/period-comparison",
+    name="api_period_comparison",
+    responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+async def period_comparison(
+    endpoint_id: RowId,
+    session: SessionDep,
+    now: NowDep,
+    _: ReaderDep,
+    profile: Annotated[str, Query(min_length=1, description="the profile whose runs are compared")],
+    a_since: Annotated[datetime | None, Query(description="period A's start; default two weeks ago")] = None,
+    a_until: Annotated[datetime | None, Query(description="period A's end; default a week ago")] = None,
+    b_since: Annotated[datetime | None, Query(description="period B's start; default a week ago")] = None,
+    b_until: Annotated[datetime | None, Query(description="period B's end; default now")] = None,
+) -> PeriodComparison:
+    """Period B against period A on this endpoint and profile: each measured run is one value of
+    each headline figure, the medians over the two periods' runs compared with a bootstrap over
+    runs (at least five a side), whether the difference is significant and by how much."""
+    await endpoints.get(session, endpoint_id)
+    week = timedelta(days=comparisons.PERIOD_DAYS)
+    a = (_aware(a_since) or now - 2 * week, _aware(a_until) or now - week)
+    b = (_aware(b_since) or now - week, _aware(b_until) or now)
+    for name, (since, until) in (("A", a), ("B", b)):
+        if since >= until:
+            raise ValidationFailed(
+                f"period {name} ends before it starts ({since.isoformat()} to {until.isoformat()})"
+            )
+    return await comparisons.compare_periods(session, endpoint_id=endpoint_id, profile=profile, a=a, b=b)
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 @router.get("/scorecards", name="api_scorecards")

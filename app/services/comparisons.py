@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from app.confidence import (
     HISTORY_RUNS,
     Comparison,
     Difference,
+    PeriodComparison,
     Spread,
     difference,
     family_level,
@@ -38,6 +40,9 @@ from app.summary import StepSummary
 
 MAX_SAMPLES = 20_000  # per step read back
 HISTORY_READ = 20  # runs read for a side's run-to-run spread
+PERIOD_RUNS = 5  # runs a period needs before it is compared
+PERIOD_READ = 500  # runs read per period (the newest)
+PERIOD_DAYS = 7  # the endpoint page: the last week against the week before
 CACHED = 256  # comparisons kept in memory (finished runs never change)
 
 
@@ -275,3 +280,86 @@ async def against(session: AsyncSession, run_id: int, other_id: int | None = Non
         other.profile_snapshot.slo_percentile if other.profile_snapshot is not None else None
     )
     return await compare_runs(session, other, run, percentile=pct)
+
+
+async def _period_runs(
+    session: AsyncSession, endpoint_id: int, profile: str, since: datetime, until: datetime
+) -> list[Run]:
+    return list(
+        (
+            await session.scalars(
+                select(Run)
+                .where(
+                    Run.endpoint_id == endpoint_id,
+                    Run.profile_name == profile,
+                    Run.status == RunStatus.succeeded.value,
+                    Run.source != RunSource.synthetic.value,
+                    Run.created_at >= since,
+                    Run.created_at < until,
+                )
+                .order_by(Run.created_at.desc(), Run.id.desc())
+                .limit(PERIOD_READ)
+            )
+        ).all()
+    )
+
+
+async def compare_periods(
+    session: AsyncSession,
+    *,
+    endpoint_id: int,
+    profile: str,
+    a: tuple[datetime, datetime],
+    b: tuple[datetime, datetime],
+) -> PeriodComparison:
+    """Period B against period A: each measured run of the profile is one value of each figure
+    (TTFT and TPOT at the median and the SLO's percentile, from its step at the compared load: B's
+    newest operating load); the median over each period's runs is compared with a bootstrap over
+    runs (at least PERIOD_RUNS a side)."""
+    found = PeriodComparison(
+        endpoint_id=endpoint_id, profile=profile, a_since=a[0], a_until=a[1], b_since=b[0], b_until=b[1]
+    )
+    runs_a = await _period_runs(session, endpoint_id, profile, *a)
+    runs_b = await _period_runs(session, endpoint_id, profile, *b)
+    found.runs_a, found.runs_b = len(runs_a), len(runs_b)
+    points = [r.scorecard.operating_point for r in runs_b + runs_a if r.scorecard is not None]
+    point = next((p for p in points if p is not None), None)
+    if point is None:
+        found.reason = "no measured run with an operating point in either period"
+        return found
+    found.load, found.load_kind = point.load, point.load_kind
+    newest = runs_b[0] if runs_b else runs_a[0]
+    pct = percentile_key(newest.profile_snapshot.slo_percentile if newest.profile_snapshot else None)
+    statistics = _statistics(pct)
+    steps = await _steps(session, [r.id for r in runs_a + runs_b])
+
+    def values(side: list[Run], metric: str, stat: str) -> list[float]:
+        out = []
+        for run in side:
+            at = [s for s in steps[run.id] if s.load == point.load and s.requests.completed > 0]
+            if at:
+                distribution = at[0].ttft_ms if metric == "ttft_ms" else at[0].tpot_ms
+                if (v := getattr(distribution, stat, None)) is not None:
+                    out.append(float(v))
+        return out
+
+    level = family_level(len(FIGURES) * len(statistics))
+    for metric, name, _ in FIGURES:
+        for stat in statistics:
+            one = difference(
+                metric, "p50", f"{name} {stat}", values(runs_a, metric, stat), values(runs_b, metric, stat),
+                confidence=level, need=PERIOD_RUNS,
+            )  # fmt: skip
+            one.statistic = stat
+            found.differences.append(one)
+    return found
+
+
+async def last_week(
+    session: AsyncSession, *, endpoint_id: int, profile: str, now: datetime
+) -> PeriodComparison:
+    """The endpoint page's: the last PERIOD_DAYS against the PERIOD_DAYS before."""
+    week = timedelta(days=PERIOD_DAYS)
+    return await compare_periods(
+        session, endpoint_id=endpoint_id, profile=profile, a=(now - 2 * week, now - week), b=(now - week, now)
+    )

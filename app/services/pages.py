@@ -49,6 +49,7 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
             ProfileHistory(
                 profile=card.profile, scorecard=card, grain=grain, cost=cost, percentile=pct, latency=latency,
                 change_points=await changes.listing(session, endpoint_id=endpoint_id, profile=card.profile),
+                period=await comparisons.last_week(session, endpoint_id=endpoint_id, profile=card.profile, now=now),
             )
         )  # fmt: skip
     recent = await scorecards.recent_runs(session, endpoint_id=endpoint_id)

@@ -42,6 +42,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/runs/{run_id}/samples"): "reader",
     ("GET", "/api/v1/runs/{run_id}/comparison"): "reader",
     ("GET", "/api/v1/endpoints/{endpoint_id}/change-points"): "reader",
+    ("GET", "/api/v1/endpoints/{endpoint_id}/period-comparison"): "reader",
     ("GET", "/api/v1/endpoints/{endpoint_id}/scorecard"): "reader",
     ("GET", "/api/v1/scorecards"): "reader",
     ("GET", "/api/v1/compare"): "reader",
