@@ -150,6 +150,8 @@ class RunSettings(_Group):
     pin_probes: bool = True
     scheduler: bool = True  # fire schedule slots in this process (serve and worker)
     heartbeat_timeout_s: float = 30.0  # silent this long: interrupted (reaped within 30 + 5 + 1 s < 45 s)
+    # An agent silent this long is offline: its run is handed back to the queue or failed.
+    agent_offline_s: float = Field(default=30.0, gt=0)
     sample_retention_days: int | None = 30  # per-request samples older than this are pruned
     # Endpoint tokenizers are files (or folders holding tokenizer.json) in this directory, named
     # by the endpoint; nothing else on the server is read. Default: <data_dir>/tokenizers.

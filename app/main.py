@@ -36,8 +36,8 @@ log = logging.getLogger("smartbench")
 
 
 UPLOADS = re.compile(
-    r"/api/v1/imports|/endpoints/\d+/import|/api/v1/datasets|/datasets"
-)  # paths that take files
+    r"/api/v1/imports|/endpoints/\d+/import|/api/v1/datasets|/datasets|/api/v1/agent/runs/\d+/steps"
+)  # paths that take files (an agent's step is one)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:

@@ -134,6 +134,10 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, list[str]: JSON}
 
 
+LOCAL = "local"  # the location of runs probed by this dashboard's own executor and workers
+ANY_LOCATION = "*"  # a scheduled run that any location of its schedule may claim
+
+
 class Role(enum.StrEnum):
     viewer = "viewer"
     editor = "editor"
@@ -210,6 +214,45 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(lazy="raise")
+
+
+class AgentToken(Base):
+    """A token an agent presents: minted by an admin for one location, good only for the agent
+    API (register, claim and report that location's runs). Stored as SHA-256."""
+
+    __tablename__ = "agent_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Agent(Base):
+    """A probe host that connects out to the dashboard (`smartbench agent`): its location,
+    labels and host, its last heartbeat and the run it is on."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("agent_tokens.id", ondelete="CASCADE"), index=True)
+    location: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))  # its host name and process
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    version: Mapped[str] = mapped_column(String(40), default="")
+    cores: Mapped[int | None] = mapped_column(Integer)
+    client_rate: Mapped[float | None] = mapped_column(
+        Float
+    )  # responses/s its probe parses before client-bound
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
+    current_run_id: Mapped[int | None] = mapped_column(Integer)
+    offline_since: Mapped[datetime | None]  # no heartbeat for the offline period (alerted once)
 
 
 class LoginThrottle(Base):
@@ -368,6 +411,11 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     offset_s: Mapped[float] = mapped_column(Float, default=0.0)  # stable per-endpoint spread
     catchup_window_s: Mapped[int | None] = mapped_column(Integer)
+    # Where each firing runs: [] is here (LOCAL); else agents' locations, all of them each firing,
+    # in turn (round_robin) or whichever location's agent claims first (any).
+    locations: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    location_mode: Mapped[str] = mapped_column(String(16), default="all", server_default="all")
+    location_turn: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     next_run_at: Mapped[datetime | None] = mapped_column(index=True)
     last_run_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -405,8 +453,8 @@ class Run(Base):
             sqlite_where=text(MEASURED_SQL),
             postgresql_where=text(MEASURED_SQL),
         ),
-        # A schedule slot runs at most once.
-        UniqueConstraint("schedule_id", "scheduled_for"),
+        # A schedule slot runs at most once in each location.
+        UniqueConstraint("schedule_id", "scheduled_for", "location", name="uq_runs_schedule_slot_location"),
         # At most one running probe per endpoint: two would disturb each other's numbers.
         Index(
             "uq_runs_one_running_per_endpoint",
@@ -460,6 +508,11 @@ class Run(Base):
     # A figure of this run regressed against its baseline: it stays out of later baselines.
     regressed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Where the probe runs: LOCAL (this dashboard's executor and its workers) or an agent's location.
+    location: Mapped[str] = mapped_column(String(64), default=LOCAL, server_default=LOCAL, index=True)
+    # Claims of this run: an agent's uploads name the attempt they belong to, a stale one is refused.
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
 
     endpoint: Mapped[Endpoint] = relationship(lazy="raise")
     steps: Mapped[list[RunStep]] = relationship(

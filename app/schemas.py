@@ -46,6 +46,13 @@ TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-/]*$")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+LocationName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+    ),
+]
+LocationMode = Literal["all", "round_robin", "any"]
 
 
 def refuse_null(*fields: str) -> Any:
@@ -463,6 +470,9 @@ class ProfileRead(BaseModel):
 class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile: ProfileName = "chat"
+    location: LocationName = Field(
+        default="local", description="'local': this dashboard; else an agents' location"
+    )
 
 
 class RunAccepted(BaseModel):
@@ -487,6 +497,7 @@ class RunListItem(BaseModel):
     quality_degraded: bool = False
     waiting_for: str | None = Field(default=None, description="why a queued run has not started yet")
     error: str | None
+    location: str = Field(default="local", description="where it was probed: 'local' or an agents' location")
 
     @field_serializer("error")
     def _error(self, value: str | None, info: SerializationInfo) -> str | None:
@@ -600,6 +611,13 @@ class ScheduleCreate(BaseModel):
     )
     enabled: bool = True
     catchup_window_s: int | None = Field(default=None, ge=0, le=86_400)
+    locations: list[LocationName] = Field(
+        default_factory=list, max_length=50, description="agents' locations; [] or ['local']: this dashboard"
+    )
+    location_mode: LocationMode = Field(
+        default="all",
+        description="all: a run in every location each firing; round_robin: one in turn; any: one, first claimed",
+    )
 
 
 class ScheduleUpdate(BaseModel):
@@ -608,8 +626,10 @@ class ScheduleUpdate(BaseModel):
     cron: CronText | None = None
     timezone: TimeZoneName | None = None
     enabled: bool | None = None
+    locations: list[LocationName] | None = Field(default=None, max_length=50)
+    location_mode: LocationMode | None = None
 
-    _not_null = refuse_null("interval_s", "enabled", "cron", "timezone")
+    _not_null = refuse_null("interval_s", "enabled", "cron", "timezone", "locations", "location_mode")
 
 
 class ScheduleRead(BaseModel):
@@ -626,6 +646,8 @@ class ScheduleRead(BaseModel):
     next_run_at: datetime | None
     last_run_at: datetime | None
     next_firings: list[datetime] = Field(default_factory=list, description="the next five slots (UTC)")
+    locations: list[str] = Field(default_factory=lambda: ["local"], description="where each firing runs")
+    location_mode: str = "all"
 
 
 # -- page twins: what the endpoint and compare pages show, as JSON ----------------------------------

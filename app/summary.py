@@ -466,6 +466,7 @@ class RunSummary(_Model):
     # Stored runs add these.
     source: str | None = None
     trigger: str | None = None
+    location: str | None = None  # where it was probed: "local" or an agents' location
     created_at: str | None = None
     cost_inputs: CostInputs | None = None
     progress: RunProgress | None = None

@@ -34,6 +34,25 @@ def test_compose_wires_postgres_app_and_scalable_workers() -> None:
         assert "SMARTBENCH_SECRET_KEY" in env and "SMARTBENCH_ENCRYPTION_KEYS" in env
         assert service["depends_on"]["db"]["condition"] == "service_healthy"
     assert worker["image"] == app["image"]
+    # An agent: the same image, only outbound HTTPS to the dashboard, its token from the environment.
+    agent = services["agent"]
+    assert agent["command"][:2] == ["smartbench", "agent"] and agent["image"] == app["image"]
+    assert (
+        "SMARTBENCH_DATABASE_URL" not in agent["environment"]
+        and "SMARTBENCH_AGENT_TOKEN" in agent["environment"]
+    )
+    assert "--token" not in agent["command"] and "ports" not in agent
+
+
+def test_the_kubernetes_agent_runs_the_agent_with_its_token_from_a_secret() -> None:
+    [deployment] = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/agent.yaml").read_text()))
+    assert deployment["kind"] == "Deployment"
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["smartbench", "agent"]
+    assert any(a.startswith("--location=") for a in container["command"])
+    assert any(a.startswith("--url=https://") for a in container["command"])
+    [token] = container["env"]
+    assert token["name"] == "SMARTBENCH_AGENT_TOKEN" and "secretKeyRef" in token["valueFrom"]
 
 
 def test_dockerfile_installs_the_package_and_serves() -> None:

@@ -2,7 +2,19 @@
 
 from fastapi import APIRouter
 
-from app.api import alerts, datasets, endpoints, imports, plan, profiles, runs, schedules, site, tokens
+from app.api import (
+    agents,
+    alerts,
+    datasets,
+    endpoints,
+    imports,
+    plan,
+    profiles,
+    runs,
+    schedules,
+    site,
+    tokens,
+)
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(endpoints.router)
@@ -15,3 +27,4 @@ router.include_router(site.router)
 router.include_router(plan.router)
 router.include_router(alerts.router)
 router.include_router(imports.router)
+router.include_router(agents.router)

@@ -39,8 +39,9 @@ async def start_run(
 ) -> RunAccepted:
     """Queue a probe of `profile` against the endpoint; it runs in the background."""
     run = await runs.start(
-        session, endpoint_id=endpoint_id, profile_name=body.profile, by=user.user_id, trigger="api", now=now
-    )
+        session, endpoint_id=endpoint_id, profile_name=body.profile, by=user.user_id, trigger="api", now=now,
+        location=body.location,
+    )  # fmt: skip
     return RunAccepted(run_id=run.id, status=run.status, url=request.url_for("api_run", run_id=run.id).path)
 
 
@@ -53,11 +54,15 @@ async def list_runs(
     status: str | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    location: Annotated[
+        str | None, Query(max_length=64, description="only the runs of this location")
+    ] = None,
 ) -> Page[RunListItem]:
     """Runs, newest first, keyset-paged: follow `next` until it is null."""
     rows, following, total = await runs.list_page(
-        session, endpoint_id=endpoint_id, profile=profile, status=status, limit=limit, cursor=cursor
-    )
+        session, endpoint_id=endpoint_id, profile=profile, status=status, limit=limit, cursor=cursor,
+        location=location,
+    )  # fmt: skip
     waiting = await runs.waiting_reasons(session, [run for run, _ in rows])
     return Page[RunListItem](
         items=[runs.list_item(run, name, waiting.get(run.id)) for run, name in rows],

@@ -37,6 +37,8 @@ async def create_schedule(
         cron=body.cron,
         timezone=body.timezone,
         min_interval_s=(await site.load(session, settings)).min_schedule_interval_s,
+        locations=body.locations,
+        location_mode=body.location_mode,
     )
     return await schedules.read(session, schedule_id=schedule.id)
 
@@ -54,6 +56,7 @@ async def update_schedule(
         session, schedule_id=schedule_id, interval_s=body.interval_s, enabled=body.enabled, now=now,
         cron=body.cron, timezone=body.timezone,
         min_interval_s=(await site.load(session, settings)).min_schedule_interval_s,
+        locations=body.locations, location_mode=body.location_mode,
     )  # fmt: skip
     return await schedules.read(session, schedule_id=schedule.id)
 

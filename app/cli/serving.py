@@ -299,3 +299,65 @@ def simulate(
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     except KeyboardInterrupt:
         pass
+
+
+@cli.command()
+def agent(
+    url: Annotated[str, typer.Option(help="The dashboard's address, e.g. https://smartbench.example.com")],
+    location: Annotated[str, typer.Option(help="This agent's location (its token's)")],
+    token: Annotated[
+        str | None,
+        typer.Option(help="The agent token (better: SMARTBENCH_AGENT_TOKEN, kept off the process list)"),
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
+    name: Annotated[str | None, typer.Option(help="How the agents page names it (default host:pid)")] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Skip TLS verification (tests against a self-signed dashboard)")
+    ] = False,
+) -> None:
+    """Probe from here for a dashboard elsewhere: needs only outbound HTTPS to it.
+
+    Registers with an agent token for one location (an admin mints it on the agents page or with
+    POST /api/v1/agent-tokens), claims that location's runs, runs each in a probe process of its
+    own and uploads the results. SIGTERM ends the current run's step and reports it cancelled."""
+    import logging
+    import os
+    import signal
+
+    from app.agent import Agent, AgentConfig, Revoked, parse_labels
+
+    secret = token or os.environ.get("SMARTBENCH_AGENT_TOKEN")
+    if not secret:
+        raise typer.BadParameter("give --token or set SMARTBENCH_AGENT_TOKEN", param_hint="--token")
+    try:
+        labels = parse_labels(label or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--label") from exc
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = AgentConfig(url=url, token=secret, location=location, labels=labels, verify=not insecure)
+    if name:
+        config.name = name
+
+    async def main() -> int:
+        worker = Agent(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def stopping() -> None:
+            stop.set()
+            worker.stop_run()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping)
+        out.print(f"smartbench agent for {location} at {url}: claiming runs")
+        sys.stdout.flush()
+        try:
+            await worker.serve(stop)
+        except Revoked as exc:
+            out.print(f"[red]the dashboard refused this agent's token: {exc}[/red]")
+            return 3
+        finally:
+            await worker.close()
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app import cores
 from app.config import Settings
 from app.db import unit_of_work
-from app.models import RequestSample, Run, RunStatus
+from app.models import LOCAL, RequestSample, Run, RunStatus
 from app.security.crypto import SecretBox
-from app.services import execution, runs, schedules, webhooks
+from app.services import agents, execution, runs, schedules, webhooks
 
 log = logging.getLogger("smartbench.executor")
 
@@ -103,12 +103,23 @@ class Executor:
         )
 
     async def reap(self) -> int:
-        """Runs left `running` by a process that died (no heartbeat for the stale period) become `interrupted`."""
+        """Runs left `running` by a process that died (no heartbeat for the stale period) become
+        `interrupted`; agents silent for the offline period go offline, their runs handed back or
+        failed (services/agents.py)."""
         now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            gone = await agents.reap(session, now=now, offline_after_s=self.settings.runs.agent_offline_s)
+        for agent in gone:
+            log.warning("agent %s (%s) is offline: no heartbeat for %.0f s", agent.name, agent.location,
+                        self.settings.runs.agent_offline_s)  # fmt: skip
         async with unit_of_work(self.sessionmaker) as session:
             result = await session.execute(
                 update(Run)
-                .where(Run.status == RunStatus.running.value, Run.heartbeat_at < now - self.stale_after)
+                .where(
+                    Run.status == RunStatus.running.value,
+                    Run.location == LOCAL,
+                    Run.heartbeat_at < now - self.stale_after,
+                )
                 .values(
                     status=RunStatus.interrupted.value,
                     finished_at=now,

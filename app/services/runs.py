@@ -19,7 +19,7 @@ from sqlalchemy.orm import load_only
 
 from app.domain import RunSource
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models import Alert, Endpoint, Run, RunStatus
+from app.models import LOCAL, Alert, Endpoint, Run, RunStatus
 from app.schemas import RunListItem
 from app.services import changes, results
 from app.services import datasets as dataset_service
@@ -39,9 +39,17 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 async def start(
-    session: AsyncSession, *, endpoint_id: int, profile_name: str, by: int | None, trigger: str, now: datetime
+    session: AsyncSession,
+    *,
+    endpoint_id: int,
+    profile_name: str,
+    by: int | None,
+    trigger: str,
+    now: datetime,
+    location: str = LOCAL,
 ) -> Run:
-    """Queue a run with the profile and the endpoint's cost inputs as they are now."""
+    """Queue a run with the profile and the endpoint's cost inputs as they are now, to be probed
+    at `location` (LOCAL: by this dashboard's executor and workers; else by that location's agents)."""
     endpoint = await endpoint_service.get(session, endpoint_id)
     profile = await profile_service.get_by_name(session, profile_name)
     snapshot = profile_service.snapshot(profile)
@@ -60,6 +68,7 @@ async def start(
         trigger=trigger,
         created_at=now,
         requested_by_id=by,
+        location=location,
     )
     session.add(run)
     await session.flush()
@@ -77,6 +86,7 @@ async def claim(session: AsyncSession, *, now: datetime, worker: str = WORKER_ID
         select(Run)
         .where(
             Run.status == RunStatus.queued.value,
+            Run.location == LOCAL,  # an agent's location's runs wait for its agents
             Run.endpoint_id.not_in(busy),
             Run.endpoint_id.not_in(inspected),
         )
@@ -156,6 +166,7 @@ def list_item(run: Any, endpoint: str, waiting_for: str | None = None) -> RunLis
         quality_degraded=run.quality_degraded,
         waiting_for=waiting_for,
         error=run.error,
+        location=run.location,
     )
 
 
@@ -170,7 +181,7 @@ async def get(session: AsyncSession, run_id: int) -> Run:
 LIST_COLUMNS = (
     Run.id, Run.endpoint_id, Run.profile_name, Run.status, Run.trigger, Run.source, Run.created_at,
     Run.started_at, Run.finished_at, Run.cost_per_million_tokens_at_slo, Run.output_tokens_per_s_at_slo,
-    Run.quality_degraded, Run.error,
+    Run.quality_degraded, Run.error, Run.location,
 )  # fmt: skip
 
 
@@ -201,6 +212,7 @@ async def list_page(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    location: str | None = None,
 ) -> tuple[list[tuple[Run, str]], str | None, int | None]:
     """Newest first, keyset-paged on (created_at, id) in SQL: a page costs the same on page 1 and
     page 10,000, and runs inserted meanwhile never shift a page. Returns (rows, next cursor,
@@ -217,6 +229,8 @@ async def list_page(
         filters.append(Run.profile_name == profile)
     if status:
         filters.append(Run.status == status)
+    if location:
+        filters.append(Run.location == location)
     query = query.where(*filters)
     if cursor:
         at, run_id = decode_cursor(cursor)
@@ -316,6 +330,7 @@ async def summary(session: AsyncSession, *, run_id: int) -> RunSummary:
         steps=await results.step_summaries(session, run_id),
         source=run.source,
         trigger=run.trigger,
+        location=run.location,
         created_at=run.created_at.isoformat(),
         cost_inputs=run.cost_snapshot,
         progress=run.progress,

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFound, ValidationFailed
-from app.models import Endpoint, Profile, Run, RunStatus, Schedule
+from app.models import ANY_LOCATION, LOCAL, Endpoint, Profile, Run, RunStatus, Schedule
 from app.schemas import ScheduleRead
 from app.services import runs
 
@@ -124,7 +124,7 @@ def latest_firing(schedule: Schedule, at: datetime) -> datetime:
 async def create(
     session: AsyncSession, *, endpoint_id: int, profile_name: str, interval_s: int | None, enabled: bool,
     now: datetime, catchup_window_s: int | None = None, cron: str | None = None, timezone: str | None = None,
-    min_interval_s: int = DEFAULT_MIN_INTERVAL_S,
+    min_interval_s: int = DEFAULT_MIN_INTERVAL_S, locations: list[str] | None = None, location_mode: str = "all",
 ) -> Schedule:  # fmt: skip
     if (interval_s is None) == (cron is None):
         raise ValidationFailed(
@@ -161,6 +161,8 @@ async def create(
         if catchup_window_s is not None
         else min(interval_s, DEFAULT_CATCHUP_S),
         created_at=now,
+        locations=check_locations(locations or []),
+        location_mode=location_mode,
     )
     schedule.next_run_at = firings(schedule, now, 1)[0]
     session.add(schedule)
@@ -171,8 +173,14 @@ async def create(
 async def update(
     session: AsyncSession, *, schedule_id: int, interval_s: int | None, enabled: bool | None, now: datetime,
     cron: str | None = None, timezone: str | None = None, min_interval_s: int = DEFAULT_MIN_INTERVAL_S,
+    locations: list[str] | None = None, location_mode: str | None = None,
 ) -> Schedule:  # fmt: skip
     schedule = await get(session, schedule_id)
+    if locations is not None:
+        schedule.locations = check_locations(locations)
+        schedule.location_turn = 0
+    if location_mode is not None:
+        schedule.location_mode = location_mode
     if interval_s is not None and cron is not None:
         raise ValidationFailed("give an interval or a cron expression", fields={"cron": "not both"})
     if interval_s is not None:
@@ -211,6 +219,19 @@ async def delete(session: AsyncSession, *, schedule_id: int) -> None:
     await session.flush()
 
 
+def check_locations(locations: list[str]) -> list[str]:
+    """Agents' locations, each once, in the order given; LOCAL stands alone ([] means it)."""
+    found = list(dict.fromkeys(loc.strip() for loc in locations if loc.strip()))
+    if found == [LOCAL]:
+        return []
+    if LOCAL in found or ANY_LOCATION in found:
+        raise ValidationFailed(
+            "a schedule runs here or at agents' locations",
+            fields={"locations": f"'{LOCAL}' cannot be mixed with agents' locations; '*' is not a location"},
+        )
+    return found
+
+
 def to_read(schedule: Schedule, endpoint: str, profile: str) -> ScheduleRead:
     upcoming = []
     if schedule.next_run_at is not None:
@@ -229,6 +250,8 @@ def to_read(schedule: Schedule, endpoint: str, profile: str) -> ScheduleRead:
         catchup_window_s=schedule.catchup_window_s,
         next_run_at=schedule.next_run_at,
         last_run_at=schedule.last_run_at,
+        locations=list(schedule.locations) or [LOCAL],
+        location_mode=schedule.location_mode,
     )
 
 
@@ -293,9 +316,13 @@ async def tick(session: AsyncSession, *, now: datetime) -> bool:
         schedule.enabled = False
         await session.flush()
         return True
+    if schedule.locations:
+        await _fire_at_locations(session, schedule, profile.name, slot, now)
+        return True
     busy = await session.scalar(
         select(Run.id).where(
             Run.endpoint_id == schedule.endpoint_id,
+            Run.location == LOCAL,
             Run.status.in_((RunStatus.running.value, RunStatus.queued.value)),
         )
     )
@@ -342,3 +369,43 @@ async def _merge_skip(
     )
     await session.flush()
     return True
+
+
+def firing_locations(schedule: Schedule) -> list[str]:
+    """Where one firing of the schedule runs: every location (all), the next in turn
+    (round_robin, advancing the turn) or whichever location's agent claims first (any)."""
+    if schedule.location_mode == "round_robin":
+        found = [schedule.locations[schedule.location_turn % len(schedule.locations)]]
+        schedule.location_turn = (schedule.location_turn + 1) % len(schedule.locations)
+        return found
+    if schedule.location_mode == "any":
+        return [ANY_LOCATION]
+    return list(schedule.locations)
+
+
+async def _fire_at_locations(
+    session: AsyncSession, schedule: Schedule, profile: str, slot: datetime, now: datetime
+) -> None:
+    """One run per location of this firing; a location whose last run of the endpoint is still
+    queued or running records the slot as skipped there (its agents are behind or away)."""
+    for location in firing_locations(schedule):
+        watched = [*schedule.locations, ANY_LOCATION] if location == ANY_LOCATION else [location]
+        busy = await session.scalar(
+            select(Run.id).where(
+                Run.endpoint_id == schedule.endpoint_id,
+                Run.location.in_(watched),
+                Run.status.in_((RunStatus.running.value, RunStatus.queued.value)),
+            )
+        )
+        run = await runs.start(
+            session, endpoint_id=schedule.endpoint_id, profile_name=profile, by=None, trigger="schedule",
+            now=now, location=location,
+        )  # fmt: skip
+        run.schedule_id = schedule.id
+        run.scheduled_for = slot
+        if busy is not None:
+            run.status = RunStatus.skipped_overlap.value
+            run.finished_at = now
+            run.skipped_slots = 1
+            run.error = f"run {busy} of this endpoint at {location} was still queued or running"
+    await session.flush()

@@ -47,6 +47,10 @@ async def add(
         cron=cron,
         timezone=form_str(form, "timezone").strip()[:64] or None,
         min_interval_s=(await site.load(session, settings)).min_schedule_interval_s,
+        locations=[part[:64] for part in form_str(form, "locations").replace(",", " ").split()],
+        location_mode=mode
+        if (mode := form_str(form, "location_mode")) in {"all", "round_robin", "any"}
+        else "all",
     )
     return _back(request, endpoint_id)
 

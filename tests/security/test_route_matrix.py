@@ -14,6 +14,7 @@ from tests.conftest import bearer
 # form         anyone, with the form's CSRF     write    any role, never a read-only token
 # editor       editor or admin                  admin    admin only
 # admin_read   admin (read-only token too)      session  a browser session, never a token
+# agent        an agent token only (tests/test_agents.py), no user's token or session
 MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/openapi.json"): "public",
     ("GET", "/api/v1/endpoints"): "reader",
@@ -43,6 +44,15 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/runs/{run_id}/comparison"): "reader",
     ("GET", "/api/v1/endpoints/{endpoint_id}/change-points"): "reader",
     ("GET", "/api/v1/endpoints/{endpoint_id}/period-comparison"): "reader",
+    ("GET", "/api/v1/agent-tokens"): "admin",
+    ("POST", "/api/v1/agent-tokens"): "admin",
+    ("DELETE", "/api/v1/agent-tokens/{token_id}"): "admin",
+    ("GET", "/api/v1/agents"): "reader",
+    ("POST", "/api/v1/agent/register"): "agent",
+    ("POST", "/api/v1/agent/heartbeat"): "agent",
+    ("POST", "/api/v1/agent/claim"): "agent",
+    ("POST", "/api/v1/agent/runs/{run_id}/steps"): "agent",
+    ("POST", "/api/v1/agent/runs/{run_id}/end"): "agent",
     ("GET", "/api/v1/endpoints/{endpoint_id}/scorecard"): "reader",
     ("GET", "/api/v1/scorecards"): "reader",
     ("GET", "/api/v1/compare"): "reader",
@@ -128,6 +138,7 @@ ALLOWED: dict[str, set[str]] = {
     "admin": {"admin"},
     "admin_read": {"admin"},
     "session": set(),
+    "agent": set(),
 }
 PARAMS = {"endpoint_id": "999999", "token_id": "999999", "run_id": "999999", "schedule_id": "999999",
           "webhook_id": "999999", "name": "no-such-profile"}  # fmt: skip

@@ -1,0 +1,240 @@
+"""`smartbench agent`: a probe host that needs only outbound HTTPS to the dashboard.
+
+It registers with its agent token and location, then loops: claim a run of its location (a long
+poll), run it in a probe process of its own (app/probe/process.py, the same probe and quality
+flags as the dashboard's), upload each step as it completes (gzip, retried; the dashboard stores
+a step once per run, so a retry is harmless) and the run's end. A heartbeat every few seconds
+carries the run's progress and brings back a user's cancellation. The endpoint's key arrives with
+the claimed run, is handed to the probe process on a pipe and is never written to disk or to the
+log. A revoked token (401) stops the agent; a run the dashboard took back (409) is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+
+from app import __version__
+from app.environment import RunProgress
+from app.probe.process import ProbeProcess, ProbeSpec
+from app.probe.types import StepResult
+
+log = logging.getLogger("smartbench.agent")
+
+RETRIES = 8  # an upload's attempts (0.5 s doubling to 10 s between them)
+
+
+class Revoked(Exception):
+    """The dashboard refused the agent's token: the agent stops."""
+
+
+class TakenBack(Exception):
+    """The dashboard says the run is no longer this agent's (handed back or ended)."""
+
+
+@dataclass
+class AgentConfig:
+    url: str
+    token: str
+    location: str
+    labels: dict[str, str] = field(default_factory=dict)
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    wait_s: float = 20.0
+    verify: bool | str = True  # TLS verification (a CA bundle's path, or False only for tests)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self.client = httpx.AsyncClient(
+            base_url=config.url.rstrip("/") + "/api/v1",
+            headers={
+                "Authorization": f"Bearer {config.token}",
+                "User-Agent": f"smartbench-agent/{__version__}",
+            },
+            timeout=httpx.Timeout(30.0, read=config.wait_s + 15.0),
+            verify=config.verify,
+            transport=transport,
+        )
+        self.agent_id: int | None = None
+        self.beat_s = 5.0
+        self.runs_done = 0
+        self.probe: ProbeProcess | None = None  # the run's probe, while one runs
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _post(self, path: str, *, json: object = None, content: bytes | None = None,
+                    headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
+        """POST with retries on network errors and 5xx; 401 raises Revoked, 409 TakenBack."""
+        delay = 0.5
+        for attempt in range(RETRIES):
+            try:
+                response = await self.client.post(path, json=json, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt == RETRIES - 1:
+                    raise
+                log.warning("%s: %s; retrying", path, type(exc).__name__)
+            else:
+                if response.status_code == 401:
+                    raise Revoked(_message(response))
+                if response.status_code == 409:
+                    raise TakenBack(_message(response))
+                if response.status_code < 500:
+                    if response.status_code >= 400:
+                        raise RuntimeError(f"{path}: {response.status_code} {_message(response)}")
+                    return response
+                if attempt == RETRIES - 1:
+                    response.raise_for_status()
+                log.warning("%s: %s; retrying", path, response.status_code)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not a secret
+            delay = min(delay * 2, 10.0)
+        raise RuntimeError(f"{path}: no answer")
+
+    async def register(self) -> int:
+        me = {
+            "location": self.config.location, "name": self.config.name[:200], "labels": self.config.labels,
+            "version": __version__, "cores": os.cpu_count(),
+        }  # fmt: skip
+        found = (await self._post("/agent/register", json=me)).json()
+        self.agent_id = int(found["agent_id"])
+        self.beat_s = float(found["beat_s"])
+        log.info("agent %s registered for location %s", self.agent_id, found["location"])
+        return self.agent_id
+
+    async def claim(self) -> dict[str, object] | None:
+        response = await self._post(
+            "/agent/claim", json={"agent_id": self.agent_id, "wait_s": self.config.wait_s}
+        )
+        return None if response.status_code == 204 else dict(response.json())
+
+    async def run_one(self, claimed: dict[str, object]) -> str:
+        """Run a claimed run to its end and report it; returns its status."""
+        run_id, attempt = int(str(claimed["run_id"])), int(str(claimed["attempt"]))
+        spec = ProbeSpec.from_json(orjson.dumps(claimed["spec"]))
+        deadline = claimed.get("deadline_s")
+        progress = RunProgress()
+
+        def on_progress(step: int, done: int, planned: int | None) -> None:
+            progress.step, progress.done, progress.planned = step, done, planned
+
+        async def on_step(step: StepResult) -> None:
+            await self.upload_step(run_id, attempt, step)
+
+        probe = ProbeProcess(
+            spec, on_progress=on_progress, on_step=on_step,
+            deadline_s=float(str(deadline)) if deadline is not None else None,
+        )  # fmt: skip
+        log.info(
+            "run %s (attempt %s): %s with %s",
+            run_id,
+            attempt,
+            claimed.get("endpoint"),
+            claimed.get("profile"),
+        )
+        self.probe = probe
+        running = asyncio.get_running_loop().create_task(probe.run())
+        beating = asyncio.get_running_loop().create_task(self._beat(run_id, attempt, probe, progress))
+        try:
+            outcome = await running
+        finally:
+            self.probe = None
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TakenBack, Revoked):
+                await beating
+        if beating.done() and not beating.cancelled() and isinstance(beating.exception(), Revoked):
+            raise Revoked("revoked during the run")
+        environment = outcome.environment.model_dump(mode="json") if outcome.environment is not None else None
+        await self._post(
+            f"/agent/runs/{run_id}/end",
+            json={"agent_id": self.agent_id, "attempt": attempt, "status": outcome.status,
+                  "error": (outcome.error or None) and outcome.error[:2000], "environment": environment},
+        )  # fmt: skip
+        self.runs_done += 1
+        log.info("run %s: %s", run_id, outcome.status)
+        return outcome.status
+
+    async def upload_step(self, run_id: int, attempt: int, step: StepResult) -> None:
+        body = orjson.dumps(
+            {
+                "agent_id": self.agent_id, "attempt": attempt, "index": step.index,
+                "concurrency": step.concurrency, "request_rate": step.request_rate,
+                "summary": step.summary.model_dump(mode="json"), "samples": step.samples,
+            }
+        )  # fmt: skip
+        await self._post(
+            f"/agent/runs/{run_id}/steps",
+            content=gzip.compress(body, compresslevel=5),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+
+    async def _beat(self, run_id: int, attempt: int, probe: ProbeProcess, progress: RunProgress) -> None:
+        while True:
+            await asyncio.sleep(self.beat_s)
+            try:
+                beat = {"agent_id": self.agent_id, "run_id": run_id, "attempt": attempt,
+                        "progress": progress.model_dump(mode="json")}  # fmt: skip
+                answer = (await self._post("/agent/heartbeat", json=beat)).json()
+            except (Revoked, TakenBack):
+                probe.cancel()
+                raise
+            except Exception as exc:  # the dashboard is away: the probe goes on, beats resume
+                log.warning("run %s: heartbeat failed (%s)", run_id, type(exc).__name__)
+                continue
+            if (answer.get("cancel") or answer.get("abandon")) and not probe.cancel_requested:
+                log.info(
+                    "run %s: %s", run_id, "cancelled by a user" if answer.get("cancel") else "taken back"
+                )
+                probe.cancel()
+
+    def stop_run(self) -> None:
+        """SIGTERM: the probe ends its step with what completed, and the run ends cancelled."""
+        if self.probe is not None and not self.probe.cancel_requested:
+            self.probe.cancel()
+
+    async def serve(self, stop: asyncio.Event, *, max_runs: int | None = None) -> None:
+        """Register, then claim and run until `stop` is set (or `max_runs` ran)."""
+        await self.register()
+        while not stop.is_set() and (max_runs is None or self.runs_done < max_runs):
+            claiming = asyncio.ensure_future(self.claim())
+            stopping = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({claiming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if claiming not in done:
+                claiming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await claiming
+                break
+            stopping.cancel()
+            claimed = claiming.result()
+            if claimed is None:
+                continue
+            try:
+                await self.run_one(claimed)
+            except TakenBack as exc:
+                log.warning("run %s was taken back: %s", claimed.get("run_id"), exc)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+def parse_labels(pairs: list[str]) -> dict[str, str]:
+    """["region=eu-west", "gpu=none"] as a dict; a pair without '=' is refused."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"a label is key=value, not {pair!r}")
+        found[key.strip()] = value.strip()
+    return found

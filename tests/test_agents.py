@@ -1,0 +1,218 @@
+"""Agents (app/agent.py, services/agents.py, api/agents.py): an agent with a location's token
+claims that location's runs, probes in a process of its own, uploads the steps and the end; its
+token opens nothing else and nothing of another location; a revoked token stops it; a silent
+agent's run is handed back or failed; a schedule fans out over its locations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.agent import Agent, AgentConfig, Revoked
+from app.db import unit_of_work
+from app.models import Agent as AgentRow
+from app.models import RequestSample, Run, RunStatus, RunStep, Schedule
+from app.services import agents, schedules
+from tests.conftest import bearer
+from tests.simproc import simulator
+
+KEY = "sk-agent-secret-0123456789"
+
+
+async def _endpoint(client: httpx.AsyncClient, auth: dict[str, str], url: str, name: str = "sim-a") -> int:
+    body = {"name": name, "base_url": url, "model": "sim", "api_key": KEY}
+    response = await client.post("/api/v1/endpoints", json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def _mint(client: httpx.AsyncClient, auth: dict[str, str], location: str) -> tuple[int, str]:
+    response = await client.post(
+        "/api/v1/agent-tokens", json={"location": location, "name": location}, headers=auth
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["token"].startswith("sba_") and body["location"] == location
+    return int(body["id"]), str(body["token"])
+
+
+def _agent(app, token: str, location: str) -> Agent:  # type: ignore[no-untyped-def]
+    config = AgentConfig(
+        url="http://testserver", token=token, location=location, wait_s=0.5, labels={"zone": "a"}
+    )
+    return Agent(config, transport=httpx.ASGITransport(app=app))
+
+
+async def test_an_agent_runs_its_locations_runs_and_its_token_opens_nothing_else(
+    app, client: httpx.AsyncClient, people, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    admin = await bearer(client, "admin")
+    with simulator("--preset", "fixed", "--ttft-ms", "20", "--itl-ms", "2") as url:
+        endpoint_id = await _endpoint(client, admin, url)
+        _, eu = await _mint(client, admin, "eu-west")
+        _, us = await _mint(client, admin, "us-east")
+        queued = await client.post(
+            f"/api/v1/endpoints/{endpoint_id}/runs",
+            json={"profile": "smoke", "location": "eu-west"},
+            headers=admin,
+        )
+        run_id = int(queued.json()["run_id"])
+
+        # Another location's agent finds nothing to claim; the right one runs it.
+        other = _agent(app, us, "us-east")
+        await other.register()
+        assert await other.claim() is None
+        agent = _agent(app, eu, "eu-west")
+        await agent.serve(asyncio.Event(), max_runs=1)
+        await agent.close()
+
+        run = (await client.get(f"/api/v1/runs/{run_id}", headers=admin)).json()
+        assert run["status"] == "succeeded", run
+        assert run["location"] == "eu-west" and run["steps"] and run["steps"][0]["requests"]["completed"] > 0
+        assert run["scorecard"] is not None
+        listed = (await client.get("/api/v1/runs?location=eu-west", headers=admin)).json()["items"]
+        assert [r["id"] for r in listed] == [run_id] and listed[0]["location"] == "eu-west"
+        async with unit_of_work(app.state.sessionmaker) as session:
+            samples = await session.scalar(
+                select(func.count()).select_from(RequestSample).where(RequestSample.run_id == run_id)
+            )
+            assert samples and samples == sum(s["requests"]["completed"] for s in run["steps"])
+        shown = (await client.get("/api/v1/agents", headers=admin)).json()["items"]
+        mine = next(a for a in shown if a["id"] == agent.agent_id)
+        assert mine["location"] == "eu-west" and mine["online"] and mine["labels"] == {"zone": "a"}
+        assert mine["cores"] and mine["version"]
+
+        # The token opens the agent API only, and only its location.
+        token_only = {"Authorization": f"Bearer {eu}"}
+        assert (await client.get("/api/v1/runs", headers=token_only)).status_code == 401
+        assert (await client.get(f"/api/v1/runs/{run_id}", headers=token_only)).status_code == 401
+        page = await client.get("/", headers=token_only)
+        assert page.status_code in (401, 303) and KEY not in page.text
+        wrong_place = await client.post(
+            "/api/v1/agent/register", json={"location": "us-east", "name": "x"}, headers=token_only
+        )
+        assert wrong_place.status_code == 403 and "not 'us-east'" in wrong_place.json()["error"]["message"]
+        user_token = await client.post("/api/v1/agent/claim", json={"agent_id": 1}, headers=admin)
+        assert user_token.status_code == 401
+        # Another location's agent cannot write into this run, nor this one a stale attempt.
+        step = {"agent_id": other.agent_id, "attempt": 1, "index": 5, "summary": {}, "samples": []}
+        into = await client.post(
+            f"/api/v1/agent/runs/{run_id}/steps", json=step, headers={"Authorization": f"Bearer {us}"}
+        )
+        assert into.status_code == 403, into.text
+        stale = {**step, "agent_id": agent.agent_id}
+        ended = await client.post(f"/api/v1/agent/runs/{run_id}/steps", json=stale, headers=token_only)
+        assert ended.status_code == 409 and "no longer this agent's" in ended.json()["error"]["message"]
+        someone_elses = await client.post(
+            "/api/v1/agent/heartbeat", json={"agent_id": other.agent_id}, headers=token_only
+        )
+        assert someone_elses.status_code == 403
+        await other.close()
+    assert KEY not in caplog.text
+
+
+async def test_a_revoked_token_stops_the_agent_at_its_next_call(
+    app, client: httpx.AsyncClient, people
+) -> None:
+    admin = await bearer(client, "admin")
+    token_id, token = await _mint(client, admin, "lab")
+    agent = _agent(app, token, "lab")
+    await agent.register()
+    assert await agent.claim() is None
+    revoked = await client.delete(f"/api/v1/agent-tokens/{token_id}", headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    with pytest.raises(Revoked):
+        await agent.claim()
+    with pytest.raises(Revoked):
+        await agent.serve(asyncio.Event())
+    await agent.close()
+    local = await client.post("/api/v1/agent-tokens", json={"location": "local", "name": "x"}, headers=admin)
+    assert local.status_code == 422
+
+
+async def test_a_silent_agents_run_is_handed_back_once_then_failed(
+    app, client: httpx.AsyncClient, people
+) -> None:
+    """The reaper (the executor's, each few seconds) with an injected clock: the first silence
+    hands the run back to the queue (no step stored), the second fails it with the reason."""
+    admin = await bearer(client, "admin")
+    endpoint_id = await _endpoint(client, admin, "http://127.0.0.1:9/v1")
+    _, token = await _mint(client, admin, "edge")
+    queued = await client.post(
+        f"/api/v1/endpoints/{endpoint_id}/runs", json={"profile": "smoke", "location": "edge"}, headers=admin
+    )
+    run_id = int(queued.json()["run_id"])
+    first = _agent(app, token, "edge")
+    await first.register()
+    claimed = await first.claim()
+    assert claimed is not None and claimed["run_id"] == run_id and claimed["attempt"] == 1
+    assert claimed["spec"]["target"]["api_key"] == KEY  # the key travels with the claimed run only
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        gone = await agents.reap(session, now=later, offline_after_s=30)
+        assert [a.id for a in gone] == [first.agent_id]
+    async with unit_of_work(app.state.sessionmaker) as session:
+        run = await session.get(Run, run_id)
+        assert run is not None and run.status == RunStatus.queued.value and "handed back" in (run.error or "")
+    second = _agent(app, token, "edge")
+    await second.register()
+    again = await second.claim()
+    assert again is not None and again["run_id"] == run_id and again["attempt"] == 2
+    # The first agent, back, cannot report into the run it lost.
+    late = await first.client.post(
+        f"/agent/runs/{run_id}/end",
+        json={"agent_id": first.agent_id, "attempt": 1, "status": "succeeded"},
+    )
+    assert late.status_code == 409
+    async with unit_of_work(app.state.sessionmaker) as session:
+        await agents.reap(session, now=later + timedelta(seconds=120), offline_after_s=30)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        run = await session.get(Run, run_id)
+        assert run is not None and run.status == RunStatus.failed.value
+        assert "stopped heart-beating mid-run (attempt 2" in (run.error or "")
+        offline = await session.get(AgentRow, second.agent_id)
+        assert offline is not None and offline.offline_since is not None
+    await first.close()
+    await second.close()
+
+
+async def test_a_schedule_fans_out_over_its_locations(app, client: httpx.AsyncClient, people) -> None:
+    admin = await bearer(client, "admin")
+    endpoint_id = await _endpoint(client, admin, "http://127.0.0.1:9/v1")
+    made = await client.post(
+        "/api/v1/schedules",
+        json={"endpoint_id": endpoint_id, "profile": "smoke", "interval_s": 60, "locations": ["eu", "us"]},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["locations"] == ["eu", "us"] and made.json()["location_mode"] == "all"
+    mixed = await client.post(
+        "/api/v1/schedules",
+        json={"endpoint_id": endpoint_id, "profile": "chat", "interval_s": 60, "locations": ["local", "eu"]},
+        headers=admin,
+    )
+    assert mixed.status_code == 422
+    async with unit_of_work(app.state.sessionmaker) as session:
+        schedule = await session.get(Schedule, int(made.json()["id"]))
+        assert schedule is not None
+        due = schedule.next_run_at
+        assert due is not None
+        assert await schedules.tick(session, now=due + timedelta(seconds=1))
+        fired = (await session.scalars(select(Run).where(Run.schedule_id == schedule.id))).all()
+        assert sorted(r.location for r in fired) == ["eu", "us"]
+        assert {r.status for r in fired} == {RunStatus.queued.value} and len(
+            {r.scheduled_for for r in fired}
+        ) == 1
+        schedule.location_mode = "round_robin"
+        assert await schedules.tick(session, now=due + timedelta(seconds=61))
+        assert schedules.firing_locations(schedule) == ["us"]  # the turn moved on from eu
+        schedule.location_mode = "any"
+        assert schedules.firing_locations(schedule) == ["*"]
+        steps = await session.scalar(select(func.count()).select_from(RunStep))
+        assert steps == 0
