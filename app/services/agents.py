@@ -189,20 +189,23 @@ async def claim(
     _seen(agent, now)
     busy = select(Run.endpoint_id).where(Run.status == RunStatus.running.value)
     inspected = select(Endpoint.id).where(Endpoint.inspecting_since > now - INSPECTION_CLAIM)
-    query = (
-        select(Run)
-        .where(
-            Run.status == RunStatus.queued.value,
-            Run.location.in_((agent.location, ANY_LOCATION)),
-            Run.endpoint_id.not_in(busy),
-            Run.endpoint_id.not_in(inspected),
-        )
-        .order_by(Run.created_at, Run.id)
-        .limit(20)
+    free = (
+        Run.status == RunStatus.queued.value,
+        Run.endpoint_id.not_in(busy),
+        Run.endpoint_id.not_in(inspected),
+    )
+    # Its own location's oldest run, locking that row only (agents claiming at once each take
+    # another); else runs any location of their schedule may take, checked one by one.
+    own = select(Run).where(*free, Run.location == agent.location).order_by(Run.created_at, Run.id).limit(1)
+    anywhere = (
+        select(Run).where(*free, Run.location == ANY_LOCATION).order_by(Run.created_at, Run.id).limit(20)
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    for run in (await session.scalars(query)).all():
+        own, anywhere = own.with_for_update(skip_locked=True), anywhere.with_for_update(skip_locked=True)
+    candidates = list((await session.scalars(own)).all())
+    if not candidates:
+        candidates = list((await session.scalars(anywhere)).all())
+    for run in candidates:
         if run.location == ANY_LOCATION and not await _may_take(session, run, agent.location):
             continue
         try:
@@ -283,7 +286,13 @@ async def store_step(
     )
     if stored is not None:
         return False
-    await store_steps(session, run_id=run_id, steps=[step])
+    try:
+        async with session.begin_nested():  # a refused upload leaves the transaction usable
+            await store_steps(session, run_id=run_id, steps=[step])
+    except IntegrityError as exc:
+        raise ValidationFailed(
+            f"step {step.index} repeats request sequence numbers already stored for run {run_id}"
+        ) from exc
     return True
 
 
