@@ -123,6 +123,7 @@ class RunEnvironment(Record):
     what came after: the search, the inspection; or an import's provenance; or a synthetic note."""
 
     server: str | None = None  # the Server header
+    connect_ms: float | None = None  # median TCP connect time from the probe's host (the network's share)
     pinned_output: bool | None = None  # ignore_eos / min_tokens accepted
     dropped_options: list[str] = Field(default_factory=list)
     continuous_usage: bool | None = None

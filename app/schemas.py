@@ -680,6 +680,23 @@ class ProfileHistory(BaseModel):
     )
 
 
+class LocationFigures(BaseModel):
+    """An endpoint measured from one location: its latest measured run of a profile, with the
+    TCP connect time from there beside TTFT, so the network's share is visible."""
+
+    location: str
+    profile: str
+    run_id: int
+    at: datetime
+    connect_ms: float | None = Field(
+        default=None, description="median TCP connect time from the probe's host"
+    )
+    ttft_p50_ms: float | None = Field(default=None, description="at the run's operating step")
+    tpot_p50_ms: float | None = None
+    load: float | None = None
+    degraded: bool = False
+
+
 class EndpointPage(BaseModel):
     """`/endpoints/{id}` as JSON (`/api/v1/endpoints/{id}/overview`)."""
 
@@ -694,6 +711,9 @@ class EndpointPage(BaseModel):
     alerts: list[AlertRead] = Field(default_factory=list, description="the endpoint's newest alerts")
     open_alerts: list[AlertRead] = Field(
         default_factory=list, description="regressions not recovered yet, or the endpoint down"
+    )
+    locations: list[LocationFigures] = Field(
+        default_factory=list, description="each location's latest measured run per profile, side by side"
     )
 
 

@@ -83,6 +83,14 @@ async def test_an_agent_runs_its_locations_runs_and_its_token_opens_nothing_else
                 select(func.count()).select_from(RequestSample).where(RequestSample.run_id == run_id)
             )
             assert samples and samples == sum(s["requests"]["completed"] for s in run["steps"])
+        # The endpoint's figures by location: the connect time beside TTFT (the simulator's 20 ms).
+        overview = (await client.get(f"/api/v1/endpoints/{endpoint_id}/overview", headers=admin)).json()
+        [placed] = overview["locations"]
+        assert placed["location"] == "eu-west" and placed["run_id"] == run_id
+        assert placed["connect_ms"] is not None and 0 < placed["connect_ms"] < 20  # loopback
+        assert 19.5 < placed["ttft_p50_ms"] < 30, placed
+        page = (await client.get(f"/endpoints/{endpoint_id}", headers=admin)).text
+        assert 'id="by-location"' in page and 'data-location="eu-west"' in page
         shown = (await client.get("/api/v1/agents", headers=admin)).json()["items"]
         mine = next(a for a in shown if a["id"] == agent.agent_id)
         assert mine["location"] == "eu-west" and mine["online"] and mine["labels"] == {"zone": "a"}

@@ -4,7 +4,12 @@ prompt lengths against its own token counts. What it learns is stored with the r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import statistics
+import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -30,6 +35,31 @@ def refuses_an_option(status: int, body: bytes) -> bool:
     return any(word in text for word in _OPTION_NAMES + _REFUSAL_WORDS)
 
 
+CONNECTS = 5  # TCP connects timed by the preflight
+
+
+async def connect_ms(url: str, timeout_s: float) -> float | None:
+    """The median time of CONNECTS TCP connects to the URL's host and port (the URL passed the
+    outbound policy just before): the network's share of TTFT from where the probe runs. None
+    where no connect succeeded."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    if not host:
+        return None
+    times = []
+    for _ in range(CONNECTS):
+        started = time.perf_counter()
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except (OSError, TimeoutError):
+            continue
+        times.append((time.perf_counter() - started) * 1000.0)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return statistics.median(times) if times else None
+
+
 class ProbeError(Exception):
     """The target cannot be measured at all (unreachable, rejects the key, unknown model)."""
 
@@ -41,6 +71,7 @@ class Preflight:
     server: str | None
     notes: list[str]
     context_length: int | None = None  # the model card's max_model_len, where it says (and was asked)
+    connect_ms: float | None = None  # the median TCP connect time to the server (CONNECTS tries)
 
     def dropped_options(self) -> list[str]:
         """The request options the server refused, which the probe stopped sending."""
@@ -54,6 +85,7 @@ class Preflight:
     def environment(self) -> RunEnvironment:
         """What the preflight learned about the server, as stored with a run."""
         return RunEnvironment(
+            connect_ms=self.connect_ms,
             server=self.server,
             pinned_output=self.options.pin_output,
             dropped_options=self.dropped_options(),
@@ -173,7 +205,9 @@ class _Preflight:
                 notes.append("no per-chunk usage: tokens per chunk inferred or ITL on a chunk basis")
             if not self.options.include_usage:
                 notes.append("no usage in streams: output tokens counted by tokenizer or estimated")
-        return Preflight(self.options, calibration, server, notes)
+        found = Preflight(self.options, calibration, server, notes)
+        found.connect_ms = await connect_ms(self.target.url, self.timeouts.connect)
+        return found
 
     def _body(self, words: int, seq: int, options: BodyOptions, *, stream: bool) -> bytes:
         prompt = self.prompts.words(words, -1 - seq)

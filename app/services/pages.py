@@ -18,6 +18,7 @@ from app.schemas import (
     ProfileHistory,
 )
 from app.services import (
+    agents,
     alerts,
     changes,
     comparisons,
@@ -69,6 +70,7 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         else None,
         alerts=recent_alerts,
         open_alerts=open_alerts,
+        locations=await agents.by_location(session, endpoint_id=endpoint_id),
     )
 
 
