@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.web import (
     account,
+    agents,
     alerts,
     dashboard,
     datasets,
@@ -28,5 +29,6 @@ router.include_router(runs.router)
 router.include_router(schedules.router)
 router.include_router(site.router)
 router.include_router(plan.router)
+router.include_router(agents.router)
 router.include_router(alerts.router)
 router.include_router(imports.router)
