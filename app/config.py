@@ -23,7 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
+from app.domain import (
+    BaselineRuns,
+    DownAfterFailures,
+    DownLocations,
+    RegressionErrorPoints,
+    RegressionThresholdPct,
+)
 
 PREFIX = "SMARTBENCH_"
 
@@ -134,6 +140,8 @@ class AlertingSettings(_Group):
     regression_threshold_pct: RegressionThresholdPct = 10.0
     regression_error_points: RegressionErrorPoints = 1.0
     down_after_failures: DownAfterFailures = 3
+    # ... in at least this many of the locations that probe it (all of them where fewer do).
+    down_locations: DownLocations = 1
     # Besides the median-and-MAD rule: a new change point in the history that makes a figure
     # worse raises a regression (app/changepoints.py).
     change_point_alerts: bool = False

@@ -23,6 +23,9 @@ RegressionErrorPoints = Annotated[
     float, Field(gt=0, le=100, description="the least rise of the error rate (percentage points) that counts")
 ]
 DownAfterFailures = Annotated[int, Field(ge=1, le=100, description="failed runs in a row that mean down")]
+DownLocations = Annotated[
+    int, Field(ge=1, le=100, description="locations (of those probing it) failing that mean down")
+]
 
 
 class RunSource(StrEnum):

@@ -21,7 +21,13 @@ from pydantic import (
 
 from app.confidence import Comparison, PeriodComparison
 from app.datasets import DatasetStats
-from app.domain import BaselineRuns, DownAfterFailures, RegressionErrorPoints, RegressionThresholdPct
+from app.domain import (
+    BaselineRuns,
+    DownAfterFailures,
+    DownLocations,
+    RegressionErrorPoints,
+    RegressionThresholdPct,
+)
 from app.scoring.regression import AlertDetail
 from app.security.redact import shown
 from app.summary import Scorecard, StepSummary
@@ -759,6 +765,7 @@ class AlertSettings(BaseModel):
     regression_threshold_pct: RegressionThresholdPct
     regression_error_points: RegressionErrorPoints
     down_after_failures: DownAfterFailures
+    down_locations: DownLocations = 1
     change_point_alerts: bool = Field(
         default=False,
         description="also raise a regression when a run reveals a change point that made a figure worse",
@@ -800,12 +807,13 @@ class SiteSettingsUpdate(BaseModel):
     regression_threshold_pct: RegressionThresholdPct | None = None
     regression_error_points: RegressionErrorPoints | None = None
     down_after_failures: DownAfterFailures | None = None
+    down_locations: DownLocations | None = None
     change_point_alerts: bool | None = None
 
     _not_null = refuse_null(
         "outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step",
         "webhook_outbound_mode", "webhook_outbound_allow", "min_schedule_interval_s", "baseline_runs", "regression_threshold_pct", "regression_error_points", "down_after_failures",
-        "change_point_alerts",
+        "down_locations", "change_point_alerts",
     )  # fmt: skip
 
 

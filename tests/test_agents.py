@@ -224,3 +224,51 @@ async def test_a_schedule_fans_out_over_its_locations(app, client: httpx.AsyncCl
         assert schedules.firing_locations(schedule) == ["*"]
         steps = await session.scalar(select(func.count()).select_from(RunStep))
         assert steps == 0
+
+
+async def test_down_needs_k_of_the_locations_that_probe_the_endpoint(
+    app, client: httpx.AsyncClient, people
+) -> None:
+    """Two locations, down after two failed runs in a row in at least two of them: one failing
+    location is not an outage; both are; one recovering brings it back up."""
+    from app.schemas import AlertSettings
+    from app.services import alerts, runs
+
+    admin = await bearer(client, "admin")
+    endpoint_id = await _endpoint(client, admin, "http://127.0.0.1:9/v1")
+    rules = AlertSettings(
+        baseline_runs=5,
+        regression_threshold_pct=10,
+        regression_error_points=1,
+        down_after_failures=2,
+        down_locations=2,
+    )
+    now = datetime.now(UTC)
+    raised: list[str] = []
+
+    async def ran(location: str, status: str, minutes: int) -> None:
+        async with unit_of_work(app.state.sessionmaker) as session:
+            at = now + timedelta(minutes=minutes)
+            run = await runs.start(session, endpoint_id=endpoint_id, profile_name="smoke", by=None,
+                                   trigger="api", now=at, location=location)  # fmt: skip
+            run.status, run.finished_at, run.error = (
+                status,
+                at,
+                None if status == "succeeded" else "connection refused",
+            )
+            await session.flush()
+            raised.extend(
+                a.message for a in await alerts.after_run(session, run_id=run.id, rules=rules, now=at)
+            )
+
+    await ran("eu", "succeeded", 0)
+    await ran("us", "succeeded", 1)
+    await ran("eu", "failed", 2)
+    await ran("eu", "failed", 3)
+    assert raised == []  # one location of two failing: not down
+    await ran("us", "failed", 4)
+    await ran("us", "failed", 5)
+    [down] = raised
+    assert "is down at eu, us (2 of 2 locations): 2 failed runs in a row" in down
+    await ran("eu", "succeeded", 6)
+    assert raised[1:] and "is back up" in raised[1]

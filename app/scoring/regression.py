@@ -77,6 +77,8 @@ class AlertDetail(Record):
     baseline_run_ids: list[int] = Field(default_factory=list)
     failed_runs: int | None = None  # down
     error: str | None = None  # down: the last run's error, masked
+    failing_locations: list[str] = Field(default_factory=list)  # down: where it failed N in a row
+    locations: int | None = None  # down: how many locations probe the endpoint
 
     @classmethod
     def of(

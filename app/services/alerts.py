@@ -12,7 +12,18 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import PERCENTILE_KEYS, RunSource, load_label, load_of, percentile_key
-from app.models import Alert, AlertKind, ChangePoint, Delivery, Endpoint, Run, RunStatus, RunStep, Webhook
+from app.models import (
+    LOCAL,
+    Alert,
+    AlertKind,
+    ChangePoint,
+    Delivery,
+    Endpoint,
+    Run,
+    RunStatus,
+    RunStep,
+    Webhook,
+)
 from app.schemas import AlertRead, AlertSettings
 from app.scoring import regression
 from app.scoring.regression import AlertDetail
@@ -243,41 +254,78 @@ async def _open_metrics(session: AsyncSession, *, endpoint_id: int, profile: str
 async def _health(
     session: AsyncSession, run: Run, endpoint: Endpoint, rules: AlertSettings, now: datetime
 ) -> list[Alert]:
+    """Down when, in at least `down_locations` of the locations that probe the endpoint (all of
+    them where fewer do), its last `down_after_failures` runs failed; up again when that no
+    longer holds and a run succeeded. One location (the dashboard's own) is the rule as it was."""
     if run.status not in HEALTH_STATUSES:
         return []  # cancelled or skipped: says nothing of the endpoint
     down = await _is_down(session, endpoint.id)
+    failing, probing = await _failing_locations(session, endpoint.id, rules.down_after_failures)
+    needed = min(rules.down_locations, len(probing)) if probing else 1
     if run.status == RunStatus.succeeded.value:
-        if not down:
+        if not down or len(failing) >= needed:
             return []
         return [Alert(endpoint_id=endpoint.id, run_id=run.id, kind=AlertKind.up.value, detail=AlertDetail(),
                       message=f"{endpoint.name} is back up: run {run.id} succeeded", created_at=now)]  # fmt: skip
-    if down:
-        return []
-    recent = (
-        await session.scalars(
-            select(Run.status)
-            .where(
-                Run.endpoint_id == endpoint.id,
-                Run.status.in_(HEALTH_STATUSES),
-                Run.source == RunSource.smartbench.value,
-            )
-            .order_by(Run.created_at.desc(), Run.id.desc())
-            .limit(rules.down_after_failures)
-        )
-    ).all()
-    if len(recent) < rules.down_after_failures or any(s == RunStatus.succeeded.value for s in recent):
+    if down or len(failing) < needed:
         return []
     error = mask(run.error or "no error recorded")  # what the target sent stays on the run's page
+    where = ""
+    if probing != [LOCAL]:
+        where = f" at {', '.join(failing)} ({len(failing)} of {len(probing)} locations)"
     return [
         Alert(
             endpoint_id=endpoint.id,
             run_id=run.id,
             kind=AlertKind.down.value,
-            detail=AlertDetail(failed_runs=len(recent), error=error),
-            message=f"{endpoint.name} is down: {len(recent)} failed runs in a row; the last: {error}",
+            detail=AlertDetail(
+                failed_runs=rules.down_after_failures,
+                error=error,
+                failing_locations=failing,
+                locations=len(probing),
+            ),
+            message=f"{endpoint.name} is down{where}: {rules.down_after_failures} failed runs in a row; the last: {error}",
             created_at=now,
         )
     ]
+
+
+async def _failing_locations(
+    session: AsyncSession, endpoint_id: int, runs_in_a_row: int
+) -> tuple[list[str], list[str]]:
+    """(the locations whose last `runs_in_a_row` runs of the endpoint all failed, every location
+    that probes it), from the runs that say something of its health."""
+    probing = sorted(
+        (
+            await session.scalars(
+                select(Run.location)
+                .where(
+                    Run.endpoint_id == endpoint_id,
+                    Run.status.in_(HEALTH_STATUSES),
+                    Run.source == RunSource.smartbench.value,
+                )
+                .distinct()
+            )
+        ).all()
+    )
+    failing = []
+    for location in probing:
+        recent = (
+            await session.scalars(
+                select(Run.status)
+                .where(
+                    Run.endpoint_id == endpoint_id,
+                    Run.location == location,
+                    Run.status.in_(HEALTH_STATUSES),
+                    Run.source == RunSource.smartbench.value,
+                )
+                .order_by(Run.created_at.desc(), Run.id.desc())
+                .limit(runs_in_a_row)
+            )
+        ).all()
+        if len(recent) >= runs_in_a_row and all(s != RunStatus.succeeded.value for s in recent):
+            failing.append(location)
+    return failing, probing
 
 
 async def _is_down(session: AsyncSession, endpoint_id: int) -> bool:

@@ -19,7 +19,7 @@ from app.security.outbound import OutboundPolicy
 KEYS = ("outbound_mode", "outbound_allow", "max_profile_concurrency", "max_requests_per_step",
         "webhook_outbound_mode", "webhook_outbound_allow", "min_schedule_interval_s")  # fmt: skip
 ALERT_KEYS = ("baseline_runs", "regression_threshold_pct", "regression_error_points", "down_after_failures",
-              "change_point_alerts")  # fmt: skip
+              "down_locations", "change_point_alerts")  # fmt: skip
 
 
 @dataclass(frozen=True)
