@@ -271,11 +271,19 @@ async def test_a_warm_up_is_left_out_of_the_steady_window() -> None:
     profile = ProfileSnapshot(
         load_levels=[8], duration_per_step_s=5, input_tokens_mean=32, output_tokens_mean=16
     )
-    with simulator(*args, "--warmup-s", "1.5", "--warmup-factor", "3") as url:
-        step = await Prober(Target(url, "sim"), Workload.from_profile(profile)).run_step(0, 8)
-        late = simulator_lateness_ms(url)
+    for attempt in range(2):  # a machine busy enough to make MSER-5 cut past half the step: once more
+        with simulator(*args, "--warmup-s", "1.5", "--warmup-factor", "3") as url:
+            step = await Prober(Target(url, "sim"), Workload.from_profile(profile)).run_step(0, 8)
+            late = simulator_lateness_ms(url)
+        window = step.summary.steady
+        if window is not None and not window.whole_step:
+            break
+        assert (
+            attempt == 0
+            and window is not None
+            and "too few requests in the steady window" in (window.reason or "")
+        )
     summary = step.summary.model_dump(mode="json")
-    window = step.summary.steady
     # The window leaves the warm-up out; on a busy machine MSER-5 may cut a later transient too,
     # but never below the share of the step it must keep.
     assert window is not None and not window.whole_step and window.start_s >= 1.3, window

@@ -180,3 +180,38 @@ def _reencrypt(settings: Settings) -> None:
         raise fail(f"{exc}; nothing was changed") from None
     each = ", ".join(f"{count} {column}" for column, count in changed.items())
     out.print(f"re-encrypted {sum(changed.values())} sealed value(s) with key {box.active_key_id} ({each})")
+
+
+@token_cli.command("agent")
+def token_agent(
+    location: Annotated[str, typer.Option(help="The location its agents probe from, e.g. eu-west")],
+    name: Annotated[str, typer.Option(help="What the token is for")] = "agents",
+) -> None:
+    """Create an agent token for one location and print it once (`smartbench agent` uses it)."""
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from app.api.agents import AgentTokenCreate
+    from app.errors import AppError
+    from app.services import agents
+
+    settings = load_settings()
+    upgrade_schema(settings)
+    try:
+        body = AgentTokenCreate(location=location, name=name)
+    except ValidationError as exc:
+        raise fail(f"not a location name: {location!r} (letters, digits, . _ : -)") from exc
+
+    async def work(session):
+        _, token = await agents.mint(
+            session, location=body.location, name=body.name, by=None, now=datetime.now(UTC)
+        )
+        return token
+
+    try:
+        token = asyncio.run(with_session(settings, work))
+    except AppError as exc:
+        raise fail(exc.message) from None
+    err.print(f"agent token {name!r} for location {body.location!r}; shown once:")
+    print(token)
