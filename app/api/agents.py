@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import unit_of_work
 from app.deps import AdminDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep, get_box
@@ -215,33 +214,30 @@ async def heartbeat(body: Heartbeat, session: SessionDep, now: NowDep, token: Ag
 @router.post(
     "/agent/claim", responses={204: {"description": "no run within the wait"}, 403: {"model": ErrorBody}}
 )
-async def claim(body: ClaimAsk, request: Request, settings: SettingsDep, token: AgentDep) -> Any:
+async def claim(body: ClaimAsk, request: Request, settings: SettingsDep) -> Any:
     """The oldest queued run of the agent's location, with its probe's spec (the endpoint's key
-    in it); waits up to `wait_s` for one (a long poll), else 204."""
+    in it); waits up to `wait_s` (at most half the offline period) for one, a long poll, else 204.
+    Each look is a transaction of its own that reads the token again (one revoked meanwhile ends
+    the poll with 401): a waiting agent holds no database connection."""
+    scheme, _, raw = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise Unauthorized("an agent token is needed (Authorization: Bearer sba_...)")
     sessionmaker = request.app.state.sessionmaker
     clock = request.app.state.clock
     box = get_box(request)
     loop = asyncio.get_running_loop()
-    until = loop.time() + body.wait_s
+    until = loop.time() + min(body.wait_s, settings.runs.agent_offline_s / 2)
     while True:
         async with unit_of_work(sessionmaker) as session:
-            held = await _token_again(session, token.id, clock())
+            token = await agents.authenticate(session, raw.strip(), now=clock())
             found = await agents.claim(
-                session, held, agent_id=body.agent_id, now=clock(), box=box, settings=settings
+                session, token, agent_id=body.agent_id, now=clock(), box=box, settings=settings
             )
         if found is not None:
             return found
         if loop.time() >= until or await request.is_disconnected():
             return Response(status_code=204)
         await asyncio.sleep(CLAIM_POLL_S)
-
-
-async def _token_again(session: AsyncSession, token_id: int, now: datetime) -> AgentToken:
-    """The token re-read in this transaction: one revoked during a long poll stops it."""
-    row = await session.get(AgentToken, token_id)
-    if row is None or row.revoked_at is not None:
-        raise Unauthorized("this agent token is unknown or revoked")
-    return row
 
 
 @router.post(

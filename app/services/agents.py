@@ -186,9 +186,14 @@ async def claim(
     settings: Settings,
 ) -> ClaimedRun | None:
     """The oldest queued run of the agent's location (or of a schedule that runs in any of its
-    locations, this one among them) whose endpoint is free; None when there is none."""
+    locations, this one among them) whose endpoint is free; None when there is none. A long poll
+    asks again and again: the agent's heartbeat is written at most every sixth of the offline
+    period, not at every look."""
     agent = await _agent(session, token, agent_id)
-    _seen(agent, now)
+    if agent.last_seen_at is None or now - agent.last_seen_at >= timedelta(
+        seconds=settings.runs.agent_offline_s / 6
+    ):
+        _seen(agent, now)
     busy = select(Run.endpoint_id).where(Run.status == RunStatus.running.value)
     inspected = select(Endpoint.id).where(Endpoint.inspecting_since > now - INSPECTION_CLAIM)
     free = (
