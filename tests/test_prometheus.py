@@ -53,7 +53,7 @@ async def test_exposition_parses_and_carries_the_latest_figures(idle_app, people
             s.value for s in families[name].samples if all(s.labels.get(k) == v for k, v in labels.items())
         )
 
-    who = {"endpoint": "prom one", "profile": "quick"}
+    who = {"endpoint": "prom one", "profile": "quick", "location": "local"}  # every series says where from
     card = {e["letter"]: e["score"] for e in summary["scorecard"]["letters"]}
     for letter, score in card.items():
         if score is not None:
@@ -66,7 +66,7 @@ async def test_exposition_parses_and_carries_the_latest_figures(idle_app, people
     assert value("smartbench_latency_ms", metric="ttft", stat="p99", **who) == pytest.approx(
         step["ttft_ms"]["p99"], rel=1e-5
     )
-    assert value("smartbench_endpoint_runs", endpoint="prom one", status="succeeded") == 1
+    assert value("smartbench_endpoint_runs", endpoint="prom one", location="local", status="succeeded") == 1
     assert value("smartbench_last_success_timestamp_seconds", endpoint="prom one") > 1.7e9
 
 

@@ -85,17 +85,17 @@ async def _alert_families(session: AsyncSession) -> list[str]:
 
 async def _endpoint_families(session: AsyncSession) -> list[str]:
     names = dict((await session.execute(select(Endpoint.id, Endpoint.name))).all())
-    # The latest measured run of each (endpoint, profile): one grouped query, then the rows.
+    # The latest measured run of each (endpoint, profile, location): one grouped query, then the rows.
     latest_ids = (
         await session.execute(
             select(func.max(Run.id))
             .where(measured(), Run.endpoint_id.in_(list(names)))
-            .group_by(Run.endpoint_id, Run.profile_name)
+            .group_by(Run.endpoint_id, Run.profile_name, Run.location)
             .limit(MAX_SERIES)
         )
     ).scalars()
     runs = list((await session.scalars(select(Run).where(Run.id.in_(list(latest_ids))))).all())
-    runs.sort(key=lambda r: (names.get(r.endpoint_id, ""), r.profile_name))
+    runs.sort(key=lambda r: (names.get(r.endpoint_id, ""), r.profile_name, r.location))
     op_steps: dict[int, int] = {}
     for run in runs:
         point = run.scorecard.operating_point if run.scorecard is not None else None
@@ -112,6 +112,7 @@ async def _endpoint_families(session: AsyncSession) -> list[str]:
         return {
             "endpoint": names.get(run.endpoint_id, str(run.endpoint_id)),
             "profile": run.profile_name,
+            "location": run.location,
             **more,
         }
 
@@ -130,9 +131,9 @@ async def _endpoint_families(session: AsyncSession) -> list[str]:
                     latency.append((labels(run, metric=metric, stat=stat), getattr(step, f"{column}_{stat}")))
     outcomes = (
         await session.execute(
-            select(Run.endpoint_id, Run.status, func.count(Run.id))
+            select(Run.endpoint_id, Run.location, Run.status, func.count(Run.id))
             .where(Run.endpoint_id.in_(list(names)), Run.source != RunSource.synthetic.value)
-            .group_by(Run.endpoint_id, Run.status)
+            .group_by(Run.endpoint_id, Run.location, Run.status)
         )
     ).all()
     last_ok = (
@@ -151,7 +152,7 @@ async def _endpoint_families(session: AsyncSession) -> list[str]:
         *_family("smartbench_latency_ms", "gauge", "Latency at the operating step, milliseconds.", latency),
         *_family("smartbench_tokens_per_joule", "gauge", "Output tokens per joule at the operating point.", tpj),
         *_family("smartbench_endpoint_runs", "gauge", "Runs per endpoint by outcome (synthetic history left out).",
-                 (({"endpoint": names.get(e, str(e)), "status": s}, n) for e, s, n in outcomes)),
+                 (({"endpoint": names.get(e, str(e)), "location": loc, "status": s}, n) for e, loc, s, n in outcomes)),
         *_family("smartbench_last_success_timestamp_seconds", "gauge",
                  "When the endpoint's latest successful run finished (Unix seconds).",
                  (({"endpoint": names.get(e, str(e))}, at.timestamp()) for e, at in last_ok if at is not None)),
