@@ -720,6 +720,8 @@ class Alert(Base):
     detail: Mapped[AlertDetail] = mapped_column(Typed(AlertDetail), default=AlertDetail)
     message: Mapped[str] = mapped_column(Text)
     degraded: Mapped[bool] = mapped_column(Boolean, default=False)  # rests on a degraded run
+    # Regressions and recoveries are judged per location (its own baseline); down and up over all.
+    location: Mapped[str] = mapped_column(String(64), default=LOCAL, server_default=LOCAL)
 
     @validates("detail")
     def _typed(self, key: str, value: Any) -> Any:

@@ -930,6 +930,7 @@ class AlertRead(BaseModel):
     change_pct: float | None
     message: str
     degraded: bool = Field(description="the run it rests on was measured with a degraded client")
+    location: str = Field(default="local", description="a regression's location (its own baseline)")
     open: bool = Field(default=False, description="a regression not recovered yet, or an endpoint still down")
     detail: AlertDetail
     created_at: datetime

@@ -272,3 +272,53 @@ async def test_down_needs_k_of_the_locations_that_probe_the_endpoint(
     assert "is down at eu, us (2 of 2 locations): 2 failed runs in a row" in down
     await ran("eu", "succeeded", 6)
     assert raised[1:] and "is back up" in raised[1]
+
+
+async def test_regressions_are_judged_per_location(app, client: httpx.AsyncClient, people) -> None:
+    """eu measures 100 ms TTFT, us 200 ms (its network): neither is a regression of the other;
+    us at 260 ms is a regression "from us", and an eu run does not recover it."""
+    from app.probe.stats import summarize_step
+    from app.probe.types import Sample, StepResult
+    from app.schemas import AlertSettings
+    from app.services import alerts, runs
+    from app.services.results import finish, store_steps
+
+    admin = await bearer(client, "admin")
+    endpoint_id = await _endpoint(client, admin, "http://127.0.0.1:9/v1")
+    rules = AlertSettings(
+        baseline_runs=3, regression_threshold_pct=10, regression_error_points=1, down_after_failures=3
+    )
+    now = datetime.now(UTC)
+    raised: list[tuple[str, str]] = []
+
+    async def measured(location: str, ttft_ms: float, minutes: int) -> None:
+        at = now + timedelta(minutes=minutes)
+        samples = []
+        for i in range(40):
+            first = int(ttft_ms * (1 + 0.01 * (i % 5 - 2)) * 1e6)
+            chunks = [first + k * 5_000_000 for k in range(8)]
+            samples.append(Sample(seq=i, sent_ns=0, first_content_ns=first, first_answer_ns=first, last_content_ns=chunks[-1],
+                                  end_ns=chunks[-1], chunk_ns=chunks, output_tokens=8, input_tokens=32, token_source="usage"))  # fmt: skip
+        step = StepResult(index=0, concurrency=1, request_rate=None, samples=samples,
+                          summary=summarize_step(samples, concurrency=1))  # fmt: skip
+        async with unit_of_work(app.state.sessionmaker) as session:
+            run = await runs.start(session, endpoint_id=endpoint_id, profile_name="smoke", by=None,
+                                   trigger="api", now=at, location=location)  # fmt: skip
+            await store_steps(session, run_id=run.id, steps=[step])
+            await finish(session, run_id=run.id, status="succeeded", error=None, environment=None, now=at)
+            found = await alerts.after_run(session, run_id=run.id, rules=rules, now=at)
+            raised.extend((a.kind, a.message) for a in found)
+
+    for k in range(4):
+        await measured("eu", 100.0, 2 * k)
+        await measured("us", 200.0, 2 * k + 1)
+    assert raised == []  # each location against its own runs
+    await measured("us", 260.0, 10)
+    assert raised and all(kind == "regression" and "(smoke, from us)" in text for kind, text in raised)
+    assert any("TTFT" in text for _, text in raised)
+    count = len(raised)
+    await measured("eu", 100.0, 11)
+    assert len(raised) == count  # eu's run says nothing of us
+    async with unit_of_work(app.state.sessionmaker) as session:
+        _, standing = await alerts.listing(session, endpoint_id=endpoint_id)
+    assert standing and {(a.kind, a.location) for a in standing} == {("regression", "us")}

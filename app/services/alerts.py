@@ -78,6 +78,7 @@ async def _regressions(
                     Run.status == RunStatus.succeeded.value,
                     Run.source == RunSource.smartbench.value,
                     Run.regressed.is_(False),
+                    Run.location == run.location,  # a location is judged against its own runs
                     Run.id != run.id,
                     Run.created_at <= run.created_at,
                 )
@@ -99,7 +100,9 @@ async def _regressions(
         threshold_pct=rules.regression_threshold_pct,
         error_points=rules.regression_error_points,
     )
-    open_metrics = await _open_metrics(session, endpoint_id=run.endpoint_id, profile=run.profile_name)
+    open_metrics = await _open_metrics(
+        session, endpoint_id=run.endpoint_id, profile=run.profile_name, location=run.location
+    )
     at_load = next((s.label for s in own if s.load == reference), None)
     alerts = []
     for change in changes:
@@ -107,10 +110,13 @@ async def _regressions(
             change, load=at_load, percentile=pct, baseline_run_ids=[r.id for r in baseline_runs]
         )
         text = regression.describe(change, at_load=at_load)
+        who = (
+            f"{endpoint.name} ({run.profile_name}{'' if run.location == LOCAL else f', from {run.location}'})"
+        )
         if change.verdict == "regression" and change.metric not in open_metrics:
-            kind, message = AlertKind.regression, f"{endpoint.name} ({run.profile_name}): {text}"
+            kind, message = AlertKind.regression, f"{who}: {text}"
         elif change.verdict != "regression" and change.metric in open_metrics:
-            kind, message = AlertKind.recovery, f"{endpoint.name} ({run.profile_name}) recovered: {text}"
+            kind, message = AlertKind.recovery, f"{who} recovered: {text}"
         else:
             continue
         alerts.append(
@@ -127,6 +133,7 @@ async def _regressions(
                 message=message,
                 degraded=run.quality_degraded,
                 created_at=now,
+                location=run.location,
             )
         )
     run.regressed = any(c.verdict == "regression" for c in changes)
@@ -143,7 +150,9 @@ async def _change_points(
 ) -> list[Alert]:
     """A regression for each new change point that made a figure worse (one a figure, none where
     the median-and-noise rule raised it already or it stands open)."""
-    open_metrics = await _open_metrics(session, endpoint_id=run.endpoint_id, profile=run.profile_name)
+    open_metrics = await _open_metrics(
+        session, endpoint_id=run.endpoint_id, profile=run.profile_name, location=run.location
+    )
     alerts = []
     for point in found:
         read = changes.to_read(point)
@@ -235,14 +244,17 @@ def _figures(
     }
 
 
-async def _open_metrics(session: AsyncSession, *, endpoint_id: int, profile: str) -> set[str]:
-    """The figures of this endpoint and profile whose regression stands (`open_ids` decides)."""
+async def _open_metrics(session: AsyncSession, *, endpoint_id: int, profile: str, location: str) -> set[str]:
+    """The figures of this endpoint, profile and location whose regression stands (`open_ids` decides)."""
     standing = await open_ids(session, endpoint_id=endpoint_id)
     if not standing:
         return set()
     rows = await session.scalars(
         select(Alert.metric).where(
-            Alert.id.in_(standing), Alert.profile_name == profile, Alert.kind == AlertKind.regression.value
+            Alert.id.in_(standing),
+            Alert.profile_name == profile,
+            Alert.location == location,
+            Alert.kind == AlertKind.regression.value,
         )
     )
     return {metric for metric in rows.all() if metric}
@@ -361,7 +373,7 @@ async def open_ids(session: AsyncSession, *, endpoint_id: int | None = None) -> 
     figures = (
         select(func.max(Alert.id))
         .where(*scope, Alert.kind.in_((AlertKind.regression.value, AlertKind.recovery.value)))
-        .group_by(Alert.endpoint_id, Alert.profile_name, Alert.metric)
+        .group_by(Alert.endpoint_id, Alert.profile_name, Alert.metric, Alert.location)
     )
     health = (
         select(func.max(Alert.id))
@@ -413,6 +425,7 @@ def to_read(alert: Alert, endpoint: str, standing: bool) -> AlertRead:
         change_pct=alert.change_pct,
         message=alert.message,
         degraded=alert.degraded,
+        location=alert.location,
         open=standing,
         detail=alert.detail,
         created_at=alert.created_at,
