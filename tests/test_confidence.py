@@ -113,7 +113,7 @@ async def test_simulators_with_known_noise_compare_as_they_are() -> None:
 
 @pytest.mark.slow
 async def test_identical_simulators_compare_as_no_difference_at_least_95_times_in_100() -> None:
-    """100 pairs of steps (200 requests a side) on two simulators with the same delays and noise
+    """100 pairs of steps (100 requests a side) on two simulators with the same delays and noise
     (sigma 0.15 on every request's delays, different seeds), one after the other as a user would
     run them: at most 5 pairs are called different in any headline figure. The comparison carries
     the assumed run-to-run spread (nothing measured it yet): from requests alone, 61 of 100 pairs
@@ -123,8 +123,8 @@ async def test_identical_simulators_compare_as_no_difference_at_least_95_times_i
     with simulator(*noisy, "--seed", "11") as one, simulator(*noisy, "--seed", "12") as two:
         for i in range(100):
             first, second = (one, two) if i % 2 == 0 else (two, one)
-            a = await _step_of(first, 200)
-            b = await _step_of(second, 200)
+            a = await _step_of(first, 100)
+            b = await _step_of(second, 100)
             called += any(d.significant for d in _differences(a, b, "p99"))
     print(f"identical simulators called different: {called} of 100")
     assert called <= 5
