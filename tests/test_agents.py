@@ -95,6 +95,7 @@ async def test_an_agent_runs_its_locations_runs_and_its_token_opens_nothing_else
         mine = next(a for a in shown if a["id"] == agent.agent_id)
         assert mine["location"] == "eu-west" and mine["online"] and mine["labels"] == {"zone": "a"}
         assert mine["cores"] and mine["version"]
+        assert mine["steps_week"] == len(run["steps"]) and mine["client_bound_share"] is not None
 
         # The token opens the agent API only, and only its location.
         token_only = {"Authorization": f"Bearer {eu}"}

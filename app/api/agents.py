@@ -65,6 +65,10 @@ class AgentRead(BaseModel):
     last_seen_at: datetime | None
     current_run_id: int | None
     online: bool = False
+    steps_week: int = Field(default=0, description="steps it measured in the last 7 days")
+    client_bound_share: float | None = Field(
+        default=None, description="of those, the share flagged client-bound (its host too slow for the load)"
+    )
 
 
 class Registration(BaseModel):
@@ -134,8 +138,12 @@ async def agent_token(request: Request, session: SessionDep, now: NowDep) -> Age
 AgentDep = Annotated[AgentToken, Depends(agent_token)]
 
 
-def to_read(agent: Agent, now: datetime, offline_after_s: float) -> AgentRead:
+def to_read(
+    agent: Agent, now: datetime, offline_after_s: float, shares: dict[int, tuple[int, int]] | None = None
+) -> AgentRead:
     found = AgentRead.model_validate(agent)
+    steps, bound = (shares or {}).get(agent.id, (0, 0))
+    found.steps_week, found.client_bound_share = steps, (bound / steps if steps else None)
     found.online = (
         agent.offline_since is None
         and agent.last_seen_at is not None
@@ -183,7 +191,8 @@ async def list_agents(
     """Every agent that registered: location, labels, version, host cores, last heartbeat,
     current run, whether it is online."""
     offline = settings.runs.agent_offline_s
-    return Page[AgentRead](items=[to_read(a, now, offline) for a in await agents.listing(session)])
+    shares = await agents.client_bound_shares(session, since=now - timedelta(days=7))
+    return Page[AgentRead](items=[to_read(a, now, offline, shares) for a in await agents.listing(session)])
 
 
 # -- for agents ---------------------------------------------------------------------------------------

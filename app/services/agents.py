@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import orjson
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -421,3 +421,17 @@ async def by_location(
                 )
             )
     return found
+
+
+async def client_bound_shares(session: AsyncSession, *, since: datetime) -> dict[int, tuple[int, int]]:
+    """Per agent, (its steps since `since`, those flagged client-bound): how often its host was
+    too slow for the load it generated."""
+    rows = await session.execute(
+        select(
+            Run.agent_id, func.count(RunStep.id), func.sum(case((RunStep.client_bound.is_(True), 1), else_=0))
+        )
+        .join(RunStep, RunStep.run_id == Run.id)
+        .where(Run.agent_id.is_not(None), Run.created_at >= since)
+        .group_by(Run.agent_id)
+    )
+    return {int(agent_id): (int(steps), int(bound or 0)) for agent_id, steps, bound in rows.all()}

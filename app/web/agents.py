@@ -3,6 +3,8 @@ run, online), and for admins the agent tokens: mint one for a location (shown on
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -24,7 +26,8 @@ async def _page(
     status_code: int = 200,
 ) -> HTMLResponse:  # fmt: skip
     offline = settings.runs.agent_offline_s
-    listed = [to_read(agent, now, offline) for agent in await agents.listing(session)]
+    shares = await agents.client_bound_shares(session, since=now - timedelta(days=7))
+    listed = [to_read(agent, now, offline, shares) for agent in await agents.listing(session)]
     tokens = [AgentTokenRead.model_validate(t) for t in await agents.tokens(session)] if admin else []
     return render(
         request,
