@@ -749,6 +749,9 @@ class ChangePoint(Base):
     p_value: Mapped[float] = mapped_column(Float)
     synthetic: Mapped[bool] = mapped_column(Boolean, default=False)  # found in generated history
     found_at: Mapped[datetime] = mapped_column(default=utcnow)
+    location: Mapped[str] = mapped_column(
+        String(64), default=LOCAL, server_default=LOCAL
+    )  # its series' location
 
 
 class Webhook(Base):

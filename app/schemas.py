@@ -581,6 +581,7 @@ class ChangePointRead(BaseModel):
     p_value: float = Field(description="Welch's t-test of the runs on the two sides")
     synthetic: bool = Field(description="found in generated history")
     direction: Literal["better", "worse"]
+    location: str = Field(default="local", description="each location's runs are a series of their own")
 
 
 class CostTrends(BaseModel):

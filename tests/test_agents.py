@@ -323,3 +323,52 @@ async def test_regressions_are_judged_per_location(app, client: httpx.AsyncClien
     async with unit_of_work(app.state.sessionmaker) as session:
         _, standing = await alerts.listing(session, endpoint_id=endpoint_id)
     assert standing and {(a.kind, a.location) for a in standing} == {("regression", "us")}
+
+
+async def test_change_points_are_found_in_each_locations_series(
+    app, client: httpx.AsyncClient, people
+) -> None:
+    """eu at 100 ms and us at 200 ms, interleaved, twelve runs each: no change point (two levels
+    are two series, not steps); us then at 240 ms for twelve runs: a TTFT change point at us only."""
+    from app.probe.stats import summarize_step
+    from app.probe.types import Sample, StepResult
+    from app.services import changes, runs
+    from app.services.results import finish, store_steps
+
+    admin = await bearer(client, "admin")
+    endpoint_id = await _endpoint(client, admin, "http://127.0.0.1:9/v1")
+    now = datetime.now(UTC)
+    rng = __import__("random").Random(7)
+
+    async def measured(location: str, ttft_ms: float, minutes: int) -> None:
+        at = now + timedelta(minutes=minutes)
+        level = ttft_ms * rng.gauss(1.0, 0.02)
+        samples = []
+        for i in range(30):
+            first = int(level * (1 + 0.01 * (i % 5 - 2)) * 1e6)
+            chunks = [first + k * 5_000_000 for k in range(8)]
+            samples.append(Sample(seq=i, sent_ns=0, first_content_ns=first, first_answer_ns=first, last_content_ns=chunks[-1],
+                                  end_ns=chunks[-1], chunk_ns=chunks, output_tokens=8, input_tokens=32, token_source="usage"))  # fmt: skip
+        step = StepResult(index=0, concurrency=1, request_rate=None, samples=samples,
+                          summary=summarize_step(samples, concurrency=1))  # fmt: skip
+        async with unit_of_work(app.state.sessionmaker) as session:
+            run = await runs.start(session, endpoint_id=endpoint_id, profile_name="smoke", by=None,
+                                   trigger="api", now=at, location=location)  # fmt: skip
+            await store_steps(session, run_id=run.id, steps=[step])
+            await finish(session, run_id=run.id, status="succeeded", error=None, environment=None, now=at)
+
+    for k in range(12):
+        await measured("eu", 100.0, 2 * k)
+        await measured("us", 200.0, 2 * k + 1)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        assert await changes.rescan(session, endpoint_id=endpoint_id, profile="smoke", now=now) == []
+    for k in range(12):
+        await measured("us", 240.0, 30 + k)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        await changes.rescan(session, endpoint_id=endpoint_id, profile="smoke", now=now)
+    listed = (await client.get(f"/api/v1/endpoints/{endpoint_id}/change-points", headers=admin)).json()[
+        "items"
+    ]
+    ttft = [c for c in listed if c["metric"] == "ttft_ms"]
+    assert [c["location"] for c in ttft] == ["us"], listed
+    assert 15 < ttft[0]["change_pct"] < 25 and ttft[0]["direction"] == "worse"

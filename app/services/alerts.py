@@ -158,6 +158,8 @@ async def _change_points(
         read = changes.to_read(point)
         if read.direction != "worse" or point.metric in raised or point.metric in open_metrics:
             continue
+        if point.location != run.location:  # another location's series: judged by its own runs
+            continue
         raised.add(point.metric)
         text = (f"{read.label} changed {point.change_pct:+.1f} % ({point.before:.4g} -> {point.after:.4g}) "
                 f"from run {point.run_id} on (change point, p = {point.p_value:.2g})")  # fmt: skip
@@ -168,7 +170,7 @@ async def _change_points(
                 change_pct=point.change_pct,
                 detail=AlertDetail(metric=point.metric, baseline=point.before, value=point.after,
                                    change_pct=point.change_pct, verdict="change point"),
-                message=f"{endpoint.name} ({run.profile_name}): {text}", degraded=run.quality_degraded,
+                message=f"{endpoint.name} ({run.profile_name}): {text}", degraded=run.quality_degraded, location=run.location,
                 created_at=now,
             )
         )  # fmt: skip

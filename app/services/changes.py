@@ -1,7 +1,9 @@
 """Change points in an endpoint's history on a profile (app/changepoints.py), scanned when runs
 land: TTFT and TPOT at each run's operating step (at the profile's SLO percentile), throughput
 at the SLO and cost per million tokens at the SLO. Stored (derived: each scan replaces the
-endpoint's and profile's), listed in the API, drawn on the trend charts and the endpoint page."""
+endpoint's and profile's), listed in the API, drawn on the trend charts and the endpoint page.
+Each location's runs are a series of their own: a location whose network adds 100 ms is not a
+step in another's history."""
 
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ async def rescan(
     rows = (
         await session.execute(
             select(
-                Run.id, Run.created_at, Run.finished_at, Run.source, Run.cost_per_million_tokens_at_slo,
+                Run.id, Run.created_at, Run.finished_at, Run.source, Run.location, Run.cost_per_million_tokens_at_slo,
                 Run.output_tokens_per_s_at_slo, getattr(RunStep, f"ttft_ms_{pct}").label("ttft_ms"),
                 getattr(RunStep, f"tpot_ms_{pct}").label("tpot_ms"),
             )
@@ -71,18 +73,20 @@ async def rescan(
         delete(ChangePoint).where(ChangePoint.endpoint_id == endpoint_id, ChangePoint.profile_name == profile)
     )
     found: list[ChangePoint] = []
-    for metric in SERIES:
-        series = [(row, float(v)) for row in rows if (v := getattr(row, metric)) is not None]
-        for shift in find([v for _, v in series]):
-            row = series[shift.index][0]
-            found.append(
-                ChangePoint(
-                    endpoint_id=endpoint_id, profile_name=profile, metric=metric, run_id=row.id,
-                    at=row.finished_at or row.created_at, before=shift.before, after=shift.after,
-                    change_pct=shift.change_pct, p_value=shift.p_value,
-                    synthetic=row.source == RunSource.synthetic.value, found_at=now,
-                )
-            )  # fmt: skip
+    for location in sorted({row.location for row in rows}):
+        here = [row for row in rows if row.location == location]
+        for metric in SERIES:
+            series = [(row, float(v)) for row in here if (v := getattr(row, metric)) is not None]
+            for shift in find([v for _, v in series]):
+                row = series[shift.index][0]
+                found.append(
+                    ChangePoint(
+                        endpoint_id=endpoint_id, profile_name=profile, metric=metric, run_id=row.id,
+                        at=row.finished_at or row.created_at, before=shift.before, after=shift.after,
+                        change_pct=shift.change_pct, p_value=shift.p_value,
+                        synthetic=row.source == RunSource.synthetic.value, found_at=now, location=location,
+                    )
+                )  # fmt: skip
     session.add_all(found)
     await session.flush()
     return [c for c in found if (c.metric, c.run_id) not in before]
@@ -104,5 +108,5 @@ def to_read(point: ChangePoint) -> ChangePointRead:
         endpoint_id=point.endpoint_id, profile=point.profile_name, metric=point.metric,
         label=SERIES.get(point.metric, point.metric), run_id=point.run_id, at=point.at, before=point.before,
         after=point.after, change_pct=point.change_pct, p_value=point.p_value, synthetic=point.synthetic,
-        direction="worse" if worse else "better",
+        direction="worse" if worse else "better", location=point.location,
     )  # fmt: skip

@@ -1,5 +1,5 @@
 """Agents and locations: agent tokens, agents, a location and attempt on every run, locations on
-schedules, a location on alerts
+schedules, a location on alerts and change points
 
 Revision ID: 0015
 Revises: 0014
@@ -68,8 +68,9 @@ def upgrade() -> None:
             "uq_runs_schedule_slot_location", ["schedule_id", "scheduled_for", "location"]
         )
         batch.create_index("ix_runs_location", ["location"])
-    with op.batch_alter_table("alerts") as batch:
-        batch.add_column(sa.Column("location", sa.String(length=64), server_default="local", nullable=False))
+    for table in ("alerts", "change_points"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("location", sa.String(length=64), server_default="local", nullable=False))
     with op.batch_alter_table("schedules") as batch:
         batch.add_column(sa.Column("locations", sa.JSON(), server_default="[]", nullable=False))
         batch.add_column(
@@ -81,8 +82,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("alerts") as batch:
-        batch.drop_column("location")
+    for table in ("alerts", "change_points"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("location")
     with op.batch_alter_table("schedules") as batch:
         batch.drop_column("location_turn")
         batch.drop_column("location_mode")
