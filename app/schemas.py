@@ -596,6 +596,10 @@ class CostTrends(BaseModel):
     )
     endpoints_shown: int = 0
     endpoints_available: int = Field(default=0, description="endpoints with runs of the profile in range")
+    location: str | None = Field(default=None, description="the one location drawn; null: every location")
+    locations: list[str] = Field(
+        default_factory=list, description="the locations the profile's runs came from"
+    )
 
 
 # -- schedules ------------------------------------------------------------------------------------

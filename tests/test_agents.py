@@ -336,12 +336,14 @@ async def test_change_points_are_found_in_each_locations_series(
     from app.services.results import finish, store_steps
 
     admin = await bearer(client, "admin")
-    endpoint_id = await _endpoint(client, admin, "http://127.0.0.1:9/v1")
+    body = {"name": "priced", "base_url": "http://127.0.0.1:9/v1", "model": "sim", "gpu_model": "H100 SXM",
+            "gpu_count": 1, "price_per_gpu_hour": 2.0}  # fmt: skip
+    endpoint_id = int((await client.post("/api/v1/endpoints", json=body, headers=admin)).json()["id"])
     now = datetime.now(UTC)
     rng = __import__("random").Random(7)
 
     async def measured(location: str, ttft_ms: float, minutes: int) -> None:
-        at = now + timedelta(minutes=minutes)
+        at = now - timedelta(hours=2) + timedelta(minutes=minutes)  # in the trend's range
         level = ttft_ms * rng.gauss(1.0, 0.02)
         samples = []
         for i in range(30):
@@ -372,3 +374,11 @@ async def test_change_points_are_found_in_each_locations_series(
     ttft = [c for c in listed if c["metric"] == "ttft_ms"]
     assert [c["location"] for c in ttft] == ["us"], listed
     assert 15 < ttft[0]["change_pct"] < 25 and ttft[0]["direction"] == "worse"
+    # The trends split by location: one location's runs only, and the locations to choose from.
+    trend = (await client.get("/api/v1/trends/cost?profile=smoke&days=1&location=us", headers=admin)).json()
+    assert trend["location"] == "us" and trend["locations"] == ["eu", "us"]
+    assert sum(len(s["points"]) for s in trend["series"]) == 24
+    everywhere = (await client.get("/api/v1/trends/cost?profile=smoke&days=1", headers=admin)).json()
+    assert sum(len(s["points"]) for s in everywhere["series"]) == 36
+    page = (await client.get("/trends?profile=smoke&days=1&location=us", headers=admin)).text
+    assert '<option value="us" selected>from us</option>' in page

@@ -138,6 +138,20 @@ async def agent_token(request: Request, session: SessionDep, now: NowDep) -> Age
 AgentDep = Annotated[AgentToken, Depends(agent_token)]
 
 
+async def raw_agent_token(request: Request) -> str:
+    """The agent token presented, checked in a transaction of its own (before the body is): for
+    the long poll, which must not hold a session while it waits."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise Unauthorized("an agent token is needed (Authorization: Bearer sba_...)")
+    async with unit_of_work(request.app.state.sessionmaker) as session:
+        await agents.authenticate(session, value.strip(), now=request.app.state.clock())
+    return value.strip()
+
+
+RawAgentToken = Annotated[str, Depends(raw_agent_token)]
+
+
 def to_read(
     agent: Agent, now: datetime, offline_after_s: float, shares: dict[int, tuple[int, int]] | None = None
 ) -> AgentRead:
@@ -223,14 +237,11 @@ async def heartbeat(body: Heartbeat, session: SessionDep, now: NowDep, token: Ag
 @router.post(
     "/agent/claim", responses={204: {"description": "no run within the wait"}, 403: {"model": ErrorBody}}
 )
-async def claim(body: ClaimAsk, request: Request, settings: SettingsDep) -> Any:
+async def claim(body: ClaimAsk, request: Request, settings: SettingsDep, raw: RawAgentToken) -> Any:
     """The oldest queued run of the agent's location, with its probe's spec (the endpoint's key
     in it); waits up to `wait_s` (at most half the offline period) for one, a long poll, else 204.
     Each look is a transaction of its own that reads the token again (one revoked meanwhile ends
     the poll with 401): a waiting agent holds no database connection."""
-    scheme, _, raw = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        raise Unauthorized("an agent token is needed (Authorization: Bearer sba_...)")
     sessionmaker = request.app.state.sessionmaker
     clock = request.app.state.clock
     box = get_box(request)
@@ -238,7 +249,7 @@ async def claim(body: ClaimAsk, request: Request, settings: SettingsDep) -> Any:
     until = loop.time() + min(body.wait_s, settings.runs.agent_offline_s / 2)
     while True:
         async with unit_of_work(sessionmaker) as session:
-            token = await agents.authenticate(session, raw.strip(), now=clock())
+            token = await agents.authenticate(session, raw, now=clock())
             found = await agents.claim(
                 session, token, agent_id=body.agent_id, now=clock(), box=box, settings=settings
             )

@@ -241,11 +241,15 @@ async def cost_trends(
     days: Annotated[int, Query(ge=1, le=3650)] = 30,
     profile: str | None = None,
     endpoint: Annotated[list[RowId] | None, Query(description="endpoint ids to draw, up to 10")] = None,
+    location: Annotated[
+        str | None, Query(max_length=64, description="only the runs of this location")
+    ] = None,
 ) -> CostTrends:
     """Cost per million tokens at the SLO operating point, per endpoint, over time: one profile
     (default: the overview's), raw runs while they fit, else hour/day/week buckets with the
     median and the p10-p90 band; markers where prices or the serving stack changed."""
     chosen = profile or await scorecards.default_profile(session)
     return await trends.cost_trends(
-        session, profile=chosen, since=now - timedelta(days=days), until=now, endpoint_ids=endpoint
-    )
+        session, profile=chosen, since=now - timedelta(days=days), until=now, endpoint_ids=endpoint,
+        location=location,
+    )  # fmt: skip

@@ -99,14 +99,17 @@ async def cost_series(
     until: datetime,
     endpoints: list[tuple[int, str]],
     grain: str | None = None,
+    location: str | None = None,
 ) -> tuple[str, list[CostSeries]]:
     """The cost series of these endpoints on one profile: raw runs, or buckets (`grain` forces
-    one of hour/day/week). Returns the grain used ("run" for raw points)."""
+    one of hour/day/week), of every location or one. Returns the grain used ("run" for raw points)."""
     ids = [endpoint_id for endpoint_id, _ in endpoints]
     if not ids:
         return grain or "run", []
     names = dict(endpoints)
     where = and_(in_range(profile, since, until), Run.endpoint_id.in_(ids))
+    if location is not None:
+        where = and_(where, Run.location == location)
     if grain is None:
         counts = (
             await session.execute(select(func.count()).where(where).group_by(Run.endpoint_id))
@@ -312,13 +315,20 @@ async def cost_trends(
     since: datetime,
     until: datetime,
     endpoint_ids: list[int] | None = None,
+    location: str | None = None,
 ) -> CostTrends:
-    """The trends page and `/api/v1/trends/cost`: the same series, buckets and markers."""
+    """The trends page and `/api/v1/trends/cost`: the same series, buckets and markers (of one
+    location's runs where `location` is given)."""
     picked, available = await pick_endpoints(
         session, profile=profile, since=since, until=until, wanted=endpoint_ids or []
     )
-    grain, series = await cost_series(session, profile=profile, since=since, until=until, endpoints=picked)
+    grain, series = await cost_series(
+        session, profile=profile, since=since, until=until, endpoints=picked, location=location
+    )
+    located = [ChangePoint.location == location] if location is not None else []
     return CostTrends(
+        location=location,
+        locations=await locations(session, profile=profile),
         since=since,
         until=until,
         profile=profile,
@@ -336,6 +346,7 @@ async def cost_trends(
                         ChangePoint.endpoint_id.in_([endpoint_id for endpoint_id, _ in picked]),
                         ChangePoint.at >= since,
                         ChangePoint.at <= until,
+                        *located,
                     )
                     .order_by(ChangePoint.at)
                 )
@@ -344,3 +355,9 @@ async def cost_trends(
         endpoints_shown=len(picked),
         endpoints_available=available,
     )
+
+
+async def locations(session: AsyncSession, *, profile: str) -> list[str]:
+    """The locations this profile's runs were measured from."""
+    found = await session.scalars(select(Run.location).where(Run.profile_name == profile).distinct())
+    return sorted(found.all())

@@ -49,11 +49,13 @@ async def trends_page(
     days: int = Query(30, ge=1, le=3650),
     profile: str | None = None,
     endpoint: list[RowId] = Query(default_factory=list),
+    location: str | None = Query(None, max_length=64),
 ) -> HTMLResponse:
     chosen = profile or await scorecards.default_profile(session)
     data = await trends.cost_trends(
-        session, profile=chosen, since=now - timedelta(days=days), until=now, endpoint_ids=endpoint
-    )
+        session, profile=chosen, since=now - timedelta(days=days), until=now, endpoint_ids=endpoint,
+        location=location or None,
+    )  # fmt: skip
     figure = await asyncio.to_thread(
         figures.cost_trend, data.series, markers=data.markers, changes=data.change_points
     )
