@@ -70,7 +70,9 @@ def upgrade() -> None:
         batch.create_index("ix_runs_location", ["location"])
     for table in ("alerts", "change_points"):
         with op.batch_alter_table(table) as batch:
-            batch.add_column(sa.Column("location", sa.String(length=64), server_default="local", nullable=False))
+            batch.add_column(
+                sa.Column("location", sa.String(length=64), server_default="local", nullable=False)
+            )
     with op.batch_alter_table("schedules") as batch:
         batch.add_column(sa.Column("locations", sa.JSON(), server_default="[]", nullable=False))
         batch.add_column(
