@@ -696,6 +696,8 @@ class AlertKind(enum.StrEnum):
     recovery = "recovery"
     down = "down"
     up = "up"
+    agent_offline = "agent_offline"  # an agent stopped heart-beating (no endpoint)
+    agent_online = "agent_online"  # it came back
 
 
 class Alert(Base):
@@ -709,7 +711,9 @@ class Alert(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    # None for an agent's alerts (agent_offline, agent_online): they are about the agent.
+    endpoint_id: Mapped[int | None] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16))  # AlertKind
     profile_name: Mapped[str | None] = mapped_column(String(64))  # None for down and up

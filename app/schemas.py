@@ -916,14 +916,22 @@ class PlanRead(BaseModel):
 
 # -- alerts and webhooks ---------------------------------------------------------------------------
 
-AlertKindName = Literal["regression", "recovery", "down", "up"]
-ALERT_KINDS: tuple[AlertKindName, ...] = ("regression", "recovery", "down", "up")
+AlertKindName = Literal["regression", "recovery", "down", "up", "agent_offline", "agent_online"]
+ALERT_KINDS: tuple[AlertKindName, ...] = (
+    "regression",
+    "recovery",
+    "down",
+    "up",
+    "agent_offline",
+    "agent_online",
+)
 
 
 class AlertRead(BaseModel):
     id: int
-    endpoint_id: int
-    endpoint: str
+    endpoint_id: int | None = Field(description="null for an agent's alerts")
+    endpoint: str = Field(description="the endpoint's name, or the agent's for its alerts")
+    agent_id: int | None = None
     run_id: int | None
     kind: AlertKindName
     profile: str | None = Field(description="the profile compared; null for down and up")
@@ -957,7 +965,7 @@ class WebhookPayload(BaseModel):
     event: AlertKindName
     alert_id: int
     at: str = Field(description="when the alert was raised (ISO 8601)")
-    endpoint: WebhookEndpoint
+    endpoint: WebhookEndpoint | None = Field(description="null for an agent's alerts")
     profile: str | None
     metric: str | None
     baseline: float | None
@@ -978,7 +986,7 @@ class WebhookCreate(WebhookBase):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2000)]
     kind: Literal["json", "slack"] = "json"
-    events: list[AlertKindName] = Field(default_factory=lambda: list(ALERT_KINDS), min_length=1, max_length=4)
+    events: list[AlertKindName] = Field(default_factory=lambda: list(ALERT_KINDS), min_length=1, max_length=6)
     enabled: bool = True
     secret: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = Field(
         default=None, description="the HMAC key for json webhooks; generated when omitted and shown once"
@@ -988,7 +996,7 @@ class WebhookCreate(WebhookBase):
 class WebhookUpdate(WebhookBase):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
     url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2000)] | None = None
-    events: list[AlertKindName] | None = Field(default=None, min_length=1, max_length=4)
+    events: list[AlertKindName] | None = Field(default=None, min_length=1, max_length=6)
     enabled: bool | None = None
 
     _not_null = refuse_null("name", "url", "events", "enabled")

@@ -382,3 +382,40 @@ async def test_change_points_are_found_in_each_locations_series(
     assert sum(len(s["points"]) for s in everywhere["series"]) == 36
     page = (await client.get("/trends?profile=smoke&days=1&location=us", headers=admin)).text
     assert '<option value="us" selected>from us</option>' in page
+
+
+async def test_an_agent_going_offline_and_back_is_an_alert_of_its_own(
+    app, client: httpx.AsyncClient, people
+) -> None:
+    from app.services import webhooks
+
+    admin = await bearer(client, "admin")
+    _, token = await _mint(client, admin, "edge")
+    agent = _agent(app, token, "edge")
+    await agent.register()
+    async with unit_of_work(app.state.sessionmaker) as session:
+        row = await session.get(AgentRow, agent.agent_id)
+        assert row is not None
+        row.last_seen_at = datetime.now(UTC) - timedelta(seconds=120)  # silent for two minutes
+    await app.state.executor.reap()
+    listed = (await client.get("/api/v1/alerts", headers=admin)).json()
+    [offline] = [a for a in listed["items"] if a["kind"] == "agent_offline"]
+    assert offline["endpoint_id"] is None and offline["agent_id"] == agent.agent_id and offline["open"]
+    assert "is offline: no heartbeat for 30 s" in offline["message"] and offline["location"] == "edge"
+    assert [a["kind"] for a in listed["open"]] == ["agent_offline"]
+    page = (await client.get("/settings/alerts", headers=admin)).text
+    assert "agent_offline" in page  # a webhook can take it
+    await agent.claim()  # heard from again
+    listed = (await client.get("/api/v1/alerts", headers=admin)).json()
+    assert [a["kind"] for a in listed["items"]][:2] == ["agent_online", "agent_offline"] and listed[
+        "open"
+    ] == []
+    async with unit_of_work(app.state.sessionmaker) as session:
+        from app.models import Alert
+
+        alert = await session.get(Alert, offline["id"])
+        assert alert is not None
+        sent = webhooks.payload(alert, "", 1, None)
+        assert sent.endpoint is None and sent.event == "agent_offline"
+        assert ":satellite_antenna:" in webhooks.slack_body(sent)["text"]
+    await agent.close()

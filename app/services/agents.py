@@ -30,6 +30,7 @@ from app.probe.types import StepResult
 from app.schemas import LocationFigures
 from app.security.crypto import SecretBox
 from app.security.tokens import token_hash
+from app.services import alerts
 from app.services.execution import probe_spec
 from app.services.results import finish, store_steps
 from app.services.runs import INSPECTION_CLAIM
@@ -138,9 +139,12 @@ async def register(
     return agent
 
 
-def _seen(agent: Agent, now: datetime) -> None:
+async def _seen(session: AsyncSession, agent: Agent, now: datetime) -> None:
+    """The agent was heard from: an agent that was offline is back (its alert)."""
     agent.last_seen_at = now
-    agent.offline_since = None
+    if agent.offline_since is not None:
+        agent.offline_since = None
+        await alerts.agent_changed(session, agent=agent, online=True, now=now, silent_s=0.0)
 
 
 async def heartbeat(
@@ -154,7 +158,7 @@ async def heartbeat(
     now: datetime,
 ) -> Beat:
     agent = await _agent(session, token, agent_id)
-    _seen(agent, now)
+    await _seen(session, agent, now)
     agent.current_run_id = run_id
     if run_id is None:
         return Beat()
@@ -193,7 +197,7 @@ async def claim(
     if agent.last_seen_at is None or now - agent.last_seen_at >= timedelta(
         seconds=settings.runs.agent_offline_s / 6
     ):
-        _seen(agent, now)
+        await _seen(session, agent, now)
     busy = select(Run.endpoint_id).where(Run.status == RunStatus.running.value)
     inspected = select(Endpoint.id).where(Endpoint.inspecting_since > now - INSPECTION_CLAIM)
     free = (
@@ -264,7 +268,7 @@ async def _held(
     """The run this agent holds at this attempt; 403 for another location's run, 409 for a run
     that is no longer its (handed back, claimed again, cancelled or ended)."""
     agent = await _agent(session, token, agent_id)
-    _seen(agent, now)
+    await _seen(session, agent, now)
     run = await session.get(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} not found")

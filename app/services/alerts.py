@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain import PERCENTILE_KEYS, RunSource, load_label, load_of, percentile_key
 from app.models import (
     LOCAL,
+    Agent,
     Alert,
     AlertKind,
     ChangePoint,
@@ -352,6 +353,29 @@ async def _is_down(session: AsyncSession, endpoint_id: int) -> bool:
     return kind == AlertKind.down.value
 
 
+# -- agents -----------------------------------------------------------------------------------------
+
+
+async def agent_changed(
+    session: AsyncSession, *, agent: Agent, online: bool, now: datetime, silent_s: float
+) -> Alert:
+    """An agent went offline (no heartbeat for the offline period) or came back: an alert of its
+    own (no endpoint), queued for the webhooks that take it."""
+    if online:
+        kind, message = AlertKind.agent_online, f"agent {agent.name} ({agent.location}) is back online"
+    else:
+        kind = AlertKind.agent_offline
+        message = f"agent {agent.name} ({agent.location}) is offline: no heartbeat for {silent_s:.0f} s"
+    alert = Alert(
+        endpoint_id=None, agent_id=agent.id, kind=kind.value, detail=AlertDetail(), message=message,
+        created_at=now, location=agent.location,
+    )  # fmt: skip
+    session.add(alert)
+    await session.flush()
+    await queue(session, [alert], now)
+    return alert
+
+
 # -- deliveries -------------------------------------------------------------------------------------
 
 
@@ -382,10 +406,18 @@ async def open_ids(session: AsyncSession, *, endpoint_id: int | None = None) -> 
         .where(*scope, Alert.kind.in_((AlertKind.down.value, AlertKind.up.value)))
         .group_by(Alert.endpoint_id)
     )
+    agents_state = (
+        select(func.max(Alert.id))
+        .where(Alert.kind.in_((AlertKind.agent_offline.value, AlertKind.agent_online.value)))
+        .group_by(Alert.agent_id)
+    )
+    standing_kinds = (AlertKind.regression.value, AlertKind.down.value, AlertKind.agent_offline.value)
     rows = await session.scalars(
         select(Alert.id).where(
-            Alert.id.in_(figures.union(health)),
-            Alert.kind.in_((AlertKind.regression.value, AlertKind.down.value)),
+            Alert.id.in_(
+                figures.union(health, agents_state) if endpoint_id is None else figures.union(health)
+            ),
+            Alert.kind.in_(standing_kinds),
         )
     )
     return set(rows.all())
@@ -400,7 +432,11 @@ async def listing(
     if before is not None:
         scope.append(Alert.id < before)
     standing = await open_ids(session, endpoint_id=endpoint_id)
-    query = select(Alert, Endpoint.name).join(Endpoint, Endpoint.id == Alert.endpoint_id)
+    query = (
+        select(Alert, func.coalesce(Endpoint.name, Agent.name, ""))
+        .outerjoin(Endpoint, Endpoint.id == Alert.endpoint_id)
+        .outerjoin(Agent, Agent.id == Alert.agent_id)
+    )
     recent = (await session.execute(query.where(*scope).order_by(Alert.id.desc()).limit(limit))).all()
     opened = (
         (await session.execute(query.where(Alert.id.in_(standing)).order_by(Alert.id.desc()))).all()
@@ -418,6 +454,7 @@ def to_read(alert: Alert, endpoint: str, standing: bool) -> AlertRead:
         id=alert.id,
         endpoint_id=alert.endpoint_id,
         endpoint=endpoint,
+        agent_id=alert.agent_id,
         run_id=alert.run_id,
         kind=alert.kind,
         profile=alert.profile_name,

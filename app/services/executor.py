@@ -23,7 +23,7 @@ from app.config import Settings
 from app.db import unit_of_work
 from app.models import LOCAL, RequestSample, Run, RunStatus
 from app.security.crypto import SecretBox
-from app.services import agents, execution, runs, schedules, webhooks
+from app.services import agents, alerts, execution, runs, schedules, webhooks
 
 log = logging.getLogger("smartbench.executor")
 
@@ -107,11 +107,15 @@ class Executor:
         `interrupted`; agents silent for the offline period go offline, their runs handed back or
         failed (services/agents.py)."""
         now = self.clock()
+        silent_s = self.settings.runs.agent_offline_s
         async with unit_of_work(self.sessionmaker) as session:
-            gone = await agents.reap(session, now=now, offline_after_s=self.settings.runs.agent_offline_s)
+            gone = await agents.reap(session, now=now, offline_after_s=silent_s)
+            for agent in gone:
+                await alerts.agent_changed(session, agent=agent, online=False, now=now, silent_s=silent_s)
         for agent in gone:
-            log.warning("agent %s (%s) is offline: no heartbeat for %.0f s", agent.name, agent.location,
-                        self.settings.runs.agent_offline_s)  # fmt: skip
+            log.warning(
+                "agent %s (%s) is offline: no heartbeat for %.0f s", agent.name, agent.location, silent_s
+            )
         async with unit_of_work(self.sessionmaker) as session:
             result = await session.execute(
                 update(Run)

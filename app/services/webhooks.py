@@ -226,7 +226,9 @@ def payload(alert: Alert, endpoint: str, delivery_id: int, public_url: str | Non
         event=cast(AlertKindName, alert.kind),
         alert_id=alert.id,
         at=alert.created_at.isoformat(),
-        endpoint=WebhookEndpoint(id=alert.endpoint_id, name=endpoint),
+        endpoint=WebhookEndpoint(id=alert.endpoint_id, name=endpoint)
+        if alert.endpoint_id is not None
+        else None,
         profile=alert.profile_name,
         metric=alert.metric,
         baseline=alert.baseline,
@@ -266,6 +268,8 @@ def slack_body(data: WebhookPayload) -> dict[str, str]:
         "recovery": ":white_check_mark:",
         "down": ":red_circle:",
         "up": ":large_green_circle:",
+        "agent_offline": ":satellite_antenna:",
+        "agent_online": ":satellite_antenna:",
     }
     text = f"{mark.get(data.event, '')} smartbench {data.event}: {slack_escape(data.message)}"
     if data.degraded:

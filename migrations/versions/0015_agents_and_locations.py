@@ -73,6 +73,12 @@ def upgrade() -> None:
             batch.add_column(
                 sa.Column("location", sa.String(length=64), server_default="local", nullable=False)
             )
+    with op.batch_alter_table("alerts") as batch:  # an agent's alerts have no endpoint
+        batch.alter_column("endpoint_id", existing_type=sa.Integer(), nullable=True)
+        batch.add_column(sa.Column("agent_id", sa.Integer(), nullable=True))
+        batch.create_foreign_key(
+            "fk_alerts_agent_id_agents", "agents", ["agent_id"], ["id"], ondelete="SET NULL"
+        )
     with op.batch_alter_table("schedules") as batch:
         batch.add_column(sa.Column("locations", sa.JSON(), server_default="[]", nullable=False))
         batch.add_column(
@@ -84,6 +90,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM alerts WHERE endpoint_id IS NULL")
+    with op.batch_alter_table("alerts") as batch:
+        batch.drop_constraint("fk_alerts_agent_id_agents", type_="foreignkey")
+        batch.drop_column("agent_id")
+        batch.alter_column("endpoint_id", existing_type=sa.Integer(), nullable=False)
     for table in ("alerts", "change_points"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("location")
