@@ -336,15 +336,23 @@ async def tick(session: AsyncSession, *, now: datetime) -> bool:
         trigger="schedule",
         now=now,
     )
+    _record_slot(run, schedule, slot, now, busy, "")
+    await session.flush()
+    return True
+
+
+def _record_slot(
+    run: Run, schedule: Schedule, slot: datetime, now: datetime, busy: int | None, where: str
+) -> None:
+    """The run of one slot; `skipped_overlap` where the endpoint's run `busy` (at `where`) was
+    still queued or running."""
     run.schedule_id = schedule.id
     run.scheduled_for = slot
     if busy is not None:
         run.status = RunStatus.skipped_overlap.value
         run.finished_at = now
         run.skipped_slots = 1
-        run.error = f"run {busy} of this endpoint was still queued or running"
-    await session.flush()
-    return True
+        run.error = f"run {busy} of this endpoint{where} was still queued or running"
 
 
 async def _merge_skip(
@@ -401,11 +409,5 @@ async def _fire_at_locations(
             session, endpoint_id=schedule.endpoint_id, profile_name=profile, by=None, trigger="schedule",
             now=now, location=location,
         )  # fmt: skip
-        run.schedule_id = schedule.id
-        run.scheduled_for = slot
-        if busy is not None:
-            run.status = RunStatus.skipped_overlap.value
-            run.finished_at = now
-            run.skipped_slots = 1
-            run.error = f"run {busy} of this endpoint at {location} was still queued or running"
+        _record_slot(run, schedule, slot, now, busy, f" at {location}")
     await session.flush()
