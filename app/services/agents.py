@@ -264,8 +264,8 @@ async def _may_take(session: AsyncSession, run: Run, location: str) -> bool:
 
 async def _held(
     session: AsyncSession, token: AgentToken, agent_id: int, run_id: int, attempt: int, now: datetime
-) -> Run:
-    """The run this agent holds at this attempt; 403 for another location's run, 409 for a run
+) -> tuple[Run, Agent]:
+    """The run this agent holds at this attempt, and the agent; 403 for another location's run, 409 for a run
     that is no longer its (handed back, claimed again, cancelled or ended)."""
     agent = await _agent(session, token, agent_id)
     await _seen(session, agent, now)
@@ -276,7 +276,7 @@ async def _held(
         raise Forbidden(f"run {run_id} is not a run of location '{token.location}'")
     if not _holds(run, agent, attempt):
         raise Conflict(f"run {run_id} attempt {attempt} is no longer this agent's (it is {run.status})")
-    return run
+    return run, agent
 
 
 async def store_step(
@@ -290,7 +290,7 @@ async def store_step(
     now: datetime,
 ) -> bool:
     """Store one uploaded step once: True when stored now, False when it was already (a retry)."""
-    run = await _held(session, token, agent_id, run_id, attempt, now)
+    run, _ = await _held(session, token, agent_id, run_id, attempt, now)
     run.heartbeat_at = now
     stored = await session.scalar(
         select(RunStep.id).where(RunStep.run_id == run_id, RunStep.step_index == step.index).limit(1)
@@ -321,8 +321,7 @@ async def end(
 ) -> None:
     if status not in {RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.cancelled.value}:
         raise ValidationFailed(f"a run ends succeeded, failed or cancelled, not '{status}'")
-    await _held(session, token, agent_id, run_id, attempt, now)
-    agent = await _agent(session, token, agent_id)
+    _, agent = await _held(session, token, agent_id, run_id, attempt, now)
     agent.current_run_id = None
     await finish(session, run_id=run_id, status=status, error=error, environment=environment, now=now)
 
