@@ -48,6 +48,32 @@ def _agent(app, token: str, location: str) -> Agent:  # type: ignore[no-untyped-
     return Agent(config, transport=httpx.ASGITransport(app=app))
 
 
+async def _measured_run(
+    app, endpoint_id: int, location: str, level_ms: float, at: datetime, requests: int
+) -> int:  # type: ignore[no-untyped-def]
+    """A succeeded smoke run at `location` whose TTFT is `level_ms` (±2 % across its requests),
+    stored and judged as an agent's would be; its id."""
+    from app.probe.stats import summarize_step
+    from app.probe.types import Sample, StepResult
+    from app.services import runs
+    from app.services.results import finish, store_steps
+
+    samples = []
+    for i in range(requests):
+        first = int(level_ms * (1 + 0.01 * (i % 5 - 2)) * 1e6)
+        chunks = [first + k * 5_000_000 for k in range(8)]
+        samples.append(Sample(seq=i, sent_ns=0, first_content_ns=first, first_answer_ns=first, last_content_ns=chunks[-1],
+                              end_ns=chunks[-1], chunk_ns=chunks, output_tokens=8, input_tokens=32, token_source="usage"))  # fmt: skip
+    step = StepResult(index=0, concurrency=1, request_rate=None, samples=samples,
+                      summary=summarize_step(samples, concurrency=1))  # fmt: skip
+    async with unit_of_work(app.state.sessionmaker) as session:
+        run = await runs.start(session, endpoint_id=endpoint_id, profile_name="smoke", by=None,
+                               trigger="api", now=at, location=location)  # fmt: skip
+        await store_steps(session, run_id=run.id, steps=[step])
+        await finish(session, run_id=run.id, status="succeeded", error=None, environment=None, now=at)
+        return run.id
+
+
 async def test_an_agent_runs_its_locations_runs_and_its_token_opens_nothing_else(
     app, client: httpx.AsyncClient, people, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -278,11 +304,8 @@ async def test_down_needs_k_of_the_locations_that_probe_the_endpoint(
 async def test_regressions_are_judged_per_location(app, client: httpx.AsyncClient, people) -> None:
     """eu measures 100 ms TTFT, us 200 ms (its network): neither is a regression of the other;
     us at 260 ms is a regression "from us", and an eu run does not recover it."""
-    from app.probe.stats import summarize_step
-    from app.probe.types import Sample, StepResult
     from app.schemas import AlertSettings
-    from app.services import alerts, runs
-    from app.services.results import finish, store_steps
+    from app.services import alerts
 
     admin = await bearer(client, "admin")
     endpoint_id = await _endpoint(client, admin, "http://127.0.0.1:9/v1")
@@ -294,20 +317,9 @@ async def test_regressions_are_judged_per_location(app, client: httpx.AsyncClien
 
     async def measured(location: str, ttft_ms: float, minutes: int) -> None:
         at = now + timedelta(minutes=minutes)
-        samples = []
-        for i in range(40):
-            first = int(ttft_ms * (1 + 0.01 * (i % 5 - 2)) * 1e6)
-            chunks = [first + k * 5_000_000 for k in range(8)]
-            samples.append(Sample(seq=i, sent_ns=0, first_content_ns=first, first_answer_ns=first, last_content_ns=chunks[-1],
-                                  end_ns=chunks[-1], chunk_ns=chunks, output_tokens=8, input_tokens=32, token_source="usage"))  # fmt: skip
-        step = StepResult(index=0, concurrency=1, request_rate=None, samples=samples,
-                          summary=summarize_step(samples, concurrency=1))  # fmt: skip
+        run_id = await _measured_run(app, endpoint_id, location, ttft_ms, at, 40)
         async with unit_of_work(app.state.sessionmaker) as session:
-            run = await runs.start(session, endpoint_id=endpoint_id, profile_name="smoke", by=None,
-                                   trigger="api", now=at, location=location)  # fmt: skip
-            await store_steps(session, run_id=run.id, steps=[step])
-            await finish(session, run_id=run.id, status="succeeded", error=None, environment=None, now=at)
-            found = await alerts.after_run(session, run_id=run.id, rules=rules, now=at)
+            found = await alerts.after_run(session, run_id=run_id, rules=rules, now=at)
             raised.extend((a.kind, a.message) for a in found)
 
     for k in range(4):
@@ -330,10 +342,7 @@ async def test_change_points_are_found_in_each_locations_series(
 ) -> None:
     """eu at 100 ms and us at 200 ms, interleaved, twelve runs each: no change point (two levels
     are two series, not steps); us then at 240 ms for twelve runs: a TTFT change point at us only."""
-    from app.probe.stats import summarize_step
-    from app.probe.types import Sample, StepResult
-    from app.services import changes, runs
-    from app.services.results import finish, store_steps
+    from app.services import changes
 
     admin = await bearer(client, "admin")
     body = {"name": "priced", "base_url": "http://127.0.0.1:9/v1", "model": "sim", "gpu_model": "H100 SXM",
@@ -344,20 +353,7 @@ async def test_change_points_are_found_in_each_locations_series(
 
     async def measured(location: str, ttft_ms: float, minutes: int) -> None:
         at = now - timedelta(hours=2) + timedelta(minutes=minutes)  # in the trend's range
-        level = ttft_ms * rng.gauss(1.0, 0.02)
-        samples = []
-        for i in range(30):
-            first = int(level * (1 + 0.01 * (i % 5 - 2)) * 1e6)
-            chunks = [first + k * 5_000_000 for k in range(8)]
-            samples.append(Sample(seq=i, sent_ns=0, first_content_ns=first, first_answer_ns=first, last_content_ns=chunks[-1],
-                                  end_ns=chunks[-1], chunk_ns=chunks, output_tokens=8, input_tokens=32, token_source="usage"))  # fmt: skip
-        step = StepResult(index=0, concurrency=1, request_rate=None, samples=samples,
-                          summary=summarize_step(samples, concurrency=1))  # fmt: skip
-        async with unit_of_work(app.state.sessionmaker) as session:
-            run = await runs.start(session, endpoint_id=endpoint_id, profile_name="smoke", by=None,
-                                   trigger="api", now=at, location=location)  # fmt: skip
-            await store_steps(session, run_id=run.id, steps=[step])
-            await finish(session, run_id=run.id, status="succeeded", error=None, environment=None, now=at)
+        await _measured_run(app, endpoint_id, location, ttft_ms * rng.gauss(1.0, 0.02), at, 30)
 
     for k in range(12):
         await measured("eu", 100.0, 2 * k)
