@@ -70,6 +70,8 @@ RowId = Annotated[int, annotated_types.Interval(ge=1, le=2**31 - 1)]
 # Every list's paging (schemas.Page): a page size, and the `next` of the previous page.
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=200, description="`next` of the previous page")]
+# One location's runs (a page's "every location" choice sends an empty value: read it as none).
+LocationFilter = Annotated[str | None, Query(max_length=64, description="only the runs of this location")]
 
 
 def offset_of(cursor: str | None) -> int:

@@ -541,6 +541,9 @@ class EndpointScorecard(Scorecard):
         default="smartbench",
         description="who measured the run it rests on: smartbench, or the tool it was imported from",
     )
+    location: str | None = Field(
+        default=None, description="where the run it rests on was measured from ('local': this dashboard)"
+    )
 
 
 class ScorecardPage(Page[EndpointScorecard]):
@@ -731,6 +734,7 @@ class EndpointPage(BaseModel):
 class CompareCurve(BaseModel):
     endpoint_id: int
     endpoint: str
+    location: str
     gpu_count: int | None
     run_id: int
     steps: list[StepSummary] = Field(description="the latest measured run's step summaries")
@@ -741,8 +745,10 @@ class CompareDifference(BaseModel):
 
     endpoint_id: int
     endpoint: str
+    location: str
     against_endpoint_id: int
     against: str
+    against_location: str
     comparison: Comparison
 
 
@@ -751,12 +757,29 @@ class ComparePage(BaseModel):
 
     profile: str
     picked: list[int] = Field(description="endpoint ids compared (those asked for, else the measured ones)")
-    cards: list[EndpointScorecard]
+    location: str | None = Field(
+        default=None,
+        description="the location whose runs are compared; none: each endpoint's latest run, wherever",
+    )
+    by_location: bool = Field(
+        default=False, description="each picked endpoint's latest run from each location, side by side"
+    )
+    locations: list[str] = Field(
+        default_factory=list, description="the locations this profile was measured from"
+    )
+    cards: list[EndpointScorecard] = Field(
+        description="one per endpoint (per endpoint and location when by_location), in the order compared"
+    )
     curves: list[CompareCurve]
     slo_tpot_ms: float | None
     differences: list[CompareDifference] = Field(
         default_factory=list,
-        description="each endpoint after the first against the first: TTFT and TPOT, significant or not",
+        description="each card after the first against the first: TTFT and TPOT, significant or not",
+    )
+    mixed_locations: list[str] = Field(
+        default_factory=list,
+        description="the different locations the compared runs come from (empty when from one place): "
+        "their differences include each place's network path",
     )
 
 

@@ -337,6 +337,59 @@ async def test_regressions_are_judged_per_location(app, client: httpx.AsyncClien
     assert standing and {(a.kind, a.location) for a in standing} == {("regression", "us")}
 
 
+async def test_compare_picks_a_location_or_puts_locations_side_by_side(
+    app, client: httpx.AsyncClient, people
+) -> None:  # type: ignore[no-untyped-def]
+    """Endpoint a is measured from here at 50 ms TTFT, then from us at 150 ms (its network); b from
+    here at 50 ms. Comparing each latest run mixes places and says so; "from local" compares like
+    with like; a alone, side by side by location, shows the network's share as a difference."""
+    admin = await bearer(client, "admin")
+    a = await _endpoint(client, admin, "http://127.0.0.1:9/v1", name="cmp-a")
+    b = await _endpoint(client, admin, "http://127.0.0.1:9/v1", name="cmp-b")
+    now = datetime.now(UTC) - timedelta(hours=1)
+    a_local = await _measured_run(app, a, "local", 50.0, now, 60)
+    b_local = await _measured_run(app, b, "local", 50.0, now + timedelta(minutes=1), 60)
+    a_us = await _measured_run(app, a, "us", 150.0, now + timedelta(minutes=2), 60)
+    viewer = await bearer(client, "viewer")
+    pair = f"profile=smoke&endpoint={a}&endpoint={b}"
+
+    async def compare(query: str) -> dict:  # type: ignore[type-arg]
+        response = await client.get(f"/api/v1/compare?{query}", headers=viewer)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    latest = await compare(pair)
+    assert [(c["run_id"], c["location"]) for c in latest["cards"]] == [(a_us, "us"), (b_local, "local")]
+    assert latest["mixed_locations"] == ["local", "us"] and latest["locations"] == ["local", "us"]
+    [diff] = latest["differences"]
+    assert (diff["location"], diff["against_location"]) == ("local", "us")
+    here = await compare(pair + "&location=local")
+    assert [c["run_id"] for c in here["cards"]] == [a_local, b_local] and here["mixed_locations"] == []
+    [diff] = here["differences"]
+    ttft = {d["label"]: d for d in diff["comparison"]["differences"]}["TTFT p50"]
+    assert not ttft["significant"], ttft  # 50 ms against 50 ms from one place
+    nowhere = await compare(pair + "&location=mars")
+    assert [c["run_id"] for c in nowhere["cards"]] == [None, None] and nowhere["differences"] == []
+    split = await compare(f"profile=smoke&endpoint={a}&by_location=true")
+    assert [(c["run_id"], c["location"]) for c in split["cards"]] == [(a_local, "local"), (a_us, "us")]
+    [diff] = split["differences"]
+    ttft = {d["label"]: d for d in diff["comparison"]["differences"]}["TTFT p50"]
+    assert ttft["significant"] and ttft["verdict"] == "worse" and 180 < ttft["change_pct"] < 220, ttft
+    assert [c["location"] for c in split["curves"]] == ["local", "us"]
+    # The page: the choice, the warning on mixed places, the side-by-side columns.
+    html = (await client.get(f"/compare?{pair}", headers=viewer)).text
+    assert (
+        'id="f-location"' in html
+        and "different places" in html
+        and 'cmp-a <span class="muted">from us' in html
+    )
+    html = (await client.get(f"/compare?{pair}&location=local", headers=viewer)).text
+    assert "different places" not in html and '<option value="local" selected>' in html
+    html = (await client.get(f"/compare?profile=smoke&endpoint={a}&by_location=true", headers=viewer)).text
+    assert "the network&#39;s share" in html or "the network's share" in html
+    assert "cmp-a from us against cmp-a from local" in html
+
+
 async def test_change_points_are_found_in_each_locations_series(
     app, client: httpx.AsyncClient, people
 ) -> None:

@@ -9,7 +9,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from app.confidence import Comparison, PeriodComparison
-from app.deps import AdminDep, Cursor, EditorDep, Limit, NowDep, ReaderDep, RowId, SessionDep, offset_of
+from app.deps import (
+    AdminDep,
+    Cursor,
+    EditorDep,
+    Limit,
+    LocationFilter,
+    NowDep,
+    ReaderDep,
+    RowId,
+    SessionDep,
+    offset_of,
+)
 from app.errors import NotFound, ValidationFailed
 from app.schemas import (
     ChangePointRead,
@@ -54,9 +65,7 @@ async def list_runs(
     status: str | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-    location: Annotated[
-        str | None, Query(max_length=64, description="only the runs of this location")
-    ] = None,
+    location: LocationFilter = None,
 ) -> Page[RunListItem]:
     """Runs, newest first, keyset-paged: follow `next` until it is null."""
     rows, following, total = await runs.list_page(
@@ -227,10 +236,22 @@ async def compare(
     _: ReaderDep,
     profile: str | None = None,
     endpoint: Annotated[list[RowId] | None, Query(description="endpoint ids, 2 to 6")] = None,
+    location: LocationFilter = None,
+    by_location: Annotated[
+        bool, Query(description="each endpoint's latest run from each location, side by side")
+    ] = False,
 ) -> ComparePage:
     """The compare page as JSON: scorecards side by side and each latest measured run's steps
-    (the trade-off curves); without `endpoint`, the endpoints measured on the profile."""
-    return await pages.compare_page(session, profile=profile, endpoint_ids=endpoint or [], now=now)
+    (the trade-off curves); without `endpoint`, the endpoints measured on the profile; with
+    `location`, their latest runs from there (else wherever each was measured last)."""
+    return await pages.compare_page(
+        session,
+        profile=profile,
+        endpoint_ids=endpoint or [],
+        now=now,
+        location=location,
+        by_location=by_location,
+    )
 
 
 @router.get("/trends/cost", name="cost_trends_api")
@@ -241,9 +262,7 @@ async def cost_trends(
     days: Annotated[int, Query(ge=1, le=3650)] = 30,
     profile: str | None = None,
     endpoint: Annotated[list[RowId] | None, Query(description="endpoint ids to draw, up to 10")] = None,
-    location: Annotated[
-        str | None, Query(max_length=64, description="only the runs of this location")
-    ] = None,
+    location: LocationFilter = None,
 ) -> CostTrends:
     """Cost per million tokens at the SLO operating point, per endpoint, over time: one profile
     (default: the overview's), raw runs while they fit, else hour/day/week buckets with the

@@ -46,22 +46,28 @@ TREND_DAYS = 30
 
 # What a card reads of a run: never its environment, snapshots or steps.
 CARD_COLUMNS = (
-    Run.id, Run.endpoint_id, Run.source, Run.created_at, Run.finished_at, Run.cost_per_million_tokens_at_slo,
-    Run.scorecard,
+    Run.id, Run.endpoint_id, Run.source, Run.location, Run.created_at, Run.finished_at,
+    Run.cost_per_million_tokens_at_slo, Run.scorecard,
 )  # fmt: skip
 
 
 async def latest_runs(
-    session: AsyncSession, *, profile: str, endpoint_ids: list[int], columns: tuple[Any, ...] = CARD_COLUMNS
+    session: AsyncSession,
+    *,
+    profile: str,
+    endpoint_ids: list[int],
+    columns: tuple[Any, ...] = CARD_COLUMNS,
+    location: str | None = None,
 ) -> dict[int, Run]:
-    """Each endpoint's latest measured run of the profile: one index probe per endpoint, in one
-    query, whatever the history holds (its stored judgement is the card). Only `columns` are
-    loaded (reading another raises)."""
+    """Each endpoint's latest measured run of the profile (from one location, or wherever it
+    was measured): one index probe per endpoint, in one query, whatever the history holds (its
+    stored judgement is the card). Only `columns` are loaded (reading another raises)."""
     if not endpoint_ids:
         return {}
+    located = [Run.location == location] if location is not None else []
     latest = (
         select(Run.id)
-        .where(Run.endpoint_id == Endpoint.id, Run.profile_name == profile, measured())
+        .where(Run.endpoint_id == Endpoint.id, Run.profile_name == profile, measured(), *located)
         .order_by(Run.created_at.desc(), Run.id.desc())
         .limit(1)
         .correlate(Endpoint)
@@ -91,6 +97,7 @@ def _card(endpoint: Endpoint, profile: str, latest: Run | None, trend: list[Tren
         pricing=CostInputs.of(endpoint).pricing,
         trend=trend,
         source=latest.source if latest else RunSource.smartbench.value,
+        location=latest.location if latest else None,
     )
 
 
@@ -117,13 +124,21 @@ def of_run(summary: RunSummary) -> EndpointScorecard | None:
 
 
 async def cards_for(
-    session: AsyncSession, *, endpoints: list[Endpoint], profile: str, now: datetime
+    session: AsyncSession,
+    *,
+    endpoints: list[Endpoint],
+    profile: str,
+    now: datetime,
+    location: str | None = None,
 ) -> list[EndpointScorecard]:
-    """Cards for many endpoints in three queries: latest runs, and the daily trend buckets."""
-    latest = await latest_runs(session, profile=profile, endpoint_ids=[e.id for e in endpoints])
+    """Cards for many endpoints in three queries: latest runs, and the daily trend buckets (of
+    one location's runs where `location` is given)."""
+    latest = await latest_runs(
+        session, profile=profile, endpoint_ids=[e.id for e in endpoints], location=location
+    )
     _, series = await trends.cost_series(
         session, profile=profile, since=now - timedelta(days=TREND_DAYS), until=now,
-        endpoints=[(e.id, e.name) for e in endpoints], grain="day",
+        endpoints=[(e.id, e.name) for e in endpoints], grain="day", location=location,
     )  # fmt: skip
     points: dict[int, list[TrendPoint]] = {}
     for one in series:
@@ -270,10 +285,15 @@ async def latency_history(
     ]  # fmt: skip
 
 
-async def measured_endpoints(session: AsyncSession, *, profile: str, limit: int) -> list[Endpoint]:
-    """The endpoints with a measured run of the profile, by name (in SQL)."""
+async def measured_endpoints(
+    session: AsyncSession, *, profile: str, limit: int, location: str | None = None
+) -> list[Endpoint]:
+    """The endpoints with a measured run of the profile (from one location, or any), by name (in SQL)."""
+    located = [Run.location == location] if location is not None else []
     has_run = (
-        select(Run.id).where(Run.endpoint_id == Endpoint.id, Run.profile_name == profile, measured()).exists()
+        select(Run.id)
+        .where(Run.endpoint_id == Endpoint.id, Run.profile_name == profile, measured(), *located)
+        .exists()
     )
     rows = await session.scalars(
         select(Endpoint).where(has_run).order_by(Endpoint.name, Endpoint.id).limit(limit)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from app.deps import NowDep, ReaderDep, RowId, SessionDep
+from app.deps import LocationFilter, NowDep, ReaderDep, RowId, SessionDep
 from app.services import alerts, pages, profiles, scorecards, trends
 from app.services import endpoints as endpoint_service
 from app.web import figures
@@ -49,7 +49,7 @@ async def trends_page(
     days: int = Query(30, ge=1, le=3650),
     profile: str | None = None,
     endpoint: list[RowId] = Query(default_factory=list),
-    location: str | None = Query(None, max_length=64),
+    location: LocationFilter = None,
 ) -> HTMLResponse:
     chosen = profile or await scorecards.default_profile(session)
     data = await trends.cost_trends(
@@ -77,9 +77,22 @@ async def compare(
     _: ReaderDep,
     profile: str | None = None,
     endpoint: list[RowId] = Query(default_factory=list),
+    location: LocationFilter = None,
+    by_location: bool = False,
 ) -> HTMLResponse:
-    data = await pages.compare_page(session, profile=profile, endpoint_ids=endpoint, now=now)
-    curves = [(c.endpoint, c.steps, c.gpu_count) for c in data.curves]
+    data = await pages.compare_page(
+        session,
+        profile=profile,
+        endpoint_ids=endpoint,
+        now=now,
+        location=location or None,
+        by_location=by_location,
+    )
+    located = data.by_location or bool(data.mixed_locations)
+    curves = [
+        (f"{c.endpoint} from {c.location}" if located else c.endpoint, c.steps, c.gpu_count)
+        for c in data.curves
+    ]
     figure = await asyncio.to_thread(figures.tradeoff, curves, data.slo_tpot_ms) if curves else None
     all_profiles = [p.name for p in await profiles.list_all(session)]
     all_endpoints, _total = await endpoint_service.list_page(session, limit=500)
@@ -87,5 +100,5 @@ async def compare(
         request,
         "compare.html",
         {"page": data, "cards": data.cards, "profile": data.profile, "profiles": all_profiles,
-         "endpoints": all_endpoints, "picked": data.picked, "figure": figure, "too_few": len(data.picked) < 2},
+         "endpoints": all_endpoints, "picked": data.picked, "figure": figure},
     )  # fmt: skip
