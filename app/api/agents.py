@@ -21,7 +21,7 @@ from app.errors import Unauthorized, ValidationFailed
 from app.models import Agent, AgentToken
 from app.probe.types import Sample, StepResult
 from app.schemas import ErrorBody, LocationName, Name, Page
-from app.services import agents
+from app.services import agents, locations
 from app.services.agents import Beat
 from app.summary import StepSummary
 
@@ -205,7 +205,7 @@ async def list_agents(
     """Every agent that registered: location, labels, version, host cores, last heartbeat,
     current run, whether it is online."""
     offline = settings.runs.agent_offline_s
-    shares = await agents.client_bound_shares(session, since=now - timedelta(days=7))
+    shares = await locations.client_bound_shares(session, since=now - timedelta(days=7))
     return Page[AgentRead](items=[to_read(a, now, offline, shares) for a in await agents.listing(session)])
 
 

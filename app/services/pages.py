@@ -18,11 +18,11 @@ from app.schemas import (
     ProfileHistory,
 )
 from app.services import (
-    agents,
     alerts,
     changes,
     comparisons,
     inspections,
+    locations,
     results,
     runs,
     schedules,
@@ -70,7 +70,7 @@ async def endpoint_page(session: AsyncSession, *, endpoint_id: int, now: datetim
         else None,
         alerts=recent_alerts,
         open_alerts=open_alerts,
-        locations=await agents.by_location(session, endpoint_id=endpoint_id),
+        locations=await locations.by_location(session, endpoint_id=endpoint_id),
     )
 
 

@@ -13,7 +13,7 @@ from app.api.agents import AgentTokenCreate, AgentTokenRead, to_read
 from app.deps import AdminDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep
 from app.errors import AppError
 from app.schemas import field_errors
-from app.services import agents
+from app.services import agents, locations
 from app.web.forms import form_str
 from app.web.templating import render
 
@@ -26,7 +26,7 @@ async def _page(
     status_code: int = 200,
 ) -> HTMLResponse:  # fmt: skip
     offline = settings.runs.agent_offline_s
-    shares = await agents.client_bound_shares(session, since=now - timedelta(days=7))
+    shares = await locations.client_bound_shares(session, since=now - timedelta(days=7))
     listed = [to_read(agent, now, offline, shares) for agent in await agents.listing(session)]
     tokens = [AgentTokenRead.model_validate(t) for t in await agents.tokens(session)] if admin else []
     return render(
