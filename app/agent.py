@@ -2,11 +2,12 @@
 
 It registers with its agent token and location, then loops: claim a run of its location (a long
 poll), run it in a probe process of its own (app/probe/process.py, the same probe and quality
-flags as the dashboard's), upload each step as it completes (gzip, retried; the dashboard stores
-a step once per run, so a retry is harmless) and the run's end. A heartbeat every few seconds
-carries the run's progress and brings back a user's cancellation. The endpoint's key arrives with
-the claimed run, is handed to the probe process on a pipe and is never written to disk or to the
-log. A revoked token (401) stops the agent; a run the dashboard took back (409) is dropped."""
+flags as the dashboard's), upload each step as it completes (gzip, retried; a large step in parts,
+each retried on its own; the dashboard stores a step and a part once, so a retry is harmless) and
+the run's end. A heartbeat every few seconds carries the run's progress and brings back a user's
+cancellation. The endpoint's key arrives with the claimed run, is handed to the probe process on
+a pipe and is never written to disk or to the log. A revoked token (401) stops the agent; a run
+the dashboard took back (409) is dropped."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from app.probe.types import StepResult
 log = logging.getLogger("smartbench.agent")
 
 RETRIES = 8  # an upload's attempts (0.5 s doubling to 10 s between them)
+PART_SAMPLES = 2_000  # samples a part (about 750 KiB gzip'd): a failed upload resends one part
 
 
 class Revoked(Exception):
@@ -49,6 +51,7 @@ class AgentConfig:
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     wait_s: float = 20.0
     verify: bool | str = True  # TLS verification (a CA bundle's path, or False only for tests)
+    part_samples: int = PART_SAMPLES  # a step with more samples goes up in parts of this many
 
 
 class Agent:
@@ -163,16 +166,31 @@ class Agent:
         return outcome.status
 
     async def upload_step(self, run_id: int, attempt: int, step: StepResult) -> None:
-        body = orjson.dumps(
-            {
-                "agent_id": self.agent_id, "attempt": attempt, "index": step.index,
-                "concurrency": step.concurrency, "request_rate": step.request_rate,
-                "summary": step.summary.model_dump(mode="json"), "samples": step.samples,
-            }
-        )  # fmt: skip
+        """The step with its samples in one body, or (more than `part_samples` of them) its samples
+        in parts, each retried on its own and stored once, then the step naming its parts."""
+        head = {
+            "agent_id": self.agent_id, "attempt": attempt, "index": step.index,
+            "concurrency": step.concurrency, "request_rate": step.request_rate,
+            "summary": step.summary.model_dump(mode="json"),
+        }  # fmt: skip
+        size = self.config.part_samples
+        if len(step.samples) <= size:
+            await self._send(f"/agent/runs/{run_id}/steps", {**head, "samples": step.samples})
+            return
+        origin = min(s.sent_ns for s in step.samples)
+        parts = range(0, len(step.samples), size)
+        for part, start in enumerate(parts):
+            await self._send(
+                f"/agent/runs/{run_id}/steps/{step.index}/parts",
+                {"agent_id": self.agent_id, "attempt": attempt, "part": part, "origin_ns": origin,
+                 "samples": step.samples[start : start + size]},
+            )  # fmt: skip
+        await self._send(f"/agent/runs/{run_id}/steps", {**head, "samples": [], "parts": len(parts)})
+
+    async def _send(self, path: str, body: dict[str, object]) -> None:
         await self._post(
-            f"/agent/runs/{run_id}/steps",
-            content=gzip.compress(body, compresslevel=5),
+            path,
+            content=gzip.compress(orjson.dumps(body), compresslevel=5),
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
 

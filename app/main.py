@@ -36,7 +36,7 @@ log = logging.getLogger("smartbench")
 
 
 UPLOADS = re.compile(
-    r"/api/v1/imports|/endpoints/\d+/import|/api/v1/datasets|/datasets|/api/v1/agent/runs/\d+/steps"
+    r"/api/v1/imports|/endpoints/\d+/import|/api/v1/datasets|/datasets|/api/v1/agent/runs/\d+/steps(/\d+/parts)?"
 )  # paths that take files (an agent's step is one)
 
 

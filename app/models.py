@@ -615,6 +615,23 @@ class RunStep(Base):
         return typed(RunStep, key, value)
 
 
+class StepPart(Base):
+    """One part of a step an agent uploads in parts (its samples are stored as the part arrives):
+    stored once per run, step and part; removed when the step is stored whole, or with the samples
+    of a step never completed when its run ends or is handed back."""
+
+    __tablename__ = "step_parts"
+    __table_args__ = (UniqueConstraint("run_id", "step_index", "part"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    part: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    samples: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class RequestSample(Base):
     """One request as the probe saw it. Offsets are milliseconds from the step's first send;
     per-chunk arrival offsets and token counts are packed arrays (little-endian float32 / uint16)."""

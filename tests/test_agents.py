@@ -6,6 +6,7 @@ agent's run is handed back or failed; a schedule fans out over its locations."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +17,9 @@ from sqlalchemy import func, select
 from app.agent import Agent, AgentConfig, Revoked
 from app.db import unit_of_work
 from app.models import Agent as AgentRow
-from app.models import RequestSample, Run, RunStatus, RunStep, Schedule
+from app.models import RequestSample, Run, RunStatus, RunStep, Schedule, StepPart
+from app.probe.stats import summarize_step
+from app.probe.types import Sample, StepResult
 from app.services import agents, schedules
 from tests.conftest import bearer
 from tests.simproc import simulator
@@ -95,6 +98,7 @@ async def test_an_agent_runs_its_locations_runs_and_its_token_opens_nothing_else
         await other.register()
         assert await other.claim() is None
         agent = _agent(app, eu, "eu-west")
+        agent.config.part_samples = 2  # its steps (5 requests) go up in parts of 2
         await agent.serve(asyncio.Event(), max_runs=1)
         await agent.close()
 
@@ -215,6 +219,127 @@ async def test_a_silent_agents_run_is_handed_back_once_then_failed(
         assert offline is not None and offline.offline_since is not None
     await first.close()
     await second.close()
+
+
+def _step(index: int, count: int, *, start_seq: int = 0) -> StepResult:
+    """A step of `count` requests sent 10 ms apart from 5 s on the agent's clock, each 40 ms to
+    its first token."""
+    samples = []
+    for i in range(count):
+        sent = 5_000_000_000 + i * 10_000_000
+        chunks = [sent + 40_000_000 + k * 5_000_000 for k in range(4)]
+        samples.append(Sample(seq=start_seq + i, sent_ns=sent, first_content_ns=chunks[0], first_answer_ns=chunks[0],
+                              last_content_ns=chunks[-1], end_ns=chunks[-1], chunk_ns=chunks, output_tokens=4,
+                              input_tokens=16, token_source="usage"))  # fmt: skip
+    return StepResult(index=index, concurrency=1, request_rate=None, samples=samples,
+                      summary=summarize_step(samples, concurrency=1))  # fmt: skip
+
+
+async def _stored_samples(app, run_id: int) -> list[tuple[int, int, float]]:  # type: ignore[no-untyped-def]
+    async with unit_of_work(app.state.sessionmaker) as session:
+        rows = await session.execute(
+            select(RequestSample.step_index, RequestSample.seq, RequestSample.sent_offset_ms)
+            .where(RequestSample.run_id == run_id)
+            .order_by(RequestSample.seq)
+        )
+        return [(int(a), int(b), float(c)) for a, b, c in rows.all()]
+
+
+async def _parts_left(app, run_id: int) -> int:  # type: ignore[no-untyped-def]
+    async with unit_of_work(app.state.sessionmaker) as session:
+        return int(
+            await session.scalar(select(func.count()).select_from(StepPart).where(StepPart.run_id == run_id))
+            or 0
+        )
+
+
+async def test_a_large_step_goes_up_in_parts_each_stored_once(app, client: httpx.AsyncClient, people) -> None:
+    """A step of 25 requests in parts of 10: stored whole, each request's offset from the whole
+    step's first send (not its part's); a part or the step sent again is stored once; the step
+    cannot be stored before all its parts; a part cannot repeat another's requests; the parts of
+    a step never completed are dropped when the run is handed back, and when it ends."""
+    admin = await bearer(client, "admin")
+    endpoint_id = await _endpoint(client, admin, "http://127.0.0.1:9/v1")
+    _, token = await _mint(client, admin, "edge")
+    _, other_token = await _mint(client, admin, "elsewhere")
+    queued = await client.post(
+        f"/api/v1/endpoints/{endpoint_id}/runs", json={"profile": "smoke", "location": "edge"}, headers=admin
+    )
+    run_id = int(queued.json()["run_id"])
+    agent = _agent(app, token, "edge")
+    agent.config.part_samples = 10
+    await agent.register()
+    claimed = await agent.claim()
+    assert claimed is not None and claimed["run_id"] == run_id
+    auth = {"Authorization": f"Bearer {token}"}
+    parts_url = f"/api/v1/agent/runs/{run_id}/steps/0/parts"
+
+    def part(number: int, step: StepResult, attempt: int = 1) -> dict[str, object]:
+        chunk = step.samples[number * 10 : (number + 1) * 10]
+        return {"agent_id": agent.agent_id, "attempt": attempt, "part": number,
+                "origin_ns": 5_000_000_000, "samples": [dataclasses.asdict(x) for x in chunk]}  # fmt: skip
+
+    whole = _step(0, 25)
+    # The first two parts, then a premature step: refused, naming the missing part.
+    for number in (0, 1):
+        answer = await client.post(parts_url, json=part(number, whole), headers=auth)
+        assert answer.status_code == 200 and answer.json()["stored"], answer.text
+    again = await client.post(parts_url, json=part(1, whole), headers=auth)
+    assert again.json() == {"stored": False, "parts": [0, 1]}
+    head = {"agent_id": agent.agent_id, "attempt": 1, "index": 0, "concurrency": 1,
+            "summary": whole.summary.model_dump(mode="json"), "samples": [], "parts": 3}  # fmt: skip
+    early = await client.post(f"/api/v1/agent/runs/{run_id}/steps", json=head, headers=auth)
+    assert early.status_code == 422 and "missing: [2]" in early.json()["error"]["message"], early.text
+    overlapping = {**part(1, whole), "part": 2}  # part 1's requests again as part 2
+    repeated = await client.post(parts_url, json=overlapping, headers=auth)
+    assert repeated.status_code == 422 and "repeats request sequence numbers" in repeated.text
+    before = {**part(2, whole), "origin_ns": 6_000_000_000}
+    assert (await client.post(parts_url, json=before, headers=auth)).status_code == 422
+    elsewhere = await client.post(
+        parts_url, json=part(2, whole), headers={"Authorization": f"Bearer {other_token}"}
+    )
+    assert elsewhere.status_code in (401, 403)
+    stale = await client.post(parts_url, json=part(2, whole, attempt=2), headers=auth)
+    assert stale.status_code == 409
+    big = b"x" * (app.state.settings.limits.max_import_bytes + 1)  # the imports' limit, before reading
+    too_big = await client.post(parts_url, content=big, headers={**auth, "Content-Type": "application/json"})
+    assert too_big.status_code == 413
+    assert len(await _stored_samples(app, run_id)) == 20 and await _parts_left(app, run_id) == 2
+
+    # The agent goes silent: the run is handed back, its half-uploaded step dropped.
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        await agents.reap(session, now=later, offline_after_s=30)
+    assert await _stored_samples(app, run_id) == [] and await _parts_left(app, run_id) == 0
+    await agent.close()
+
+    # The next attempt uploads the step in parts through the agent, then once more (a retry).
+    agent = _agent(app, token, "edge")
+    agent.config.part_samples = 10
+    await agent.register()
+    claimed = await agent.claim()
+    assert claimed is not None and claimed["attempt"] == 2
+    await agent.upload_step(run_id, 2, whole)
+    await agent.upload_step(run_id, 2, whole)  # every part and the step answer "stored before"
+    stored = await _stored_samples(app, run_id)
+    assert [seq for _, seq, _ in stored] == list(range(25))
+    assert [round(offset, 3) for _, _, offset in stored] == [10.0 * i for i in range(25)]
+    assert await _parts_left(app, run_id) == 0
+    # A second step in parts, left unfinished: the run's end drops it and keeps the whole one.
+    unfinished = _step(1, 25, start_seq=100)
+    answer = await client.post(
+        f"/api/v1/agent/runs/{run_id}/steps/1/parts",
+        json={**part(0, unfinished, attempt=2), "agent_id": agent.agent_id},
+        headers=auth,
+    )
+    assert answer.status_code == 200 and answer.json() == {"stored": True, "parts": [0]}
+    end = {"agent_id": agent.agent_id, "attempt": 2, "status": "succeeded"}
+    assert (await client.post(f"/api/v1/agent/runs/{run_id}/end", json=end, headers=auth)).status_code == 204
+    assert [seq for _, seq, _ in await _stored_samples(app, run_id)] == list(range(25))
+    run = (await client.get(f"/api/v1/runs/{run_id}", headers=admin)).json()
+    assert run["status"] == "succeeded" and [s["requests"]["completed"] for s in run["steps"]] == [25]
+    assert run["steps"][0]["ttft_ms"]["p50"] == pytest.approx(40.0)
+    await agent.close()
 
 
 async def test_a_schedule_fans_out_over_its_locations(app, client: httpx.AsyncClient, people) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import zlib
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.config import Settings
 from app.db import unit_of_work
 from app.deps import AdminDep, NowDep, ReaderDep, RowId, SessionDep, SettingsDep, get_box
 from app.environment import RunEnvironment, RunProgress
@@ -113,10 +114,37 @@ class StepUpload(BaseModel):
     request_rate: float | None = None
     summary: StepSummary
     samples: list[dict[str, Any]] = Field(default_factory=list, max_length=2_000_000)
+    parts: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="the step's samples were uploaded before in this many parts (it carries none itself)",
+    )  # fmt: skip
 
 
 class StepStored(BaseModel):
     stored: bool = Field(description="false: this step was stored before (a retry)")
+
+
+class PartUpload(BaseModel):
+    """One part of a step's samples (a large step goes in parts, each retried on its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent_id: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    part: int = Field(ge=0, lt=100_000)
+    origin_ns: int = Field(
+        description="the whole step's first send (ns, the agent's clock): offsets start there"
+    )
+    samples: list[dict[str, Any]] = Field(min_length=1, max_length=200_000)
+
+
+Upload = TypeVar("Upload", StepUpload, PartUpload)
+
+
+class PartStored(BaseModel):
+    stored: bool = Field(description="false: this part (or the whole step) was stored before (a retry)")
+    parts: list[int] = Field(
+        description="the step's parts stored so far (empty once the step is stored whole)"
+    )
 
 
 class RunEnd(BaseModel):
@@ -267,24 +295,64 @@ async def claim(body: ClaimAsk, request: Request, settings: SettingsDep, raw: Ra
 async def upload_step(
     run_id: RowId, request: Request, session: SessionDep, now: NowDep, settings: SettingsDep, token: AgentDep
 ) -> StepStored:
-    """One step of a run this agent holds, with its samples (JSON, gzip allowed): stored once
-    (a retry answers stored: false); another location's run 403, a stale attempt 409."""
+    """One step of a run this agent holds, with its samples (JSON, gzip allowed), or (`parts`)
+    after its samples came in parts: stored once (a retry answers stored: false); another
+    location's run 403, a stale attempt 409."""
+    upload = _decoded(await _body(request, settings), StepUpload, "step upload")
+    step = StepResult(
+        index=upload.index, concurrency=upload.concurrency, request_rate=upload.request_rate,
+        samples=_samples(upload.samples), summary=upload.summary,
+    )  # fmt: skip
+    stored = await agents.store_step(
+        session, token, agent_id=upload.agent_id, run_id=run_id, attempt=upload.attempt, step=step, now=now,
+        parts=upload.parts,
+    )  # fmt: skip
+    return StepStored(stored=stored)
+
+
+@router.post(
+    "/agent/runs/{run_id}/steps/{step_index}/parts",
+    responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}, 413: {"model": ErrorBody}},
+)
+async def upload_part(
+    run_id: RowId,
+    step_index: Annotated[int, Path(ge=0, le=10_000)],
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    settings: SettingsDep,
+    token: AgentDep,
+) -> PartStored:
+    """One part of a step's samples (JSON, gzip allowed), stored once per run, step and part; the
+    step itself follows with `parts` once every part is stored. Parts of a step never completed
+    are dropped when the run ends or is handed back."""
+    upload = _decoded(await _body(request, settings), PartUpload, "part upload")
+    stored, parts = await agents.store_part(
+        session, token, agent_id=upload.agent_id, run_id=run_id, attempt=upload.attempt, step_index=step_index,
+        part=upload.part, origin_ns=upload.origin_ns, samples=_samples(upload.samples), now=now,
+    )  # fmt: skip
+    return PartStored(stored=stored, parts=parts)
+
+
+async def _body(request: Request, settings: Settings) -> bytes:
     body = await request.body()
     if request.headers.get("content-encoding", "").lower() == "gzip":
         body = _gunzip(body, limit=settings.limits.max_import_bytes * 8)
+    return body
+
+
+def _decoded(body: bytes, model: type[Upload], what: str) -> Upload:
     try:
-        upload = StepUpload.model_validate(orjson.loads(body))
-        samples = [Sample(**s) for s in upload.samples]
-    except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
-        raise ValidationFailed(f"not a step upload: {str(exc).splitlines()[0][:200]}") from exc
-    step = StepResult(
-        index=upload.index, concurrency=upload.concurrency, request_rate=upload.request_rate,
-        samples=samples, summary=upload.summary,
-    )  # fmt: skip
-    stored = await agents.store_step(
-        session, token, agent_id=upload.agent_id, run_id=run_id, attempt=upload.attempt, step=step, now=now
-    )
-    return StepStored(stored=stored)
+        return model.model_validate(orjson.loads(body))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        raise ValidationFailed(f"not a {what}: {str(exc).splitlines()[0][:200]}") from exc
+
+
+def _samples(raw: list[dict[str, Any]]) -> list[Sample]:
+    try:
+        return [Sample(**s) for s in raw]
+    except TypeError as exc:
+        raise ValidationFailed(f"not a sample: {str(exc)[:200]}") from exc
 
 
 def _gunzip(body: bytes, *, limit: int) -> bytes:

@@ -17,20 +17,33 @@ from datetime import datetime, timedelta
 
 import orjson
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.environment import RunEnvironment, RunProgress
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from app.models import ANY_LOCATION, LOCAL, Agent, AgentToken, Endpoint, Run, RunStatus, RunStep, Schedule
-from app.probe.types import StepResult
+from app.models import (
+    ANY_LOCATION,
+    LOCAL,
+    Agent,
+    AgentToken,
+    Endpoint,
+    RequestSample,
+    Run,
+    RunStatus,
+    RunStep,
+    Schedule,
+    StepPart,
+)
+from app.probe.types import Sample, StepResult
 from app.security.crypto import SecretBox
 from app.security.tokens import token_hash
 from app.services import alerts
 from app.services.execution import probe_spec
-from app.services.results import finish, store_steps
+from app.services.records import sample_row
+from app.services.results import SAMPLE_BATCH, finish, store_steps
 from app.services.runs import INSPECTION_CLAIM
 
 log = logging.getLogger("smartbench.agents")
@@ -286,23 +299,115 @@ async def store_step(
     attempt: int,
     step: StepResult,
     now: datetime,
+    parts: int | None = None,
 ) -> bool:
-    """Store one uploaded step once: True when stored now, False when it was already (a retry)."""
+    """Store one uploaded step once: True when stored now, False when it was already (a retry).
+    With `parts`, its samples came before in that many parts (store_part), all of which must be
+    there; the step carries none itself."""
     run, _ = await _held(session, token, agent_id, run_id, attempt, now)
     run.heartbeat_at = now
-    stored = await session.scalar(
-        select(RunStep.id).where(RunStep.run_id == run_id, RunStep.step_index == step.index).limit(1)
-    )
-    if stored is not None:
+    if await _step_stored(session, run_id, step.index):
         return False
+    if parts is not None:
+        if step.samples:
+            raise ValidationFailed("a step uploaded in parts carries its samples in the parts, not itself")
+        have = await _parts_of(session, run_id, step.index)
+        if have != set(range(parts)):
+            missing = sorted(set(range(parts)) - have)
+            raise ValidationFailed(
+                f"step {step.index} of run {run_id} was announced in {parts} parts; parts stored: "
+                f"{sorted(have)}" + (f", missing: {missing}" if missing else "")
+            )
+        await session.execute(
+            delete(StepPart).where(StepPart.run_id == run_id, StepPart.step_index == step.index)
+        )
     try:
         async with session.begin_nested():  # a refused upload leaves the transaction usable
             await store_steps(session, run_id=run_id, steps=[step])
     except IntegrityError as exc:
-        raise ValidationFailed(
-            f"step {step.index} repeats request sequence numbers already stored for run {run_id}"
-        ) from exc
+        if await _step_stored(session, run_id, step.index):  # a retry that raced its first try
+            return False
+        raise _repeated(step.index, run_id) from exc
     return True
+
+
+async def store_part(
+    session: AsyncSession,
+    token: AgentToken,
+    *,
+    agent_id: int,
+    run_id: int,
+    attempt: int,
+    step_index: int,
+    part: int,
+    origin_ns: int,
+    samples: list[Sample],
+    now: datetime,
+) -> tuple[bool, list[int]]:
+    """Store one part of a step's samples once (`origin_ns`: the whole step's first send, from
+    which each sample's offset is measured). Returns whether it was stored now (False: stored
+    before, or the step is stored whole already) and the parts of the step stored so far."""
+    run, _ = await _held(session, token, agent_id, run_id, attempt, now)
+    run.heartbeat_at = now
+    if await _step_stored(session, run_id, step_index):
+        return False, []
+    have = await _parts_of(session, run_id, step_index)
+    if part in have:
+        return False, sorted(have)
+    if any(s.sent_ns < origin_ns for s in samples):
+        raise ValidationFailed(f"part {part} has requests sent before its step's origin ({origin_ns} ns)")
+    rows = [sample_row(run_id, step_index, s, origin_ns) for s in samples]
+    try:
+        async with session.begin_nested():
+            session.add(
+                StepPart(
+                    run_id=run_id, step_index=step_index, part=part, attempt=attempt, samples=len(samples)
+                )
+            )
+            await session.flush()
+            for i in range(0, len(rows), SAMPLE_BATCH):
+                await session.execute(insert(RequestSample), rows[i : i + SAMPLE_BATCH])
+    except IntegrityError as exc:
+        have = await _parts_of(session, run_id, step_index)
+        if part in have:  # a retry that raced its first try
+            return False, sorted(have)
+        raise _repeated(step_index, run_id) from exc
+    return True, sorted(have | {part})
+
+
+async def drop_partial(session: AsyncSession, *, run_id: int) -> int:
+    """Remove the samples of the run's steps that were uploaded in parts but never stored whole
+    (their run ended or was handed back midway): a step is shown whole or not at all. Returns
+    the count of such steps."""
+    partial = (
+        await session.scalars(select(StepPart.step_index).where(StepPart.run_id == run_id).distinct())
+    ).all()
+    if partial:
+        await session.execute(
+            delete(RequestSample).where(RequestSample.run_id == run_id, RequestSample.step_index.in_(partial))
+        )
+        await session.execute(delete(StepPart).where(StepPart.run_id == run_id))
+    return len(partial)
+
+
+async def _step_stored(session: AsyncSession, run_id: int, step_index: int) -> bool:
+    found = await session.scalar(
+        select(RunStep.id).where(RunStep.run_id == run_id, RunStep.step_index == step_index).limit(1)
+    )
+    return found is not None
+
+
+async def _parts_of(session: AsyncSession, run_id: int, step_index: int) -> set[int]:
+    found = await session.scalars(
+        select(StepPart.part).where(StepPart.run_id == run_id, StepPart.step_index == step_index)
+    )
+    return set(found.all())
+
+
+def _repeated(step_index: int, run_id: int) -> ValidationFailed:
+    return ValidationFailed(
+        f"step {step_index} repeats request sequence numbers already stored for run {run_id}"
+    )
 
 
 async def end(
@@ -321,6 +426,7 @@ async def end(
         raise ValidationFailed(f"a run ends succeeded, failed or cancelled, not '{status}'")
     _, agent = await _held(session, token, agent_id, run_id, attempt, now)
     agent.current_run_id = None
+    await drop_partial(session, run_id=run_id)
     await finish(session, run_id=run_id, status=status, error=error, environment=environment, now=now)
 
 
@@ -351,6 +457,7 @@ async def reap(session: AsyncSession, *, now: datetime, offline_after_s: float) 
     for run in stale:
         held_by = await session.get(Agent, run.agent_id) if run.agent_id is not None else None
         who = f"agent {held_by.name} ({held_by.location})" if held_by is not None else "its agent"
+        await drop_partial(session, run_id=run.id)
         steps = await session.scalar(
             select(func.count()).select_from(RunStep).where(RunStep.run_id == run.id)
         )

@@ -52,6 +52,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/agent/heartbeat"): "agent",
     ("POST", "/api/v1/agent/claim"): "agent",
     ("POST", "/api/v1/agent/runs/{run_id}/steps"): "agent",
+    ("POST", "/api/v1/agent/runs/{run_id}/steps/{step_index}/parts"): "agent",
     ("POST", "/api/v1/agent/runs/{run_id}/end"): "agent",
     ("GET", "/api/v1/endpoints/{endpoint_id}/scorecard"): "reader",
     ("GET", "/api/v1/scorecards"): "reader",
@@ -144,7 +145,7 @@ ALLOWED: dict[str, set[str]] = {
     "agent": set(),
 }
 PARAMS = {"endpoint_id": "999999", "token_id": "999999", "run_id": "999999", "schedule_id": "999999",
-          "webhook_id": "999999", "name": "no-such-profile"}  # fmt: skip
+          "webhook_id": "999999", "name": "no-such-profile", "step_index": "0"}  # fmt: skip
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:
