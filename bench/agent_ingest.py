@@ -1,13 +1,15 @@
 """How fast the dashboard takes agents' finished runs (issue #22): one command, prints the figures.
 
     .venv/bin/python bench/agent_ingest.py [--agents 20] [--runs 200] [--steps 4] [--samples 1000]
+                                           [--part-samples 2000]
 
 Starts `smartbench serve --no-executor` on a fresh PostgreSQL database, queues --runs runs at
 the location "bench", and --agents simulated agents (async HTTP clients, no probe: each run's
 steps are made up front, 1,000 requests a step as the probe would record them) claim and upload
 as fast as the dashboard accepts: per run, a claim, --steps step uploads (gzip, as `smartbench
-agent` sends them) and the end (where the scorecard is judged). Prints runs per second, uploads
-per second and the upload latency (p50, p99, max).
+agent` sends them; a step of more than --part-samples requests in parts, then the step naming
+them) and the end (where the scorecard is judged). Prints runs per second, uploads per second
+and the upload latency (p50, p99, max).
 
 The aim: 100 agents each running a canary every minute is 1.7 runs a second; the headroom is the
 measured rate over that."""
@@ -53,6 +55,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def step_uploads(index: int, samples: int, part_samples: int, rng: random.Random) -> list[tuple[str, bytes]]:
+    """The uploads of one step as the agent sends them (app/agent.py `upload_step`): the step with
+    its samples, or its parts and then the step naming them; (path under the run, JSON body)."""
+    step = step_body(index, samples, rng)
+    made = step.pop("samples")
+    assert isinstance(made, list)
+    blank = {"agent_id": 0, "attempt": 0}  # set per agent and attempt (`framed`)
+    if len(made) <= part_samples:
+        return [("steps", orjson.dumps({**blank, **step, "samples": made}))]
+    origin = min(s.sent_ns for s in made)
+    starts = range(0, len(made), part_samples)
+    parts = [
+        (f"steps/{index}/parts", orjson.dumps({**blank, "part": k, "origin_ns": origin,
+                                               "samples": made[start : start + part_samples]}))
+        for k, start in enumerate(starts)
+    ]  # fmt: skip
+    return [*parts, ("steps", orjson.dumps({**blank, **step, "samples": [], "parts": len(starts)}))]
+
+
 def step_body(index: int, samples: int, rng: random.Random) -> dict[str, object]:
     """A step as an agent uploads it: `samples` requests of 64 output tokens, as the probe records them."""
     made = []
@@ -75,7 +96,12 @@ def step_body(index: int, samples: int, rng: random.Random) -> dict[str, object]
 
 
 async def agent_loop(
-    url: str, token: str, bodies: list[bytes], latencies: list[float], done: list[int], stop_at: int
+    url: str,
+    token: str,
+    bodies: list[tuple[str, bytes]],
+    latencies: list[float],
+    done: list[int],
+    stop_at: int,
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url + "/api/v1", headers=headers, timeout=120) as client:
@@ -87,13 +113,14 @@ async def agent_loop(
         agent_id = me["agent_id"]
         # Compressed once per agent and attempt, as the agent compresses each step once: the
         # bench's own CPU stays off the measurement (the machine has two cores).
-        compressed: dict[int, list[bytes]] = {}
+        compressed: dict[int, list[tuple[str, bytes]]] = {}
 
-        def framed(attempt: int) -> list[bytes]:
+        def framed(attempt: int) -> list[tuple[str, bytes]]:
             if attempt not in compressed:
                 mine = f'"agent_id":{agent_id},"attempt":{attempt}'.encode()
                 compressed[attempt] = [
-                    gzip.compress(b.replace(b'"agent_id":0,"attempt":0', mine, 1), 5) for b in bodies
+                    (path, gzip.compress(b.replace(b'"agent_id":0,"attempt":0', mine, 1), 5))
+                    for path, b in bodies
                 ]
             return compressed[attempt]
 
@@ -103,10 +130,10 @@ async def agent_loop(
                 return
             run = claimed.json()
             run_id, attempt = run["run_id"], run["attempt"]
-            for body in framed(attempt):
+            for path, body in framed(attempt):
                 started = time.perf_counter()
                 answer = await client.post(
-                    f"/agent/runs/{run_id}/steps", content=body,
+                    f"/agent/runs/{run_id}/{path}", content=body,
                     headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
                 )  # fmt: skip
                 latencies.append(time.perf_counter() - started)
@@ -143,7 +170,7 @@ async def setup(url: str, args: argparse.Namespace, settings: Settings) -> str:
 
 
 async def load(
-    base: str, token: str, bodies: list[bytes], args: argparse.Namespace
+    base: str, token: str, bodies: list[tuple[str, bytes]], args: argparse.Namespace
 ) -> tuple[list[float], list[int], float]:
     latencies: list[float] = []
     done: list[int] = []
@@ -160,6 +187,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument(
+        "--part-samples", type=int, default=2000, help="a larger step goes up in parts of this many"
+    )
     args = parser.parse_args()
 
     name = f"smartbench_ingest_{uuid.uuid4().hex[:8]}"
@@ -172,10 +202,11 @@ def main() -> None:
     token = asyncio.run(setup(url, args, settings))
 
     rng = random.Random(22)  # noqa: S311 - made-up latencies, not a secret
-    bodies = []
-    for index in range(args.steps):
-        step = step_body(index, args.samples, rng)
-        bodies.append(orjson.dumps({"agent_id": 0, "attempt": 0, **step}))
+    bodies = [
+        upload
+        for index in range(args.steps)
+        for upload in step_uploads(index, args.samples, args.part_samples, rng)
+    ]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBENCH_")}
     env.update(SMARTBENCH_DATABASE_URL=url, SMARTBENCH_DATA_DIR=str(data))
@@ -203,10 +234,12 @@ def main() -> None:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     lat = np.asarray(latencies) * 1000
-    body_kb = sum(len(gzip.compress(b, 5)) for b in bodies) / len(bodies) / 1024
+    body_kb = sum(len(gzip.compress(b, 5)) for _, b in bodies) / args.steps / 1024
+    per_step = len(bodies) // args.steps
     rate = len(done) / elapsed
     print(f"{len(done)} runs by {args.agents} agents in {elapsed:.1f} s on PostgreSQL "
-          f"({args.steps} steps x {args.samples} samples a run, {body_kb:.0f} KiB gzip a step)")  # fmt: skip
+          f"({args.steps} steps x {args.samples} samples a run, {body_kb:.0f} KiB gzip a step, "
+          f"{per_step} upload{'s' if per_step > 1 else ''} a step)")  # fmt: skip
     print(f"runs/s {rate:.2f}   uploads/s {len(latencies) / elapsed:.1f}   "
           f"upload latency p50 {np.percentile(lat, 50):.0f} ms  p99 {np.percentile(lat, 99):.0f} ms  max {lat.max():.0f} ms")  # fmt: skip
     print(f"100 agents with a canary a minute: {CANARY_RATE:.2f} runs/s; headroom {rate / CANARY_RATE:.1f}x")
