@@ -18,7 +18,9 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 import orjson
@@ -29,8 +31,9 @@ from app.probe.process import ProbeProcess, ProbeSpec
 from app.probe.types import StepResult
 
 log = logging.getLogger("smartbench.agent")
+T = TypeVar("T")
 
-RETRIES = 8  # an upload's attempts (0.5 s doubling to 10 s between them)
+PATIENCE_S = 600.0  # how long a call is retried (0.5 s doubling to 10 s between tries): a restart of the dashboard is ridden out
 PART_SAMPLES = 2_000  # samples a part (about 750 KiB gzip'd): a failed upload resends one part
 
 
@@ -40,6 +43,14 @@ class Revoked(Exception):
 
 class TakenBack(Exception):
     """The dashboard says the run is no longer this agent's (handed back or ended)."""
+
+
+class Unreachable(Exception):
+    """The dashboard did not answer (network errors, 5xx) for the call's whole patience."""
+
+
+class Refused(Exception):
+    """The dashboard refused a call (a 4xx other than 401 and 409): retrying would not help."""
 
 
 @dataclass
@@ -52,6 +63,8 @@ class AgentConfig:
     wait_s: float = 20.0
     verify: bool | str = True  # TLS verification (a CA bundle's path, or False only for tests)
     part_samples: int = PART_SAMPLES  # a step with more samples goes up in parts of this many
+    patience_s: float = PATIENCE_S  # a call to the dashboard is retried this long before it is given up
+    retry_s: float = 0.5  # the first wait between tries (doubling to 10 s)
 
 
 class Agent:
@@ -76,31 +89,32 @@ class Agent:
         await self.client.aclose()
 
     async def _post(self, path: str, *, json: object = None, content: bytes | None = None,
-                    headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
-        """POST with retries on network errors and 5xx; 401 raises Revoked, 409 TakenBack."""
-        delay = 0.5
-        for attempt in range(RETRIES):
+                    headers: dict[str, str] | None = None, patience_s: float | None = None) -> httpx.Response:  # fmt: skip
+        """POST, retried on network errors and 5xx for `patience_s` (the config's by default), then
+        Unreachable; 401 raises Revoked, 409 TakenBack, another 4xx Refused."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + (self.config.patience_s if patience_s is None else patience_s)
+        delay = self.config.retry_s
+        while True:
             try:
                 response = await self.client.post(path, json=json, content=content, headers=headers)
             except httpx.TransportError as exc:
-                if attempt == RETRIES - 1:
-                    raise
-                log.warning("%s: %s; retrying", path, type(exc).__name__)
+                failure = type(exc).__name__
             else:
                 if response.status_code == 401:
                     raise Revoked(_message(response))
                 if response.status_code == 409:
                     raise TakenBack(_message(response))
-                if response.status_code < 500:
-                    if response.status_code >= 400:
-                        raise RuntimeError(f"{path}: {response.status_code} {_message(response)}")
+                if response.status_code < 400:
                     return response
-                if attempt == RETRIES - 1:
-                    response.raise_for_status()
-                log.warning("%s: %s; retrying", path, response.status_code)
+                if response.status_code < 500:
+                    raise Refused(f"{path}: {response.status_code} {_message(response)}")
+                failure = f"{response.status_code} {_message(response)[:100]}"
+            if loop.time() + delay > until:
+                raise Unreachable(f"{path}: {failure}")
+            log.warning("%s: %s; retrying", path, failure)
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not a secret
             delay = min(delay * 2, 10.0)
-        raise RuntimeError(f"{path}: no answer")
 
     async def register(self) -> int:
         me = {
@@ -129,8 +143,16 @@ class Agent:
         def on_progress(step: int, done: int, planned: int | None) -> None:
             progress.step, progress.done, progress.planned = step, done, planned
 
+        # Steps go up from a queue of their own, so the probe's pipe is read while the network is
+        # slow or the dashboard away: the measurement never waits on an upload.
+        finished: asyncio.Queue[StepResult | None] = asyncio.Queue()
+
         async def on_step(step: StepResult) -> None:
-            await self.upload_step(run_id, attempt, step)
+            finished.put_nowait(step)
+
+        async def upload() -> None:
+            while (step := await finished.get()) is not None:
+                await self.upload_step(run_id, attempt, step)
 
         probe = ProbeProcess(
             spec, on_progress=on_progress, on_step=on_step,
@@ -144,26 +166,45 @@ class Agent:
             claimed.get("profile"),
         )
         self.probe = probe
-        running = asyncio.get_running_loop().create_task(probe.run())
-        beating = asyncio.get_running_loop().create_task(self._beat(run_id, attempt, probe, progress))
+        loop = asyncio.get_running_loop()
+        running = loop.create_task(probe.run())
+        beating = loop.create_task(self._beat(run_id, attempt, probe, progress))
+        uploading = loop.create_task(upload())
+
+        def upload_failed(task: asyncio.Task[None]) -> None:  # no point measuring what cannot be stored
+            if not task.cancelled() and task.exception() is not None and not probe.cancel_requested:
+                probe.cancel()
+
+        uploading.add_done_callback(upload_failed)
         try:
             outcome = await running
+        except BaseException:
+            uploading.cancel()
+            raise
         finally:
             self.probe = None
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError, TakenBack, Revoked):
                 await beating
+            finished.put_nowait(None)
         if beating.done() and not beating.cancelled() and isinstance(beating.exception(), Revoked):
+            uploading.cancel()
             raise Revoked("revoked during the run")
+        status, error = outcome.status, outcome.error or None
+        try:
+            await uploading
+        except (Unreachable, Refused) as exc:
+            status, error = "failed", f"the agent could not upload the run's steps: {exc}"
+            log.error("run %s: %s", run_id, error)
         environment = outcome.environment.model_dump(mode="json") if outcome.environment is not None else None
         await self._post(
             f"/agent/runs/{run_id}/end",
-            json={"agent_id": self.agent_id, "attempt": attempt, "status": outcome.status,
-                  "error": (outcome.error or None) and outcome.error[:2000], "environment": environment},
+            json={"agent_id": self.agent_id, "attempt": attempt, "status": status,
+                  "error": error and error[:2000], "environment": environment},
         )  # fmt: skip
         self.runs_done += 1
-        log.info("run %s: %s", run_id, outcome.status)
-        return outcome.status
+        log.info("run %s: %s", run_id, status)
+        return status
 
     async def upload_step(self, run_id: int, attempt: int, step: StepResult) -> None:
         """The step with its samples in one body, or (more than `part_samples` of them) its samples
@@ -200,7 +241,7 @@ class Agent:
             try:
                 beat = {"agent_id": self.agent_id, "run_id": run_id, "attempt": attempt,
                         "progress": progress.model_dump(mode="json")}  # fmt: skip
-                answer = (await self._post("/agent/heartbeat", json=beat)).json()
+                answer = (await self._post("/agent/heartbeat", json=beat, patience_s=self.beat_s)).json()
             except (Revoked, TakenBack):
                 probe.cancel()
                 raise
@@ -219,25 +260,38 @@ class Agent:
             self.probe.cancel()
 
     async def serve(self, stop: asyncio.Event, *, max_runs: int | None = None) -> None:
-        """Register, then claim and run until `stop` is set (or `max_runs` ran)."""
-        await self.register()
-        while not stop.is_set() and (max_runs is None or self.runs_done < max_runs):
-            claiming = asyncio.ensure_future(self.claim())
-            stopping = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({claiming, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if claiming not in done:
-                claiming.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await claiming
-                break
-            stopping.cancel()
-            claimed = claiming.result()
-            if claimed is None:
-                continue
+        """Register, then claim and run until `stop` is set (or `max_runs` ran). The dashboard
+        away (a restart, the network) is waited out; a revoked token (Revoked) or a refused
+        registration (Refused) ends it."""
+        while not stop.is_set() and self.agent_id is None:
             try:
-                await self.run_one(claimed)
+                await _unless(stop, self.register())
+            except Unreachable as exc:
+                log.warning("the dashboard does not answer (%s); still trying", exc)
+        while not stop.is_set() and (max_runs is None or self.runs_done < max_runs):
+            try:
+                claimed = await _unless(stop, self.claim())
+                if claimed is not None and not stop.is_set():
+                    await self.run_one(claimed)
             except TakenBack as exc:
-                log.warning("run %s was taken back: %s", claimed.get("run_id"), exc)
+                log.warning("a run was taken back: %s", exc)
+            except (Unreachable, Refused) as exc:  # the reaper ends a run whose end never arrived
+                log.error("%s; going on", exc)
+                await asyncio.sleep(1.0)
+
+
+async def _unless(stop: asyncio.Event, call: Coroutine[object, object, T]) -> T | None:
+    """The call's result, or None once `stop` is set first (the call cancelled)."""
+    calling = asyncio.ensure_future(call)
+    stopping = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({calling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if calling not in done:
+        calling.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await calling
+        return None
+    stopping.cancel()
+    return calling.result()
 
 
 def _message(response: httpx.Response) -> str:

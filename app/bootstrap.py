@@ -26,9 +26,16 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     box: SecretBox
 
-    def executor(self, clock: Callable[[], datetime], *, max_parallel: int | None = None) -> Executor:
+    def executor(
+        self, clock: Callable[[], datetime], *, max_parallel: int | None = None, hears_agents: bool = True
+    ) -> Executor:
         return Executor.from_settings(
-            self.settings, self.sessionmaker, self.box, clock, max_parallel=max_parallel
+            self.settings,
+            self.sessionmaker,
+            self.box,
+            clock,
+            max_parallel=max_parallel,
+            hears_agents=hears_agents,
         )
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.agent import Agent, AgentConfig, Revoked
+from app.agent import Agent, AgentConfig, Refused, Revoked
 from app.db import unit_of_work
 from app.models import Agent as AgentRow
 from app.models import RequestSample, Run, RunStatus, RunStep, Schedule, StepPart
@@ -173,6 +173,79 @@ async def test_a_revoked_token_stops_the_agent_at_its_next_call(
     await agent.close()
     local = await client.post("/api/v1/agent-tokens", json={"location": "local", "name": "x"}, headers=admin)
     assert local.status_code == 422
+
+
+class _Flaky(httpx.AsyncBaseTransport):
+    """The dashboard over ASGI, away for the calls `away` says (a connection refused, or 503)."""
+
+    def __init__(self, app, away) -> None:  # type: ignore[no-untyped-def]
+        self.inner = httpx.ASGITransport(app=app)
+        self.away = away
+        self.refused: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        how = self.away(request.url.path)
+        if how:
+            self.refused.append(request.url.path)
+            if how == 503:
+                return httpx.Response(503, json={"error": {"code": "unavailable", "message": "restarting"}})
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the agent's side: one database is enough
+async def test_an_agent_waits_out_the_dashboard_being_away(
+    app, client: httpx.AsyncClient, people, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Away when the agent starts, away for its first uploads (a restart): the agent registers
+    once it answers and the run's steps arrive whole. Uploads refused for longer than the
+    agent's patience end the run failed with the reason, and the agent goes on. A token for
+    another location is refused at registration (Refused: the command exits 2)."""
+    caplog.set_level(logging.WARNING, logger="smartbench.agent")
+    admin = await bearer(client, "admin")
+    _, token = await _mint(client, admin, "lab")
+    calls: dict[str, int] = {}
+
+    def restarting(path: str) -> int | bool:
+        kind = "register" if path.endswith("/register") else "steps" if "/steps" in path else "other"
+        calls[kind] = calls.get(kind, 0) + 1
+        if kind == "register":
+            return calls[kind] <= 2  # refused twice
+        return 503 if kind == "steps" and calls[kind] <= 3 else False  # three 503s, then stored
+
+    with simulator("--preset", "fixed", "--ttft-ms", "20", "--itl-ms", "2") as url:
+        endpoint_id = await _endpoint(client, admin, url)
+        for _ in range(2):
+            queued = await client.post(
+                f"/api/v1/endpoints/{endpoint_id}/runs",
+                json={"profile": "smoke", "location": "lab"},
+                headers=admin,
+            )
+            assert queued.status_code == 202, queued.text
+        first_run = int(queued.json()["run_id"]) - 1
+        flaky = _Flaky(app, restarting)
+        agent = Agent(
+            AgentConfig(url="http://testserver", token=token, location="lab", wait_s=0.5, retry_s=0.1),
+            transport=flaky,
+        )
+        await agent.serve(asyncio.Event(), max_runs=1)
+        assert flaky.refused.count("/api/v1/agent/register") == 2 and calls["steps"] >= 4
+        run = (await client.get(f"/api/v1/runs/{first_run}", headers=admin)).json()
+        assert run["status"] == "succeeded" and run["steps"][0]["requests"]["completed"] == 5, run
+        assert "retrying" in caplog.text
+
+        # Away for good for uploads, past a patience of 1 s: the run ends failed, with the reason.
+        flaky.away = lambda path: 503 if "/steps" in path else False
+        agent.config.patience_s = 1.0
+        await agent.serve(asyncio.Event(), max_runs=2)
+        run = (await client.get(f"/api/v1/runs/{first_run + 1}", headers=admin)).json()
+        assert run["status"] == "failed" and "could not upload the run's steps" in run["error"], run
+        assert run["steps"] == []
+        await agent.close()
+    stranger = _agent(app, token, "elsewhere")
+    with pytest.raises(Refused, match="403"):
+        await stranger.serve(asyncio.Event())
+    await stranger.close()
 
 
 async def test_a_silent_agents_run_is_handed_back_once_then_failed(
@@ -571,7 +644,11 @@ async def test_an_agent_going_offline_and_back_is_an_alert_of_its_own(
         row = await session.get(AgentRow, agent.agent_id)
         assert row is not None
         row.last_seen_at = datetime.now(UTC) - timedelta(seconds=120)  # silent for two minutes
-    await app.state.executor.reap()
+    executor = app.state.executor
+    await executor.reap()  # the dashboard itself just started: it could not have heard the agent
+    assert (await client.get("/api/v1/alerts", headers=admin)).json()["items"] == []
+    executor.up_since = datetime.now(UTC) - timedelta(minutes=5)  # up all along
+    await executor.reap()
     listed = (await client.get("/api/v1/alerts", headers=admin)).json()
     [offline] = [a for a in listed["items"] if a["kind"] == "agent_offline"]
     assert offline["endpoint_id"] is None and offline["agent_id"] == agent.agent_id and offline["open"]

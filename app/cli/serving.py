@@ -99,7 +99,9 @@ def worker(
 
     async def main() -> None:
         async with runtime(settings) as opened:
-            executor = opened.executor(lambda: datetime.now(UTC), max_parallel=max_parallel)
+            executor = opened.executor(
+                lambda: datetime.now(UTC), max_parallel=max_parallel, hears_agents=False
+            )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -324,7 +326,7 @@ def agent(
     import os
     import signal
 
-    from app.agent import Agent, AgentConfig, Revoked, parse_labels
+    from app.agent import Agent, AgentConfig, Refused, Revoked, parse_labels
 
     secret = token or os.environ.get("SMARTBENCH_AGENT_TOKEN")
     if not secret:
@@ -356,6 +358,9 @@ def agent(
         except Revoked as exc:
             out.print(f"[red]the dashboard refused this agent's token: {exc}[/red]")
             return 3
+        except Refused as exc:
+            out.print(f"[red]the dashboard refused this agent: {exc}[/red]")
+            return 2
         finally:
             await worker.close()
         return 0

@@ -55,6 +55,7 @@ class Executor:
         run_deadline_s: float | None = None,
         probe_cores: list[int] | None = None,
         settings: Settings | None = None,
+        hears_agents: bool = True,
     ) -> None:
         # The tokenizer directory and the outbound policy's defaults (plain defaults when built bare).
         self.settings = settings or Settings.model_construct()
@@ -67,6 +68,10 @@ class Executor:
         self.sessionmaker = sessionmaker
         self.box = box
         self.clock = clock
+        # Agents are judged silent only by the process they talk to (serve, not a worker), and
+        # only over time it was up to hear them: a dashboard restart is not every agent's silence.
+        self.hears_agents = hears_agents
+        self.up_since = clock()
         self.max_parallel = max_parallel
         self.idle_s = idle_s
         self.active: set[asyncio.Task[str]] = set()
@@ -85,8 +90,9 @@ class Executor:
         clock: Callable[[], datetime],
         *,
         max_parallel: int | None = None,
+        hears_agents: bool = True,
     ) -> Executor:
-        """The one way `serve`, `demo` and `worker` build their executor."""
+        """The one way `serve`, `demo` and `worker` build their executor (a worker's hears no agents)."""
         settings = settings.but(max_parallel_runs=max_parallel or settings.runs.max_parallel_runs)
         _, probes = cores.core_plan(settings)
         return cls(
@@ -100,18 +106,21 @@ class Executor:
             run_deadline_s=settings.runs.run_deadline_s,
             probe_cores=probes,
             settings=settings,
+            hears_agents=hears_agents,
         )
 
     async def reap(self) -> int:
         """Runs left `running` by a process that died (no heartbeat for the stale period) become
-        `interrupted`; agents silent for the offline period go offline, their runs handed back or
-        failed (services/agents.py)."""
+        `interrupted`; agents silent for the offline period (while this dashboard was up) go
+        offline, their runs handed back or failed (services/agents.py)."""
         now = self.clock()
         silent_s = self.settings.runs.agent_offline_s
-        async with unit_of_work(self.sessionmaker) as session:
-            gone = await agents.reap(session, now=now, offline_after_s=silent_s)
-            for agent in gone:
-                await alerts.agent_changed(session, agent=agent, online=False, now=now, silent_s=silent_s)
+        gone = []
+        if self.hears_agents and now - self.up_since >= timedelta(seconds=silent_s):
+            async with unit_of_work(self.sessionmaker) as session:
+                gone = await agents.reap(session, now=now, offline_after_s=silent_s)
+                for agent in gone:
+                    await alerts.agent_changed(session, agent=agent, online=False, now=now, silent_s=silent_s)
         for agent in gone:
             log.warning(
                 "agent %s (%s) is offline: no heartbeat for %.0f s", agent.name, agent.location, silent_s
