@@ -533,6 +533,10 @@ async def test_regressions_are_judged_per_location(app, client: httpx.AsyncClien
     async with unit_of_work(app.state.sessionmaker) as session:
         _, standing = await alerts.listing(session, endpoint_id=endpoint_id)
     assert standing and {(a.kind, a.location) for a in standing} == {("regression", "us")}
+    from_us = (await client.get("/api/v1/alerts?location=us", headers=admin)).json()
+    assert from_us["items"] and {a["location"] for a in from_us["items"] + from_us["open"]} == {"us"}
+    from_eu = (await client.get("/api/v1/alerts?location=eu", headers=admin)).json()
+    assert from_eu["items"] == [] and from_eu["open"] == []
 
 
 async def test_compare_picks_a_location_or_puts_locations_side_by_side(

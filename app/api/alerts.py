@@ -11,6 +11,7 @@ from app.deps import (
     BoxDep,
     Cursor,
     Limit,
+    LocationFilter,
     NowDep,
     ReaderDep,
     RowId,
@@ -40,11 +41,14 @@ async def list_alerts(
     endpoint_id: RowId | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    location: LocationFilter = None,
 ) -> AlertPage:
-    """The newest alerts (one endpoint's with `endpoint_id`), and those still open: regressions
-    not recovered yet and endpoints still down."""
+    """The newest alerts (one endpoint's with `endpoint_id`, one location's with `location`),
+    and those still open: regressions not recovered yet, endpoints still down, agents offline."""
     before = offset_of(cursor) or None  # keyset: the id of the last alert of the previous page
-    recent, standing = await alerts.listing(session, endpoint_id=endpoint_id, limit=limit + 1, before=before)
+    recent, standing = await alerts.listing(
+        session, endpoint_id=endpoint_id, limit=limit + 1, before=before, location=location
+    )
     following = str(recent[limit - 1].id) if len(recent) > limit else None
     return AlertPage(items=recent[:limit], next=following, limit=limit, open=standing)
 

@@ -424,11 +424,18 @@ async def open_ids(session: AsyncSession, *, endpoint_id: int | None = None) -> 
 
 
 async def listing(
-    session: AsyncSession, *, endpoint_id: int | None = None, limit: int = 50, before: int | None = None
+    session: AsyncSession,
+    *,
+    endpoint_id: int | None = None,
+    limit: int = 50,
+    before: int | None = None,
+    location: str | None = None,
 ) -> tuple[list[AlertRead], list[AlertRead]]:
-    """The newest alerts (at most `limit`, older than alert `before` when given) and those still
-    open, newest first."""
+    """The newest alerts (at most `limit`, older than alert `before` when given; of one location
+    when given) and those still open, newest first."""
     scope = [Alert.endpoint_id == endpoint_id] if endpoint_id is not None else []
+    located = [Alert.location == location] if location is not None else []
+    scope.extend(located)
     if before is not None:
         scope.append(Alert.id < before)
     standing = await open_ids(session, endpoint_id=endpoint_id)
@@ -439,7 +446,7 @@ async def listing(
     )
     recent = (await session.execute(query.where(*scope).order_by(Alert.id.desc()).limit(limit))).all()
     opened = (
-        (await session.execute(query.where(Alert.id.in_(standing)).order_by(Alert.id.desc()))).all()
+        (await session.execute(query.where(Alert.id.in_(standing), *located).order_by(Alert.id.desc()))).all()
         if standing
         else []
     )
