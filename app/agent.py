@@ -33,7 +33,7 @@ from app.probe.types import StepResult
 log = logging.getLogger("smartbench.agent")
 T = TypeVar("T")
 
-PATIENCE_S = 600.0  # how long a call is retried (0.5 s doubling to 10 s between tries): a restart of the dashboard is ridden out
+PATIENCE_S = 600.0  # how long a call is retried (0.5 s doubling to 10 s between tries): rides out a restart
 PART_SAMPLES = 2_000  # samples a part (about 750 KiB gzip'd): a failed upload resends one part
 
 
