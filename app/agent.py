@@ -260,9 +260,9 @@ class Agent:
             self.probe.cancel()
 
     async def serve(self, stop: asyncio.Event, *, max_runs: int | None = None) -> None:
-        """Register, then claim and run until `stop` is set (or `max_runs` ran). The dashboard
-        away (a restart, the network) is waited out; a revoked token (Revoked) or a refused
-        registration (Refused) ends it."""
+        """Register, then claim and run until `stop` is set (or `max_runs` ran), then say it
+        leaves when stopped. The dashboard away (a restart, the network) is waited out; a revoked
+        token (Revoked) or a refused registration (Refused) ends it."""
         while not stop.is_set() and self.agent_id is None:
             try:
                 await _unless(stop, self.register())
@@ -278,6 +278,17 @@ class Agent:
             except (Unreachable, Refused) as exc:  # the reaper ends a run whose end never arrived
                 log.error("%s; going on", exc)
                 await asyncio.sleep(1.0)
+        if stop.is_set() and self.agent_id is not None:
+            await self.leave()
+
+    async def leave(self) -> None:
+        """Tell the dashboard this agent stops (so it is "left", not "offline"); best effort."""
+        try:
+            await self._post("/agent/leave", json={"agent_id": self.agent_id}, patience_s=self.beat_s)
+        except (Unreachable, Refused, Revoked) as exc:
+            log.warning("could not say goodbye to the dashboard: %s", exc)
+        else:
+            log.info("agent %s left", self.agent_id)
 
 
 async def _unless(stop: asyncio.Event, call: Coroutine[object, object, T]) -> T | None:

@@ -253,6 +253,7 @@ class Agent(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
     current_run_id: Mapped[int | None] = mapped_column(Integer)
     offline_since: Mapped[datetime | None]  # no heartbeat for the offline period (alerted once)
+    left_at: Mapped[datetime | None]  # it stopped and said so (a restart, a deploy): never "offline"
 
 
 class LoginThrottle(Base):

@@ -673,4 +673,37 @@ async def test_an_agent_going_offline_and_back_is_an_alert_of_its_own(
         sent = webhooks.payload(alert, "", 1, None)
         assert sent.endpoint is None and sent.event == "agent_offline"
         assert ":satellite_antenna:" in webhooks.slack_body(sent)["text"]
+    # Stopped with SIGTERM it says it leaves: listed as left, never offline, no alert.
+    stop = asyncio.Event()
+    stop.set()
+    await agent.serve(stop)
+    async with unit_of_work(app.state.sessionmaker) as session:
+        row = await session.get(AgentRow, agent.agent_id)
+        assert row is not None and row.left_at is not None
+        row.last_seen_at = datetime.now(UTC) - timedelta(minutes=10)
+    await executor.reap()
+    listed = (await client.get("/api/v1/alerts", headers=admin)).json()
+    assert [a["kind"] for a in listed["items"]].count("agent_offline") == 1 and listed["open"] == []
+    [shown] = (await client.get("/api/v1/agents", headers=admin)).json()["items"]
+    assert shown["left_at"] and not shown["online"]
+    assert 'data-online="left"' in (await client.get("/agents", headers=admin)).text
+    # Started again under its name, it is the same agent, online.
+    again = _agent(app, token, "edge")
+    again.config.name = agent.config.name
+    assert await again.register() == agent.agent_id
+    [shown] = (await client.get("/api/v1/agents", headers=admin)).json()["items"]
+    assert shown["online"] and shown["left_at"] is None
+    # Killed (silent, offline, alerted), then started again under its name: back, the alert closed.
+    async with unit_of_work(app.state.sessionmaker) as session:
+        row = await session.get(AgentRow, agent.agent_id)
+        assert row is not None
+        row.last_seen_at = datetime.now(UTC) - timedelta(minutes=10)
+    await executor.reap()
+    assert [a["kind"] for a in (await client.get("/api/v1/alerts", headers=admin)).json()["open"]] == [
+        "agent_offline"
+    ]
+    assert await again.register() == agent.agent_id
+    listed = (await client.get("/api/v1/alerts", headers=admin)).json()
+    assert listed["items"][0]["kind"] == "agent_online" and listed["open"] == []
     await agent.close()
+    await again.close()

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, unit_of_work
-from app.models import Agent, Endpoint, Profile, Run, RunStatus, Schedule
+from app.models import Agent, Alert, Endpoint, Profile, Run, RunStatus, Schedule
 from app.schemas import EndpointCreate
 from app.security import keyring
 from app.security.crypto import SecretBox
@@ -174,6 +174,15 @@ async def test_agents_in_two_locations_share_a_schedule_and_survive_a_kill(
                 r for r in succeeded if r.location == "us" and r.worker_id and "us-1" in r.worker_id
             ]
             assert us_after_restart
+            async with unit_of_work(maker) as session:
+                known = (await session.scalars(select(Agent).order_by(Agent.name))).all()
+                offline = (await session.scalars(select(Alert).where(Alert.kind == "agent_offline"))).all()
+            # The restarted agent said it left and came back as itself: one row, no alert; the
+            # killed one went silent: offline, and the one agent_offline alert.
+            assert [a.name for a in known] == ["eu-1", "eu-2", "us-1"]
+            by_name = {a.name: a for a in known}
+            assert by_name["eu-1"].offline_since is not None and by_name["us-1"].offline_since is None
+            assert [a.agent_id for a in offline] == [by_name["eu-1"].id]
     finally:
         for proc in procs.values():
             if proc.poll() is None:

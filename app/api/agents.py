@@ -65,6 +65,7 @@ class AgentRead(BaseModel):
     registered_at: datetime
     last_seen_at: datetime | None
     current_run_id: int | None
+    left_at: datetime | None = Field(description="when it stopped and said so (a restart, a deploy)")
     online: bool = False
     steps_week: int = Field(default=0, description="steps it measured in the last 7 days")
     client_bound_share: float | None = Field(
@@ -188,6 +189,7 @@ def to_read(
     found.steps_week, found.client_bound_share = steps, (bound / steps if steps else None)
     found.online = (
         agent.offline_since is None
+        and agent.left_at is None
         and agent.last_seen_at is not None
         and now - agent.last_seen_at <= timedelta(seconds=offline_after_s)
     )
@@ -252,6 +254,19 @@ async def register(
     return Registered(
         agent_id=agent.id, location=agent.location, offline_after_s=offline, beat_s=max(1.0, offline / 6)
     )
+
+
+class Leaving(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent_id: int = Field(ge=1)
+
+
+@router.post("/agent/leave", status_code=204, responses={403: {"model": ErrorBody}})
+async def leave(body: Leaving, session: SessionDep, now: NowDep, token: AgentDep) -> Response:
+    """The agent stops (SIGTERM: a restart, a deploy): it is listed as left, not offline, and
+    raises no alert; registering again under its name brings the same agent back."""
+    await agents.leave(session, token, agent_id=body.agent_id, now=now)
+    return Response(status_code=204)
 
 
 @router.post("/agent/heartbeat", responses={403: {"model": ErrorBody}})

@@ -139,20 +139,45 @@ async def register(
     client_rate: float | None,
     now: datetime,
 ) -> Agent:
+    """The agent registered: a new one, or (the same token and name, the agent stopped or gone
+    offline before) that agent back, so a restart keeps one row and closes its offline alert."""
     if location != token.location:
         raise Forbidden(f"this token is for location '{token.location}', not '{location}'")
-    agent = Agent(
-        token_id=token.id, location=token.location, name=name, labels=labels, version=version,
-        cores=cores, client_rate=client_rate, registered_at=now, last_seen_at=now,
-    )  # fmt: skip
-    session.add(agent)
+    back = await session.scalar(
+        select(Agent)
+        .where(
+            Agent.token_id == token.id,
+            Agent.name == name,
+            (Agent.left_at.is_not(None)) | (Agent.offline_since.is_not(None)),
+        )
+        .order_by(Agent.id.desc())
+        .limit(1)
+    )
+    if back is None:
+        agent = Agent(token_id=token.id, location=token.location, name=name, registered_at=now)
+        session.add(agent)
+    else:
+        agent = back
+        await _seen(session, agent, now)
+    agent.labels, agent.version, agent.cores, agent.client_rate = labels, version, cores, client_rate
+    agent.last_seen_at, agent.left_at, agent.current_run_id = now, None, None
     await session.flush()
     return agent
+
+
+async def leave(session: AsyncSession, token: AgentToken, *, agent_id: int, now: datetime) -> None:
+    """The agent stopped and said so (SIGTERM: a restart, a deploy): it is not "offline", and
+    raises no alert. Its run, if it still held one, is ended by the reaper as any silent run."""
+    agent = await _agent(session, token, agent_id)
+    agent.left_at = now
+    agent.last_seen_at = now
+    agent.current_run_id = None
 
 
 async def _seen(session: AsyncSession, agent: Agent, now: datetime) -> None:
     """The agent was heard from: an agent that was offline is back (its alert)."""
     agent.last_seen_at = now
+    agent.left_at = None
     if agent.offline_since is not None:
         agent.offline_since = None
         await alerts.agent_changed(session, agent=agent, online=True, now=now, silent_s=0.0)
@@ -438,7 +463,9 @@ async def reap(session: AsyncSession, *, now: datetime, offline_after_s: float) 
     gone = list(
         (
             await session.scalars(
-                select(Agent).where(Agent.last_seen_at < cutoff, Agent.offline_since.is_(None))
+                select(Agent).where(
+                    Agent.last_seen_at < cutoff, Agent.offline_since.is_(None), Agent.left_at.is_(None)
+                )
             )
         ).all()
     )

@@ -1,4 +1,5 @@
-"""Step parts: an agent uploads a large step in parts, each stored once
+"""Step parts (an agent uploads a large step in parts, each stored once) and agents.left_at (an
+agent that stopped and said so)
 
 Revision ID: 0016
 Revises: 0015
@@ -32,7 +33,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("run_id", "step_index", "part"),
     )
+    with op.batch_alter_table("agents") as batch:
+        batch.add_column(sa.Column("left_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("agents") as batch:
+        batch.drop_column("left_at")
     op.drop_table("step_parts")

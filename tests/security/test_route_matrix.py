@@ -54,6 +54,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/agent/runs/{run_id}/steps"): "agent",
     ("POST", "/api/v1/agent/runs/{run_id}/steps/{step_index}/parts"): "agent",
     ("POST", "/api/v1/agent/runs/{run_id}/end"): "agent",
+    ("POST", "/api/v1/agent/leave"): "agent",
     ("GET", "/api/v1/endpoints/{endpoint_id}/scorecard"): "reader",
     ("GET", "/api/v1/scorecards"): "reader",
     ("GET", "/api/v1/compare"): "reader",
