@@ -705,5 +705,8 @@ async def test_an_agent_going_offline_and_back_is_an_alert_of_its_own(
     assert await again.register() == agent.agent_id
     listed = (await client.get("/api/v1/alerts", headers=admin)).json()
     assert listed["items"][0]["kind"] == "agent_online" and listed["open"] == []
+    # Crashed and restarted within the offline period (a container restart): still itself.
+    assert await again.register() == agent.agent_id
+    assert len((await client.get("/api/v1/agents", headers=admin)).json()["items"]) == 1
     await agent.close()
     await again.close()

@@ -139,19 +139,14 @@ async def register(
     client_rate: float | None,
     now: datetime,
 ) -> Agent:
-    """The agent registered: a new one, or (the same token and name, the agent stopped or gone
-    offline before) that agent back, so a restart keeps one row and closes its offline alert."""
+    """The agent registered: a new one, or (the same token and name) that agent back, so a
+    restart keeps one row and closes its offline alert, even a restart quicker than the offline
+    period after a crash (the run the crashed process held is the reaper's, by its own silence).
+    Two processes are two agents only under two names."""
     if location != token.location:
         raise Forbidden(f"this token is for location '{token.location}', not '{location}'")
     back = await session.scalar(
-        select(Agent)
-        .where(
-            Agent.token_id == token.id,
-            Agent.name == name,
-            (Agent.left_at.is_not(None)) | (Agent.offline_since.is_not(None)),
-        )
-        .order_by(Agent.id.desc())
-        .limit(1)
+        select(Agent).where(Agent.token_id == token.id, Agent.name == name).order_by(Agent.id.desc()).limit(1)
     )
     if back is None:
         agent = Agent(token_id=token.id, location=token.location, name=name, registered_at=now)
