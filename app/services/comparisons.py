@@ -30,9 +30,9 @@ from app.confidence import (
     requests_needed,
     spread_of,
 )
-from app.domain import RunSource, percentile_key
+from app.domain import percentile_key
 from app.errors import ValidationFailed
-from app.models import RequestSample, Run, RunStatus, RunStep
+from app.models import RequestSample, Run, RunStatus, RunStep, measured
 from app.probe.stats import tpot_ms
 from app.services import runs
 from app.services.records import sample_from_row
@@ -47,6 +47,7 @@ CACHED = 256  # comparisons kept in memory (finished runs never change)
 
 
 _cache: OrderedDict[tuple[int, int, int, int, str], Comparison] = OrderedDict()
+
 
 Spreads = dict[tuple[str, str], Spread]  # (metric, statistic) -> its run-to-run spread
 FIGURES = [("ttft_ms", "TTFT", 0), ("tpot_ms", "TPOT", 1)]
@@ -139,8 +140,7 @@ async def history_spreads(session: AsyncSession, run: Run, load: float, percenti
                 .where(
                     Run.endpoint_id == run.endpoint_id,
                     Run.profile_name == run.profile_name,
-                    Run.status == RunStatus.succeeded.value,
-                    Run.source != RunSource.synthetic.value,
+                    measured(),
                     Run.created_at <= run.created_at,
                 )
                 .order_by(Run.created_at.desc(), Run.id.desc())
@@ -254,8 +254,7 @@ async def previous_run(session: AsyncSession, run: Run) -> Run | None:
             .where(
                 Run.endpoint_id == run.endpoint_id,
                 Run.profile_name == run.profile_name,
-                Run.status == RunStatus.succeeded.value,
-                Run.source != RunSource.synthetic.value,
+                measured(),
                 Run.created_at < run.created_at,
             )
             .order_by(Run.created_at.desc(), Run.id.desc())
@@ -292,8 +291,7 @@ async def _period_runs(
                 .where(
                     Run.endpoint_id == endpoint_id,
                     Run.profile_name == profile,
-                    Run.status == RunStatus.succeeded.value,
-                    Run.source != RunSource.synthetic.value,
+                    measured(),
                     Run.created_at >= since,
                     Run.created_at < until,
                 )

@@ -9,8 +9,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain import RunSource
-from app.models import Run, RunStatus, RunStep
+from app.models import Run, RunStep, measured
 from app.schemas import LocationFigures
 
 
@@ -30,8 +29,7 @@ async def by_location(
                 .where(
                     Run.endpoint_id == endpoint_id,
                     Run.location == location,
-                    Run.status == RunStatus.succeeded.value,
-                    Run.source != RunSource.synthetic.value,
+                    measured(),
                 )
                 .order_by(Run.created_at.desc(), Run.id.desc())
                 .limit(per_location)
