@@ -28,7 +28,7 @@ from app.paths import resource_dir
 from app.schemas import Health
 from app.security import keyring
 from app.security.crypto import SecretBox
-from app.services import telemetry
+from app.services import comparisons, telemetry
 from app.web import router as web_router
 from app.web.templating import render_error
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime(settings, app.state.secret_box) as opened:
+            comparisons.forget()  # cached by run id: another database's ids name other runs
             app.state.engine = opened.engine
             app.state.sessionmaker = opened.sessionmaker
             executor = opened.executor(clock)

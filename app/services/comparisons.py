@@ -49,6 +49,12 @@ CACHED = 256  # comparisons kept in memory (finished runs never change)
 _cache: OrderedDict[tuple[int, int, int, int, str], Comparison] = OrderedDict()
 
 
+def forget() -> None:
+    """Drop the cached comparisons: they are keyed by run id, which names a run only within one
+    database (an app opening its database starts with none)."""
+    _cache.clear()
+
+
 Spreads = dict[tuple[str, str], Spread]  # (metric, statistic) -> its run-to-run spread
 FIGURES = [("ttft_ms", "TTFT", 0), ("tpot_ms", "TPOT", 1)]
 
